@@ -8,8 +8,7 @@
 void nn_relu_forward(float *out, const float *inp, size_t n);
 void nn_relu_backward(float *dinp, const float *dout, const float *inp, size_t n);
 void nn_leakyrelu_forward(float *out, const float *inp, size_t n, float slope);
-void nn_leakyrelu_backward(float *dinp, const float *dout, const float *inp, size_t n,
-                           float slope);
+void nn_leakyrelu_backward(float *dinp, const float *dout, const float *inp, size_t n, float slope);
 /* sigmoid and tanh backward take the forward OUTPUT. */
 void nn_sigmoid_forward(float *out, const float *inp, size_t n);
 void nn_sigmoid_backward(float *dinp, const float *dout, const float *out, size_t n);

@@ -13,7 +13,6 @@ typedef struct nn_adam {
 /* lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay, t = 0. */
 nn_adam_t nn_adam_default(float lr);
 /* params, grads, m, v: n floats each. */
-void nn_adam_step(nn_adam_t *opt, float *params, const float *grads, float *m, float *v,
-                  size_t n);
+void nn_adam_step(nn_adam_t *opt, float *params, const float *grads, float *m, float *v, size_t n);
 
 #endif

@@ -18,10 +18,9 @@ void nn_attention_forward(float *out, float *cache, const float *inp, const floa
                           const float *bq, const float *wk, const float *bk, const float *wv,
                           const float *bv, const float *gamma, int n, int c, int hw);
 /* Accumulates into every gradient (NULL: skip). */
-void nn_attention_backward(float *dinp, float *dwq, float *dbq, float *dwk, float *dbk,
-                           float *dwv, float *dbv, float *dgamma, const float *dout,
-                           const float *cache, const float *inp, const float *wq,
-                           const float *wk, const float *wv, const float *gamma, int n,
-                           int c, int hw, float *ws);
+void nn_attention_backward(float *dinp, float *dwq, float *dbq, float *dwk, float *dbk, float *dwv,
+                           float *dbv, float *dgamma, const float *dout, const float *cache,
+                           const float *inp, const float *wq, const float *wk, const float *wv,
+                           const float *gamma, int n, int c, int hw, float *ws);
 
 #endif

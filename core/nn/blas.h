@@ -6,13 +6,11 @@
 
 #include <stdbool.h>
 
-void nn_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
-              const float *a, int lda, const float *b, int ldb, float beta,
-              float *c, int ldc);
+void nn_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+              const float *b, int ldb, float beta, float *c, int ldc);
 /* Triple loop with double accumulation: the reference. */
-void nn_sgemm_naive(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
-                    const float *a, int lda, const float *b, int ldb, float beta,
-                    float *c, int ldc);
+void nn_sgemm_naive(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                    int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
 /* OpenBLAS thread count; n <= 0 means "number of cores". */
 void nn_set_threads(int n);

@@ -7,17 +7,17 @@
 #include <stddef.h>
 
 typedef struct nn_conv {
-    int n, cin, h, w;          /* input (N,Cin,H,W) */
-    int cout, kh, kw;          /* weight (Cout, Cin/groups, KH, KW) for conv,
-                                  (Cin, Cout/groups, KH, KW) for transposed conv */
+    int n, cin, h, w; /* input (N,Cin,H,W) */
+    int cout, kh, kw; /* weight (Cout, Cin/groups, KH, KW) for conv,
+                         (Cin, Cout/groups, KH, KW) for transposed conv */
     int stride, pad, groups;
-    int out_pad;               /* transposed conv only */
-    int hout, wout;            /* filled in by nn_conv2d_init / nn_convt2d_init */
+    int out_pad;    /* transposed conv only */
+    int hout, wout; /* filled in by nn_conv2d_init / nn_convt2d_init */
 } nn_conv_t;
 
 /* Fills hout/wout: (h + 2p - kh)/s + 1. Returns 0, or -1 if the shape is invalid. */
-int nn_conv2d_init(nn_conv_t *c, int n, int cin, int h, int w, int cout, int kh, int kw,
-                   int stride, int pad, int groups);
+int nn_conv2d_init(nn_conv_t *c, int n, int cin, int h, int w, int cout, int kh, int kw, int stride,
+                   int pad, int groups);
 /* hout = (h-1)*s - 2p + kh + out_pad. Returns 0, or -1 if invalid. */
 int nn_convt2d_init(nn_conv_t *c, int n, int cin, int h, int w, int cout, int kh, int kw,
                     int stride, int pad, int out_pad, int groups);
@@ -27,22 +27,22 @@ size_t nn_conv2d_workspace(const nn_conv_t *c);
 size_t nn_convt2d_workspace(const nn_conv_t *c);
 
 /* out (N,Cout,Hout,Wout); inp (N,Cin,H,W); weight (Cout,Cin/g,KH,KW); bias (Cout) or NULL. */
-void nn_conv2d_forward(const nn_conv_t *c, float *out, const float *inp,
-                       const float *weight, const float *bias, float *ws);
+void nn_conv2d_forward(const nn_conv_t *c, float *out, const float *inp, const float *weight,
+                       const float *bias, float *ws);
 /* Accumulates into dinp, dweight, dbias (each may be NULL). */
 void nn_conv2d_backward(const nn_conv_t *c, float *dinp, float *dweight, float *dbias,
                         const float *dout, const float *inp, const float *weight, float *ws);
-void nn_conv2d_forward_naive(const nn_conv_t *c, float *out, const float *inp,
-                             const float *weight, const float *bias);
+void nn_conv2d_forward_naive(const nn_conv_t *c, float *out, const float *inp, const float *weight,
+                             const float *bias);
 
 /* Transposed conv (PyTorch ConvTranspose2d): out (N,Cout,Hout,Wout); inp (N,Cin,H,W);
  * weight (Cin, Cout/g, KH, KW); bias (Cout) or NULL. */
-void nn_convt2d_forward(const nn_conv_t *c, float *out, const float *inp,
-                        const float *weight, const float *bias, float *ws);
+void nn_convt2d_forward(const nn_conv_t *c, float *out, const float *inp, const float *weight,
+                        const float *bias, float *ws);
 void nn_convt2d_backward(const nn_conv_t *c, float *dinp, float *dweight, float *dbias,
                          const float *dout, const float *inp, const float *weight, float *ws);
-void nn_convt2d_forward_naive(const nn_conv_t *c, float *out, const float *inp,
-                              const float *weight, const float *bias);
+void nn_convt2d_forward_naive(const nn_conv_t *c, float *out, const float *inp, const float *weight,
+                              const float *bias);
 
 /* Reflection padding by p on every side (p < H, p < W):
  * out (N,C,H+2p,W+2p); inp (N,C,H,W). Backward accumulates into dinp. */

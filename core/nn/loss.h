@@ -6,10 +6,10 @@
 #include <stdint.h>
 
 /* Cross-entropy from logits (N,K) and integer targets; probs (N,K) saved. */
-double nn_crossentropy_forward(float *probs, const float *logits, const int32_t *targets,
-                               int n, int k);
-void nn_crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets,
-                              int n, int k, float dloss);
+double nn_crossentropy_forward(float *probs, const float *logits, const int32_t *targets, int n,
+                               int k);
+void nn_crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int n,
+                              int k, float dloss);
 
 /* Binary cross-entropy on probabilities p in (0,1) against targets t in [0,1],
  * n elements; log clamped at -100 like PyTorch. */

@@ -9,15 +9,15 @@
  * w_hh (4H,H); b_ih, b_hh (4H) or NULL. */
 void nn_lstm_cell_forward(float *h_out, float *c_out, float *cache, const float *x,
                           const float *h_prev, const float *c_prev, const float *w_ih,
-                          const float *w_hh, const float *b_ih, const float *b_hh,
-                          int n, int in, int hid);
+                          const float *w_hh, const float *b_ih, const float *b_hh, int n, int in,
+                          int hid);
 /* dh_out, dc_out (N,H): gradients flowing into this step's outputs (dc_out may
  * be NULL). Accumulates into dx, dh_prev, dc_prev, dw_ih, dw_hh, db_ih, db_hh
  * (each may be NULL). ws: N*4H floats. */
-void nn_lstm_cell_backward(float *dx, float *dh_prev, float *dc_prev, float *dw_ih,
-                           float *dw_hh, float *db_ih, float *db_hh, const float *dh_out,
-                           const float *dc_out, const float *cache, const float *x,
-                           const float *h_prev, const float *c_prev, const float *w_ih,
-                           const float *w_hh, int n, int in, int hid, float *ws);
+void nn_lstm_cell_backward(float *dx, float *dh_prev, float *dc_prev, float *dw_ih, float *dw_hh,
+                           float *db_ih, float *db_hh, const float *dh_out, const float *dc_out,
+                           const float *cache, const float *x, const float *h_prev,
+                           const float *c_prev, const float *w_ih, const float *w_hh, int n, int in,
+                           int hid, float *ws);
 
 #endif

@@ -8,14 +8,14 @@
 int nn_pool_out(int h, int k, int s, int p);
 
 /* out (N,C,Ho,Wo); argmax (N,C,Ho,Wo) flat index into the input plane, saved for backward. */
-void nn_maxpool2d_forward(float *out, int *argmax, const float *inp, int n, int c, int h,
-                          int w, int k, int s, int p);
-void nn_maxpool2d_backward(float *dinp, const float *dout, const int *argmax, int n, int c,
-                           int h, int w, int k, int s, int p);
-void nn_avgpool2d_forward(float *out, const float *inp, int n, int c, int h, int w, int k,
-                          int s, int p);
-void nn_avgpool2d_backward(float *dinp, const float *dout, int n, int c, int h, int w, int k,
-                           int s, int p);
+void nn_maxpool2d_forward(float *out, int *argmax, const float *inp, int n, int c, int h, int w,
+                          int k, int s, int p);
+void nn_maxpool2d_backward(float *dinp, const float *dout, const int *argmax, int n, int c, int h,
+                           int w, int k, int s, int p);
+void nn_avgpool2d_forward(float *out, const float *inp, int n, int c, int h, int w, int k, int s,
+                          int p);
+void nn_avgpool2d_backward(float *dinp, const float *dout, int n, int c, int h, int w, int k, int s,
+                           int p);
 
 /* out (N,C); inp (N,C,H*W). */
 void nn_gap_forward(float *out, const float *inp, int n, int c, int hw);
@@ -23,12 +23,12 @@ void nn_gap_backward(float *dinp, const float *dout, int n, int c, int hw);
 
 /* Adaptive pooling to (oh,ow): bin i spans [floor(i*h/oh), ceil((i+1)*h/oh)).
  * out (N,C,oh,ow); argmax as above for max. */
-void nn_adaptive_maxpool2d_forward(float *out, int *argmax, const float *inp, int n, int c,
-                                   int h, int w, int oh, int ow);
-void nn_adaptive_maxpool2d_backward(float *dinp, const float *dout, const int *argmax, int n,
-                                    int c, int h, int w, int oh, int ow);
-void nn_adaptive_avgpool2d_forward(float *out, const float *inp, int n, int c, int h, int w,
-                                   int oh, int ow);
+void nn_adaptive_maxpool2d_forward(float *out, int *argmax, const float *inp, int n, int c, int h,
+                                   int w, int oh, int ow);
+void nn_adaptive_maxpool2d_backward(float *dinp, const float *dout, const int *argmax, int n, int c,
+                                    int h, int w, int oh, int ow);
+void nn_adaptive_avgpool2d_forward(float *out, const float *inp, int n, int c, int h, int w, int oh,
+                                   int ow);
 void nn_adaptive_avgpool2d_backward(float *dinp, const float *dout, int n, int c, int h, int w,
                                     int oh, int ow);
 

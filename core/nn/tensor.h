@@ -8,11 +8,11 @@
 #define NN_MAX_DIMS 8
 
 typedef struct nn_tensor {
-    float *data;          /* owned unless `view` */
+    float *data; /* owned unless `view` */
     int ndim;
     int shape[NN_MAX_DIMS];
     size_t numel;
-    int view;             /* 1: data is borrowed */
+    int view; /* 1: data is borrowed */
 } nn_tensor_t;
 
 /* Returns a new zeroed tensor, caller destroys; NULL on overflow or no memory. */

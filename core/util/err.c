@@ -26,8 +26,7 @@ static _Thread_local char err_detail[1024];
 
 const char *dp_strerror(dp_err_t err)
 {
-    if ((int)err < 0 || err >= DP_ERR__COUNT || !err_text[err])
-        return "unknown error";
+    if ((int)err < 0 || err >= DP_ERR__COUNT || !err_text[err]) return "unknown error";
     return err_text[err];
 }
 

@@ -6,20 +6,20 @@
 
 typedef enum dp_err {
     DP_OK = 0,
-    DP_ERR_INVALID,    /* a bad argument or setting */
-    DP_ERR_NOMEM,      /* allocation failed */
-    DP_ERR_IO,         /* read/write/open failed */
-    DP_ERR_NOTFOUND,   /* file, key or tensor does not exist */
-    DP_ERR_FORMAT,     /* malformed file or message */
-    DP_ERR_TRUNCATED,  /* input ends early */
-    DP_ERR_RANGE,      /* a value outside its bounds, or an overflow */
-    DP_ERR_MISMATCH,   /* shapes, dtypes or names disagree */
-    DP_ERR_UNSUPPORTED,/* valid but not implemented here */
-    DP_ERR_NETWORK,    /* connection, DNS, timeout */
-    DP_ERR_AUTH,       /* credentials rejected */
-    DP_ERR_REMOTE,     /* the server answered with an error */
-    DP_ERR_EXISTS,     /* already exists */
-    DP_ERR_INTERRUPTED,/* cancelled or signalled */
+    DP_ERR_INVALID,     /* a bad argument or setting */
+    DP_ERR_NOMEM,       /* allocation failed */
+    DP_ERR_IO,          /* read/write/open failed */
+    DP_ERR_NOTFOUND,    /* file, key or tensor does not exist */
+    DP_ERR_FORMAT,      /* malformed file or message */
+    DP_ERR_TRUNCATED,   /* input ends early */
+    DP_ERR_RANGE,       /* a value outside its bounds, or an overflow */
+    DP_ERR_MISMATCH,    /* shapes, dtypes or names disagree */
+    DP_ERR_UNSUPPORTED, /* valid but not implemented here */
+    DP_ERR_NETWORK,     /* connection, DNS, timeout */
+    DP_ERR_AUTH,        /* credentials rejected */
+    DP_ERR_REMOTE,      /* the server answered with an error */
+    DP_ERR_EXISTS,      /* already exists */
+    DP_ERR_INTERRUPTED, /* cancelled or signalled */
     DP_ERR__COUNT
 } dp_err_t;
 
@@ -28,8 +28,7 @@ const char *dp_strerror(dp_err_t err);
 
 /* Thread-local detail of the last error: printf-style. Returns err so that
  * `return dp_err_set(DP_ERR_FORMAT, "%s: bad magic 0x%08x", path, m);` reads well. */
-dp_err_t dp_err_set(dp_err_t err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+dp_err_t dp_err_set(dp_err_t err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Detail of the last error set on this thread ("" if none); borrowed, valid
  * until the next dp_err_set() on this thread. */

@@ -13,8 +13,8 @@ typedef enum dp_log_level {
 } dp_log_level_t;
 
 /* Receives one formatted line (no trailing newline); must be thread-safe. */
-typedef void (*dp_log_sink_fn)(dp_log_level_t level, const char *component,
-                               const char *line, void *arg);
+typedef void (*dp_log_sink_fn)(dp_log_level_t level, const char *component, const char *line,
+                               void *arg);
 
 extern dp_log_level_t dp_log_min_level;
 
@@ -30,13 +30,13 @@ void dp_log_set_context(const char *campaign, const char *task);
 void dp_log_write(dp_log_level_t level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define DP_LOG(level, comp, ...)                                               \
-    do {                                                                       \
-        if ((level) >= dp_log_min_level) dp_log_write((level), (comp), __VA_ARGS__); \
+#define DP_LOG(level, comp, ...)                                                                   \
+    do {                                                                                           \
+        if ((level) >= dp_log_min_level) dp_log_write((level), (comp), __VA_ARGS__);               \
     } while (0)
 #define dp_debug(comp, ...) DP_LOG(DP_LOG_DEBUG, comp, __VA_ARGS__)
-#define dp_info(comp, ...) DP_LOG(DP_LOG_INFO, comp, __VA_ARGS__)
-#define dp_warn(comp, ...) DP_LOG(DP_LOG_WARN, comp, __VA_ARGS__)
+#define dp_info(comp, ...)  DP_LOG(DP_LOG_INFO, comp, __VA_ARGS__)
+#define dp_warn(comp, ...)  DP_LOG(DP_LOG_WARN, comp, __VA_ARGS__)
 #define dp_error(comp, ...) DP_LOG(DP_LOG_ERROR, comp, __VA_ARGS__)
 
 #endif

@@ -93,7 +93,8 @@ Test(rng, reproducible_and_distributed)
     cr_assert(fabs(su / n - 0.5) < 0.005);
     cr_assert(fabs(sn / n) < 0.01);
     cr_assert(fabs(sn2 / n - 1.0) < 0.02);
-    for (int i = 0; i < 10; i++) cr_assert(abs(hist[i] - n / 10) < n / 100, "bin %d: %d", i, hist[i]);
+    for (int i = 0; i < 10; i++)
+        cr_assert(abs(hist[i] - n / 10) < n / 100, "bin %d: %d", i, hist[i]);
 
     uint32_t idx[100], seen[100] = {0};
     for (uint32_t i = 0; i < 100; i++) idx[i] = i;
