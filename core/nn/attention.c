@@ -1,0 +1,141 @@
+/* SAGAN self-attention. Per image, x is (C,HW) and every product is one
+ * nn_sgemm:
+ *   q = Wq x + bq (C8,HW), k = Wk x + bk (C8,HW), v = Wv x + bv (C,HW)
+ *   E = q^T k (HW,HW), A = softmax_rows(E), O = v A^T (C,HW)
+ *   out = gamma O + x
+ * The cache keeps q, k, v, A, O per image; backward reuses one image-sized
+ * workspace for dv, dA (then dE in place), dq, dk. */
+#include "nn/attention.h"
+
+#include <assert.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "nn/act.h"
+#include "nn/blas.h"
+
+static int c8_of(int c) { return c / 8 > 0 ? c / 8 : 1; }
+
+static size_t cache_per_image(int c, int hw)
+{
+    size_t c8 = (size_t)c8_of(c), s = (size_t)hw;
+    return 2 * c8 * s + 2 * (size_t)c * s + s * s;
+}
+
+size_t nn_attention_cache_size(int n, int c, int hw) { return (size_t)n * cache_per_image(c, hw); }
+
+size_t nn_attention_workspace(int n, int c, int hw)
+{
+    (void)n;
+    size_t c8 = (size_t)c8_of(c), s = (size_t)hw;
+    return (size_t)c * s + s * s + 2 * c8 * s;
+}
+
+/* y (co,HW) = W (co,C) x (C,HW) + bias, as one sgemm onto the broadcast bias. */
+static void conv1x1(float *y, const float *w, const float *bias, const float *x, int co, int c,
+                    int hw)
+{
+    for (int o = 0; o < co; o++) {
+        float bv = bias ? bias[o] : 0.0f;
+        float *r = y + (size_t)o * hw;
+        for (int i = 0; i < hw; i++) r[i] = bv;
+    }
+    nn_sgemm(false, false, co, hw, c, 1.0f, w, c, x, hw, 1.0f, y, hw);
+}
+
+/* Backward of conv1x1 given dy (co,HW): dW += dy x^T, db += rowsum dy,
+ * dx += W^T dy. */
+static void conv1x1_backward(float *dx, float *dw, float *db, const float *dy, const float *w,
+                             const float *x, int co, int c, int hw)
+{
+    if (dw) nn_sgemm(false, true, co, c, hw, 1.0f, dy, hw, x, hw, 1.0f, dw, c);
+    if (db) {
+        for (int o = 0; o < co; o++) {
+            const float *r = dy + (size_t)o * hw;
+            float s = 0.0f;
+            for (int i = 0; i < hw; i++) s += r[i];
+            db[o] += s;
+        }
+    }
+    if (dx) nn_sgemm(true, false, c, hw, co, 1.0f, w, c, dy, hw, 1.0f, dx, hw);
+}
+
+void nn_attention_forward(float *out, float *cache, const float *inp, const float *wq,
+                          const float *bq, const float *wk, const float *bk, const float *wv,
+                          const float *bv, const float *gamma, int n, int c, int hw)
+{
+    assert(n > 0 && c > 0 && hw > 0);
+    int c8 = c8_of(c);
+    size_t plane = (size_t)c * hw;
+    for (int b = 0; b < n; b++) {
+        const float *x = inp + b * plane;
+        float *y = out + b * plane;
+        float *q = cache + b * cache_per_image(c, hw);
+        float *k = q + (size_t)c8 * hw, *v = k + (size_t)c8 * hw, *a = v + plane;
+        float *o = a + (size_t)hw * hw;
+        conv1x1(q, wq, bq, x, c8, c, hw);
+        conv1x1(k, wk, bk, x, c8, c, hw);
+        conv1x1(v, wv, bv, x, c, c, hw);
+        /* E (HW,HW) = q^T (HW,C8) k (C8,HW), then row softmax in place */
+        nn_sgemm(true, false, hw, hw, c8, 1.0f, q, hw, k, hw, 0.0f, a, hw);
+        nn_softmax_forward(a, a, hw, hw);
+        /* O (C,HW) = v (C,HW) A^T (HW,HW) */
+        nn_sgemm(false, true, c, hw, hw, 1.0f, v, hw, a, hw, 0.0f, o, hw);
+        float g = gamma[0];
+        for (size_t i = 0; i < plane; i++) y[i] = g * o[i] + x[i];
+    }
+}
+
+void nn_attention_backward(float *dinp, float *dwq, float *dbq, float *dwk, float *dbk, float *dwv,
+                           float *dbv, float *dgamma, const float *dout, const float *cache,
+                           const float *inp, const float *wq, const float *wk, const float *wv,
+                           const float *gamma, int n, int c, int hw, float *ws)
+{
+    assert(n > 0 && c > 0 && hw > 0);
+    int c8 = c8_of(c);
+    size_t plane = (size_t)c * hw;
+    float g = gamma[0];
+    /* gamma = 0 (its initial value) makes every path through O vanish. */
+    bool need_v = g != 0.0f && (dinp || dwv || dbv);
+    bool need_qk = g != 0.0f && (dinp || dwq || dbq || dwk || dbk);
+    float *dv = ws, *da = dv + plane, *dq = da + (size_t)hw * hw, *dk = dq + (size_t)c8 * hw;
+    double dg = 0.0;
+    for (int b = 0; b < n; b++) {
+        const float *x = inp + b * plane;
+        const float *dy = dout + b * plane;
+        const float *q = cache + b * cache_per_image(c, hw);
+        const float *k = q + (size_t)c8 * hw, *v = k + (size_t)c8 * hw, *a = v + plane;
+        const float *o = a + (size_t)hw * hw;
+        float *dx = dinp ? dinp + b * plane : NULL;
+        if (dgamma) {
+            float s = 0.0f;
+            for (size_t i = 0; i < plane; i++) s += dy[i] * o[i];
+            dg += s;
+        }
+        if (dx)
+            for (size_t i = 0; i < plane; i++) dx[i] += dy[i]; /* residual */
+        /* dO = gamma dy, folded into alpha below. */
+        if (need_v) {
+            /* dv (C,HW) = dO (C,HW) A (HW,HW) */
+            nn_sgemm(false, false, c, hw, hw, g, dy, hw, a, hw, 0.0f, dv, hw);
+            conv1x1_backward(dx, dwv, dbv, dv, wv, x, c, c, hw);
+        }
+        if (need_qk) {
+            /* dA (HW,HW) = dO^T (HW,C) v (C,HW); dE = softmax backward, in place */
+            nn_sgemm(true, false, hw, hw, c, g, dy, hw, v, hw, 0.0f, da, hw);
+            for (int i = 0; i < hw; i++) {
+                float *dr = da + (size_t)i * hw;
+                const float *ar = a + (size_t)i * hw;
+                float dot = 0.0f;
+                for (int j = 0; j < hw; j++) dot += dr[j] * ar[j];
+                for (int j = 0; j < hw; j++) dr[j] = ar[j] * (dr[j] - dot);
+            }
+            /* dq (C8,HW) = k (C8,HW) dE^T; dk (C8,HW) = q (C8,HW) dE */
+            nn_sgemm(false, true, c8, hw, hw, 1.0f, k, hw, da, hw, 0.0f, dq, hw);
+            nn_sgemm(false, false, c8, hw, hw, 1.0f, q, hw, da, hw, 0.0f, dk, hw);
+            conv1x1_backward(dx, dwq, dbq, dq, wq, x, c8, c, hw);
+            conv1x1_backward(dx, dwk, dbk, dk, wk, x, c8, c, hw);
+        }
+    }
+    if (dgamma) dgamma[0] += (float)dg;
+}
