@@ -49,12 +49,14 @@ void nn_batchnorm_forward_train(float *out, float *mean, float *rstd, const floa
             double unbiased = cnt > 1.0 ? var * cnt / (cnt - 1.0) : var;
             running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * (float)unbiased;
         }
+        /* (x - mean) first: exact for x near the mean, so a large common
+         * offset does not cancel away the signal. */
         float scale = (gamma ? gamma[ch] : 1.0f) * rs;
-        float shift = (beta ? beta[ch] : 0.0f) - mf * scale;
+        float shift = beta ? beta[ch] : 0.0f;
         for (int b = 0; b < n; b++) {
             const float *x = inp + (size_t)b * stride + (size_t)ch * hw;
             float *y = out + (size_t)b * stride + (size_t)ch * hw;
-            for (int i = 0; i < hw; i++) y[i] = x[i] * scale + shift;
+            for (int i = 0; i < hw; i++) y[i] = (x[i] - mf) * scale + shift;
         }
     }
 }
@@ -68,11 +70,11 @@ void nn_batchnorm_forward_eval(float *out, const float *inp, const float *gamma,
     for (int ch = 0; ch < c; ch++) {
         float rs = (float)(1.0 / sqrt((double)running_var[ch] + eps));
         float scale = (gamma ? gamma[ch] : 1.0f) * rs;
-        float shift = (beta ? beta[ch] : 0.0f) - running_mean[ch] * scale;
+        float shift = beta ? beta[ch] : 0.0f, m = running_mean[ch];
         for (int b = 0; b < n; b++) {
             const float *x = inp + (size_t)b * stride + (size_t)ch * hw;
             float *y = out + (size_t)b * stride + (size_t)ch * hw;
-            for (int i = 0; i < hw; i++) y[i] = x[i] * scale + shift;
+            for (int i = 0; i < hw; i++) y[i] = (x[i] - m) * scale + shift;
         }
     }
 }
