@@ -1,6 +1,9 @@
 /* 2D convolution and transposed convolution (NCHW), and reflection padding.
  * Convolution is im2col into the caller's workspace then one nn_sgemm per
- * (image, group); 1x1 stride-1 unpadded convolutions skip im2col. */
+ * (image, group); 1x1 stride-1 unpadded convolutions skip im2col. With
+ * groups == 1 and a batch of small images, the whole batch goes through one
+ * sgemm instead (columns of all images side by side, then a scatter to NCHW):
+ * thin per-image matrices waste most of the BLAS's speed. */
 #ifndef DP_NN_CONV_H
 #define DP_NN_CONV_H
 
@@ -13,6 +16,8 @@ typedef struct nn_conv {
     int stride, pad, groups;
     int out_pad;    /* transposed conv only */
     int hout, wout; /* filled in by nn_conv2d_init / nn_convt2d_init */
+    int batch_gemm; /* set by init: 1 = whole batch in one sgemm (groups == 1, n > 1,
+                       small images); may be changed before sizing the workspace */
 } nn_conv_t;
 
 /* Fills hout/wout: (h + 2p - kh)/s + 1. Returns 0, or -1 if the shape is invalid. */
