@@ -60,6 +60,8 @@ CONV = {  # name: (n, cin, h, w, cout, k, stride, pad, groups, bias)
     "conv_1x1": (1, 6, 5, 5, 3, 1, 1, 0, 1, True),
     "conv_batch2": (2, 3, 6, 5, 4, 3, 1, 1, 1, True),
     "conv_k4_s2_p1_nobias": (2, 3, 8, 8, 5, 4, 2, 1, 1, False),
+    "conv_1x1_batch3": (3, 6, 4, 5, 3, 1, 1, 0, 1, True),
+    "conv_1x1_s2": (2, 4, 6, 6, 8, 1, 2, 0, 1, False),
 }
 for i, (nm, args) in enumerate(CONV.items()):
     case(nm, 100 + i)(lambda a=args: conv_case(*a))
