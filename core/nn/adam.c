@@ -1,6 +1,7 @@
-/* Adam, written the way torch.optim.Adam's single-tensor path computes it:
- *   g += wd p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
- *   p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps),  bci = 1 - beta_i^t. */
+/* Adam, written the way torch.optim.Adam computes it (float tensors, scalars
+ * from double hyperparameters rounded to float):
+ *   g += wd p; m = lerp(m, g, 1-b1) = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ *   p -= (lr / bc1) * (m / (sqrt(v) / sqrt(bc2) + eps)),  bci = 1 - beta_i^t. */
 #include "nn/adam.h"
 
 #include <assert.h>
@@ -9,7 +10,7 @@
 nn_adam_t nn_adam_default(float lr)
 {
     nn_adam_t a = {
-        .lr = lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f, .t = 0};
+        .lr = lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.0, .t = 0};
     return a;
 }
 
@@ -21,11 +22,13 @@ void nn_adam_step(nn_adam_t *opt, float *params, const float *grads, float *m, f
     double bc2 = 1.0 - pow(opt->beta2, (double)opt->t);
     float step = (float)(opt->lr / bc1);
     float sbc2 = (float)sqrt(bc2);
-    float b1 = opt->beta1, b2 = opt->beta2, eps = opt->eps, wd = opt->weight_decay;
+    float b2 = (float)opt->beta2, omb1 = (float)(1.0 - opt->beta1),
+          omb2 = (float)(1.0 - opt->beta2);
+    float eps = (float)opt->eps, wd = (float)opt->weight_decay;
     for (size_t i = 0; i < n; i++) {
         float g = grads[i] + wd * params[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * g;
-        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+        m[i] += omb1 * (g - m[i]);
+        v[i] = b2 * v[i] + omb2 * (g * g);
         params[i] -= step * (m[i] / (sqrtf(v[i]) / sbc2 + eps));
     }
 }

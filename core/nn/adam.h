@@ -5,8 +5,10 @@
 
 #include <stddef.h>
 
+/* Hyperparameters are double, like PyTorch's Python floats: 1 - beta2 taken
+ * from a float 0.999f would be off by 5e-5 relative. */
 typedef struct nn_adam {
-    float lr, beta1, beta2, eps, weight_decay;
+    double lr, beta1, beta2, eps, weight_decay;
     long t; /* steps taken; nn_adam_step increments it first */
 } nn_adam_t;
 
