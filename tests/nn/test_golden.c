@@ -568,6 +568,26 @@ Test(golden, softmax)
     done(&g);
 }
 
+Test(golden, softmax_big_logits)
+{
+    const char *fx = "softmax_big";
+    golden_t *g = open_fixture(FIXTURE("softmax_big"));
+    const int32_t *m = GI(g, "meta", 1, 2);
+    int r = m[0], k = m[1];
+    size_t n = (size_t)r * k;
+    const float *x = GF(g, "x", 2, r, k);
+    float *y = fbuf(n), *dx = fbuf(n), *probs = fbuf(n), *dl = fbuf(n);
+    nn_softmax_forward(y, x, r, k);
+    check_fwd(fx, "y", y, GF(g, "y", 2, r, k), n);
+    nn_softmax_backward(dx, GF(g, "dy", 2, r, k), y, r, k);
+    check_grad(fx, "dx", dx, GF(g, "dx", 2, r, k), n);
+    const int32_t *t = GI(g, "targets", 1, r);
+    check_scalar(fx, "ce", nn_crossentropy_forward(probs, x, t, r, k), GF(g, "ce", 1, 1)[0]);
+    nn_crossentropy_backward(dl, probs, t, r, k, 1.0f);
+    check_grad(fx, "dlogits", dl, GF(g, "dlogits", 2, r, k), n);
+    done(&g);
+}
+
 Test(golden, losses)
 {
     const char *fx = "losses";
@@ -589,6 +609,9 @@ Test(golden, losses)
     const float *p = GF(g, "bce_p", 2, 2, nb / 2), *bt = GF(g, "bce_t", 2, 2, nb / 2);
     float *dp = fbuf((size_t)nb);
     check_scalar(fx, "bce", nn_bce_forward(p, bt, nb), GF(g, "bce", 1, 1)[0]);
+    check_scalar(fx, "bce (p = 0, 1: log clamped)",
+                 nn_bce_forward(GF(g, "bce_edge_p", 1, 5), GF(g, "bce_edge_t", 1, 5), 5),
+                 GF(g, "bce_edge", 1, 1)[0]);
     nn_bce_backward(dp, p, bt, nb, 1.0f);
     check_grad(fx, "bce_dp", dp, GF(g, "bce_dp", 2, 2, nb / 2), (size_t)nb);
 
@@ -925,7 +948,7 @@ Test(golden, fixtures_load)
         FIXTURE("convt_k3_s2_p1_op1"), FIXTURE("convt_g2"), FIXTURE("reflpad"),
         FIXTURE("bn_train"), FIXTURE("bn_eval"), FIXTURE("instnorm"), FIXTURE("lstm_step"),
         FIXTURE("lstm_two_steps"), FIXTURE("attention_c16"), FIXTURE("attention_c8_3x5"),
-        FIXTURE("linear"), FIXTURE("act"), FIXTURE("softmax"), FIXTURE("losses"),
+        FIXTURE("linear"), FIXTURE("act"), FIXTURE("softmax"), FIXTURE("softmax_big"), FIXTURE("losses"),
         FIXTURE("pool"), FIXTURE("adam"), FIXTURE("net"),
     };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {

@@ -264,8 +264,10 @@ def _act():
     # One input, every activation; values kept away from 0 (the ReLU kink).
     x = torch.randn(3, 7)
     x = torch.where(x.abs() < 0.05, torch.full_like(x, 0.3), x) * 2
+    # a row of extremes: sigmoid/tanh must saturate without inf/NaN
+    x = torch.cat([x, torch.tensor([[-90.0, -40.0, -9.0, 9.0, 40.0, 90.0, -0.5]])])
     dy = torch.randn_like(x)
-    d = {"meta": [3, 7], "x": x, "dy": dy}
+    d = {"meta": [4, 7], "x": x, "dy": dy}
     fns = {"relu": F.relu, "lrelu": lambda t: F.leaky_relu(t, 0.2),
            "sigmoid": torch.sigmoid, "tanh": torch.tanh}
     for nm, fn in fns.items():
@@ -287,6 +289,24 @@ def _softmax():
     return {"meta": [rows, k], "x": x, "y": y, "dy": dy, "dx": x.grad}
 
 
+@case("softmax_big", 621)
+def _softmax_big():
+    # Logits far outside exp's float range: a naive softmax overflows.
+    rows, k = 3, 5
+    x = torch.tensor([[100.0, 90.0, 0.0, -100.0, 99.0],
+                      [-200.0, -210.0, -199.0, -250.0, -205.0],
+                      [1000.0, 0.0, 0.0, 0.0, 0.0]]).requires_grad_(True)
+    y = torch.softmax(x, dim=-1)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    targets = torch.tensor([1, 2, 3])
+    lg = x.detach().clone().requires_grad_(True)
+    ce = F.cross_entropy(lg, targets)
+    ce.backward()
+    return {"meta": [rows, k], "x": x, "y": y, "dy": dy, "dx": x.grad,
+            "targets": targets, "ce": ce.reshape(1), "dlogits": lg.grad}
+
+
 @case("losses", 630)
 def _losses():
     n, k = 4, 5
@@ -298,6 +318,11 @@ def _losses():
     t = torch.rand(2, 7)
     bce = F.binary_cross_entropy(p, t)
     bce.backward()
+    # BCE at p = 0 and 1 exactly: log is clamped at -100 (forward only; the
+    # gradient there is implementation-defined)
+    pe = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.5])
+    te = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.3])
+    bce_edge = F.binary_cross_entropy(pe, te)
     xm, tm = leaf(3, 4), torch.randn(3, 4)
     mse = F.mse_loss(xm, tm)
     mse.backward()
@@ -305,6 +330,7 @@ def _losses():
             "ce": ce.reshape(1), "probs": torch.softmax(logits.detach(), -1),
             "dlogits": logits.grad,
             "bce_p": p, "bce_t": t, "bce": bce.reshape(1), "bce_dp": p.grad,
+            "bce_edge_p": pe, "bce_edge_t": te, "bce_edge": bce_edge.reshape(1),
             "mse_x": xm, "mse_t": tm, "mse": mse.reshape(1), "mse_dx": xm.grad}
 
 
