@@ -303,3 +303,24 @@ Test(idx, gzip_bomb_stops_at_declared_size, .timeout = 20)
                "trailing");
     free(gz);
 }
+
+Test(idx, gzip_file_cut_short)
+{
+    size_t gil;
+    uint8_t *gi = gzip_mem(img_file, img_len, &gil);
+    const char *lp = scratch_write("l", lbl_file, lbl_len, 0);
+    dp_dataset_t *d = NULL;
+    /* cut inside the deflate data, then inside the 8-byte trailer */
+    const char *ip = scratch_write("i", gi, gil - 20, 0);
+    ASSERT_ERR(dp_dataset_load_idx(ip, lp, &d), DP_ERR_TRUNCATED, ip, "body");
+    ip = scratch_write("i", gi, gil - 3, 0);
+    ASSERT_ERR(dp_dataset_load_idx(ip, lp, &d), DP_ERR_TRUNCATED, ip, "gzip");
+    /* a damaged deflate block */
+    memcpy(gi + 12, "\xff\xff\xff\xff", 4);
+    ip = scratch_write("i", gi, gil, 0);
+    dp_err_t e = dp_dataset_load_idx(ip, lp, &d);
+    cr_assert(e == DP_ERR_FORMAT || e == DP_ERR_TRUNCATED, "%s", dp_err_detail());
+    cr_assert(strstr(dp_err_detail(), ip));
+    cr_assert_null(d);
+    free(gi);
+}
