@@ -146,6 +146,7 @@ static dp_err_t jp_expect(jp_t *p, char c, const char *what)
 static dp_err_t jp_peek(jp_t *p, uint8_t *c)
 {
     jp_ws(p);
+    *c = 0;
     if (p->pos >= p->n) return jp_end(p);
     *c = p->s[p->pos];
     return DP_OK;
