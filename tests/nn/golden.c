@@ -22,8 +22,7 @@ static uint32_t rd_u32(const unsigned char *p)
 
 void golden_destroy(golden_t **pg)
 {
-    if (!pg || !*pg)
-        return;
+    if (!pg || !*pg) return;
     golden_t *g = *pg;
     for (int i = 0; i < g->count; i++) {
         free(g->t[i].name);
@@ -49,8 +48,8 @@ dp_err_t golden_parse(const void *buf, size_t len, const char *path, golden_t **
                           p[0], p[1], p[2], p[3]);
     uint32_t version = rd_u32(p + 4), count = rd_u32(p + 8);
     if (version != GOLDEN_VERSION)
-        return dp_err_set(DP_ERR_UNSUPPORTED, "%s: version %u, this loader reads %u", path,
-                          version, GOLDEN_VERSION);
+        return dp_err_set(DP_ERR_UNSUPPORTED, "%s: version %u, this loader reads %u", path, version,
+                          GOLDEN_VERSION);
     if (count > GOLDEN_MAX_TENSORS)
         return dp_err_set(DP_ERR_FORMAT, "%s: tensor count %u > %d", path, count,
                           GOLDEN_MAX_TENSORS);
@@ -186,8 +185,7 @@ int golden_count(const golden_t *g) { return g->count; }
 const golden_tensor_t *golden_get(const golden_t *g, const char *name)
 {
     for (int i = 0; i < g->count; i++)
-        if (strcmp(g->t[i].name, name) == 0)
-            return &g->t[i];
+        if (strcmp(g->t[i].name, name) == 0) return &g->t[i];
     return NULL;
 }
 
@@ -196,12 +194,11 @@ static void shape_str(char *s, size_t cap, int ndim, const int *dims)
     size_t o = (size_t)snprintf(s, cap, "(");
     for (int i = 0; i < ndim && o < cap; i++)
         o += (size_t)snprintf(s + o, cap - o, i ? ",%d" : "%d", dims[i]);
-    if (o < cap)
-        snprintf(s + o, cap - o, ")");
+    if (o < cap) snprintf(s + o, cap - o, ")");
 }
 
-static const void *find_checked(const golden_t *g, const char *name, golden_dtype_t dtype,
-                                int ndim, va_list ap)
+static const void *find_checked(const golden_t *g, const char *name, golden_dtype_t dtype, int ndim,
+                                va_list ap)
 {
     const golden_tensor_t *t = golden_get(g, name);
     if (!t) {
@@ -213,8 +210,7 @@ static const void *find_checked(const golden_t *g, const char *name, golden_dtyp
                    t->dtype == GOLDEN_F32 ? "f32" : "i32", dtype == GOLDEN_F32 ? "f32" : "i32");
         return NULL;
     }
-    if (ndim < 0)
-        return t->data;
+    if (ndim < 0) return t->data;
     int want[GOLDEN_MAX_DIMS] = {0};
     int ok = ndim == t->ndim && ndim <= GOLDEN_MAX_DIMS;
     for (int i = 0; i < ndim && i < GOLDEN_MAX_DIMS; i++) {
@@ -263,8 +259,7 @@ golden_err_t golden_compare(const float *got, const float *want, size_t n)
             e.max_abs = d;
             e.worst = i;
         }
-        if (fabs((double)want[i]) > e.max_ref)
-            e.max_ref = fabs((double)want[i]);
+        if (fabs((double)want[i]) > e.max_ref) e.max_ref = fabs((double)want[i]);
     }
     e.rel = isinf(e.max_abs) ? INFINITY : e.max_abs / fmax(e.max_ref, 1e-6);
     return e;

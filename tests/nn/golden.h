@@ -14,9 +14,9 @@
 
 #include "util/err.h"
 
-#define GOLDEN_MAGIC "DPGF"
-#define GOLDEN_VERSION 1u
-#define GOLDEN_MAX_DIMS 8
+#define GOLDEN_MAGIC       "DPGF"
+#define GOLDEN_VERSION     1u
+#define GOLDEN_MAX_DIMS    8
 #define GOLDEN_MAX_TENSORS 4096
 
 typedef enum golden_dtype { GOLDEN_F32 = 0, GOLDEN_I32 = 1 } golden_dtype_t;

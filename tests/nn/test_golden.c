@@ -31,8 +31,8 @@
 #include "nn/pool.h"
 
 #define FIXTURE(name) DP_SOURCE_DIR "/tests/fixtures/golden/" name ".bin"
-#define FWD_TOL 1e-4
-#define GRAD_TOL 1e-3
+#define FWD_TOL       1e-4
+#define GRAD_TOL      1e-3
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -60,8 +60,7 @@ static float *fcopy(const float *src, size_t n)
 static float *fscaled(const float *src, size_t n, float s)
 {
     float *p = fbuf(n);
-    for (size_t i = 0; i < n; i++)
-        p[i] = s * src[i];
+    for (size_t i = 0; i < n; i++) p[i] = s * src[i];
     return p;
 }
 
@@ -77,8 +76,7 @@ static golden_t *open_fixture(const char *path)
 static void done(golden_t **g)
 {
     golden_destroy(g);
-    for (int i = 0; i < arena_n; i++)
-        free(arena[i]);
+    for (int i = 0; i < arena_n; i++) free(arena[i]);
     arena_n = 0;
 }
 
@@ -94,8 +92,8 @@ static const void *need(const void *p, const char *fx, const char *name)
 static void report(const char *fx, const char *what, golden_err_t e, bool ok, const char *rule)
 {
     if (!ok || getenv("GOLDEN_VERBOSE"))
-        fprintf(stderr, "%-24s %-22s max_abs %.3e rel %.3e (max|ref| %.3e, worst [%zu]) %s%s\n",
-                fx, what, e.max_abs, e.rel, e.max_ref, e.worst, ok ? "ok" : "FAIL ", ok ? "" : rule);
+        fprintf(stderr, "%-24s %-22s max_abs %.3e rel %.3e (max|ref| %.3e, worst [%zu]) %s%s\n", fx,
+                what, e.max_abs, e.rel, e.max_ref, e.worst, ok ? "ok" : "FAIL ", ok ? "" : rule);
 }
 
 /* Forward output: max abs error. */
@@ -154,8 +152,8 @@ static void check_scalar(const char *fx, const char *what, double got, float wan
 /* ---------------------------------------------------------------- convolution */
 
 static const char *const conv_cases[] = {
-    "conv_g1_s1_p1",        "conv_s2_p0",      "conv_g2",     "conv_depthwise", "conv_1x1",
-    "conv_batch2",          "conv_k4_s2_p1_nobias", "conv_1x1_batch3", "conv_1x1_s2",
+    "conv_g1_s1_p1", "conv_s2_p0",           "conv_g2",         "conv_depthwise", "conv_1x1",
+    "conv_batch2",   "conv_k4_s2_p1_nobias", "conv_1x1_batch3", "conv_1x1_s2",
 };
 
 /* One pass over a conv fixture; batch_gemm < 0 keeps init's choice of path,
@@ -167,8 +165,7 @@ static void conv_once(const char *fx, golden_t *g, int batch_gemm)
         grp = m[8], has_bias = m[9];
     nn_conv_t c;
     cr_assert_eq(nn_conv2d_init(&c, n, cin, h, w, cout, k, k, s, p, grp), 0, "%s: init", fx);
-    if (batch_gemm >= 0)
-        c.batch_gemm = batch_gemm;
+    if (batch_gemm >= 0) c.batch_gemm = batch_gemm;
     size_t nx = (size_t)n * cin * h * w, nw = (size_t)cout * (cin / grp) * k * k;
     size_t ny = (size_t)n * cout * c.hout * c.wout;
     const float *x = GF(g, "x", 4, n, cin, h, w);
@@ -191,8 +188,7 @@ static void conv_once(const char *fx, golden_t *g, int batch_gemm)
             rep == 1 ? check_grad : check_grad2;
         chk(fx, "dx", dx, GF(g, "dx", 4, n, cin, h, w), nx);
         chk(fx, "dw", dw, GF(g, "dw", 4, cout, cin / grp, k, k), nw);
-        if (has_bias)
-            chk(fx, "db", db, GF(g, "db", 1, cout), (size_t)cout);
+        if (has_bias) chk(fx, "db", db, GF(g, "db", 1, cout), (size_t)cout);
     }
     /* NULL gradients are skipped: only dw. */
     float *dw_only = fbuf(nw);
@@ -216,12 +212,11 @@ static void run_conv(const char *fx, const char *path)
 Test(golden, conv2d)
 {
     static const char *const paths[] = {
-        FIXTURE("conv_g1_s1_p1"), FIXTURE("conv_s2_p0"),  FIXTURE("conv_g2"),
-        FIXTURE("conv_depthwise"), FIXTURE("conv_1x1"),  FIXTURE("conv_batch2"),
+        FIXTURE("conv_g1_s1_p1"),        FIXTURE("conv_s2_p0"),      FIXTURE("conv_g2"),
+        FIXTURE("conv_depthwise"),       FIXTURE("conv_1x1"),        FIXTURE("conv_batch2"),
         FIXTURE("conv_k4_s2_p1_nobias"), FIXTURE("conv_1x1_batch3"), FIXTURE("conv_1x1_s2"),
     };
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
-        run_conv(conv_cases[i], paths[i]);
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) run_conv(conv_cases[i], paths[i]);
 }
 
 static void convt_once(const char *fx, golden_t *g, int batch_gemm)
@@ -231,8 +226,7 @@ static void convt_once(const char *fx, golden_t *g, int batch_gemm)
         op = m[8], grp = m[9];
     nn_conv_t c;
     cr_assert_eq(nn_convt2d_init(&c, n, cin, h, w, cout, k, k, s, p, op, grp), 0, "%s: init", fx);
-    if (batch_gemm >= 0)
-        c.batch_gemm = batch_gemm;
+    if (batch_gemm >= 0) c.batch_gemm = batch_gemm;
     size_t nx = (size_t)n * cin * h * w, nw = (size_t)cin * (cout / grp) * k * k;
     size_t ny = (size_t)n * cout * c.hout * c.wout;
     const float *x = GF(g, "x", 4, n, cin, h, w);
@@ -470,8 +464,7 @@ static void run_attention(const char *fx, const char *path)
          * dbk is zero up to rounding, so it is compared at the scale of dbq. */
         const float *dbq_ref = GF(g, "dbq", 1, c8);
         double sq = 0;
-        for (int i = 0; i < c8; i++)
-            sq = fmax(sq, fabs(rep * (double)dbq_ref[i]));
+        for (int i = 0; i < c8; i++) sq = fmax(sq, fabs(rep * (double)dbq_ref[i]));
         check_grad_vs(fx, rep == 1 ? "dbk (zero)" : "dbk (zero, x2)", dbk, GF(g, "dbk", 1, c8),
                       (size_t)c8, sq);
         chk(fx, "dwv", dwv, GF(g, "dwv", 2, c, c), nv);
@@ -653,28 +646,23 @@ static void run_pool(golden_t *g, const char *op, enum pool_kind kind, int k, in
     for (int rep = 1; rep <= 2; rep++) {
         switch (kind) {
         case POOL_MAX:
-            if (rep == 1)
-                nn_maxpool2d_forward(out, argmax, x, n, c, h, w, k, s, p);
+            if (rep == 1) nn_maxpool2d_forward(out, argmax, x, n, c, h, w, k, s, p);
             nn_maxpool2d_backward(dx, dy, argmax, n, c, h, w, k, s, p);
             break;
         case POOL_AVG:
-            if (rep == 1)
-                nn_avgpool2d_forward(out, x, n, c, h, w, k, s, p);
+            if (rep == 1) nn_avgpool2d_forward(out, x, n, c, h, w, k, s, p);
             nn_avgpool2d_backward(dx, dy, n, c, h, w, k, s, p);
             break;
         case POOL_AMAX:
-            if (rep == 1)
-                nn_adaptive_maxpool2d_forward(out, argmax, x, n, c, h, w, oh, ow);
+            if (rep == 1) nn_adaptive_maxpool2d_forward(out, argmax, x, n, c, h, w, oh, ow);
             nn_adaptive_maxpool2d_backward(dx, dy, argmax, n, c, h, w, oh, ow);
             break;
         case POOL_AAVG:
-            if (rep == 1)
-                nn_adaptive_avgpool2d_forward(out, x, n, c, h, w, oh, ow);
+            if (rep == 1) nn_adaptive_avgpool2d_forward(out, x, n, c, h, w, oh, ow);
             nn_adaptive_avgpool2d_backward(dx, dy, n, c, h, w, oh, ow);
             break;
         case POOL_GAP:
-            if (rep == 1)
-                nn_gap_forward(out, x, n, c, h * w);
+            if (rep == 1) nn_gap_forward(out, x, n, c, h * w);
             nn_gap_backward(dx, dy, n, c, h * w);
             break;
         }
@@ -716,8 +704,7 @@ Test(golden, adam)
     float *p = fcopy(p0, (size_t)n), *mm = fbuf((size_t)n), *vv = fbuf((size_t)n);
     nn_adam_t opt = nn_adam_default(1e-2f);
     opt.weight_decay = 0.1f;
-    for (int i = 0; i < 3; i++)
-        nn_adam_step(&opt, p, gs[i], mm, vv, (size_t)n);
+    for (int i = 0; i < 3; i++) nn_adam_step(&opt, p, gs[i], mm, vv, (size_t)n);
     cr_expect_eq(opt.t, 3, "adam: t = %ld after 3 steps", opt.t);
     check_fwd(fx, "p3", p, p3, (size_t)n);
     /* The update itself, relative: params move by ~3 lr, so this is the strict check. */
@@ -765,8 +752,7 @@ static float **net_param_ptr(struct net *t, int i)
 static void net_init(struct net *t, golden_t *g, const char *fx)
 {
     memset(t, 0, sizeof *t);
-    for (int i = 0; i < 7; i++)
-        t->nparams += net_sizes[i];
+    for (int i = 0; i < 7; i++) t->nparams += net_sizes[i];
     t->params = fbuf(t->nparams);
     t->grads = fbuf(t->nparams);
     t->m = fbuf(t->nparams);
@@ -782,8 +768,7 @@ static void net_init(struct net *t, golden_t *g, const char *fx)
     }
     t->rm = fbuf(4);
     t->rv = fbuf(4);
-    for (int i = 0; i < 4; i++)
-        t->rv[i] = 1.0f;
+    for (int i = 0; i < 4; i++) t->rv[i] = 1.0f;
     cr_assert_eq(nn_conv2d_init(&t->c1, NET_N, 1, 8, 8, 4, 3, 3, 1, 1, 1), 0);
     cr_assert_eq(nn_conv2d_init(&t->c2, NET_N, 4, 4, 4, 8, 3, 3, 2, 1, 1), 0);
     cr_assert(t->c1.hout == 8 && t->c2.hout == 2, "%s: conv output sides", fx);
@@ -814,10 +799,9 @@ static double net_step(struct net *t, const float *x, const int32_t *labels)
     float *gw1 = t->grads, *gbnw = gw1 + 36, *gbnb = gbnw + 4, *gw2 = gbnb + 4, *gb2 = gw2 + 288,
           *gfcw = gb2 + 8, *gfcb = gfcw + 96;
     float *acts[] = {t->da1, t->db1, t->dr1, t->dp1, t->da2, t->dl2, t->dlogits, t->dx};
-    size_t sizes[] = {NET_N * 256, NET_N * 256, NET_N * 256, NET_N * 64,
+    size_t sizes[] = {NET_N * 256, NET_N * 256, NET_N * 256,   NET_N * 64,
                       NET_N * 32,  NET_N * 32,  NET_N * NET_K, NET_N * 64};
-    for (int i = 0; i < 8; i++)
-        memset(acts[i], 0, sizes[i] * sizeof(float));
+    for (int i = 0; i < 8; i++) memset(acts[i], 0, sizes[i] * sizeof(float));
     nn_crossentropy_backward(t->dlogits, t->probs, labels, NET_N, NET_K, 1.0f);
     nn_linear_backward(t->dl2, gfcw, gfcb, t->dlogits, t->l2, t->fcw, NET_N, 32, NET_K);
     nn_leakyrelu_backward(t->da2, t->dl2, t->a2, NET_N * 32, 0.2f);
@@ -890,8 +874,8 @@ Test(golden, composite_net_adam)
 Test(golden, loader_rejects_bad_files)
 {
     static const unsigned char ok[] = {'D', 'P', 'G', 'F', 1, 0, 0, 0, 1, 0, 0, 0, /* header */
-                                       1,   0,   'a', 0,  1, 2, 0, 0, 0,          /* f32 (2) */
-                                       0,   0,   128, 63, 0, 0, 0, 64};           /* 1.0 2.0 */
+                                       1,   0,   'a', 0,   1, 2, 0, 0, 0,          /* f32 (2) */
+                                       0,   0,   128, 63,  0, 0, 0, 64};           /* 1.0 2.0 */
     golden_t *g = NULL;
     cr_assert_eq(golden_parse(ok, sizeof ok, "ok", &g), DP_OK, "%s", dp_err_detail());
     cr_assert_eq(golden_count(g), 1);
@@ -941,15 +925,35 @@ Test(golden, loader_rejects_bad_files)
 Test(golden, fixtures_load)
 {
     static const char *const all[] = {
-        FIXTURE("conv_g1_s1_p1"), FIXTURE("conv_s2_p0"), FIXTURE("conv_g2"),
-        FIXTURE("conv_depthwise"), FIXTURE("conv_1x1"), FIXTURE("conv_batch2"),
-        FIXTURE("conv_k4_s2_p1_nobias"), FIXTURE("conv_1x1_batch3"), FIXTURE("conv_1x1_s2"),
-        FIXTURE("convt_k3_s2_p0"), FIXTURE("convt_k6_s1"),
-        FIXTURE("convt_k3_s2_p1_op1"), FIXTURE("convt_g2"), FIXTURE("reflpad"),
-        FIXTURE("bn_train"), FIXTURE("bn_eval"), FIXTURE("instnorm"), FIXTURE("lstm_step"),
-        FIXTURE("lstm_two_steps"), FIXTURE("attention_c16"), FIXTURE("attention_c8_3x5"),
-        FIXTURE("linear"), FIXTURE("act"), FIXTURE("softmax"), FIXTURE("softmax_big"), FIXTURE("losses"),
-        FIXTURE("pool"), FIXTURE("adam"), FIXTURE("net"),
+        FIXTURE("conv_g1_s1_p1"),
+        FIXTURE("conv_s2_p0"),
+        FIXTURE("conv_g2"),
+        FIXTURE("conv_depthwise"),
+        FIXTURE("conv_1x1"),
+        FIXTURE("conv_batch2"),
+        FIXTURE("conv_k4_s2_p1_nobias"),
+        FIXTURE("conv_1x1_batch3"),
+        FIXTURE("conv_1x1_s2"),
+        FIXTURE("convt_k3_s2_p0"),
+        FIXTURE("convt_k6_s1"),
+        FIXTURE("convt_k3_s2_p1_op1"),
+        FIXTURE("convt_g2"),
+        FIXTURE("reflpad"),
+        FIXTURE("bn_train"),
+        FIXTURE("bn_eval"),
+        FIXTURE("instnorm"),
+        FIXTURE("lstm_step"),
+        FIXTURE("lstm_two_steps"),
+        FIXTURE("attention_c16"),
+        FIXTURE("attention_c8_3x5"),
+        FIXTURE("linear"),
+        FIXTURE("act"),
+        FIXTURE("softmax"),
+        FIXTURE("softmax_big"),
+        FIXTURE("losses"),
+        FIXTURE("pool"),
+        FIXTURE("adam"),
+        FIXTURE("net"),
     };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         golden_t *g = open_fixture(all[i]);
