@@ -1,8 +1,9 @@
 /* bench_gemm: OpenBLAS sgemm GFLOP/s over square sizes (peak = best seen), then
  * our conv2d / transposed-conv forward (im2col + sgemm + scatter, all included)
  * on the DeepPerform generator's layer shapes for 1x28x28 at width 64, at batch
- * 1 and 64, as GFLOP/s and fraction of that peak. Batch 64 runs both the
- * per-image and the whole-batch sgemm paths.
+ * 1 and 64, as GFLOP/s and fraction of that peak; then the same for the
+ * backward (dinp, dweight, dbias). Batch 64 runs both the per-image and the
+ * whole-batch sgemm paths.
  *
  * Usage: bench_gemm [threads] [min_seconds_per_point]   (threads 0 = all cores) */
 #include <stdio.h>
@@ -93,24 +94,29 @@ static const layer_t layers[] = {
 
 typedef struct conv_ctx {
     nn_conv_t c;
-    int transposed;
-    float *inp, *w, *b, *out, *ws;
+    int transposed, backward;
+    float *inp, *w, *b, *out, *ws, *dinp, *dw, *db;
 } conv_ctx_t;
 
 static void run_conv(void *p)
 {
     conv_ctx_t *x = p;
-    if (x->transposed)
+    if (x->backward && x->transposed)
+        nn_convt2d_backward(&x->c, x->dinp, x->dw, x->db, x->out, x->inp, x->w, x->ws);
+    else if (x->backward)
+        nn_conv2d_backward(&x->c, x->dinp, x->dw, x->db, x->out, x->inp, x->w, x->ws);
+    else if (x->transposed)
         nn_convt2d_forward(&x->c, x->out, x->inp, x->w, x->b, x->ws);
     else
         nn_conv2d_forward(&x->c, x->out, x->inp, x->w, x->b, x->ws);
 }
 
-/* GFLOP/s of one layer at batch n; batch_gemm < 0 keeps the init's choice. */
-static double conv_gflops(dp_rng_t *r, const layer_t *L, int n, int batch_gemm, double *ms,
-                          int *used_batch_gemm)
+/* GFLOP/s of one layer's forward (or backward: dinp, dweight, dbias; twice the
+ * forward's multiply-adds) at batch n; batch_gemm < 0 keeps the init's choice. */
+static double conv_gflops(dp_rng_t *r, const layer_t *L, int n, int backward, int batch_gemm,
+                          double *ms, int *used_batch_gemm)
 {
-    conv_ctx_t x = {.transposed = L->transposed};
+    conv_ctx_t x = {.transposed = L->transposed, .backward = backward};
     int rc = L->transposed ? nn_convt2d_init(&x.c, n, L->cin, L->h, L->w, L->cout, L->k, L->k,
                                              L->stride, L->pad, 0, 1)
                            : nn_conv2d_init(&x.c, n, L->cin, L->h, L->w, L->cout, L->k, L->k,
@@ -130,6 +136,11 @@ static double conv_gflops(dp_rng_t *r, const layer_t *L, int n, int batch_gemm, 
     x.b = rand_buf(r, (size_t)L->cout);
     x.out = rand_buf(r, no);
     x.ws = rand_buf(r, nws);
+    if (backward) {
+        x.dinp = rand_buf(r, ni);
+        x.dw = rand_buf(r, nw);
+        x.db = rand_buf(r, (size_t)L->cout);
+    }
     double t = best_time(run_conv, &x);
     /* multiply-adds: every (input pixel, weight) pair for convT, every
      * (output pixel, weight) pair for conv (borders counted as in the usual
@@ -141,8 +152,11 @@ static double conv_gflops(dp_rng_t *r, const layer_t *L, int n, int batch_gemm, 
     free(x.b);
     free(x.out);
     free(x.ws);
+    free(x.dinp);
+    free(x.dw);
+    free(x.db);
     *ms = t * 1e3;
-    return 2.0 * macs / t * 1e-9;
+    return (backward ? 4.0 : 2.0) * macs / t * 1e-9;
 }
 
 int main(int argc, char **argv)
@@ -174,17 +188,20 @@ int main(int argc, char **argv)
                g, g / peak);
     }
 
-    printf("\nconv forward (incl. im2col/col2im, bias)  batch  path      ms    GFLOP/s  of peak\n");
-    for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
-        const int batches[] = {1, 64};
-        for (int b = 0; b < 2; b++) {
-            for (int mode = (batches[b] == 1 ? -1 : 0); mode <= (batches[b] == 1 ? -1 : 1);
-                 mode++) {
-                double ms;
-                int used;
-                double g = conv_gflops(&r, &layers[i], batches[b], mode, &ms, &used);
-                printf("  %-38s %5d  %-7s %8.3f %8.1f   %5.2f\n", layers[i].name, batches[b],
-                       used ? "batched" : "image", ms, g, g / peak);
+    for (int backward = 0; backward <= 1; backward++) {
+        printf("\nconv %s (incl. im2col/col2im, bias)  batch  path      ms    GFLOP/s  of peak\n",
+               backward ? "backward" : "forward ");
+        for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
+            const int batches[] = {1, 64};
+            for (int b = 0; b < 2; b++) {
+                for (int mode = (batches[b] == 1 ? -1 : 0); mode <= (batches[b] == 1 ? -1 : 1);
+                     mode++) {
+                    double ms;
+                    int used;
+                    double g = conv_gflops(&r, &layers[i], batches[b], backward, mode, &ms, &used);
+                    printf("  %-38s %5d  %-7s %8.3f %8.1f   %5.2f\n", layers[i].name, batches[b],
+                           used ? "batched" : "image", ms, g, g / peak);
+                }
             }
         }
     }

@@ -20,8 +20,10 @@
 
 #include "nn/blas.h"
 
-/* Batched sgemm pays a gather/scatter; it wins while per-image P is small. */
-#define NN_CONV_BATCH_MAX_P 1024
+/* Batched sgemm pays a gather/scatter through memory; measured on the generator
+ * (bench_gemm, 2 cores): it wins clearly at P <= 121, breaks even at 144 and
+ * loses at 529 (convT 64->1 k6), where the per-image columns stay in cache. */
+#define NN_CONV_BATCH_MAX_P 256
 
 /* ---- geometry helpers ---- */
 
@@ -202,6 +204,7 @@ void nn_conv2d_forward(const nn_conv_t *c, float *out, const float *inp, const f
 {
     const int G = c->groups, cg = c->cin / G, og = c->cout / G;
     const int K = cg * c->kh * c->kw, HW = c->h * c->w, P = c->hout * c->wout;
+    assert(out && inp && weight && (ws || nn_conv2d_workspace(c) == 0));
     if (c->batch_gemm) {
         assert(G == 1);
         const int N = c->n;
@@ -237,8 +240,10 @@ void nn_conv2d_backward(const nn_conv_t *c, float *dinp, float *dweight, float *
 {
     const int G = c->groups, cg = c->cin / G, og = c->cout / G;
     const int K = cg * c->kh * c->kw, HW = c->h * c->w, P = c->hout * c->wout;
+    assert(dout && inp && weight);
     if (dbias) bias_backward(dbias, dout, c->n, c->cout, P);
     if (!dinp && !dweight) return;
+    assert(ws || nn_conv2d_workspace(c) == 0);
     if (c->batch_gemm) {
         assert(G == 1);
         const int N = c->n;
@@ -365,6 +370,7 @@ void nn_convt2d_forward(const nn_conv_t *c, float *out, const float *inp, const 
     const int G = c->groups, cig = c->cin / G, cog = c->cout / G;
     const int K = cog * c->kh * c->kw, P = c->h * c->w, OP = c->hout * c->wout;
     const size_t out_n = (size_t)c->cout * OP;
+    assert(out && inp && weight && (ws || nn_convt2d_workspace(c) == 0));
     /* The output is a sum of scattered columns: start from the bias (or 0). */
     for (int i = 0; i < c->n; i++) {
         float *o = out + i * out_n;
@@ -410,8 +416,10 @@ void nn_convt2d_backward(const nn_conv_t *c, float *dinp, float *dweight, float 
     const int G = c->groups, cig = c->cin / G, cog = c->cout / G;
     const int K = cog * c->kh * c->kw, P = c->h * c->w, OP = c->hout * c->wout;
     const size_t out_n = (size_t)c->cout * OP;
+    assert(dout && inp && weight);
     if (dbias) bias_backward(dbias, dout, c->n, c->cout, OP);
     if (!dinp && !dweight) return;
+    assert(ws || nn_convt2d_workspace(c) == 0);
     if (c->batch_gemm) {
         assert(G == 1);
         const int N = c->n;
