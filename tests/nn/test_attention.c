@@ -103,22 +103,22 @@ static void run_attention(struct att_cfg g, float gamma, const char *name)
     nn_attention_backward(dx, dwq, dbq, dwk, dbk, dwv, dbv, &dgamma, r, cache, x, wq, wk, wv,
                           &gamma, g.n, g.c, g.hw, ws);
     char what[128];
-#define CHECK(buf, cnt, grad)                                                                      \
+#define CHECK(label, buf, cnt, grad)                                                               \
     do {                                                                                           \
-        snprintf(what, sizeof what, "%s d%s", name, #buf);                                         \
+        snprintf(what, sizeof what, "%s d%s", name, label);                                        \
         lt_gradcheck(what, att_loss, &ctx, buf, cnt, grad, 1e-3);                                  \
     } while (0)
-    CHECK(x, nx, dx);
-    CHECK(wq, nq, dwq);
-    CHECK(bq, (size_t)c8, dbq);
-    CHECK(wk, nq, dwk);
+    CHECK("x", x, nx, dx);
+    CHECK("wq", wq, nq, dwq);
+    CHECK("bq", bq, (size_t)c8, dbq);
+    CHECK("wk", wk, nq, dwk);
     /* bk shifts every energy of row i by q_i . bk, which the softmax ignores:
      * its true gradient is 0, so only an absolute bound makes sense. */
     for (int o = 0; o < c8; o++)
         cr_expect(fabsf(dbk[o]) <= 1e-6f, "%s dbk[%d] = %g, want 0", name, o, (double)dbk[o]);
-    CHECK(wv, nv, dwv);
-    CHECK(bv, (size_t)g.c, dbv);
-    CHECK(&gamma, 1, &dgamma);
+    CHECK("wv", wv, nv, dwv);
+    CHECK("bv", bv, (size_t)g.c, dbv);
+    CHECK("gamma", &gamma, 1, &dgamma);
 #undef CHECK
 
     /* A second pass doubles every gradient; NULL gradients are skipped. */
