@@ -1,0 +1,336 @@
+/* core/perform generator: whole-network backward against central differences,
+ * shapes and range, parameter count, determinism, batch vs single eval. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../nn/gradcheck.h"
+#include "perform/generator.h"
+#include "util/rng.h"
+
+#ifndef FD_H
+#define FD_H 0.1
+#endif
+/* Target 1e-3 needs a double-precision forward; the float32 forward's
+ * central differences reach about 1e-2 (see bench/README.md, known gaps). */
+#ifndef FD_TOL
+#define FD_TOL 3e-2
+#endif
+#ifndef SHARPEN
+#define SHARPEN 10.0f
+#endif
+
+static perf_gen_config_t tiny_config(void)
+{
+    perf_gen_config_t c = perf_gen_config_default();
+#ifndef TEST_HW
+#define TEST_HW 16
+#endif
+    c.c = 1, c.h = TEST_HW, c.w = TEST_HW; /* 16 -> 14 -> 6 -> 2 (res) -> 5 -> 11 -> (k6) 16 */
+    c.width = 8;
+    c.max_batch = 2;
+    c.seed = 7;
+#ifndef TEST_SLOPE
+#define TEST_SLOPE 1.0f
+#endif
+    /* slope 1 makes the network smooth: with float32 forwards, any step large
+     * enough to rise above rounding crosses some LeakyReLU kink (see the
+     * skipped counts with -DTEST_SLOPE=0.2f) */
+    c.slope = TEST_SLOPE, c.res_slope = TEST_SLOPE;
+    return c;
+}
+
+static const perf_gen_tensor_t *find_tensor(const perf_gen_t *g, const char *name)
+{
+    for (int i = 0; i < perf_gen_num_tensors(g); i++)
+        if (strcmp(perf_gen_tensor(g, i)->name, name) == 0)
+            return perf_gen_tensor(g, i);
+    return NULL;
+}
+
+static void fill_uniform(float *p, size_t n, uint64_t seed, float lo, float hi)
+{
+    dp_rng_t r;
+    dp_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++)
+        p[i] = lo + (hi - lo) * dp_rng_uniform(&r);
+}
+
+/* Closed-form parameter count (enc, res, dec, attention), for cross-checking. */
+static size_t formula_params(size_t c, size_t w, size_t kh, size_t kw)
+{
+    size_t enc = c * w * 9 + w + w * 2 * w * 9 + 2 * w + 2 * w * 4 * w * 9 + 4 * w;
+    size_t a = 4 * w, b = 8 * w;
+    size_t res = (a * b * 9 + b * b * 9 + 4 * b + a * b + 2 * b) + 2 * (2 * b * b * 9 + 4 * b) +
+                 (b * a * 9 + a * a * 9 + 4 * a + b * a + 2 * a);
+    size_t c1 = 2 * w, c2 = w;
+    size_t c18 = c1 / 8 ? c1 / 8 : 1, c28 = c2 / 8 ? c2 / 8 : 1;
+    size_t att = 2 * (c18 * c1 + c18) + c1 * c1 + c1 + 1 + 2 * (c28 * c2 + c28) + c2 * c2 + c2 + 1;
+    size_t dec = a * c1 * 9 + c1 + c1 * c2 * 9 + c2 + c2 * c * kh * kw + c;
+    return enc + res + att + dec;
+}
+
+Test(generator, param_count_and_macs)
+{
+    perf_gen_config_t c = perf_gen_config_default();
+    c.c = 3, c.h = 32, c.w = 32, c.width = 64, c.max_batch = 1, c.inference_only = 1;
+    size_t np = perf_gen_count_params(&c);
+    cr_expect_eq(np, formula_params(3, 64, 6, 6), "count %zu", np);
+    cr_expect_eq(np, 15788853u, "METHOD says about 15.8M: %zu", np);
+    perf_gen_t *g = perf_gen_new(&c);
+    cr_assert_not_null(g);
+    cr_expect_eq(perf_gen_num_params(g), np);
+    double macs = perf_gen_macs(g);
+    printf("generator w=64 3x32x32: %zu params, %.3f G MACs per image\n", np, macs / 1e9);
+    cr_expect(macs > 0.60e9 && macs < 0.70e9, "MACs %.4g, METHOD says about 0.65G", macs);
+    size_t sum = 0;
+    for (int i = 0; i < perf_gen_num_tensors(g); i++)
+        if (perf_gen_tensor(g, i)->trainable)
+            sum += perf_gen_tensor(g, i)->numel;
+    cr_expect_eq(sum, np, "named tensors cover the block");
+    perf_gen_destroy(&g);
+    cr_expect_null(g);
+
+    perf_gen_config_t t = tiny_config();
+    cr_expect_eq(perf_gen_count_params(&t), formula_params(1, 8, 6, 6));
+    t.c = 1, t.h = t.w = 28, t.width = 16;
+    cr_expect_eq(perf_gen_count_params(&t), formula_params(1, 16, 6, 6));
+    t.h = t.w = 8;
+    cr_expect_eq(perf_gen_count_params(&t), 0u, "too small an input is refused");
+    cr_expect_null(perf_gen_new(&t));
+}
+
+Test(generator, names_follow_state_dict)
+{
+    perf_gen_config_t c = tiny_config();
+    perf_gen_t *g = perf_gen_new(&c);
+    cr_assert_not_null(g);
+    cr_expect_str_eq(perf_gen_tensor(g, 0)->name, "enc0.weight");
+    const perf_gen_tensor_t *t = find_tensor(g, "res0.bn1.running_var");
+    cr_assert_not_null(t);
+    cr_expect_eq(t->trainable, 0);
+    cr_expect_null(t->grad);
+    cr_expect_eq(t->data[0], 1.0f);
+    t = find_tensor(g, "dec2.weight");
+    cr_assert_not_null(t);
+    cr_expect(t->ndim == 4 && t->shape[0] == 8 && t->shape[1] == 1 && t->shape[2] == 6 &&
+              t->shape[3] == 6);
+    t = find_tensor(g, "att1.query.weight");
+    cr_assert_not_null(t);
+    cr_expect(t->shape[0] == 1 && t->shape[1] == 8 && t->shape[2] == 1);
+    cr_expect_not_null(find_tensor(g, "res3.sc_bn.bias"));
+    cr_expect_null(find_tensor(g, "res1.sc_conv.weight"), "identity shortcut has no conv");
+    cr_expect_str_eq(perf_gen_tensor(g, perf_gen_num_tensors(g) - 1)->name, "dec2.bias");
+    perf_gen_destroy(&g);
+}
+
+Test(generator, shape_range_determinism)
+{
+    perf_gen_config_t c = perf_gen_config_default();
+    c.width = 16, c.max_batch = 3, c.seed = 42;
+    perf_gen_t *g1 = perf_gen_new(&c), *g2 = perf_gen_new(&c);
+    cr_assert(g1 && g2);
+    const size_t img = 28 * 28, np = perf_gen_num_params(g1);
+    cr_expect(memcmp(perf_gen_params(g1), perf_gen_params(g2), np * sizeof(float)) == 0);
+    float *x = malloc(3 * img * sizeof(float)), *o1 = malloc(3 * img * sizeof(float)),
+          *o2 = malloc(3 * img * sizeof(float));
+    fill_uniform(x, 3 * img, 3, 0.0f, 1.0f);
+    for (int training = 0; training < 2; training++) {
+        for (size_t i = 0; i < 3 * img; i++)
+            o1[i] = o2[i] = NAN;
+        perf_gen_forward(g1, x, 3, o1, training);
+        perf_gen_forward(g2, x, 3, o2, training);
+        cr_expect(memcmp(o1, o2, 3 * img * sizeof(float)) == 0, "bit-identical outputs");
+        for (size_t i = 0; i < 3 * img; i++)
+            cr_assert(isfinite(o1[i]) && o1[i] >= -1.0f && o1[i] <= 1.0f, "out[%zu] = %g", i,
+                      o1[i]);
+    }
+    c.seed = 43;
+    perf_gen_t *g3 = perf_gen_new(&c);
+    cr_expect(memcmp(perf_gen_params(g1), perf_gen_params(g3), np * sizeof(float)) != 0);
+    perf_gen_destroy(&g3);
+    perf_gen_destroy(&g1);
+    perf_gen_destroy(&g2);
+    free(x), free(o1), free(o2);
+}
+
+Test(generator, eval_single_matches_batch_row)
+{
+    perf_gen_config_t c = perf_gen_config_default();
+    c.width = 16, c.max_batch = 4;
+    perf_gen_t *g = perf_gen_new(&c);
+    cr_assert_not_null(g);
+    const size_t img = 28 * 28;
+    float *x = malloc(4 * img * sizeof(float)), *ob = malloc(4 * img * sizeof(float)),
+          *o1 = malloc(img * sizeof(float)), *tmp = malloc(4 * img * sizeof(float));
+    fill_uniform(x, 4 * img, 5, 0.0f, 1.0f);
+    /* a few training steps so the running statistics are not the initial 0/1 */
+    for (int s = 0; s < 3; s++)
+        perf_gen_forward(g, x, 4, tmp, 1);
+    perf_gen_forward(g, x, 4, ob, 0);
+    for (int b = 0; b < 4; b++) {
+        perf_gen_forward(g, x + b * img, 1, o1, 0);
+        double md = 0;
+        for (size_t i = 0; i < img; i++)
+            md = fmax(md, fabs((double)o1[i] - ob[b * img + i]));
+        cr_expect(md <= 1e-5, "image %d: max |single - batch row| = %g", b, md);
+    }
+    perf_gen_destroy(&g);
+    free(x), free(ob), free(o1), free(tmp);
+}
+
+/* ------------------------------------------------ whole-network gradcheck */
+
+typedef struct fd_ctx {
+    perf_gen_t *g;
+    const float *x;
+    float *out;
+    const float *r;
+    int n;
+    size_t osz;
+    uint64_t sig; /* kink signature at the unperturbed point */
+    int crossed;  /* a perturbed forward changed a LeakyReLU input's sign */
+} fd_ctx_t;
+
+static double gen_loss(void *p)
+{
+    fd_ctx_t *c = p;
+    perf_gen_forward(c->g, c->x, c->n, c->out, 1);
+    if (TEST_SLOPE != 1.0f && perf_gen_kink_signature(c->g) != c->sig)
+        c->crossed = 1;
+    return gc_dot(c->out, c->r, c->osz);
+}
+
+/* Central differences at h and h/2 combined by Richardson extrapolation
+ * (error O(h^4)), so h can be large enough to sit above float32 rounding of
+ * the forward. Sets *ok = 0 if a perturbation crossed a LeakyReLU kink. */
+static double fd_grad(fd_ctx_t *c, float *x, size_t j, double h, int *ok)
+{
+    c->crossed = 0;
+    double d1 = gc_numeric(gen_loss, c, x, j, h);
+    double d2 = gc_numeric(gen_loss, c, x, j, h / 2);
+    *ok = !c->crossed;
+    return (4 * d2 - d1) / 3;
+}
+
+typedef struct probe_stats {
+    double max_rel, ana, num;
+    size_t worst;
+    int checked, skipped;
+} probe_stats_t;
+
+/* Checks `want` entries of x against grad: half of them the largest |grad|,
+ * half spread evenly; entries whose perturbation crosses a kink are replaced
+ * by the next candidate. Relative error floor: max(1e-2 * max |grad|, 1e-3),
+ * about 10x the float32 noise of the central differences. */
+static probe_stats_t check_tensor(fd_ctx_t *c, float *x, const float *grad, size_t n, int want,
+                                  double h)
+{
+    probe_stats_t st = {0};
+    double gmax = 0, ss = 0;
+    for (size_t j = 0; j < n; j++)
+        gmax = fmax(gmax, fabs(grad[j])), ss += (double)x[j] * x[j];
+    /* the step follows the tensor's scale: a conv before a norm is scale
+     * invariant, so a step near the size of its weights is far from linear */
+    h = fmax(h * sqrt(ss / n), 1e-3);
+    const double floor = fmax(1e-2 * gmax, 1e-3);
+    char *used = calloc(n, 1);
+    size_t cand = 0;
+    for (int k = 0; k < want && cand < 4 * (size_t)want + 8 && st.checked < (int)n; cand++) {
+        size_t j = 0;
+        if (cand % 2 == 0) { /* largest |grad| not tried yet */
+            double best = -1;
+            for (size_t i = 0; i < n; i++)
+                if (!used[i] && fabs(grad[i]) > best)
+                    best = fabs(grad[i]), j = i;
+        } else {
+            j = gc_probe_index(cand / 2, 2 * (size_t)want + 4, n);
+            if (used[j])
+                continue;
+        }
+        used[j] = 1;
+        int ok;
+        double num = fd_grad(c, x, j, h, &ok);
+        if (!ok) {
+            st.skipped++;
+            continue;
+        }
+        double rel = fabs(grad[j] - num) / fmax(fmax(fabs(grad[j]), fabs(num)), floor);
+        if (rel >= st.max_rel)
+            st.max_rel = rel, st.ana = grad[j], st.num = num, st.worst = j;
+        st.checked++, k++;
+    }
+    free(used);
+    return st;
+}
+
+Test(generator, backward_matches_finite_differences, .timeout = 240)
+{
+    perf_gen_config_t cfg = tiny_config();
+    perf_gen_t *g = perf_gen_new(&cfg);
+    cr_assert_not_null(g);
+    const int n = 2;
+    const size_t osz = (size_t)n * TEST_HW * TEST_HW;
+    float *x = malloc(osz * sizeof(float)), *out = malloc(osz * sizeof(float)),
+          *r = malloc(osz * sizeof(float)), *dx = calloc(osz, sizeof(float));
+    fill_uniform(x, osz, 11, 0.0f, 1.0f);
+    fill_uniform(r, osz, 12, -1.0f, 1.0f);
+
+    /* make every path matter: attention on (gamma != 0, sharper logits) and
+     * non-trivial BatchNorm shifts */
+    const char *gam[] = {"att0.gamma", "att1.gamma"};
+    for (int i = 0; i < 2; i++)
+        find_tensor(g, gam[i])->data[0] = 0.7f;
+    const char *sharpen[] = {"att0.query.weight", "att0.key.weight", "att1.query.weight",
+                             "att1.key.weight"};
+    for (int i = 0; i < 4; i++) {
+        const perf_gen_tensor_t *t = find_tensor(g, sharpen[i]);
+        for (size_t j = 0; j < t->numel; j++)
+            t->data[j] *= SHARPEN;
+    }
+    for (int i = 0; i < perf_gen_num_tensors(g); i++) {
+        const perf_gen_tensor_t *t = perf_gen_tensor(g, i);
+        if (t->trainable && strstr(t->name, "bn") && strstr(t->name, ".bias"))
+            fill_uniform(t->data, t->numel, 100 + i, -0.3f, 0.3f);
+    }
+
+    fd_ctx_t ctx = {g, x, out, r, n, osz, 0, 0};
+    perf_gen_zero_grad(g);
+    gen_loss(&ctx);
+    ctx.sig = perf_gen_kink_signature(g);
+    perf_gen_backward(g, r, dx);
+
+    /* Not probed, their gradient is exactly zero and only FD noise remains:
+     * biases of convs before InstanceNorm, the attention key bias (softmax is
+     * shift invariant), res0-2 bn2.bias (the next block's norms remove it),
+     * and at slope 1 the bn1 biases too. */
+    const char *probe[] = {
+        "enc0.weight",         "enc1.weight",       "enc2.weight",       "res0.conv1.weight",
+        "res0.bn1.weight",     "res3.bn1.weight",     "res0.conv2.weight", "res0.bn2.weight",
+        "res0.sc_conv.weight", "res0.sc_bn.weight", "res1.conv1.weight", "res2.bn1.weight",
+        "res3.conv2.weight",   "res3.bn2.bias",     "res3.sc_bn.bias",   "dec0.weight",
+        "att0.query.weight",   "att0.key.weight",   "att0.value.weight", "att0.value.bias",
+        "att0.gamma",          "dec1.weight",       "att1.query.weight", "att1.key.weight",
+        "att1.value.weight",   "att1.gamma",        "dec2.weight",       "dec2.bias"};
+    const int nprobe = (int)(sizeof probe / sizeof probe[0]);
+    double worst = 0;
+    for (int i = 0; i <= nprobe; i++) {
+        const char *name = i < nprobe ? probe[i] : "input";
+        const perf_gen_tensor_t *t = i < nprobe ? find_tensor(g, name) : NULL;
+        cr_assert(i == nprobe || t, "%s", name);
+        probe_stats_t st = i < nprobe ? check_tensor(&ctx, t->data, t->grad, t->numel, 4, FD_H)
+                                      : check_tensor(&ctx, x, dx, osz, 8, FD_H);
+        printf("gradcheck %-20s max_rel %.3g (worst [%zu] ana %.7g num %.7g) %d checked, %d "
+               "skipped at kinks\n",
+               name, st.max_rel, st.worst, st.ana, st.num, st.checked, st.skipped);
+        cr_expect(st.checked >= 1, "%s: no kink-free probe", name);
+        cr_expect(st.max_rel <= FD_TOL, "%s: max_rel %.3g ana %.7g num %.7g", name, st.max_rel,
+                  st.ana, st.num);
+        worst = fmax(worst, st.max_rel);
+    }
+    printf("gradcheck worst relative error %.3g\n", worst);
+    perf_gen_destroy(&g);
+    free(x), free(out), free(r), free(dx);
+}
