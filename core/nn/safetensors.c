@@ -249,7 +249,7 @@ static dp_err_t jp_string(jp_t *p, char **out, int *has_nul)
             goto fail;
         }
         c = p->s[p->pos++];
-        uint32_t cp;
+        uint32_t cp = 0;
         switch (c) {
         case '"':
             cp = '"';
@@ -282,7 +282,7 @@ static dp_err_t jp_string(jp_t *p, char **out, int *has_nul)
                 goto fail;
             }
             if (cp >= 0xd800 && cp <= 0xdbff) {
-                uint32_t lo;
+                uint32_t lo = 0;
                 if (p->n - p->pos < 2) {
                     err = jp_end(p);
                     goto fail;
@@ -489,7 +489,7 @@ static dp_err_t jp_next(jp_t *p, char close, int *done)
 static dp_err_t parse_dtype(jp_t *p, const char *name, st_dtype_t *out)
 {
     char *s = NULL;
-    int nul;
+    int nul = 0;
     uint8_t c;
     dp_err_t err = jp_peek(p, &c);
     if (err) return err;
@@ -522,7 +522,7 @@ static dp_err_t parse_shape(jp_t *p, st_entry_t *e)
                           p->path, e->name, p->pos);
     if ((err = jp_open(p, '[', "expected '['", &empty))) return err;
     while (!empty && !done) {
-        uint64_t v;
+        uint64_t v = 0;
         if (n == ST_MAX_DIMS)
             return dp_err_set(DP_ERR_UNSUPPORTED, "%s: tensor '" NM "': more than %d dimensions",
                               p->path, e->name, ST_MAX_DIMS);
@@ -540,7 +540,7 @@ static dp_err_t parse_shape(jp_t *p, st_entry_t *e)
 
 static dp_err_t parse_offsets(jp_t *p, st_entry_t *e)
 {
-    uint64_t v[2];
+    uint64_t v[2] = {0, 0};
     int empty, done = 0;
     uint8_t c;
     dp_err_t err = jp_peek(p, &c);
@@ -580,7 +580,7 @@ static dp_err_t parse_tensor(jp_t *p, st_entry_t *e)
     if ((err = jp_open(p, '{', "expected '{'", &empty))) return err;
     while (!empty && !done) {
         char *key = NULL;
-        int nul, k = -1;
+        int nul = 0, k = -1;
         if ((err = jp_string(p, &key, &nul))) return err;
         if (!nul && strcmp(key, "dtype") == 0) k = 0;
         if (!nul && strcmp(key, "shape") == 0) k = 1;
@@ -627,7 +627,7 @@ static dp_err_t parse_metadata(jp_t *p, st_file_t *f)
     if ((err = jp_open(p, '{', "expected '{'", &empty))) return err;
     while (!empty && !done) {
         st_kv_t kv = {NULL, NULL};
-        int nul1, nul2 = 0;
+        int nul1 = 0, nul2 = 0;
         if ((err = jp_string(p, &kv.key, &nul1))) return err;
         if ((err = jp_expect(p, ':', "expected ':'"))) goto fail;
         if ((err = jp_peek(p, &c))) goto fail;
@@ -676,7 +676,7 @@ static dp_err_t parse_header(st_file_t *f, const uint8_t *hdr, size_t n)
     if ((err = jp_open(&p, '{', "expected '{'", &empty))) return err;
     while (!empty && !done) {
         char *name = NULL;
-        int nul;
+        int nul = 0;
         if ((err = jp_string(&p, &name, &nul))) return err;
         if ((err = jp_expect(&p, ':', "expected ':'"))) {
             free(name);
@@ -890,7 +890,7 @@ dp_err_t st_open_memory(const uint8_t *buf, size_t len, const char *name_for_err
                         st_file_t **out)
 {
     const char *name = name_for_errors ? name_for_errors : "<memory>";
-    uint64_t n;
+    uint64_t n = 0;
     dp_err_t err;
     *out = NULL;
     if (!buf && len) return dp_err_set(DP_ERR_INVALID, "%s: NULL buffer", name);
@@ -926,7 +926,7 @@ dp_err_t st_open(const char *path, st_file_t **out)
 {
     uint8_t first8[8] = {0};
     uint8_t *hdr = NULL;
-    uint64_t n;
+    uint64_t n = 0;
     st_file_t *f = NULL;
     struct stat sb;
     dp_err_t err;
