@@ -6,13 +6,14 @@
  * then col2im (scatter-add) into the output. 1x1 stride-1 unpadded layers use
  * the image itself as the column matrix.
  *
- * With c->batch_gemm (groups == 1) all N images are processed together: their
- * column matrices sit side by side, (K, N*P), one sgemm covers the batch, and
- * the result is scattered back to NCHW. On the generator's 5x5 bottleneck that
- * turns a 512x4608x25 product into 512x4608x1600.
+ * With c->batch_gemm = nb > 1 (groups == 1), chunks of nb images are processed
+ * together: their column matrices sit side by side, (K, nb*P), one sgemm covers
+ * the chunk, and the result is scattered back to NCHW. On the generator's 5x5
+ * bottleneck at batch 64 that turns 64 products 512x4608x25 into two of
+ * 512x4608x(36*25 and 28*25).
  *
  * Workspace layout (floats): A = column matrix (K, nb*P); B (batched only) =
- * the batch's other operand laid out as (C, nb*P). */
+ * the chunk's other operand laid out as (C, nb*P). */
 #include "nn/conv.h"
 
 #include <assert.h>
@@ -24,6 +25,25 @@
  * (bench_gemm, 2 cores): it wins clearly at P <= 121, breaks even at 144 and
  * loses at 529 (convT 64->1 k6), where the per-image columns stay in cache. */
 #define NN_CONV_BATCH_MAX_P 256
+/* Chunk so the column matrix stays within 16 MB. */
+#define NN_CONV_BATCH_MAX_COL ((size_t)1 << 22)
+
+/* Images per sgemm chosen by init: 0 (per image) unless groups == 1 and P small. */
+static int choose_batch(int n, int groups, size_t K, size_t P)
+{
+    if (groups != 1 || n < 2 || P > NN_CONV_BATCH_MAX_P) return 0;
+    size_t nb = NN_CONV_BATCH_MAX_COL / (K * P);
+    if (nb > (size_t)n) nb = (size_t)n;
+    return nb > 1 ? (int)nb : 0;
+}
+
+/* Images per sgemm at the current c->n: 1 means the per-image path. */
+static int images_per_gemm(const nn_conv_t *c)
+{
+    int nb = c->batch_gemm < c->n ? c->batch_gemm : c->n;
+    assert(nb <= 1 || c->groups == 1);
+    return nb > 1 ? nb : 1;
+}
 
 /* ---- geometry helpers ---- */
 
@@ -184,7 +204,7 @@ int nn_conv2d_init(nn_conv_t *c, int n, int cin, int h, int w, int cout, int kh,
                      .groups = groups,
                      .hout = (h + 2 * pad - kh) / stride + 1,
                      .wout = (w + 2 * pad - kw) / stride + 1};
-    c->batch_gemm = groups == 1 && n > 1 && c->hout * c->wout <= NN_CONV_BATCH_MAX_P;
+    c->batch_gemm = choose_batch(n, groups, (size_t)cin * kh * kw, (size_t)c->hout * c->wout);
     return 0;
 }
 
@@ -192,10 +212,8 @@ size_t nn_conv2d_workspace(const nn_conv_t *c)
 {
     size_t K = (size_t)(c->cin / c->groups) * c->kh * c->kw;
     size_t P = (size_t)c->hout * c->wout;
-    if (c->batch_gemm) {
-        assert(c->groups == 1);
-        return K * c->n * P + (size_t)c->cout * c->n * P;
-    }
+    const size_t nb = (size_t)images_per_gemm(c);
+    if (nb > 1) return (K + (size_t)c->cout) * nb * P;
     return is_pointwise(c) ? 0 : K * P;
 }
 
@@ -205,16 +223,19 @@ void nn_conv2d_forward(const nn_conv_t *c, float *out, const float *inp, const f
     const int G = c->groups, cg = c->cin / G, og = c->cout / G;
     const int K = cg * c->kh * c->kw, HW = c->h * c->w, P = c->hout * c->wout;
     assert(out && inp && weight && (ws || nn_conv2d_workspace(c) == 0));
-    if (c->batch_gemm) {
-        assert(G == 1);
-        const int N = c->n;
-        const size_t ld = (size_t)N * P;
-        float *A = ws, *B = ws + (size_t)K * ld;
-        for (int i = 0; i < N; i++)
-            im2col(A + (size_t)i * P, ld, inp + (size_t)i * c->cin * HW, c->cin, c->h, c->w, c->kh,
-                   c->kw, c->stride, c->pad, c->hout, c->wout);
-        nn_sgemm(false, false, c->cout, (int)ld, K, 1.0f, weight, K, A, (int)ld, 0.0f, B, (int)ld);
-        scatter(out, B, bias, N, c->cout, P, 0);
+    const int nb = images_per_gemm(c);
+    if (nb > 1) {
+        float *A = ws, *B = ws + (size_t)K * nb * P;
+        for (int n0 = 0; n0 < c->n; n0 += nb) {
+            const int cur = c->n - n0 < nb ? c->n - n0 : nb;
+            const size_t ld = (size_t)cur * P;
+            for (int i = 0; i < cur; i++)
+                im2col(A + (size_t)i * P, ld, inp + (size_t)(n0 + i) * c->cin * HW, c->cin, c->h,
+                       c->w, c->kh, c->kw, c->stride, c->pad, c->hout, c->wout);
+            nn_sgemm(false, false, c->cout, (int)ld, K, 1.0f, weight, K, A, (int)ld, 0.0f, B,
+                     (int)ld);
+            scatter(out + (size_t)n0 * c->cout * P, B, bias, cur, c->cout, P, 0);
+        }
         return;
     }
     const int direct = is_pointwise(c);
@@ -244,25 +265,29 @@ void nn_conv2d_backward(const nn_conv_t *c, float *dinp, float *dweight, float *
     if (dbias) bias_backward(dbias, dout, c->n, c->cout, P);
     if (!dinp && !dweight) return;
     assert(ws || nn_conv2d_workspace(c) == 0);
-    if (c->batch_gemm) {
-        assert(G == 1);
-        const int N = c->n;
-        const size_t ld = (size_t)N * P;
-        float *A = ws, *B = ws + (size_t)K * ld;
-        gather(B, dout, N, c->cout, 0, c->cout, P); /* dout as (Cout, N*P) */
-        if (dweight) {
-            for (int i = 0; i < N; i++)
-                im2col(A + (size_t)i * P, ld, inp + (size_t)i * c->cin * HW, c->cin, c->h, c->w,
-                       c->kh, c->kw, c->stride, c->pad, c->hout, c->wout);
-            nn_sgemm(false, true, c->cout, K, (int)ld, 1.0f, B, (int)ld, A, (int)ld, 1.0f, dweight,
-                     K);
-        }
-        if (dinp) {
-            nn_sgemm(true, false, K, (int)ld, c->cout, 1.0f, weight, K, B, (int)ld, 0.0f, A,
-                     (int)ld);
-            for (int i = 0; i < N; i++)
-                col2im_add(dinp + (size_t)i * c->cin * HW, A + (size_t)i * P, ld, c->cin, c->h,
-                           c->w, c->kh, c->kw, c->stride, c->pad, c->hout, c->wout);
+    const int nb = images_per_gemm(c);
+    if (nb > 1) {
+        float *A = ws, *B = ws + (size_t)K * nb * P;
+        for (int n0 = 0; n0 < c->n; n0 += nb) {
+            const int cur = c->n - n0 < nb ? c->n - n0 : nb;
+            const size_t ld = (size_t)cur * P;
+            const float *x = inp + (size_t)n0 * c->cin * HW;
+            float *dx = dinp ? dinp + (size_t)n0 * c->cin * HW : NULL;
+            gather(B, dout + (size_t)n0 * c->cout * P, cur, c->cout, 0, c->cout, P);
+            if (dweight) {
+                for (int i = 0; i < cur; i++)
+                    im2col(A + (size_t)i * P, ld, x + (size_t)i * c->cin * HW, c->cin, c->h, c->w,
+                           c->kh, c->kw, c->stride, c->pad, c->hout, c->wout);
+                nn_sgemm(false, true, c->cout, K, (int)ld, 1.0f, B, (int)ld, A, (int)ld, 1.0f,
+                         dweight, K);
+            }
+            if (dx) {
+                nn_sgemm(true, false, K, (int)ld, c->cout, 1.0f, weight, K, B, (int)ld, 0.0f, A,
+                         (int)ld);
+                for (int i = 0; i < cur; i++)
+                    col2im_add(dx + (size_t)i * c->cin * HW, A + (size_t)i * P, ld, c->cin, c->h,
+                               c->w, c->kh, c->kw, c->stride, c->pad, c->hout, c->wout);
+            }
         }
         return;
     }
@@ -349,7 +374,7 @@ int nn_convt2d_init(nn_conv_t *c, int n, int cin, int h, int w, int cout, int kh
                      .out_pad = out_pad,
                      .hout = hout,
                      .wout = wout};
-    c->batch_gemm = groups == 1 && n > 1 && h * w <= NN_CONV_BATCH_MAX_P;
+    c->batch_gemm = choose_batch(n, groups, (size_t)cout * kh * kw, (size_t)h * w);
     return 0;
 }
 
@@ -357,10 +382,8 @@ size_t nn_convt2d_workspace(const nn_conv_t *c)
 {
     size_t K = (size_t)(c->cout / c->groups) * c->kh * c->kw;
     size_t P = (size_t)c->h * c->w;
-    if (c->batch_gemm) {
-        assert(c->groups == 1);
-        return K * c->n * P + (size_t)c->cin * c->n * P;
-    }
+    const size_t nb = (size_t)images_per_gemm(c);
+    if (nb > 1) return (K + (size_t)c->cin) * nb * P;
     return is_pointwise(c) ? 0 : K * P;
 }
 
@@ -377,20 +400,23 @@ void nn_convt2d_forward(const nn_conv_t *c, float *out, const float *inp, const 
         if (bias) {
             for (int ch = 0; ch < c->cout; ch++)
                 for (int j = 0; j < OP; j++) o[(size_t)ch * OP + j] = bias[ch];
-        } else if (!(is_pointwise(c) && !c->batch_gemm)) {
+        } else if (!(is_pointwise(c) && images_per_gemm(c) == 1)) {
             memset(o, 0, sizeof(float) * out_n);
         }
     }
-    if (c->batch_gemm) {
-        assert(G == 1);
-        const int N = c->n;
-        const size_t ld = (size_t)N * P;
-        float *A = ws, *B = ws + (size_t)K * ld;
-        gather(B, inp, N, c->cin, 0, c->cin, P);
-        nn_sgemm(true, false, K, (int)ld, c->cin, 1.0f, weight, K, B, (int)ld, 0.0f, A, (int)ld);
-        for (int i = 0; i < N; i++)
-            col2im_add(out + i * out_n, A + (size_t)i * P, ld, c->cout, c->hout, c->wout, c->kh,
-                       c->kw, c->stride, c->pad, c->h, c->w);
+    const int nb = images_per_gemm(c);
+    if (nb > 1) {
+        float *A = ws, *B = ws + (size_t)K * nb * P;
+        for (int n0 = 0; n0 < c->n; n0 += nb) {
+            const int cur = c->n - n0 < nb ? c->n - n0 : nb;
+            const size_t ld = (size_t)cur * P;
+            gather(B, inp + (size_t)n0 * c->cin * P, cur, c->cin, 0, c->cin, P);
+            nn_sgemm(true, false, K, (int)ld, c->cin, 1.0f, weight, K, B, (int)ld, 0.0f, A,
+                     (int)ld);
+            for (int i = 0; i < cur; i++)
+                col2im_add(out + (n0 + i) * out_n, A + (size_t)i * P, ld, c->cout, c->hout, c->wout,
+                           c->kh, c->kw, c->stride, c->pad, c->h, c->w);
+        }
         return;
     }
     const int direct = is_pointwise(c);
@@ -420,23 +446,25 @@ void nn_convt2d_backward(const nn_conv_t *c, float *dinp, float *dweight, float 
     if (dbias) bias_backward(dbias, dout, c->n, c->cout, OP);
     if (!dinp && !dweight) return;
     assert(ws || nn_convt2d_workspace(c) == 0);
-    if (c->batch_gemm) {
-        assert(G == 1);
-        const int N = c->n;
-        const size_t ld = (size_t)N * P;
-        float *A = ws, *B = ws + (size_t)K * ld;
-        for (int i = 0; i < N; i++) /* dcol: the conv's im2col of dout */
-            im2col(A + (size_t)i * P, ld, dout + i * out_n, c->cout, c->hout, c->wout, c->kh, c->kw,
-                   c->stride, c->pad, c->h, c->w);
-        if (dweight) {
-            gather(B, inp, N, c->cin, 0, c->cin, P);
-            nn_sgemm(false, true, c->cin, K, (int)ld, 1.0f, B, (int)ld, A, (int)ld, 1.0f, dweight,
-                     K);
-        }
-        if (dinp) {
-            nn_sgemm(false, false, c->cin, (int)ld, K, 1.0f, weight, K, A, (int)ld, 0.0f, B,
-                     (int)ld);
-            scatter(dinp, B, NULL, N, c->cin, P, 1);
+    const int nb = images_per_gemm(c);
+    if (nb > 1) {
+        float *A = ws, *B = ws + (size_t)K * nb * P;
+        for (int n0 = 0; n0 < c->n; n0 += nb) {
+            const int cur = c->n - n0 < nb ? c->n - n0 : nb;
+            const size_t ld = (size_t)cur * P;
+            for (int i = 0; i < cur; i++) /* dcol: the conv's im2col of dout */
+                im2col(A + (size_t)i * P, ld, dout + (n0 + i) * out_n, c->cout, c->hout, c->wout,
+                       c->kh, c->kw, c->stride, c->pad, c->h, c->w);
+            if (dweight) {
+                gather(B, inp + (size_t)n0 * c->cin * P, cur, c->cin, 0, c->cin, P);
+                nn_sgemm(false, true, c->cin, K, (int)ld, 1.0f, B, (int)ld, A, (int)ld, 1.0f,
+                         dweight, K);
+            }
+            if (dinp) {
+                nn_sgemm(false, false, c->cin, (int)ld, K, 1.0f, weight, K, A, (int)ld, 0.0f, B,
+                         (int)ld);
+                scatter(dinp + (size_t)n0 * c->cin * P, B, NULL, cur, c->cin, P, 1);
+            }
         }
         return;
     }

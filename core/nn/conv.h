@@ -16,8 +16,9 @@ typedef struct nn_conv {
     int stride, pad, groups;
     int out_pad;    /* transposed conv only */
     int hout, wout; /* filled in by nn_conv2d_init / nn_convt2d_init */
-    int batch_gemm; /* set by init: 1 = whole batch in one sgemm (groups == 1, n > 1,
-                       small images); may be changed before sizing the workspace */
+    int batch_gemm; /* images per sgemm, set by init: > 1 only with groups == 1, n > 1 and
+                       small images; 0 or 1 = per image. May be changed (e.g. 0 to force
+                       the per-image path) before sizing the workspace. */
 } nn_conv_t;
 
 /* Fills hout/wout: (h + 2p - kh)/s + 1. Returns 0, or -1 if the shape is invalid. */
@@ -27,7 +28,9 @@ int nn_conv2d_init(nn_conv_t *c, int n, int cin, int h, int w, int cout, int kh,
 int nn_convt2d_init(nn_conv_t *c, int n, int cin, int h, int w, int cout, int kh, int kw,
                     int stride, int pad, int out_pad, int groups);
 
-/* Workspace in floats for forward and backward (the larger of the two). */
+/* Workspace in floats for forward and backward (the larger of the two). It does
+ * not grow when c->n is lowered after sizing, so a workspace sized at the
+ * largest batch serves every smaller one. */
 size_t nn_conv2d_workspace(const nn_conv_t *c);
 size_t nn_convt2d_workspace(const nn_conv_t *c);
 

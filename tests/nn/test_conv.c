@@ -37,6 +37,10 @@ static double max_err(const float *a, const float *b, size_t n)
     return e / (1.0 + m);
 }
 
+/* Images per sgemm to test: per image, chunks of 2 (a remainder chunk at n = 3),
+ * the whole batch. */
+static const int batch_modes[] = {0, 2, 64};
+
 typedef struct shape {
     int n, cin, h, w, cout, kh, kw, stride, pad, groups, out_pad;
 } shape_t;
@@ -90,7 +94,7 @@ static void layer_setup(layer_t *L, const shape_t *s, int transposed, int batch_
     memset(L, 0, sizeof *L);
     L->transposed = transposed;
     cr_assert_eq(init_shape(&L->c, s, transposed), 0);
-    if (batch_gemm >= 0) L->c.batch_gemm = batch_gemm && L->c.groups == 1;
+    if (batch_gemm >= 0) L->c.batch_gemm = L->c.groups == 1 ? batch_gemm : 0;
     nn_conv_t *c = &L->c;
     dp_rng_t r;
     dp_rng_seed(&r, seed);
@@ -148,10 +152,10 @@ static void describe(const nn_conv_t *c, char *buf, size_t len)
 static void forward_table(const shape_t *table, size_t count, int transposed)
 {
     for (size_t t = 0; t < count; t++)
-        for (int bg = 0; bg <= 1; bg++)
+        for (int bg = 0; bg < 3; bg++)
             for (int with_bias = 0; with_bias <= 1; with_bias++) {
                 layer_t L;
-                layer_setup(&L, &table[t], transposed, bg, 100 + t);
+                layer_setup(&L, &table[t], transposed, batch_modes[bg], 100 + t);
                 float *ref = zeros(L.no);
                 /* garbage in out: the kernel must overwrite, not accumulate */
                 for (size_t i = 0; i < L.no; i++) L.out[i] = 1e6f;
@@ -259,9 +263,9 @@ static double loss_double(void *ctx)
 static void backward_table(const shape_t *table, size_t count, int transposed)
 {
     for (size_t t = 0; t < count; t++)
-        for (int bg = 0; bg <= 1; bg++) {
+        for (int bg = 0; bg < 3; bg++) {
             layer_t L;
-            layer_setup(&L, &table[t], transposed, bg, 200 + t);
+            layer_setup(&L, &table[t], transposed, batch_modes[bg], 200 + t);
             layer_backward(&L, L.dinp, L.dw, L.db);
             char d[160], m[256];
             describe(&L.c, d, sizeof d);
@@ -288,9 +292,9 @@ Test(convt, backward_matches_finite_differences, .timeout = 120)
 /* Backward accumulates (+=), and NULL gradients are skipped. */
 static void accumulation(int transposed, const shape_t *s)
 {
-    for (int bg = 0; bg <= 1; bg++) {
+    for (int bg = 0; bg < 3; bg++) {
         layer_t L;
-        layer_setup(&L, s, transposed, bg, 300);
+        layer_setup(&L, s, transposed, batch_modes[bg], 300);
         layer_backward(&L, L.dinp, L.dw, L.db);
         float *di = malloc(L.ni * sizeof(float)), *dw = malloc(L.nw * sizeof(float));
         float *db = malloc((size_t)L.c.cout * sizeof(float));
@@ -378,4 +382,27 @@ Test(reflpad, backward_is_adjoint)
         free(px);
         free(pty);
     }
+}
+
+/* init's choice of images per sgemm, and the workspace when n is lowered later. */
+Test(conv, batch_choice)
+{
+    nn_conv_t c;
+    cr_assert_eq(nn_conv2d_init(&c, 64, 512, 5, 5, 512, 3, 3, 1, 1, 1), 0);
+    cr_expect_eq(c.batch_gemm, 36, "4608 x 25 columns per image, 16 MB chunks: %d", c.batch_gemm);
+    size_t ws64 = nn_conv2d_workspace(&c);
+    c.n = 5;
+    cr_expect_leq(nn_conv2d_workspace(&c), ws64);
+    c.n = 1;
+    cr_expect_eq(nn_conv2d_workspace(&c), (size_t)4608 * 25, "n = 1 is per image");
+    cr_assert_eq(nn_conv2d_init(&c, 64, 64, 26, 26, 128, 3, 3, 2, 0, 1), 0);
+    cr_expect_eq(c.batch_gemm, 50, "576 x 144 columns per image: %d", c.batch_gemm);
+    cr_assert_eq(nn_conv2d_init(&c, 64, 1, 28, 28, 64, 3, 3, 1, 0, 1), 0);
+    cr_expect_eq(c.batch_gemm, 0, "P = 676 stays per image");
+    cr_assert_eq(nn_conv2d_init(&c, 64, 4, 5, 5, 4, 3, 3, 1, 1, 2), 0);
+    cr_expect_eq(c.batch_gemm, 0, "groups > 1 stays per image");
+    cr_assert_eq(nn_conv2d_init(&c, 1, 4, 5, 5, 4, 3, 3, 1, 1, 1), 0);
+    cr_expect_eq(c.batch_gemm, 0);
+    cr_assert_eq(nn_convt2d_init(&c, 64, 256, 5, 5, 128, 3, 3, 2, 0, 0, 1), 0);
+    cr_expect_eq(c.batch_gemm, 64);
 }
