@@ -1,0 +1,72 @@
+/* Internals shared by the store front end and its two backends: the backend
+ * table, the store object, and small helpers (growable buffer, RFC 3986
+ * encoding, SHA-256/MD5, XML field extraction, atomic local files). */
+#ifndef DP_STORE_STORE_IMPL_H
+#define DP_STORE_STORE_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+typedef struct store_ops {
+    dp_err_t (*put_mem)(dp_store_t *s, const char *key, const void *data, size_t len);
+    dp_err_t (*put_file)(dp_store_t *s, const char *key, const char *path);
+    dp_err_t (*get_mem)(dp_store_t *s, const char *key, void **data, size_t *len);
+    dp_err_t (*get_file)(dp_store_t *s, const char *key, const char *path);
+    dp_err_t (*head)(dp_store_t *s, const char *key, dp_store_info_t *info);
+    dp_err_t (*list)(dp_store_t *s, const char *prefix, dp_store_list_fn fn, void *arg);
+    dp_err_t (*del)(dp_store_t *s, const char *key);
+    void (*destroy)(void *impl);
+} store_ops_t;
+
+struct dp_store {
+    const store_ops_t *ops;
+    char *root;     /* the URI it was opened on */
+    char *prefix;   /* prepended to every key: "" or "a/b/" */
+    char *head_key; /* storage behind dp_store_info_t.key of head() */
+    void *impl;
+};
+
+/* Backends: fill s->ops and s->impl. where is the part of the root URI after
+ * the scheme ("bucket" for s3://bucket/prefix, "/dir" for file:///dir). */
+dp_err_t store_s3_open(dp_store_t *s, const char *bucket, const dp_store_settings_t *settings);
+dp_err_t store_file_open(dp_store_t *s, const char *dir);
+
+/* A growable byte buffer, always NUL-terminated when p != NULL. */
+typedef struct store_buf {
+    char *p;
+    size_t len, cap;
+} store_buf_t;
+
+dp_err_t store_buf_add(store_buf_t *b, const void *data, size_t len);
+dp_err_t store_buf_addf(store_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void store_buf_free(store_buf_t *b);
+
+/* Appends s percent-encoded per RFC 3986: unreserved characters kept, '/' kept
+ * when keep_slash, everything else %XX in upper case. */
+dp_err_t store_uri_encode(store_buf_t *b, const char *s, int keep_slash);
+
+/* Hex SHA-256 (65 bytes with NUL) and base64 MD5 (25 bytes) of a buffer. */
+void store_sha256_hex(const void *data, size_t len, char out[65]);
+void store_md5(const void *data, size_t len, unsigned char out[16]);
+void store_hex(const unsigned char *in, size_t n, char *out);
+void store_base64(const unsigned char *in, size_t n, char *out);
+
+/* Text of the first <tag>...</tag> at or after *pos in xml, entities decoded,
+ * into out (truncated to n). Advances *pos past it when pos is not NULL.
+ * Returns 1 if found, 0 if not. */
+int store_xml_field(const char *xml, const char *tag, char *out, size_t n, size_t *pos);
+
+/* Atomic local write: opens a new temporary file beside path (*tmp is a new
+ * string, caller frees), then store_tmp_commit() fsyncs, renames it over path
+ * and fsyncs the directory, or store_tmp_abort() removes it. Both close fd. */
+#define STORE_TMP_MARK ".dp-tmp-" /* temporary names: path STORE_TMP_MARK XXXXXX */
+dp_err_t store_tmp_open(const char *path, char **tmp, int *fd);
+dp_err_t store_tmp_commit(int fd, const char *tmp, const char *path);
+void store_tmp_abort(int fd, const char *tmp);
+
+/* Writes all of len bytes to fd, retrying on EINTR and short writes. */
+dp_err_t store_write_all(int fd, const void *data, size_t len, const char *what);
+
+#endif

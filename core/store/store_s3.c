@@ -1,0 +1,1048 @@
+/* s3:// backend: S3 and MinIO through libcurl's SigV4 signer, path-style
+ * URLs (endpoint/bucket/key).
+ *
+ * libcurl 7.88 signs the query string verbatim and, without help, hashes an
+ * empty body for uploads. So every request carries x-amz-content-sha256 (the
+ * real SHA-256 where the body is in hand, UNSIGNED-PAYLOAD where it streams),
+ * query strings are built here sorted and RFC 3986-encoded with value-less
+ * parameters as "name=", and keys are percent-encoded here.
+ *
+ * Every request goes through s3_request(): a bounded retry loop (count and
+ * time) with exponential backoff and jitter on connection errors, 5xx and
+ * 429, then one translation of the outcome into dp_err_t. Uploads above the
+ * threshold go multipart, one part in memory at a time, aborted on failure. */
+#include "store/store_impl.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/clock.h"
+#include "util/log.h"
+
+#define LOG_COMP     "store"
+#define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define UNSIGNED     "UNSIGNED-PAYLOAD"
+#define ERRBODY_MAX  (64u << 10)
+#define MIN_PART     (5ull << 20)
+#define MAX_PARTS    10000
+#define HASH_CHUNK   (1u << 20)
+
+typedef struct s3 {
+    CURL *curl;
+    char *endpoint, *region, *sigv4, *bucket;
+    char *access_key, *secret_key, *token; /* never logged; wiped on destroy */
+    dp_store_settings_t cfg;               /* numbers and trace; strings cleared */
+    unsigned rng;
+    char errbuf[CURL_ERROR_SIZE];
+} s3_t;
+
+/* ---- one request ---------------------------------------------------------------------- */
+
+typedef struct s3_req {
+    const char *method;   /* GET HEAD PUT POST DELETE */
+    const char *key;      /* full key, NULL for the bucket */
+    const char *query;    /* canonical query string or NULL */
+    const char *sha256;   /* x-amz-content-sha256; NULL: EMPTY_SHA256 */
+    const char *md5_b64;  /* Content-MD5 or NULL */
+    const char *ctype;    /* Content-Type for PUT/POST */
+    const char *mem;      /* body from memory ... */
+    int fd;               /* ... or from fd at off (-1: none) */
+    uint64_t off, len;    /* body length */
+    store_buf_t *out_mem; /* 2xx response body to memory ... */
+    int out_fd;           /* ... or to fd (-1: none) */
+} s3_req_t;
+
+typedef struct s3_resp {
+    long status;
+    char etag[72];
+    uint64_t length;
+    int has_length;
+    int64_t mtime;
+    uint64_t received;
+    store_buf_t err; /* body of a non-2xx answer */
+    dp_err_t werr;   /* local failure inside a callback */
+    char werr_detail[256];
+} s3_resp_t;
+
+typedef struct xfer {
+    s3_t *s3;
+    const s3_req_t *req;
+    s3_resp_t *resp;
+    uint64_t pos; /* body bytes sent */
+} xfer_t;
+
+static size_t read_cb(char *buf, size_t size, size_t n, void *arg)
+{
+    xfer_t *x = arg;
+    const s3_req_t *r = x->req;
+    size_t want = size * n;
+    if (want > r->len - x->pos) want = (size_t)(r->len - x->pos);
+    if (!want) return 0;
+    if (r->mem) {
+        memcpy(buf, r->mem + x->pos, want);
+    } else {
+        ssize_t got;
+        do got = pread(r->fd, buf, want, (off_t)(r->off + x->pos));
+        while (got < 0 && errno == EINTR);
+        if (got <= 0) {
+            x->resp->werr = got < 0 ? DP_ERR_IO : DP_ERR_TRUNCATED;
+            snprintf(x->resp->werr_detail, sizeof x->resp->werr_detail, "read: %s",
+                     got < 0 ? strerror(errno) : "file shrank during upload");
+            return CURL_READFUNC_ABORT;
+        }
+        want = (size_t)got;
+    }
+    x->pos += want;
+    return want;
+}
+
+static size_t write_cb(char *data, size_t size, size_t n, void *arg)
+{
+    xfer_t *x = arg;
+    size_t len = size * n;
+    long status = 0;
+    curl_easy_getinfo(x->s3->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || status >= 300) {
+        if (x->resp->err.len < ERRBODY_MAX && store_buf_add(&x->resp->err, data, len)) return 0;
+        return len;
+    }
+    x->resp->received += len;
+    if (x->req->out_mem) {
+        if (store_buf_add(x->req->out_mem, data, len)) {
+            x->resp->werr = DP_ERR_NOMEM;
+            snprintf(x->resp->werr_detail, sizeof x->resp->werr_detail, "response buffer");
+            return 0;
+        }
+    } else if (x->req->out_fd >= 0) {
+        if (store_write_all(x->req->out_fd, data, len, "download")) {
+            x->resp->werr = DP_ERR_IO;
+            snprintf(x->resp->werr_detail, sizeof x->resp->werr_detail, "%s", dp_err_detail());
+            return 0;
+        }
+    }
+    return len;
+}
+
+/* Copies the value of header line "Name: value\r\n" into out when name matches. */
+static int header_value(const char *line, size_t len, const char *name, char *out, size_t n)
+{
+    size_t nl = strlen(name);
+    if (len <= nl || strncasecmp(line, name, nl) || line[nl] != ':') return 0;
+    const char *v = line + nl + 1, *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t')) v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) end--;
+    size_t vl = (size_t)(end - v);
+    if (vl >= n) vl = n - 1;
+    memcpy(out, v, vl);
+    out[vl] = '\0';
+    return 1;
+}
+
+static size_t header_cb(char *data, size_t size, size_t n, void *arg)
+{
+    xfer_t *x = arg;
+    size_t len = size * n;
+    s3_resp_t *r = x->resp;
+    char v[128];
+    if (x->s3->cfg.trace)
+        x->s3->cfg.trace(DP_STORE_TRACE_HEADER_IN, data, len, x->s3->cfg.trace_arg);
+    if (len > 5 && !strncmp(data, "HTTP/", 5)) { /* a new response (after 100 Continue) */
+        r->etag[0] = '\0';
+        r->has_length = 0;
+    } else if (header_value(data, len, "ETag", v, sizeof v)) {
+        char *e = v;
+        size_t el = strlen(e);
+        if (el >= 2 && e[0] == '"' && e[el - 1] == '"') {
+            e[el - 1] = '\0';
+            e++;
+        }
+        size_t el2 = strlen(e) < sizeof r->etag - 1 ? strlen(e) : sizeof r->etag - 1;
+        memcpy(r->etag, e, el2);
+        r->etag[el2] = '\0';
+    } else if (header_value(data, len, "Content-Length", v, sizeof v)) {
+        r->length = strtoull(v, NULL, 10);
+        r->has_length = 1;
+        if (x->req->out_mem && r->length < (1ull << 40)) { /* reserve up front */
+            store_buf_t *b = x->req->out_mem;
+            if (b->cap < b->len + r->length + 1) {
+                char *p = realloc(b->p, b->len + r->length + 1);
+                if (p) {
+                    b->p = p;
+                    b->cap = b->len + r->length + 1;
+                }
+            }
+        }
+    } else if (header_value(data, len, "Last-Modified", v, sizeof v)) {
+        r->mtime = (int64_t)curl_getdate(v, NULL);
+    }
+    return len;
+}
+
+static int debug_cb(CURL *c, curl_infotype type, char *data, size_t len, void *arg)
+{
+    s3_t *s3 = arg;
+    if (type == CURLINFO_HEADER_OUT)
+        s3->cfg.trace(DP_STORE_TRACE_HEADER_OUT, data, len, s3->cfg.trace_arg);
+    else if (type == CURLINFO_DATA_OUT)
+        s3->cfg.trace(DP_STORE_TRACE_DATA_OUT, data, len, s3->cfg.trace_arg);
+    return 0;
+}
+
+/* The URL of key (NULL: the bucket) with an optional query. */
+static dp_err_t make_url(s3_t *s3, const char *key, const char *query, store_buf_t *url)
+{
+    dp_err_t err = store_buf_addf(url, "%s/%s", s3->endpoint, s3->bucket);
+    if (!err && key) err = store_buf_add(url, "/", 1);
+    if (!err && key) err = store_uri_encode(url, key, 1);
+    if (!err && query && *query) err = store_buf_addf(url, "?%s", query);
+    return err;
+}
+
+static CURLcode perform_once(s3_t *s3, const s3_req_t *r, const char *url, struct curl_slist *hdrs,
+                             s3_resp_t *resp)
+{
+    CURL *c = s3->curl;
+    xfer_t x = {s3, r, resp, 0};
+    curl_easy_reset(c);
+    s3->errbuf[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s3->sigv4);
+    curl_easy_setopt(c, CURLOPT_USERNAME, s3->access_key);
+    curl_easy_setopt(c, CURLOPT_PASSWORD, s3->secret_key);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s3->errbuf);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, s3->cfg.connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, s3->cfg.stall_timeout_s);
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
+    curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 2L * 1024 * 1024);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+    if (s3->cfg.trace) {
+        curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, debug_cb);
+        curl_easy_setopt(c, CURLOPT_DEBUGDATA, s3);
+        curl_easy_setopt(c, CURLOPT_VERBOSE, 1L);
+    }
+    if (!strcmp(r->method, "HEAD")) {
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    } else if (!strcmp(r->method, "PUT")) {
+        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+        curl_easy_setopt(c, CURLOPT_READDATA, &x);
+        curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->len);
+    } else if (!strcmp(r->method, "POST")) {
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+        curl_easy_setopt(c, CURLOPT_READDATA, &x);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->len);
+    } else if (strcmp(r->method, "GET")) {
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
+    }
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+    return rc;
+}
+
+static int retryable_curl(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* "s3://bucket/key" for messages. */
+static void where(const s3_t *s3, const s3_req_t *r, char *out, size_t n)
+{
+    snprintf(out, n, "s3://%s/%s", s3->bucket, r->key ? r->key : "");
+}
+
+/* Turns a final non-2xx answer into an error with the S3 code and message. */
+static dp_err_t http_error(s3_t *s3, const s3_req_t *r, s3_resp_t *resp, int tries)
+{
+    char w[512], code[128] = "", msg[512] = "";
+    where(s3, r, w, sizeof w);
+    if (resp->err.p) {
+        store_xml_field(resp->err.p, "Code", code, sizeof code, NULL);
+        store_xml_field(resp->err.p, "Message", msg, sizeof msg, NULL);
+    }
+    long st = resp->status;
+    if (st == 404 && strcmp(code, "NoSuchBucket"))
+        return dp_err_set(DP_ERR_NOTFOUND, "%s: not found (%s)", w, *code ? code : "HTTP 404");
+    if (st == 401 || st == 403) {
+        return dp_err_set(
+            DP_ERR_AUTH, "%s: %s: access denied by the server, check credentials (HTTP %ld %s%s%s)",
+            w, r->method, st, *code ? code : "", *msg ? ": " : "", msg);
+    }
+    return dp_err_set(DP_ERR_REMOTE, "%s: %s: HTTP %ld %s%s%s%s", w, r->method, st,
+                      *code ? code : "", *msg ? ": " : "", msg,
+                      tries > 1 ? " (gave up after retries)" : "");
+}
+
+/* Sends r with retries; on 2xx returns DP_OK with resp filled. resp->err is
+ * freed by the caller. */
+static dp_err_t s3_request(s3_t *s3, const s3_req_t *r, s3_resp_t *resp)
+{
+    store_buf_t url = {0};
+    struct curl_slist *hdrs = NULL, *h;
+    char line[256];
+    dp_err_t err = make_url(s3, r->key, r->query, &url);
+    if (err) return err;
+    snprintf(line, sizeof line, "x-amz-content-sha256: %s", r->sha256 ? r->sha256 : EMPTY_SHA256);
+    hdrs = curl_slist_append(hdrs, line);
+    if (r->md5_b64) {
+        snprintf(line, sizeof line, "Content-MD5: %s", r->md5_b64);
+        if ((h = curl_slist_append(hdrs, line))) hdrs = h;
+    }
+    if (r->ctype) {
+        snprintf(line, sizeof line, "Content-Type: %s", r->ctype);
+        if ((h = curl_slist_append(hdrs, line))) hdrs = h;
+    }
+    if (s3->token) {
+        store_buf_t t = {0};
+        if (!store_buf_addf(&t, "x-amz-security-token: %s", s3->token) &&
+            (h = curl_slist_append(hdrs, t.p)))
+            hdrs = h;
+        if (t.p) OPENSSL_cleanse(t.p, t.len);
+        store_buf_free(&t);
+    }
+    if (!hdrs) {
+        store_buf_free(&url);
+        return dp_err_set(DP_ERR_NOMEM, "store: headers");
+    }
+    const dp_store_settings_t *cfg = &s3->cfg;
+    uint64_t t0 = dp_clock_ns();
+    char w[512];
+    where(s3, r, w, sizeof w);
+    for (int attempt = 0;; attempt++) {
+        size_t out_start = r->out_mem ? r->out_mem->len : 0;
+        resp->err.len = 0;
+        resp->received = 0;
+        resp->werr = DP_OK;
+        resp->etag[0] = '\0';
+        resp->has_length = 0;
+        if (r->out_fd >= 0 && attempt > 0) {
+            if (ftruncate(r->out_fd, 0) != 0 || lseek(r->out_fd, 0, SEEK_SET) != 0) {
+                err = dp_err_set(DP_ERR_IO, "%s: rewinding the download: %s", w, strerror(errno));
+                break;
+            }
+        }
+        CURLcode rc = perform_once(s3, r, url.p, hdrs, resp);
+        if (rc == CURLE_OK && resp->status >= 200 && resp->status < 300) {
+            err = DP_OK;
+            break;
+        }
+        if (resp->werr) {
+            err = dp_err_set(resp->werr, "%s: %s: %s", w, r->method, resp->werr_detail);
+            break;
+        }
+        int retry =
+            rc == CURLE_OK ? (resp->status >= 500 || resp->status == 429) : retryable_curl(rc);
+        char why[300];
+        if (rc != CURLE_OK) {
+            snprintf(why, sizeof why, "%s (curl %d: %s)", curl_easy_strerror(rc), (int)rc,
+                     s3->errbuf);
+            err = dp_err_set(rc == CURLE_ABORTED_BY_CALLBACK ? DP_ERR_INTERRUPTED
+                             : retryable_curl(rc)            ? DP_ERR_NETWORK
+                                                             : DP_ERR_REMOTE,
+                             "%s: %s: %s", w, r->method, why);
+        } else {
+            err = http_error(s3, r, resp, attempt + 1);
+            snprintf(why, sizeof why, "HTTP %ld", resp->status);
+        }
+        if (!retry) break;
+        char detail[1024];
+        snprintf(detail, sizeof detail, "%s", dp_err_detail());
+        if (cfg->max_retries < 0 || attempt >= cfg->max_retries) {
+            dp_err_set(err, "%s (after %d tries)", detail, attempt + 1);
+            break;
+        }
+        long cap = cfg->retry_base_ms;
+        for (int i = 0; i < attempt && cap < cfg->retry_max_ms; i++) cap *= 2;
+        if (cap > cfg->retry_max_ms) cap = cfg->retry_max_ms;
+        long delay = cap / 2 + (long)(rand_r(&s3->rng) % (unsigned)(cap / 2 + 1));
+        uint64_t spent_ms = (dp_clock_ns() - t0) / 1000000u;
+        if (spent_ms + (uint64_t)delay > (uint64_t)cfg->retry_budget_ms) {
+            dp_err_set(err, "%s (after %d tries, %llu ms)", detail, attempt + 1,
+                       (unsigned long long)spent_ms);
+            break;
+        }
+        dp_warn(LOG_COMP, "%s %s: %s; retry %d/%d in %ld ms", r->method, w, why, attempt + 1,
+                cfg->max_retries, delay);
+        if (r->out_mem) r->out_mem->len = out_start;
+        struct timespec ts = {delay / 1000, (delay % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+    curl_slist_free_all(hdrs);
+    store_buf_free(&url);
+    if (!err && strcmp(r->method, "HEAD") && resp->has_length && resp->received != resp->length &&
+        (r->out_mem || r->out_fd >= 0))
+        err = dp_err_set(DP_ERR_TRUNCATED, "%s: got %llu bytes, Content-Length says %llu", w,
+                         (unsigned long long)resp->received, (unsigned long long)resp->length);
+    return err;
+}
+
+/* ---- query strings -------------------------------------------------------------------- */
+
+typedef struct qparam {
+    const char *name, *value; /* value "" is written "name=" */
+} qparam_t;
+
+static int cmp_param(const void *a, const void *b)
+{
+    const qparam_t *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->value, y->value);
+}
+
+/* Sorted, RFC 3986-encoded, "&"-joined; names here are plain ASCII so sorting
+ * the raw names sorts the encoded ones. */
+static dp_err_t make_query(qparam_t *p, size_t n, store_buf_t *q)
+{
+    qsort(p, n, sizeof *p, cmp_param);
+    dp_err_t err = DP_OK;
+    for (size_t i = 0; i < n && !err; i++) {
+        if (i) err = store_buf_add(q, "&", 1);
+        if (!err) err = store_uri_encode(q, p[i].name, 0);
+        if (!err) err = store_buf_add(q, "=", 1);
+        if (!err) err = store_uri_encode(q, p[i].value, 0);
+    }
+    if (!err && !q->p) err = store_buf_add(q, "", 0);
+    return err;
+}
+
+/* ---- objects -------------------------------------------------------------------------- */
+
+static s3_req_t req_init(const char *method, const char *key)
+{
+    s3_req_t r = {.method = method, .key = key, .fd = -1, .out_fd = -1};
+    return r;
+}
+
+static int etag_matches(const char *etag, const unsigned char md5[16])
+{
+    char hex[33];
+    store_hex(md5, 16, hex);
+    return !strcasecmp(etag, hex);
+}
+
+static dp_err_t check_etag(s3_t *s3, const char *key, const char *etag, const unsigned char md5[16])
+{
+    if (!*etag || etag_matches(etag, md5)) return DP_OK;
+    char hex[33];
+    store_hex(md5, 16, hex);
+    return dp_err_set(DP_ERR_MISMATCH, "s3://%s/%s: ETag %s does not match the MD5 %s sent",
+                      s3->bucket, key, etag, hex);
+}
+
+static dp_err_t put_single_mem(s3_t *s3, const char *key, const void *data, size_t len)
+{
+    char sha[65], b64[32];
+    unsigned char md5[16];
+    store_sha256_hex(data, len, sha);
+    store_md5(data, len, md5);
+    store_base64(md5, 16, b64);
+    s3_req_t r = req_init("PUT", key);
+    r.sha256 = sha;
+    r.md5_b64 = b64;
+    r.ctype = "application/octet-stream";
+    r.mem = data;
+    r.len = len;
+    s3_resp_t resp = {0};
+    dp_err_t err = s3_request(s3, &r, &resp);
+    store_buf_free(&resp.err);
+    return err ? err : check_etag(s3, key, resp.etag, md5);
+}
+
+static dp_err_t initiate(s3_t *s3, const char *key, char *upload_id, size_t n)
+{
+    store_buf_t q = {0}, body = {0};
+    qparam_t p[] = {{"uploads", ""}};
+    dp_err_t err = make_query(p, 1, &q);
+    s3_req_t r = req_init("POST", key);
+    r.query = q.p;
+    r.ctype = "application/octet-stream";
+    r.mem = "";
+    r.out_mem = &body;
+    s3_resp_t resp = {0};
+    if (!err) err = s3_request(s3, &r, &resp);
+    if (!err && (!body.p || !store_xml_field(body.p, "UploadId", upload_id, n, NULL)))
+        err = dp_err_set(DP_ERR_FORMAT, "s3://%s/%s: no UploadId in the answer", s3->bucket, key);
+    store_buf_free(&resp.err);
+    store_buf_free(&body);
+    store_buf_free(&q);
+    return err;
+}
+
+static dp_err_t upload_part(s3_t *s3, const char *key, const char *upload_id, int num,
+                            const char *data, size_t len, unsigned char md5[16])
+{
+    char sha[65], b64[32], nbuf[16];
+    store_sha256_hex(data, len, sha);
+    store_md5(data, len, md5);
+    store_base64(md5, 16, b64);
+    snprintf(nbuf, sizeof nbuf, "%d", num);
+    store_buf_t q = {0};
+    qparam_t p[] = {{"uploadId", upload_id}, {"partNumber", nbuf}};
+    dp_err_t err = make_query(p, 2, &q);
+    s3_req_t r = req_init("PUT", key);
+    r.query = q.p;
+    r.sha256 = sha;
+    r.md5_b64 = b64;
+    r.ctype = "application/octet-stream";
+    r.mem = data;
+    r.len = len;
+    s3_resp_t resp = {0};
+    if (!err) err = s3_request(s3, &r, &resp);
+    if (!err && !resp.etag[0])
+        err = dp_err_set(DP_ERR_FORMAT, "s3://%s/%s: part %d: no ETag", s3->bucket, key, num);
+    if (!err && !etag_matches(resp.etag, md5))
+        err = dp_err_set(DP_ERR_MISMATCH, "s3://%s/%s: part %d: ETag %s is not the MD5 sent",
+                         s3->bucket, key, num, resp.etag);
+    store_buf_free(&resp.err);
+    store_buf_free(&q);
+    return err;
+}
+
+static dp_err_t complete(s3_t *s3, const char *key, const char *upload_id,
+                         const unsigned char (*md5s)[16], int nparts)
+{
+    store_buf_t q = {0}, xml = {0}, body = {0};
+    qparam_t p[] = {{"uploadId", upload_id}};
+    dp_err_t err = make_query(p, 1, &q);
+    if (!err) err = store_buf_addf(&xml, "<CompleteMultipartUpload>");
+    for (int i = 0; i < nparts && !err; i++) {
+        char hex[33];
+        store_hex(md5s[i], 16, hex);
+        err = store_buf_addf(&xml, "<Part><PartNumber>%d</PartNumber><ETag>\"%s\"</ETag></Part>",
+                             i + 1, hex);
+    }
+    if (!err) err = store_buf_addf(&xml, "</CompleteMultipartUpload>");
+    char sha[65];
+    s3_req_t r = req_init("POST", key);
+    s3_resp_t resp = {0};
+    if (!err) {
+        store_sha256_hex(xml.p, xml.len, sha);
+        r.query = q.p;
+        r.sha256 = sha;
+        r.ctype = "application/xml";
+        r.mem = xml.p;
+        r.len = xml.len;
+        r.out_mem = &body;
+        err = s3_request(s3, &r, &resp);
+    }
+    /* S3 may answer 200 and put the error in the body */
+    char code[128] = "", msg[256] = "";
+    if (!err && body.p && strstr(body.p, "<Error>")) {
+        store_xml_field(body.p, "Code", code, sizeof code, NULL);
+        store_xml_field(body.p, "Message", msg, sizeof msg, NULL);
+        err = dp_err_set(DP_ERR_REMOTE, "s3://%s/%s: completing the upload: %s: %s", s3->bucket,
+                         key, code, msg);
+    }
+    if (!err) { /* the ETag of a multipart object: MD5 of the parts' MD5s, "-N" */
+        char etag[72] = "";
+        if (body.p) store_xml_field(body.p, "ETag", etag, sizeof etag, NULL);
+        char *e = etag[0] == '"' ? etag + 1 : etag;
+        size_t el = strlen(e);
+        if (el && e[el - 1] == '"') e[--el] = '\0';
+        char *dash = strchr(e, '-');
+        if (dash) {
+            unsigned char all[16];
+            store_md5(md5s, (size_t)nparts * 16, all);
+            *dash = '\0';
+            if (!etag_matches(e, all) || atoi(dash + 1) != nparts)
+                err = dp_err_set(DP_ERR_MISMATCH,
+                                 "s3://%s/%s: multipart ETag %s-%s is not the "
+                                 "MD5 of the %d parts sent",
+                                 s3->bucket, key, e, dash + 1, nparts);
+        }
+    }
+    store_buf_free(&resp.err);
+    store_buf_free(&body);
+    store_buf_free(&xml);
+    store_buf_free(&q);
+    return err;
+}
+
+static void abort_upload(s3_t *s3, const char *key, const char *upload_id)
+{
+    char saved[1024];
+    snprintf(saved, sizeof saved, "%s", dp_err_detail());
+    store_buf_t q = {0};
+    qparam_t p[] = {{"uploadId", upload_id}};
+    s3_req_t r = req_init("DELETE", key);
+    s3_resp_t resp = {0};
+    dp_store_settings_t keep = s3->cfg;
+    s3->cfg.max_retries = s3->cfg.max_retries < 2 ? s3->cfg.max_retries : 2;
+    if (!make_query(p, 1, &q)) {
+        r.query = q.p;
+        if (s3_request(s3, &r, &resp))
+            dp_warn(LOG_COMP, "abort of upload to s3://%s/%s failed: %s", s3->bucket, key,
+                    dp_err_detail());
+    }
+    s3->cfg = keep;
+    store_buf_free(&resp.err);
+    store_buf_free(&q);
+    dp_err_set(DP_OK, "%s", saved);
+}
+
+/* Multipart upload of len bytes from memory (mem) or from fd; reads one part
+ * into buf at a time. Aborts the upload on failure. */
+static dp_err_t put_multipart(s3_t *s3, const char *key, const char *mem, int fd, uint64_t len)
+{
+    uint64_t part = s3->cfg.part_size;
+    while ((len + part - 1) / part > MAX_PARTS) part *= 2;
+    int nparts = (int)((len + part - 1) / part);
+    if (nparts == 0) nparts = 1;
+    unsigned char(*md5s)[16] = calloc((size_t)nparts, 16);
+    char *buf = mem ? NULL : malloc((size_t)part);
+    if (!md5s || (!mem && !buf)) {
+        free(md5s);
+        free(buf);
+        return dp_err_set(DP_ERR_NOMEM, "store: multipart buffers");
+    }
+    char upload_id[1024];
+    dp_err_t err = initiate(s3, key, upload_id, sizeof upload_id);
+    if (err) goto out;
+    dp_debug(LOG_COMP, "multipart s3://%s/%s: %d parts of %llu bytes", s3->bucket, key, nparts,
+             (unsigned long long)part);
+    for (int i = 0; i < nparts && !err; i++) {
+        uint64_t off = (uint64_t)i * part;
+        size_t n = (size_t)(len - off < part ? len - off : part);
+        const char *data = mem ? mem + off : buf;
+        for (size_t got = 0; !mem && got < n && !err;) {
+            ssize_t k = pread(fd, buf + got, n - got, (off_t)(off + got));
+            if (k < 0 && errno == EINTR) continue;
+            if (k < 0)
+                err = dp_err_set(DP_ERR_IO, "read: %s", strerror(errno));
+            else if (k == 0)
+                err = dp_err_set(DP_ERR_TRUNCATED, "file shrank during upload");
+            else
+                got += (size_t)k;
+        }
+        if (!err) err = upload_part(s3, key, upload_id, i + 1, data, n, md5s[i]);
+    }
+    if (!err) err = complete(s3, key, upload_id, (const unsigned char(*)[16])md5s, nparts);
+    if (err) abort_upload(s3, key, upload_id);
+out:
+    free(md5s);
+    free(buf);
+    return err;
+}
+
+static dp_err_t s3_put_mem(dp_store_t *s, const char *key, const void *data, size_t len)
+{
+    s3_t *s3 = s->impl;
+    if (len > s3->cfg.multipart_threshold) return put_multipart(s3, key, data, -1, len);
+    return put_single_mem(s3, key, data, len);
+}
+
+static dp_err_t s3_put_file(dp_store_t *s, const char *key, const char *path)
+{
+    s3_t *s3 = s->impl;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return dp_err_set(errno == ENOENT ? DP_ERR_NOTFOUND : DP_ERR_IO, "%s: %s", path,
+                          strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return dp_err_set(DP_ERR_INVALID, "%s: not a regular file", path);
+    }
+    uint64_t len = (uint64_t)st.st_size;
+    dp_err_t err;
+    if (len > s3->cfg.multipart_threshold) {
+        err = put_multipart(s3, key, NULL, fd, len);
+        close(fd);
+        return err;
+    }
+    /* single PUT: one pass for SHA-256 and MD5, then stream the file */
+    EVP_MD_CTX *sha = EVP_MD_CTX_new(), *md5 = EVP_MD_CTX_new();
+    char *buf = malloc(HASH_CHUNK);
+    err = DP_OK;
+    if (!sha || !md5 || !buf || !EVP_DigestInit_ex(sha, EVP_sha256(), NULL) ||
+        !EVP_DigestInit_ex(md5, EVP_md5(), NULL))
+        err = dp_err_set(DP_ERR_NOMEM, "store: digests");
+    uint64_t done = 0;
+    while (!err) {
+        ssize_t n = read(fd, buf, HASH_CHUNK);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) err = dp_err_set(DP_ERR_IO, "%s: read: %s", path, strerror(errno));
+        if (n <= 0) break;
+        EVP_DigestUpdate(sha, buf, (size_t)n);
+        EVP_DigestUpdate(md5, buf, (size_t)n);
+        done += (uint64_t)n;
+    }
+    if (!err && done != len) err = dp_err_set(DP_ERR_TRUNCATED, "%s: changed while hashing", path);
+    unsigned char dsha[32], dmd5[16];
+    char hsha[65], b64[32];
+    if (!err) {
+        EVP_DigestFinal_ex(sha, dsha, NULL);
+        EVP_DigestFinal_ex(md5, dmd5, NULL);
+        store_hex(dsha, 32, hsha);
+        store_base64(dmd5, 16, b64);
+        s3_req_t r = req_init("PUT", key);
+        r.sha256 = hsha;
+        r.md5_b64 = b64;
+        r.ctype = "application/octet-stream";
+        r.fd = fd;
+        r.len = len;
+        s3_resp_t resp = {0};
+        err = s3_request(s3, &r, &resp);
+        store_buf_free(&resp.err);
+        if (!err) err = check_etag(s3, key, resp.etag, dmd5);
+    }
+    EVP_MD_CTX_free(sha);
+    EVP_MD_CTX_free(md5);
+    free(buf);
+    close(fd);
+    return err;
+}
+
+static dp_err_t s3_get_mem(dp_store_t *s, const char *key, void **data, size_t *len)
+{
+    s3_t *s3 = s->impl;
+    store_buf_t b = {0};
+    s3_req_t r = req_init("GET", key);
+    r.out_mem = &b;
+    s3_resp_t resp = {0};
+    dp_err_t err = s3_request(s3, &r, &resp);
+    if (!err && !b.p) err = store_buf_add(&b, "", 0);
+    store_buf_free(&resp.err);
+    if (err) {
+        store_buf_free(&b);
+        return err;
+    }
+    *data = b.p;
+    *len = b.len;
+    return DP_OK;
+}
+
+static dp_err_t s3_get_file(dp_store_t *s, const char *key, const char *path)
+{
+    s3_t *s3 = s->impl;
+    char *tmp;
+    int fd;
+    dp_err_t err = store_tmp_open(path, &tmp, &fd);
+    if (err) return err;
+    s3_req_t r = req_init("GET", key);
+    r.out_fd = fd;
+    s3_resp_t resp = {0};
+    err = s3_request(s3, &r, &resp);
+    store_buf_free(&resp.err);
+    if (!err) {
+        err = store_tmp_commit(fd, tmp, path);
+    } else {
+        store_tmp_abort(fd, tmp);
+    }
+    free(tmp);
+    return err;
+}
+
+static dp_err_t s3_head(dp_store_t *s, const char *key, dp_store_info_t *info)
+{
+    s3_t *s3 = s->impl;
+    s3_req_t r = req_init("HEAD", key);
+    s3_resp_t resp = {0};
+    dp_err_t err = s3_request(s3, &r, &resp);
+    store_buf_free(&resp.err);
+    if (err) return err;
+    info->size = resp.length;
+    info->mtime = resp.mtime > 0 ? resp.mtime : 0;
+    snprintf(info->etag, sizeof info->etag, "%s", resp.etag);
+    return DP_OK;
+}
+
+static dp_err_t s3_del(dp_store_t *s, const char *key)
+{
+    s3_t *s3 = s->impl;
+    s3_req_t r = req_init("DELETE", key);
+    s3_resp_t resp = {0};
+    dp_err_t err = s3_request(s3, &r, &resp);
+    store_buf_free(&resp.err);
+    if (err == DP_ERR_NOTFOUND) err = DP_OK;
+    return err;
+}
+
+static int64_t parse_iso8601(const char *s)
+{
+    struct tm tm = {0};
+    if (sscanf(s, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec) != 6)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm);
+}
+
+static dp_err_t s3_list(dp_store_t *s, const char *prefix, dp_store_list_fn fn, void *arg)
+{
+    s3_t *s3 = s->impl;
+    char *token = NULL;
+    char *key = malloc(4096), *block = NULL;
+    dp_err_t err = key ? DP_OK : dp_err_set(DP_ERR_NOMEM, "store: list");
+    int stop = 0;
+    while (!err && !stop) {
+        store_buf_t q = {0}, body = {0};
+        qparam_t p[3] = {{"list-type", "2"}, {"prefix", prefix}};
+        size_t np = 2;
+        if (token) p[np++] = (qparam_t){"continuation-token", token};
+        err = make_query(p, np, &q);
+        s3_req_t r = req_init("GET", NULL);
+        r.query = q.p;
+        r.out_mem = &body;
+        s3_resp_t resp = {0};
+        if (!err) err = s3_request(s3, &r, &resp);
+        store_buf_free(&resp.err);
+        store_buf_free(&q);
+        if (err) {
+            store_buf_free(&body);
+            break;
+        }
+        size_t pos = 0;
+        const char *xml = body.p ? body.p : "";
+        while (!stop) {
+            const char *start = strstr(xml + pos, "<Contents>");
+            if (!start) break;
+            const char *end = strstr(start, "</Contents>");
+            if (!end) {
+                err = dp_err_set(DP_ERR_FORMAT, "s3://%s: listing: unterminated <Contents>",
+                                 s3->bucket);
+                break;
+            }
+            size_t bl = (size_t)(end - start);
+            char *nb = realloc(block, bl + 1);
+            if (!nb) {
+                err = dp_err_set(DP_ERR_NOMEM, "store: list");
+                break;
+            }
+            block = nb;
+            memcpy(block, start, bl);
+            block[bl] = '\0';
+            pos = (size_t)(end - xml) + strlen("</Contents>");
+            char num[32] = "", date[64] = "";
+            dp_store_info_t info = {.key = key};
+            if (!store_xml_field(block, "Key", key, 4096, NULL)) continue;
+            if (store_xml_field(block, "Size", num, sizeof num, NULL))
+                info.size = strtoull(num, NULL, 10);
+            if (store_xml_field(block, "LastModified", date, sizeof date, NULL))
+                info.mtime = parse_iso8601(date);
+            if (store_xml_field(block, "ETag", info.etag, sizeof info.etag, NULL) &&
+                info.etag[0] == '"') {
+                size_t el = strlen(info.etag);
+                memmove(info.etag, info.etag + 1, el);
+                if (el >= 2 && info.etag[el - 2] == '"') info.etag[el - 2] = '\0';
+            }
+            stop = fn(&info, arg);
+        }
+        char trunc[16] = "";
+        store_xml_field(xml, "IsTruncated", trunc, sizeof trunc, NULL);
+        free(token);
+        token = NULL;
+        if (!err && !strcmp(trunc, "true")) {
+            char next[2048];
+            if (!store_xml_field(xml, "NextContinuationToken", next, sizeof next, NULL)) {
+                err = dp_err_set(DP_ERR_FORMAT, "s3://%s: truncated listing without a token",
+                                 s3->bucket);
+            } else if (!(token = strdup(next))) {
+                err = dp_err_set(DP_ERR_NOMEM, "store: list");
+            }
+        }
+        store_buf_free(&body);
+        if (!token) break;
+    }
+    free(token);
+    free(block);
+    free(key);
+    return err;
+}
+
+/* ---- settings and credentials ----------------------------------------------------------- */
+
+static void wipe_free(char *s)
+{
+    if (!s) return;
+    OPENSSL_cleanse(s, strlen(s));
+    free(s);
+}
+
+static void s3_destroy(void *impl)
+{
+    s3_t *s3 = impl;
+    if (s3->curl) curl_easy_cleanup(s3->curl);
+    free(s3->endpoint);
+    free(s3->region);
+    free(s3->sigv4);
+    free(s3->bucket);
+    wipe_free(s3->access_key);
+    wipe_free(s3->secret_key);
+    wipe_free(s3->token);
+    free(s3);
+}
+
+/* Reads a small secret file, dropping trailing whitespace; never logs content. */
+static dp_err_t read_secret(const char *path, char **out)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return dp_err_set(DP_ERR_AUTH, "%s: cannot read credentials file: %s", path,
+                          strerror(errno));
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) buf[--n] = '\0';
+    if (!n) return dp_err_set(DP_ERR_AUTH, "%s: credentials file is empty", path);
+    *out = strdup(buf);
+    OPENSSL_cleanse(buf, sizeof buf);
+    return *out ? DP_OK : dp_err_set(DP_ERR_NOMEM, "store: credentials");
+}
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+static dp_err_t load_credentials(s3_t *s3, const dp_store_settings_t *st)
+{
+    dp_err_t err = DP_OK;
+    const char *src;
+    if (st->access_key && st->secret_key) {
+        src = "settings";
+        s3->access_key = strdup(st->access_key);
+        s3->secret_key = strdup(st->secret_key);
+        if (st->session_token) s3->token = strdup(st->session_token);
+    } else if (st->access_key_file && st->secret_key_file) {
+        src = "settings files";
+        err = read_secret(st->access_key_file, &s3->access_key);
+        if (!err) err = read_secret(st->secret_key_file, &s3->secret_key);
+        if (!err && st->session_token_file) err = read_secret(st->session_token_file, &s3->token);
+        if (err) return err;
+    } else if (env("AWS_ACCESS_KEY_ID") && env("AWS_SECRET_ACCESS_KEY")) {
+        src = "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY";
+        s3->access_key = strdup(env("AWS_ACCESS_KEY_ID"));
+        s3->secret_key = strdup(env("AWS_SECRET_ACCESS_KEY"));
+        if (env("AWS_SESSION_TOKEN")) s3->token = strdup(env("AWS_SESSION_TOKEN"));
+    } else if (env("DP_STORE_ACCESS_KEY_FILE") && env("DP_STORE_SECRET_KEY_FILE")) {
+        src = "DP_STORE_ACCESS_KEY_FILE/DP_STORE_SECRET_KEY_FILE";
+        err = read_secret(env("DP_STORE_ACCESS_KEY_FILE"), &s3->access_key);
+        if (!err) err = read_secret(env("DP_STORE_SECRET_KEY_FILE"), &s3->secret_key);
+        if (!err && env("DP_STORE_SESSION_TOKEN_FILE"))
+            err = read_secret(env("DP_STORE_SESSION_TOKEN_FILE"), &s3->token);
+        if (err) return err;
+    } else {
+        return dp_err_set(DP_ERR_AUTH,
+                          "s3://%s: no credentials: set AWS_ACCESS_KEY_ID and "
+                          "AWS_SECRET_ACCESS_KEY, or DP_STORE_ACCESS_KEY_FILE and "
+                          "DP_STORE_SECRET_KEY_FILE",
+                          s3->bucket);
+    }
+    if (!s3->access_key || !s3->secret_key) return dp_err_set(DP_ERR_NOMEM, "store: credentials");
+    dp_debug(LOG_COMP, "s3://%s: credentials from %s (secret not shown)", s3->bucket, src);
+    return DP_OK;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+static const store_ops_t s3_ops = {
+    .put_mem = s3_put_mem,
+    .put_file = s3_put_file,
+    .get_mem = s3_get_mem,
+    .get_file = s3_get_file,
+    .head = s3_head,
+    .list = s3_list,
+    .del = s3_del,
+    .destroy = s3_destroy,
+};
+
+dp_err_t store_s3_open(dp_store_t *s, const char *bucket, const dp_store_settings_t *st)
+{
+    pthread_once(&curl_once, curl_init);
+    s3_t *s3 = calloc(1, sizeof *s3);
+    if (!s3) return dp_err_set(DP_ERR_NOMEM, "store: s3");
+    dp_err_t err = DP_ERR_NOMEM;
+    s3->cfg = *st;
+    dp_store_settings_t *c = &s3->cfg;
+    c->endpoint = c->region = c->access_key = c->secret_key = c->session_token = NULL;
+    c->access_key_file = c->secret_key_file = c->session_token_file = NULL;
+    if (!c->max_retries) c->max_retries = 5;
+    if (c->retry_base_ms <= 0) c->retry_base_ms = 100;
+    if (c->retry_max_ms <= 0) c->retry_max_ms = 5000;
+    if (c->retry_budget_ms <= 0) c->retry_budget_ms = 60000;
+    if (c->connect_timeout_ms <= 0) c->connect_timeout_ms = 5000;
+    if (c->stall_timeout_s <= 0) c->stall_timeout_s = 30;
+    if (!c->multipart_threshold) c->multipart_threshold = 64ull << 20;
+    if (!c->part_size) c->part_size = 16ull << 20;
+    if (c->part_size < MIN_PART) {
+        err = dp_err_set(DP_ERR_RANGE, "store: part_size %llu below the S3 minimum of 5 MiB",
+                         (unsigned long long)c->part_size);
+        goto fail;
+    }
+    s3->rng = (unsigned)dp_clock_ns() ^ (unsigned)getpid();
+    if (!(s3->bucket = strdup(bucket))) goto fail;
+
+    const char *region = st->region                  ? st->region
+                         : env("AWS_REGION")         ? env("AWS_REGION")
+                         : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION")
+                                                     : "us-east-1";
+    if (!(s3->region = strdup(region))) goto fail;
+    const char *ep = st->endpoint                 ? st->endpoint
+                     : env("DP_STORE_ENDPOINT")   ? env("DP_STORE_ENDPOINT")
+                     : env("AWS_ENDPOINT_URL_S3") ? env("AWS_ENDPOINT_URL_S3")
+                                                  : env("AWS_ENDPOINT_URL");
+    store_buf_t b = {0};
+    if (ep)
+        err = store_buf_addf(&b, "%s", ep);
+    else
+        err = store_buf_addf(&b, "https://s3.%s.amazonaws.com", region);
+    if (err) goto fail;
+    while (b.len && b.p[b.len - 1] == '/') b.p[--b.len] = '\0';
+    s3->endpoint = b.p;
+    if (strncmp(s3->endpoint, "http://", 7) && strncmp(s3->endpoint, "https://", 8)) {
+        err = dp_err_set(DP_ERR_INVALID, "store: endpoint '%s' is not http:// or https://",
+                         s3->endpoint);
+        goto fail;
+    }
+    b = (store_buf_t){0};
+    if ((err = store_buf_addf(&b, "aws:amz:%s:s3", s3->region))) goto fail;
+    s3->sigv4 = b.p;
+    if ((err = load_credentials(s3, st))) goto fail;
+    if (!(s3->curl = curl_easy_init())) {
+        err = dp_err_set(DP_ERR_NOMEM, "store: curl_easy_init");
+        goto fail;
+    }
+    s->ops = &s3_ops;
+    s->impl = s3;
+    return DP_OK;
+fail:
+    if (err == DP_ERR_NOMEM) dp_err_set(err, "store: s3");
+    s3_destroy(s3);
+    return err;
+}

@@ -1,0 +1,593 @@
+/* core/store without an external server: the file:// backend, the helpers
+ * (RFC 3986 encoding, XML fields), URI splitting, credentials, and the s3://
+ * retry policy against a loopback HTTP server in a thread that answers 503,
+ * 429 or 403 a few times before 200. */
+#define _GNU_SOURCE /* strcasestr */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "store/store_impl.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* ---- helpers ---- */
+
+Test(store_util, uri_encode)
+{
+    store_buf_t b = {0};
+    cr_assert_eq(store_uri_encode(&b, "a b+c=d&e/f~g_h.i-j\xc3\xbc", 1), DP_OK);
+    cr_assert_str_eq(b.p, "a%20b%2Bc%3Dd%26e/f~g_h.i-j%C3%BC");
+    b.len = 0;
+    cr_assert_eq(store_uri_encode(&b, "x/y*'()", 0), DP_OK);
+    cr_assert_str_eq(b.p, "x%2Fy%2A%27%28%29");
+    store_buf_free(&b);
+}
+
+Test(store_util, xml_field)
+{
+    const char *xml = "<R><Key>a&amp;b &lt;&#252;&#x65e5;&gt;</Key><Key>two</Key><N></N></R>";
+    char out[64];
+    size_t pos = 0;
+    cr_assert(store_xml_field(xml, "Key", out, sizeof out, &pos));
+    cr_assert_str_eq(out, "a&b <\xc3\xbc\xe6\x97\xa5>");
+    cr_assert(store_xml_field(xml, "Key", out, sizeof out, &pos));
+    cr_assert_str_eq(out, "two");
+    cr_assert_not(store_xml_field(xml, "Key", out, sizeof out, &pos));
+    cr_assert(store_xml_field(xml, "N", out, sizeof out, NULL));
+    cr_assert_str_eq(out, "");
+}
+
+Test(store_util, digests)
+{
+    char hex[65], b64[32];
+    unsigned char md5[16];
+    store_sha256_hex("abc", 3, hex);
+    cr_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    store_md5("", 0, md5);
+    store_base64(md5, 16, b64);
+    cr_assert_str_eq(b64, "1B2M2Y8AsgTpgAmY7PhCfg==");
+}
+
+/* ---- file:// ---- */
+
+static char *tmpdir(void)
+{
+    char *d = strdup("/tmp/dp-store-file-XXXXXX");
+    cr_assert(mkdtemp(d));
+    return d;
+}
+
+static void rmtree(const char *d)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static dp_store_t *open_file_store(const char *dir)
+{
+    char uri[512];
+    snprintf(uri, sizeof uri, "file://%s", dir);
+    dp_store_t *s = NULL;
+    cr_assert_eq(dp_store_new(uri, NULL, &s), DP_OK, "%s", dp_err_detail());
+    return s;
+}
+
+static int collect(const dp_store_info_t *info, void *arg)
+{
+    store_buf_t *b = arg;
+    store_buf_addf(b, "%s|%llu\n", info->key, (unsigned long long)info->size);
+    return 0;
+}
+
+Test(store_file, round_trip_and_list)
+{
+    char *dir = tmpdir();
+    dp_store_t *s = open_file_store(dir);
+    cr_assert_eq(dp_store_put_mem(s, "models/a b/m.st", "weights", 7), DP_OK, "%s",
+                 dp_err_detail());
+    cr_assert_eq(dp_store_put_mem(s, "models/z.bin", "zz", 2), DP_OK);
+    cr_assert_eq(dp_store_put_mem(s, "reports/r+1=&.json", "{}", 2), DP_OK);
+    cr_assert_eq(dp_store_put_mem(s, "models/z.bin", "zzz", 3), DP_OK, "replace");
+    void *d;
+    size_t n;
+    cr_assert_eq(dp_store_get_mem(s, "models/a b/m.st", &d, &n), DP_OK);
+    cr_assert_eq(n, 7);
+    cr_assert_str_eq(d, "weights");
+    free(d);
+    dp_store_info_t info;
+    cr_assert_eq(dp_store_head(s, "models/z.bin", &info), DP_OK);
+    cr_assert_eq(info.size, 3);
+    cr_assert_str_eq(info.key, "models/z.bin");
+    /* a temporary file of a write in flight is not an object */
+    char stale[512];
+    snprintf(stale, sizeof stale, "%s/models/q.bin" STORE_TMP_MARK "abcdef", dir);
+    FILE *f = fopen(stale, "w");
+    cr_assert(f);
+    fclose(f);
+    store_buf_t b = {0};
+    cr_assert_eq(dp_store_list(s, "", collect, &b), DP_OK, "%s", dp_err_detail());
+    cr_assert_str_eq(b.p, "models/a b/m.st|7\nmodels/z.bin|3\nreports/r+1=&.json|2\n");
+    b.len = 0;
+    cr_assert_eq(dp_store_list(s, "models/a", collect, &b), DP_OK);
+    cr_assert_str_eq(b.p, "models/a b/m.st|7\n");
+    b.len = 0;
+    cr_assert_eq(dp_store_list(s, "nothing/", collect, &b), DP_OK);
+    cr_assert_eq(b.len, 0);
+    store_buf_free(&b);
+    cr_assert_eq(dp_store_delete(s, "models/z.bin"), DP_OK);
+    cr_assert_eq(dp_store_delete(s, "models/z.bin"), DP_OK, "missing is fine");
+    cr_assert_eq(dp_store_get_mem(s, "models/z.bin", &d, &n), DP_ERR_NOTFOUND);
+    cr_assert(strstr(dp_err_detail(), "not found"), "%s", dp_err_detail());
+    cr_assert_eq(dp_store_head(s, "models/z.bin", &info), DP_ERR_NOTFOUND);
+    dp_store_destroy(&s);
+    cr_assert_null(s);
+    dp_store_destroy(&s);
+    rmtree(dir);
+    free(dir);
+}
+
+Test(store_file, files_stream_and_writes_are_atomic)
+{
+    char *dir = tmpdir();
+    dp_store_t *s = open_file_store(dir);
+    size_t big = (3u << 20) + 7;
+    char *data = malloc(big);
+    for (size_t i = 0; i < big; i++) data[i] = (char)(i * 31 + (i >> 9));
+    char src[600], dst[600];
+    snprintf(src, sizeof src, "%s/src.bin", dir);
+    snprintf(dst, sizeof dst, "%s/out/dst.bin", dir);
+    FILE *f = fopen(src, "wb");
+    fwrite(data, 1, big, f);
+    fclose(f);
+    cr_assert_eq(dp_store_put_file(s, "obj/big.bin", src), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(dp_store_get_file(s, "obj/big.bin", dst), DP_ERR_NOTFOUND, "no parent dir");
+    snprintf(dst, sizeof dst, "%s/dst.bin", dir);
+    cr_assert_eq(dp_store_get_file(s, "obj/big.bin", dst), DP_OK, "%s", dp_err_detail());
+    void *d;
+    size_t n;
+    cr_assert_eq(dp_store_get_mem(s, "obj/big.bin", &d, &n), DP_OK);
+    cr_assert_eq(n, big);
+    cr_assert_eq(memcmp(d, data, big), 0);
+    free(d);
+    /* a failed put leaves the old object whole */
+    cr_assert_eq(dp_store_put_file(s, "obj/big.bin", "/nonexistent/file"), DP_ERR_NOTFOUND);
+    dp_store_info_t info;
+    cr_assert_eq(dp_store_head(s, "obj/big.bin", &info), DP_OK);
+    cr_assert_eq(info.size, big);
+    /* no temporaries left anywhere */
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "find '%s' -name '*" STORE_TMP_MARK "*' | grep -q .", dir);
+    cr_assert_neq(system(cmd), 0, "temporary files left behind");
+    dp_store_destroy(&s);
+    free(data);
+    rmtree(dir);
+    free(dir);
+}
+
+Test(store_file, bad_keys_and_uris)
+{
+    char *dir = tmpdir();
+    dp_store_t *s = open_file_store(dir);
+    const char *bad[] = {"", "/abs", "../up", "a/../b", "a//b", "a/./b", "x" STORE_TMP_MARK "y"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(dp_store_put_mem(s, bad[i], "x", 1), DP_ERR_INVALID, "key '%s'", bad[i]);
+    dp_store_destroy(&s);
+    cr_assert_eq(dp_store_new("ftp://x", NULL, &s), DP_ERR_INVALID);
+    cr_assert_eq(dp_store_new("file://relative", NULL, &s), DP_ERR_INVALID);
+    cr_assert_null(s);
+
+    char uri[600], *key;
+    snprintf(uri, sizeof uri, "file://%s/sub/obj.txt", dir);
+    cr_assert_eq(dp_store_open_uri(uri, NULL, &s, &key), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(strncmp(key, dir + 1, strlen(dir) - 1), 0, "%s", key);
+    cr_assert_str_eq(key + strlen(dir) - 1, "/sub/obj.txt");
+    cr_assert_eq(dp_store_put_mem(s, key, "hi", 2), DP_OK, "%s", dp_err_detail());
+    free(key);
+    dp_store_destroy(&s);
+
+    dp_store_settings_t st;
+    dp_store_settings_init(&st);
+    st.access_key = "AK";
+    st.secret_key = "SK";
+    cr_assert_eq(dp_store_open_uri("s3://bucket/a/b c.bin", &st, &s, &key), DP_OK);
+    cr_assert_str_eq(key, "a/b c.bin");
+    cr_assert_str_eq(dp_store_root(s), "s3://bucket");
+    free(key);
+    dp_store_destroy(&s);
+    cr_assert_eq(dp_store_open_uri("s3://bucket", &st, &s, &key), DP_ERR_INVALID);
+    cr_assert_eq(dp_store_open_uri("s3://bucket/", &st, &s, &key), DP_ERR_INVALID);
+    st.part_size = 1u << 20;
+    cr_assert_eq(dp_store_new("s3://bucket", &st, &s), DP_ERR_RANGE, "parts below 5 MiB");
+    rmtree(dir);
+    free(dir);
+}
+
+/* ---- a loopback HTTP server ---- */
+
+#define MAX_HITS 64
+typedef struct fake {
+    int lfd, port;
+    pthread_t th;
+    int fail_n; /* answer fail_status to this many requests first */
+    int fail_status;
+    const char *fail_code; /* S3 error code in the XML body */
+    const char *ok_body;
+    volatile int stop;
+    int hits;
+    uint64_t t_ns[MAX_HITS];
+    char last_head[4096];
+    size_t last_body_len;
+    unsigned char last_md5[16];
+} fake_t;
+
+static void send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k <= 0) return;
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+static void serve_one(fake_t *f, int c)
+{
+    store_buf_t req = {0};
+    char buf[65536];
+    char *end = NULL;
+    while (!end) {
+        ssize_t k = recv(c, buf, sizeof buf, 0);
+        if (k <= 0) goto out;
+        store_buf_add(&req, buf, (size_t)k);
+        end = strstr(req.p, "\r\n\r\n");
+    }
+    size_t hlen = (size_t)(end - req.p) + 4;
+    int hit = f->hits++;
+    if (hit < MAX_HITS) f->t_ns[hit] = dp_clock_ns();
+    snprintf(f->last_head, sizeof f->last_head, "%.*s", (int)hlen, req.p);
+    size_t clen = 0;
+    const char *cl = strcasestr(f->last_head, "\r\nContent-Length:");
+    if (cl) clen = strtoull(cl + 17, NULL, 10);
+    if (clen && strcasestr(f->last_head, "\r\nExpect: 100-continue"))
+        send_all(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    while (req.len - hlen < clen) {
+        ssize_t k = recv(c, buf, sizeof buf, 0);
+        if (k <= 0) goto out;
+        store_buf_add(&req, buf, (size_t)k);
+    }
+    f->last_body_len = req.len - hlen;
+    store_md5(req.p + hlen, req.len - hlen, f->last_md5);
+    char etag[33], resp[2048], body[512];
+    store_hex(f->last_md5, 16, etag);
+    int status = hit < f->fail_n ? f->fail_status : 200;
+    if (status == 200) {
+        snprintf(body, sizeof body, "%s", f->ok_body ? f->ok_body : "");
+    } else {
+        snprintf(body, sizeof body,
+                 "<?xml version=\"1.0\"?><Error><Code>%s</Code><Message>fake says %d</Message>"
+                 "</Error>",
+                 f->fail_code ? f->fail_code : "Fake", status);
+    }
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 %d X\r\nContent-Length: %zu\r\nETag: \"%s\"\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     status, strncmp(f->last_head, "HEAD ", 5) ? strlen(body) : 0, etag,
+                     strncmp(f->last_head, "HEAD ", 5) ? body : "");
+    send_all(c, resp, (size_t)n);
+out:
+    store_buf_free(&req);
+    close(c);
+}
+
+static void *fake_main(void *arg)
+{
+    fake_t *f = arg;
+    while (!f->stop) {
+        struct pollfd p = {f->lfd, POLLIN, 0};
+        if (poll(&p, 1, 50) <= 0) continue;
+        int c = accept(f->lfd, NULL, NULL);
+        if (c >= 0) serve_one(f, c);
+    }
+    return NULL;
+}
+
+static int listen_any(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 16), 0);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void fake_start(fake_t *f)
+{
+    f->lfd = listen_any(&f->port);
+    cr_assert_eq(pthread_create(&f->th, NULL, fake_main, f), 0);
+}
+
+static void fake_stop(fake_t *f)
+{
+    f->stop = 1;
+    pthread_join(f->th, NULL);
+    close(f->lfd);
+}
+
+static dp_store_t *fake_store(fake_t *f, dp_store_settings_t *st)
+{
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", f->port);
+    st->endpoint = ep;
+    if (!st->access_key_file) {
+        st->access_key = "AKFAKE";
+        st->secret_key = "SUPERSECRET-do-not-log";
+    }
+    dp_store_t *s = NULL;
+    cr_assert_eq(dp_store_new("s3://bucket", st, &s), DP_OK, "%s", dp_err_detail());
+    return s;
+}
+
+Test(store_retry, backoff_503_then_ok)
+{
+    fake_t f = {.fail_n = 3, .fail_status = 503, .fail_code = "SlowDown", .ok_body = "payload"};
+    fake_start(&f);
+    dp_store_settings_t st;
+    dp_store_settings_init(&st);
+    st.retry_base_ms = 40;
+    dp_store_t *s = fake_store(&f, &st);
+    void *d;
+    size_t n;
+    uint64_t t0 = dp_clock_ns();
+    cr_assert_eq(dp_store_get_mem(s, "k", &d, &n), DP_OK, "%s", dp_err_detail());
+    double ms = (double)(dp_clock_ns() - t0) / 1e6;
+    cr_assert_eq(f.hits, 4);
+    cr_assert_str_eq(d, "payload");
+    free(d);
+    /* backoff i waits between cap/2 and cap, cap = 40 ms * 2^i */
+    for (int i = 1; i < 4; i++) {
+        double gap = (double)(f.t_ns[i] - f.t_ns[i - 1]) / 1e6;
+        double cap = 40.0 * (1 << (i - 1));
+        cr_assert(gap >= cap / 2 - 1 && gap <= cap + 100, "gap %d: %.1f ms (cap %.0f)", i, gap,
+                  cap);
+    }
+    cr_assert_lt(ms, 2000);
+    dp_store_destroy(&s);
+    fake_stop(&f);
+}
+
+Test(store_retry, bounded_in_count)
+{
+    fake_t f = {.fail_n = 1000, .fail_status = 503, .fail_code = "SlowDown"};
+    fake_start(&f);
+    dp_store_settings_t st;
+    dp_store_settings_init(&st);
+    st.retry_base_ms = 5;
+    st.max_retries = 2;
+    dp_store_t *s = fake_store(&f, &st);
+    dp_store_info_t info;
+    dp_err_t err = dp_store_head(s, "k", &info);
+    cr_assert_eq(err, DP_ERR_REMOTE, "%s", dp_strerror(err));
+    cr_assert_eq(f.hits, 3);
+    cr_assert(strstr(dp_err_detail(), "HTTP 503"), "%s", dp_err_detail());
+    cr_assert(strstr(dp_err_detail(), "after 3 tries"), "%s", dp_err_detail());
+    dp_store_destroy(&s);
+    fake_stop(&f);
+}
+
+Test(store_retry, bounded_in_time)
+{
+    fake_t f = {.fail_n = 1000, .fail_status = 500, .fail_code = "InternalError"};
+    fake_start(&f);
+    dp_store_settings_t st;
+    dp_store_settings_init(&st);
+    st.retry_base_ms = 100;
+    st.max_retries = 50;
+    st.retry_budget_ms = 500;
+    dp_store_t *s = fake_store(&f, &st);
+    void *d;
+    size_t n;
+    uint64_t t0 = dp_clock_ns();
+    dp_err_t err = dp_store_get_mem(s, "k", &d, &n);
+    double ms = (double)(dp_clock_ns() - t0) / 1e6;
+    cr_assert_eq(err, DP_ERR_REMOTE);
+    cr_assert(strstr(dp_err_detail(), "InternalError"), "%s", dp_err_detail());
+    cr_assert(strstr(dp_err_detail(), " ms)"), "%s", dp_err_detail());
+    cr_assert_lt(ms, 700, "took %.0f ms", ms);
+    cr_assert_lt(f.hits, 8);
+    dp_store_destroy(&s);
+    fake_stop(&f);
+}
+
+Test(store_retry, on_429_and_not_on_400)
+{
+    fake_t f = {.fail_n = 2, .fail_status = 429, .fail_code = "TooManyRequests", .ok_body = "x"};
+    fake_start(&f);
+    dp_store_settings_t st;
+    dp_store_settings_init(&st);
+    st.retry_base_ms = 5;
+    dp_store_t *s = fake_store(&f, &st);
+    void *d;
+    size_t n;
+    cr_assert_eq(dp_store_get_mem(s, "k", &d, &n), DP_OK, "%s", dp_err_detail());
+    free(d);
+    cr_assert_eq(f.hits, 3);
+    f.hits = 0;
+    f.fail_n = 5;
+    f.fail_status = 400;
+    f.fail_code = "InvalidArgument";
+    cr_assert_eq(dp_store_get_mem(s, "k", &d, &n), DP_ERR_REMOTE);
+    cr_assert_eq(f.hits, 1, "4xx is not retried");
+    cr_assert(strstr(dp_err_detail(), "InvalidArgument: fake says 400"), "%s", dp_err_detail());
+    dp_store_destroy(&s);
+    fake_stop(&f);
+}
+
+Test(store_retry, put_is_resent_whole)
+{
+    fake_t f = {.fail_n = 2, .fail_status = 503, .fail_code = "SlowDown"};
+    fake_start(&f);
+    dp_store_settings_t st;
+    dp_store_settings_init(&st);
+    st.retry_base_ms = 5;
+    dp_store_t *s = fake_store(&f, &st);
+    size_t len = 300000;
+    char *data = malloc(len);
+    for (size_t i = 0; i < len; i++) data[i] = (char)(i % 251);
+    cr_assert_eq(dp_store_put_mem(s, "k", data, len), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(f.hits, 3);
+    cr_assert_eq(f.last_body_len, len);
+    unsigned char md5[16];
+    store_md5(data, len, md5);
+    cr_assert_eq(memcmp(md5, f.last_md5, 16), 0);
+    cr_assert(strcasestr(f.last_head, "\r\nContent-MD5: "), "%s", f.last_head);
+    cr_assert(strcasestr(f.last_head, "\r\nx-amz-content-sha256: "), "%s", f.last_head);
+    free(data);
+    dp_store_destroy(&s);
+    fake_stop(&f);
+}
+
+Test(store_retry, signature_rejected_is_auth)
+{
+    fake_t f = {.fail_n = 1000, .fail_status = 403, .fail_code = "SignatureDoesNotMatch"};
+    fake_start(&f);
+    dp_store_settings_t st;
+    dp_store_settings_init(&st);
+    dp_store_t *s = fake_store(&f, &st);
+    dp_err_t err = dp_store_put_mem(s, "k", "x", 1);
+    cr_assert_eq(err, DP_ERR_AUTH, "%s", dp_strerror(err));
+    cr_assert(strstr(dp_err_detail(), "SignatureDoesNotMatch"), "%s", dp_err_detail());
+    cr_assert(strstr(dp_err_detail(), "check credentials"), "%s", dp_err_detail());
+    cr_assert_eq(f.hits, 1);
+    dp_store_destroy(&s);
+    fake_stop(&f);
+}
+
+Test(store_retry, connection_refused_is_network)
+{
+    int port;
+    int fd = listen_any(&port);
+    close(fd); /* nothing listens there now */
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
+    dp_store_settings_t st;
+    dp_store_settings_init(&st);
+    st.endpoint = ep;
+    st.access_key = "AK";
+    st.secret_key = "SK";
+    st.retry_base_ms = 5;
+    st.max_retries = 3;
+    dp_store_t *s = NULL;
+    cr_assert_eq(dp_store_new("s3://bucket", &st, &s), DP_OK);
+    dp_store_info_t info;
+    dp_err_t err = dp_store_head(s, "k", &info);
+    cr_assert_eq(err, DP_ERR_NETWORK, "%s", dp_strerror(err));
+    cr_assert(strstr(dp_err_detail(), "after 4 tries"), "%s", dp_err_detail());
+    dp_store_destroy(&s);
+}
+
+/* ---- credentials ---- */
+
+struct logcap {
+    pthread_mutex_t mu;
+    store_buf_t lines;
+};
+
+static void log_sink(dp_log_level_t level, const char *comp, const char *line, void *arg)
+{
+    struct logcap *c = arg;
+    pthread_mutex_lock(&c->mu);
+    store_buf_addf(&c->lines, "%s\n", line);
+    pthread_mutex_unlock(&c->mu);
+}
+
+Test(store_creds, secrets_never_logged)
+{
+    struct logcap lc = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    dp_log_set_sink(log_sink, &lc);
+    dp_log_set_level(DP_LOG_DEBUG);
+    fake_t f = {.fail_n = 2, .fail_status = 503, .fail_code = "SlowDown", .ok_body = "x"};
+    fake_start(&f);
+    dp_store_settings_t st;
+    dp_store_settings_init(&st);
+    st.retry_base_ms = 5;
+    dp_store_t *s = fake_store(&f, &st);
+    void *d;
+    size_t n;
+    cr_assert_eq(dp_store_get_mem(s, "k", &d, &n), DP_OK);
+    free(d);
+    f.fail_n = 1000;
+    f.fail_status = 403;
+    cr_assert_eq(dp_store_get_mem(s, "k", &d, &n), DP_ERR_AUTH);
+    dp_log_set_sink(NULL, NULL);
+    cr_assert(lc.lines.p && strstr(lc.lines.p, "retry"), "the retries were logged");
+    cr_assert_null(strstr(lc.lines.p, "SUPERSECRET"), "secret in the log:\n%s", lc.lines.p);
+    cr_assert_null(strstr(dp_err_detail(), "SUPERSECRET"));
+    cr_assert_null(strstr(f.last_head, "SUPERSECRET"), "secret on the wire");
+    cr_assert(strstr(f.last_head, "Credential=AKFAKE/"), "%s", f.last_head);
+    store_buf_free(&lc.lines);
+    dp_store_destroy(&s);
+    fake_stop(&f);
+}
+
+Test(store_creds, from_files_and_environment)
+{
+    fake_t f = {.ok_body = "x"};
+    fake_start(&f);
+    char ak[] = "/tmp/dp-ak-XXXXXX", sk[] = "/tmp/dp-sk-XXXXXX";
+    int fa = mkstemp(ak), fs = mkstemp(sk);
+    cr_assert_eq(write(fa, "FILEKEY\n", 8), 8);
+    cr_assert_eq(write(fs, "filesecret\n", 11), 11);
+    close(fa);
+    close(fs);
+    dp_store_settings_t st;
+    dp_store_settings_init(&st);
+    st.access_key_file = ak;
+    st.secret_key_file = sk;
+    dp_store_t *s = fake_store(&f, &st);
+    dp_store_info_t info;
+    cr_assert_eq(dp_store_head(s, "k", &info), DP_OK, "%s", dp_err_detail());
+    cr_assert(strstr(f.last_head, "Credential=FILEKEY/"), "%s", f.last_head);
+    dp_store_destroy(&s);
+
+    /* environment: AWS_* first, then the DP_STORE_*_FILE files */
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", f.port);
+    setenv("DP_STORE_ENDPOINT", ep, 1);
+    setenv("AWS_REGION", "eu-west-3", 1);
+    setenv("DP_STORE_ACCESS_KEY_FILE", ak, 1);
+    setenv("DP_STORE_SECRET_KEY_FILE", sk, 1);
+    setenv("AWS_ACCESS_KEY_ID", "ENVKEY", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "envsecret", 1);
+    cr_assert_eq(dp_store_new("s3://bucket", NULL, &s), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(dp_store_head(s, "k", &info), DP_OK, "%s", dp_err_detail());
+    cr_assert(strstr(f.last_head, "Credential=ENVKEY/"), "%s", f.last_head);
+    cr_assert(strstr(f.last_head, "/eu-west-3/s3/aws4_request"), "%s", f.last_head);
+    dp_store_destroy(&s);
+    unsetenv("AWS_ACCESS_KEY_ID");
+    cr_assert_eq(dp_store_new("s3://bucket", NULL, &s), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(dp_store_head(s, "k", &info), DP_OK, "%s", dp_err_detail());
+    cr_assert(strstr(f.last_head, "Credential=FILEKEY/"), "%s", f.last_head);
+    dp_store_destroy(&s);
+    unsetenv("DP_STORE_ACCESS_KEY_FILE");
+    dp_err_t err = dp_store_new("s3://bucket", NULL, &s);
+    cr_assert_eq(err, DP_ERR_AUTH);
+    cr_assert(strstr(dp_err_detail(), "no credentials"), "%s", dp_err_detail());
+    unlink(ak);
+    unlink(sk);
+    fake_stop(&f);
+}
