@@ -98,8 +98,8 @@ struct st_file {
     size_t data_len;
     st_entry_t *t; /* sorted by data offset */
     size_t nt, cap_t;
-    size_t *by_name; /* indices into t, sorted by name */
-    st_kv_t *meta;   /* sorted by key */
+    const st_entry_t **by_name; /* into t, sorted by name */
+    st_kv_t *meta;              /* sorted by key */
     size_t nmeta, cap_meta;
 };
 
@@ -728,11 +728,9 @@ static int cmp_offset(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-static const st_entry_t *sort_base;
-
-static int cmp_name_idx(const void *a, const void *b)
+static int cmp_name_ptr(const void *a, const void *b)
 {
-    return strcmp(sort_base[*(const size_t *)a].name, sort_base[*(const size_t *)b].name);
+    return strcmp((*(const st_entry_t *const *)a)->name, (*(const st_entry_t *const *)b)->name);
 }
 
 static int cmp_kv(const void *a, const void *b)
@@ -784,15 +782,14 @@ static dp_err_t validate(st_file_t *f)
         }
     }
     if (f->nt) qsort(f->t, f->nt, sizeof *f->t, cmp_offset);
-    f->by_name = malloc(sizeof(size_t) * (f->nt ? f->nt : 1));
+    f->by_name = malloc(sizeof *f->by_name * (f->nt ? f->nt : 1));
     if (!f->by_name) return dp_err_set(DP_ERR_NOMEM, "%s: out of memory", f->path);
-    for (size_t i = 0; i < f->nt; i++) f->by_name[i] = i;
-    sort_base = f->t; /* qsort has no context argument in C11 */
-    if (f->nt) qsort(f->by_name, f->nt, sizeof *f->by_name, cmp_name_idx);
+    for (size_t i = 0; i < f->nt; i++) f->by_name[i] = &f->t[i];
+    if (f->nt) qsort(f->by_name, f->nt, sizeof *f->by_name, cmp_name_ptr);
     for (size_t i = 1; i < f->nt; i++) {
-        if (strcmp(f->t[f->by_name[i - 1]].name, f->t[f->by_name[i]].name) == 0)
+        if (strcmp(f->by_name[i - 1]->name, f->by_name[i]->name) == 0)
             return dp_err_set(DP_ERR_FORMAT, "%s: duplicate tensor name '" NM "'", f->path,
-                              f->t[f->by_name[i]].name);
+                              f->by_name[i]->name);
     }
     if (f->nmeta) qsort(f->meta, f->nmeta, sizeof *f->meta, cmp_kv);
     for (size_t i = 1; i < f->nmeta; i++) {
@@ -1005,7 +1002,7 @@ static const st_entry_t *lookup(const st_file_t *f, const char *name)
     size_t lo = 0, hi = f->nt;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const st_entry_t *e = &f->t[f->by_name[mid]];
+        const st_entry_t *e = f->by_name[mid];
         int c = strcmp(e->name, name);
         if (c == 0) return e;
         if (c < 0)
