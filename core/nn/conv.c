@@ -21,10 +21,11 @@
 
 #include "nn/blas.h"
 
-/* Batched sgemm pays a gather/scatter through memory; measured on the generator
- * (bench_gemm, 2 cores): it wins clearly at P <= 121, breaks even at 144 and
- * loses at 529 (convT 64->1 k6), where the per-image columns stay in cache. */
-#define NN_CONV_BATCH_MAX_P 256
+/* Batched sgemm pays a gather/scatter through memory. Measured on the generator
+ * at batch 64 (bench_gemm, 2 busy cores, noisy): 1.3-2.7x faster at P = 25 (the
+ * 5x5 bottleneck, enc3, dec1), a wash or a loss at P = 121/144 (dec2, enc2),
+ * slower at P >= 529 (enc1, dec3), where per-image columns stay in cache. */
+#define NN_CONV_BATCH_MAX_P 100
 /* Chunk so the column matrix stays within 16 MB. */
 #define NN_CONV_BATCH_MAX_COL ((size_t)1 << 22)
 

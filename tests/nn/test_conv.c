@@ -396,7 +396,9 @@ Test(conv, batch_choice)
     c.n = 1;
     cr_expect_eq(nn_conv2d_workspace(&c), (size_t)4608 * 25, "n = 1 is per image");
     cr_assert_eq(nn_conv2d_init(&c, 64, 64, 26, 26, 128, 3, 3, 2, 0, 1), 0);
-    cr_expect_eq(c.batch_gemm, 50, "576 x 144 columns per image: %d", c.batch_gemm);
+    cr_expect_eq(c.batch_gemm, 0, "P = 144 stays per image: %d", c.batch_gemm);
+    cr_assert_eq(nn_conv2d_init(&c, 64, 64, 14, 14, 128, 3, 3, 2, 1, 1), 0);
+    cr_expect_eq(c.batch_gemm, 64, "576 x 49 columns per image: %d", c.batch_gemm);
     cr_assert_eq(nn_conv2d_init(&c, 64, 1, 28, 28, 64, 3, 3, 1, 0, 1), 0);
     cr_expect_eq(c.batch_gemm, 0, "P = 676 stays per image");
     cr_assert_eq(nn_conv2d_init(&c, 64, 4, 5, 5, 4, 3, 3, 1, 1, 2), 0);
