@@ -1,0 +1,483 @@
+/* dp-zoo: trains, evaluates and describes the adaptive networks of the model
+ * zoo (core/adnn) on Fashion-MNIST.
+ *
+ *   dp-zoo train --family sdn-resnet --out models/sdn_resnet [options]
+ *   dp-zoo eval [--json] MODEL      accuracy and executed fraction, batch 1
+ *   dp-zoo info MODEL               architecture, tensors, FLOPs
+ *
+ * MODEL is a prefix: MODEL.pb (dp.v1.ModelSpec) and MODEL.safetensors. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adnn/adnn.h"
+#include "data/dataset.h"
+#include "nn/nn.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/rng.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: dp-zoo train --family FAMILY --out PREFIX [options]\n"
+               "       dp-zoo eval [--json] [--tau X] [--limit N] MODEL\n"
+               "       dp-zoo info MODEL\n"
+               "\n"
+               "Adaptive networks on Fashion-MNIST. MODEL is a prefix: MODEL.pb holds the\n"
+               "dp.v1.ModelSpec, MODEL.safetensors the weights.\n"
+               "Families: sdn-resnet (implemented); skipnet, blockdrop, sdn-mobilenet, ranet\n"
+               "(not yet).\n"
+               "\n"
+               "train options:\n"
+               "  --family NAME     model family (required)\n"
+               "  --out PREFIX      where to write PREFIX.pb and PREFIX.safetensors (required)\n"
+               "  --epochs N        training epochs (default 3)\n"
+               "  --batch N         batch size (default 64)\n"
+               "  --lr X            Adam learning rate, cosine-annealed to 0 (default 0.003)\n"
+               "  --seed N          seed for init and shuffling (default 1)\n"
+               "  --limit N         use only the first N training images (default all)\n"
+               "  --widths A,B,C    channels per stage (default: the family's)\n"
+               "  --blocks A,B,C    blocks per stage (default: the family's)\n"
+               "  --tau X           exit threshold stored in the spec (default: the family's)\n"
+               "common options:\n"
+               "  --data-dir DIR    IDX files (default /usr/share/datasets/fashion-mnist)\n"
+               "  --threads N       OpenBLAS threads (default: all cores)\n"
+               "  --json            eval: one JSON object on stdout\n"
+               "  --quiet           no progress lines\n"
+               "  -h, --help        this text\n");
+}
+
+typedef struct opts {
+    const char *cmd, *family, *out, *data_dir, *model;
+    long epochs, batch, seed, threads, limit;
+    double lr, tau;
+    int json, quiet;
+    int nwidths, widths[ADNN_MAX_STAGES], nblocks, blocks[ADNN_MAX_STAGES];
+} opts_t;
+
+static int parse_long(const char *flag, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "dp-zoo: %s expects an integer in [%ld, %ld], got '%s'\n", flag, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_list(const char *flag, const char *s, int *out, int *count)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    *count = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        long v;
+        if (*count == ADNN_MAX_STAGES) {
+            fprintf(stderr, "dp-zoo: %s takes at most %d values\n", flag, ADNN_MAX_STAGES);
+            return -1;
+        }
+        if (parse_long(flag, tok, 1, 1024, &v)) return -1;
+        out[(*count)++] = (int)v;
+    }
+    if (*count == 0) {
+        fprintf(stderr, "dp-zoo: %s expects a comma-separated list\n", flag);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, opts_t *o)
+{
+    static const struct option lo[] = {
+        {"family", required_argument, 0, 'f'},   {"out", required_argument, 0, 'o'},
+        {"epochs", required_argument, 0, 'e'},   {"batch", required_argument, 0, 'b'},
+        {"lr", required_argument, 0, 'l'},       {"seed", required_argument, 0, 's'},
+        {"limit", required_argument, 0, 'n'},    {"widths", required_argument, 0, 'W'},
+        {"blocks", required_argument, 0, 'B'},   {"tau", required_argument, 0, 'T'},
+        {"data-dir", required_argument, 0, 'd'}, {"threads", required_argument, 0, 't'},
+        {"json", no_argument, 0, 'j'},           {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        int bad = 0;
+        char *end;
+        switch (c) {
+        case 'f':
+            o->family = optarg;
+            break;
+        case 'o':
+            o->out = optarg;
+            break;
+        case 'e':
+            bad = parse_long("--epochs", optarg, 1, 1000, &o->epochs);
+            break;
+        case 'b':
+            bad = parse_long("--batch", optarg, 1, 4096, &o->batch);
+            break;
+        case 's':
+            bad = parse_long("--seed", optarg, 0, 0x7fffffff, &o->seed);
+            break;
+        case 'n':
+            bad = parse_long("--limit", optarg, 0, 0x7fffffff, &o->limit);
+            break;
+        case 't':
+            bad = parse_long("--threads", optarg, 0, 256, &o->threads);
+            break;
+        case 'W':
+            bad = parse_list("--widths", optarg, o->widths, &o->nwidths);
+            break;
+        case 'B':
+            bad = parse_list("--blocks", optarg, o->blocks, &o->nblocks);
+            break;
+        case 'd':
+            o->data_dir = optarg;
+            break;
+        case 'j':
+            o->json = 1;
+            break;
+        case 'q':
+            o->quiet = 1;
+            break;
+        case 'l':
+            o->lr = strtod(optarg, &end);
+            if (*end || !(o->lr > 0 && o->lr < 1)) {
+                fprintf(stderr, "dp-zoo: --lr expects a number in (0, 1), got '%s'\n", optarg);
+                bad = 1;
+            }
+            break;
+        case 'T':
+            o->tau = strtod(optarg, &end);
+            if (*end || !(o->tau > 0 && o->tau <= 1)) {
+                fprintf(stderr, "dp-zoo: --tau expects a number in (0, 1], got '%s'\n", optarg);
+                bad = 1;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
+        }
+        if (bad) return -1;
+    }
+    return 0;
+}
+
+static dp_err_t load_split(const char *dir, const char *split, dp_dataset_t **out)
+{
+    char img[4096], lbl[4096];
+    snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte.gz", dir, split);
+    snprintf(lbl, sizeof lbl, "%s/%s-labels-idx1-ubyte.gz", dir, split);
+    return dp_dataset_load_idx(img, lbl, out);
+}
+
+static int fail(const char *what, dp_err_t err)
+{
+    fprintf(stderr, "dp-zoo: %s: %s: %s\n", what, dp_strerror(err), dp_err_detail());
+    return 1;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Adaptive batch-1 evaluation over the first n images of d. */
+typedef struct eval_res {
+    double acc, mean, min, p50, max, mean_exact;
+    long exits[ADNN_MAX_EXITS + 1];
+} eval_res_t;
+
+static int eval_adaptive(adnn_model_t *m, const dp_dataset_t *d, uint32_t n, eval_res_t *r)
+{
+    double *fr = malloc((n ? n : 1) * sizeof *fr);
+    if (!fr) return -1;
+    memset(r, 0, sizeof *r);
+    double full = adnn_flops_full(m, 0), full_x = adnn_flops_full(m, 1);
+    size_t isz = dp_dataset_sample_size(d);
+    long correct = 0;
+    double sum = 0, sumx = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        adnn_trace_t t;
+        adnn_forward_adaptive(m, d->images + (size_t)i * isz, &t);
+        correct += t.pred == d->labels[i];
+        fr[i] = t.flops_ref / full;
+        sum += fr[i];
+        sumx += t.flops_exact / full_x;
+        if (t.exit_taken >= 0 && t.exit_taken <= ADNN_MAX_EXITS) r->exits[t.exit_taken]++;
+    }
+    qsort(fr, n, sizeof *fr, cmp_double);
+    r->acc = (double)correct / n;
+    r->mean = sum / n;
+    r->mean_exact = sumx / n;
+    r->min = fr[0];
+    r->max = fr[n - 1];
+    r->p50 = fr[(n + 1) / 2 - 1]; /* nearest rank */
+    free(fr);
+    return 0;
+}
+
+static int cmd_train(opts_t *o)
+{
+    if (!o->family || !o->out) {
+        fprintf(stderr, "dp-zoo train: --family and --out are required\n");
+        return 2;
+    }
+    adnn_family_t fam = adnn_family_parse(o->family);
+    if (fam == ADNN_FAMILY_UNSPECIFIED) {
+        fprintf(stderr,
+                "dp-zoo train: unknown family '%s' (skipnet, blockdrop, sdn-resnet, "
+                "sdn-mobilenet, ranet)\n",
+                o->family);
+        return 2;
+    }
+    adnn_spec_t spec;
+    dp_err_t err = adnn_spec_default(fam, &spec);
+    if (err) return fail("train", err);
+    if (o->nwidths) {
+        if (o->nwidths != spec.nstages) {
+            fprintf(stderr, "dp-zoo train: --widths needs %d values\n", spec.nstages);
+            return 2;
+        }
+        for (int i = 0; i < spec.nstages; i++) spec.widths[i] = o->widths[i];
+        spec.stem_width = spec.widths[0];
+    }
+    if (o->nblocks) {
+        if (o->nblocks != spec.nstages) {
+            fprintf(stderr, "dp-zoo train: --blocks needs %d values\n", spec.nstages);
+            return 2;
+        }
+        for (int i = 0; i < spec.nstages; i++) spec.blocks[i] = o->blocks[i];
+    }
+    if (o->tau > 0) spec.exit_tau = (float)o->tau;
+
+    dp_dataset_t *train = NULL, *test = NULL;
+    adnn_model_t *m = NULL;
+    uint32_t *order = NULL;
+    float *xb = NULL;
+    int32_t *yb = NULL;
+    int rc = 1;
+    if ((err = load_split(o->data_dir, "train", &train)) ||
+        (err = load_split(o->data_dir, "t10k", &test))) {
+        rc = fail("cannot load Fashion-MNIST", err);
+        goto done;
+    }
+    if ((int)train->c != spec.c || (int)train->h != spec.h || (int)train->w != spec.w) {
+        fprintf(stderr, "dp-zoo train: images are %ux%ux%u, the spec expects %dx%dx%d\n", train->c,
+                train->h, train->w, spec.c, spec.h, spec.w);
+        goto done;
+    }
+    if ((err = adnn_model_new(&spec, (uint64_t)o->seed, &m))) {
+        rc = fail("cannot build the model", err);
+        goto done;
+    }
+    uint32_t ntrain = train->n;
+    if (o->limit > 0 && (uint32_t)o->limit < ntrain) ntrain = (uint32_t)o->limit;
+    size_t isz = dp_dataset_sample_size(train);
+    order = malloc(ntrain * sizeof *order);
+    xb = malloc((size_t)o->batch * isz * sizeof(float));
+    yb = malloc((size_t)o->batch * sizeof(int32_t));
+    if (!order || !xb || !yb) {
+        fprintf(stderr, "dp-zoo: out of memory\n");
+        goto done;
+    }
+    if (!o->quiet)
+        printf("dp-zoo train: %s, %zu parameters, %.2f MFLOPs full (reference), %u training "
+               "images, %d threads\n",
+               adnn_family_name(fam), adnn_param_count(m), adnn_flops_full(m, 0) / 1e6, ntrain,
+               nn_get_threads());
+    dp_rng_t rng;
+    dp_rng_seed(&rng, (uint64_t)o->seed ^ 0x5eedULL);
+    long steps = (long)((ntrain + (uint32_t)o->batch - 1) / (uint32_t)o->batch);
+    long total = steps * o->epochs;
+    double t0 = dp_clock_s();
+    const uint32_t probe = test->n < 1000 ? test->n : 1000;
+    for (long ep = 0; ep < o->epochs; ep++) {
+        for (uint32_t i = 0; i < ntrain; i++) order[i] = i;
+        dp_rng_shuffle(&rng, order, ntrain);
+        double lsum = 0;
+        long correct = 0, seen = 0;
+        for (long s = 0; s < steps; s++) {
+            uint32_t begin = (uint32_t)(s * o->batch);
+            int b =
+                (int)((ntrain - begin) < (uint32_t)o->batch ? ntrain - begin : (uint32_t)o->batch);
+            if ((err = dp_dataset_gather(train, order + begin, (size_t)b, xb, yb))) {
+                rc = fail("gather", err);
+                goto done;
+            }
+            double loss;
+            int c;
+            if ((err = adnn_train_step(m, xb, yb, b, &loss, &c))) {
+                rc = fail("train step", err);
+                goto done;
+            }
+            long done_steps = ep * steps + s + 1;
+            double lr = 0.5 * o->lr * (1.0 + cos(M_PI * (double)(done_steps - 1) / (double)total));
+            adnn_adam_step(m, (float)lr);
+            lsum += loss * b;
+            correct += c;
+            seen += b;
+            if (!o->quiet && (done_steps % 100 == 0 || s == steps - 1)) {
+                double el = dp_clock_s() - t0;
+                printf("epoch %ld/%ld step %ld/%ld  loss %.4f  train acc %.4f  lr %.5f  %.0fs "
+                       "elapsed, %.0fs left\n",
+                       ep + 1, o->epochs, s + 1, steps, lsum / (double)seen,
+                       (double)correct / (double)seen, lr, el,
+                       el / (double)done_steps * (double)(total - done_steps));
+                fflush(stdout);
+            }
+        }
+        if (!o->quiet) {
+            eval_res_t r;
+            if (eval_adaptive(m, test, probe, &r) == 0)
+                printf("epoch %ld/%ld done: test[0:%u] adaptive accuracy %.4f, executed fraction "
+                       "mean %.3f (min %.3f, max %.3f)\n",
+                       ep + 1, o->epochs, probe, r.acc, r.mean, r.min, r.max);
+            fflush(stdout);
+        }
+    }
+    if ((err = adnn_model_save(m, o->out))) {
+        rc = fail("cannot save the model", err);
+        goto done;
+    }
+    if (!o->quiet)
+        printf("dp-zoo train: %.0f s; wrote %s.pb and %s.safetensors\n", dp_clock_s() - t0, o->out,
+               o->out);
+    rc = 0;
+done:
+    free(order);
+    free(xb);
+    free(yb);
+    adnn_model_destroy(&m);
+    dp_dataset_destroy(&train);
+    dp_dataset_destroy(&test);
+    return rc;
+}
+
+static int cmd_eval(opts_t *o)
+{
+    adnn_model_t *m = NULL;
+    dp_dataset_t *test = NULL;
+    dp_err_t err = adnn_model_load(o->model, &m);
+    if (err) return fail("cannot load the model", err);
+    int rc = 1;
+    if ((err = load_split(o->data_dir, "t10k", &test))) {
+        rc = fail("cannot load Fashion-MNIST", err);
+        goto done;
+    }
+    const adnn_spec_t *s = adnn_model_spec(m);
+    if ((int)test->c != s->c || (int)test->h != s->h || (int)test->w != s->w) {
+        fprintf(stderr, "dp-zoo eval: images are %ux%ux%u, the model expects %dx%dx%d\n", test->c,
+                test->h, test->w, s->c, s->h, s->w);
+        goto done;
+    }
+    if (o->tau > 0) ((adnn_spec_t *)s)->exit_tau = (float)o->tau; /* evaluation override */
+    uint32_t n = test->n;
+    if (o->limit > 0 && (uint32_t)o->limit < n) n = (uint32_t)o->limit;
+    eval_res_t r;
+    if (eval_adaptive(m, test, n, &r)) {
+        fprintf(stderr, "dp-zoo: out of memory\n");
+        goto done;
+    }
+    if (o->json) {
+        printf("{\"family\":\"%s\",\"accuracy\":%.4f,\"exec_fraction\":{\"mean\":%.4f,\"min\":%.4f,"
+               "\"p50\":%.4f,\"max\":%.4f},\"flops_full\":%.0f,\"flops_full_exact\":%.0f,"
+               "\"exec_fraction_exact_mean\":%.4f,\"tau\":%g,\"images\":%u,\"exits\":[",
+               adnn_family_name(s->family), r.acc, r.mean, r.min, r.p50, r.max,
+               adnn_flops_full(m, 0), adnn_flops_full(m, 1), r.mean_exact, s->exit_tau, n);
+        for (int k = 0; k <= s->nexits; k++) printf("%s%ld", k ? "," : "", r.exits[k]);
+        printf("]}\n");
+    } else {
+        printf("%s on %u test images (batch 1, adaptive, tau %g)\n", o->model, n, s->exit_tau);
+        printf("  accuracy          %.4f\n", r.acc);
+        printf("  executed fraction mean %.4f  min %.4f  p50 %.4f  max %.4f (reference FLOPs)\n",
+               r.mean, r.min, r.p50, r.max);
+        printf("  executed fraction mean %.4f (exact FLOPs)\n", r.mean_exact);
+        printf("  full network      %.0f FLOPs (reference), %.0f (exact)\n", adnn_flops_full(m, 0),
+               adnn_flops_full(m, 1));
+        printf("  exits taken      ");
+        for (int k = 0; k <= s->nexits; k++) printf(" %ld", r.exits[k]);
+        printf("\n");
+    }
+    rc = 0;
+done:
+    adnn_model_destroy(&m);
+    dp_dataset_destroy(&test);
+    return rc;
+}
+
+static int cmd_info(opts_t *o)
+{
+    adnn_model_t *m = NULL;
+    dp_err_t err = adnn_model_load(o->model, &m);
+    if (err) return fail("cannot load the model", err);
+    const adnn_spec_t *s = adnn_model_spec(m);
+    printf("family        %s\n", adnn_family_name(s->family));
+    printf("name          %s\n", s->name);
+    printf("input         %dx%dx%d, %d classes\n", s->c, s->h, s->w, s->num_classes);
+    printf("stem width    %d\n", s->stem_width);
+    printf("stages        ");
+    for (int i = 0; i < s->nstages; i++)
+        printf("%s%d x %d ch (stride %d)", i ? ", " : "", s->blocks[i], s->widths[i],
+               s->strides[i]);
+    printf("\nexits after   ");
+    for (int k = 0; k < s->nexits; k++) printf("%s%d", k ? "," : "", s->exit_after[k]);
+    printf(" (tau %g, pool %d)\n", s->exit_tau, s->exit_pool);
+    printf("parameters    %zu trainable floats, %zu tensors\n", adnn_param_count(m),
+           adnn_tensor_count(m));
+    printf("FLOPs full    %.0f (reference), %.0f (exact)\n", adnn_flops_full(m, 0),
+           adnn_flops_full(m, 1));
+    printf("seed          %llu\n", (unsigned long long)s->seed);
+    for (size_t i = 0; i < adnn_tensor_count(m); i++) {
+        adnn_tensor_info_t t;
+        adnn_tensor_at(m, i, &t);
+        printf("  %-32s [", t.name);
+        for (int d = 0; d < t.ndim; d++) printf("%s%lld", d ? "," : "", (long long)t.shape[d]);
+        printf("]%s\n", t.trainable ? "" : " (buffer)");
+    }
+    adnn_model_destroy(&m);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    opts_t o = {.data_dir = "/usr/share/datasets/fashion-mnist",
+                .epochs = 3,
+                .batch = 64,
+                .seed = 1,
+                .lr = 3e-3};
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(stdout);
+        return 0;
+    }
+    o.cmd = argv[1];
+    if (strcmp(o.cmd, "train") && strcmp(o.cmd, "eval") && strcmp(o.cmd, "info")) {
+        fprintf(stderr, "dp-zoo: unknown command '%s' (train, eval, info)\n", o.cmd);
+        return 2;
+    }
+    if (parse_args(argc - 1, argv + 1, &o)) return 2;
+    nn_set_threads((int)o.threads);
+    if (!strcmp(o.cmd, "train")) {
+        if (optind + 1 < argc) {
+            fprintf(stderr, "dp-zoo train: unexpected argument '%s'\n", argv[optind + 1]);
+            return 2;
+        }
+        return cmd_train(&o);
+    }
+    if (optind + 1 != argc - 1) {
+        fprintf(stderr, "dp-zoo %s: expects exactly one MODEL prefix\n", o.cmd);
+        return 2;
+    }
+    o.model = argv[optind + 1];
+    return !strcmp(o.cmd, "eval") ? cmd_eval(&o) : cmd_info(&o);
+}
