@@ -211,7 +211,9 @@ static dp_err_t jp_hex4(jp_t *p, uint32_t *out)
 /* Parses a string at the cursor (after whitespace). With out != NULL returns
  * it decoded in a new buffer (caller frees) and *has_nul if it holds U+0000;
  * with out == NULL only validates. The decoded text is never longer than the
- * raw one, so one allocation of the raw length suffices. */
+ * raw one, so one allocation of the raw length suffices (an escape is >= 2
+ * raw bytes, a \\u escape 6 for at most 3 UTF-8 bytes, a surrogate pair 12
+ * for 4). */
 static dp_err_t jp_string(jp_t *p, char **out, int *has_nul)
 {
     dp_err_t err = jp_expect(p, '"', "expected a string");
@@ -219,7 +221,10 @@ static dp_err_t jp_string(jp_t *p, char **out, int *has_nul)
     size_t start = p->pos, len = 0;
     char *buf = NULL;
     if (out) {
-        size_t cap = p->n - start; /* the string ends before the header does */
+        /* raw length up to the closing quote: the decoded text is no longer */
+        size_t cap = 0;
+        while (start + cap < p->n && p->s[start + cap] != '"')
+            cap += p->s[start + cap] == '\\' ? 2 : 1;
         buf = malloc(cap + 1);
         if (!buf) return dp_err_set(DP_ERR_NOMEM, "%s: out of memory parsing header", p->path);
         *has_nul = 0;
@@ -1102,7 +1107,39 @@ struct st_writer {
     size_t nt, cap_t;
     st_kv_t *meta;
     size_t nmeta, cap_meta;
+    size_t *slots; /* open-addressing set of names: index + 1, 0 = empty */
+    size_t nslots; /* power of two, at most half full */
 };
+
+static size_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (size_t)h;
+}
+
+/* The slot of name: holds its index + 1 if added, else is the empty slot
+ * where it would go. */
+static size_t *name_slot(const st_writer_t *w, const char *name)
+{
+    size_t mask = w->nslots - 1, i = name_hash(name) & mask;
+    while (w->slots[i] && strcmp(w->t[w->slots[i] - 1].name, name) != 0) i = (i + 1) & mask;
+    return &w->slots[i];
+}
+
+/* Room for one more name; -1 when out of memory. */
+static int reserve_slot(st_writer_t *w)
+{
+    if ((w->nt + 1) * 2 <= w->nslots) return 0;
+    size_t n = w->nslots ? 2 * w->nslots : 64;
+    size_t *s = calloc(n, sizeof *s);
+    if (!s) return -1;
+    free(w->slots);
+    w->slots = s;
+    w->nslots = n;
+    for (size_t i = 0; i < w->nt; i++) *name_slot(w, w->t[i].name) = i + 1;
+    return 0;
+}
 
 st_writer_t *st_writer_new(void) { return calloc(1, sizeof(st_writer_t)); }
 
@@ -1120,6 +1157,7 @@ void st_writer_destroy(st_writer_t **wp)
     }
     free(w->t);
     free(w->meta);
+    free(w->slots);
     free(w);
     *wp = NULL;
 }
@@ -1139,11 +1177,10 @@ dp_err_t st_writer_add(st_writer_t *w, const char *name, st_dtype_t dtype, int n
         (ndim && !shape))
         return dp_err_set(DP_ERR_INVALID, "safetensors writer: tensor '" NM "': bad dtype or ndim",
                           name);
-    for (size_t i = 0; i < w->nt; i++) {
-        if (strcmp(w->t[i].name, name) == 0)
-            return dp_err_set(DP_ERR_EXISTS, "safetensors writer: tensor '" NM "' added twice",
-                              name);
-    }
+    if (reserve_slot(w)) return dp_err_set(DP_ERR_NOMEM, "safetensors writer: out of memory");
+    size_t *slot = name_slot(w, name);
+    if (*slot)
+        return dp_err_set(DP_ERR_EXISTS, "safetensors writer: tensor '" NM "' added twice", name);
     size_t numel = 1, esz = dtypes[dtype].size;
     int zero = 0;
     for (int i = 0; i < ndim; i++) {
@@ -1181,7 +1218,7 @@ dp_err_t st_writer_add(st_writer_t *w, const char *name, st_dtype_t dtype, int n
     e->ndim = ndim;
     e->nbytes = numel * esz;
     e->data = data;
-    w->nt++;
+    *slot = ++w->nt;
     return DP_OK;
 }
 

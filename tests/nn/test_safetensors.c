@@ -4,6 +4,7 @@
  * specific code and a detail naming the file and the problem. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -598,5 +599,60 @@ Test(safetensors, byte_flips)
         } else {
             cr_assert_null(f);
         }
+    }
+}
+
+/* Many tensors: lookups stay correct and memory stays proportional (each
+ * name is allocated at its own length, not at the rest of the header). */
+Test(safetensors, many_tensors)
+{
+    enum { N = 20000 };
+    static float vals[N];
+    char name[32];
+    st_writer_t *w = st_writer_new();
+    for (int i = 0; i < N; i++) {
+        vals[i] = (float)i;
+        snprintf(name, sizeof name, "layer%05d.w", (i * 7919) % N);
+        cr_assert_eq(st_writer_add_f32(w, name, 1, (const int64_t[]){1}, &vals[i]), DP_OK);
+    }
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(st_writer_to_memory(w, &buf, &len), DP_OK);
+    st_writer_destroy(&w);
+    st_file_t *f = NULL;
+    cr_assert_eq(st_open_memory(buf, len, "many.st", &f), DP_OK, "%s", dp_err_detail());
+    free(buf);
+    cr_assert_eq(st_count(f), N);
+    for (int i = 0; i < N; i++) {
+        float v = -1;
+        snprintf(name, sizeof name, "layer%05d.w", (i * 7919) % N);
+        cr_assert_eq(st_read_f32(f, name, 1, (const int64_t[]){1}, &v), DP_OK);
+        cr_assert_eq(v, (float)i);
+    }
+    st_close(&f);
+}
+
+static void *open_fixture(void *arg)
+{
+    (void)arg;
+    for (int k = 0; k < 200; k++) {
+        st_file_t *f = NULL;
+        if (st_open_memory(fixture, sizeof fixture, "t.st", &f) != DP_OK) return (void *)1;
+        st_tensor_t t;
+        if (st_find(f, "conv1.weight", &t) != DP_OK || t.numel != 8) return (void *)1;
+        st_close(&f);
+    }
+    return NULL;
+}
+
+/* Opening files from several threads at once is safe (no shared state). */
+Test(safetensors, concurrent_open)
+{
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) cr_assert_eq(pthread_create(&th[i], NULL, open_fixture, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        void *rc;
+        pthread_join(th[i], &rc);
+        cr_assert_null(rc);
     }
 }
