@@ -33,6 +33,7 @@ dp_err_t adnn_spec_default(adnn_family_t f, adnn_spec_t *s)
     s->w = 28;
     s->num_classes = 10;
     s->gate_threshold = 0.5f;
+    s->gate_dim = 10;
     switch (f) {
     case ADNN_FAMILY_SDN_RESNET:
         /* A 28x28 stem, then 3 stages of 2 basic blocks at 14, 7, 4 pixels; an internal
