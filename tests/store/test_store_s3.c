@@ -315,9 +315,17 @@ Test(s3, signatures_match_botocore)
     cr_assert_eq(check_signatures(cap, "PUT "), 3);
     capture_free(cap);
 
+    /* a streamed single-part file: UNSIGNED-PAYLOAD */
+    write_file(path, data, 1u << 20);
+    cr_assert_eq(dp_store_put_file(s, "sig/streamed.bin", path), DP_OK, "%s", dp_err_detail());
+    cr_assert(strstr(cap->hdr[0].p, "x-amz-content-sha256: UNSIGNED-PAYLOAD"), "%s", cap->hdr[0].p);
+    cr_assert_eq(check_signatures(cap, "PUT "), 1);
+    capture_free(cap);
+
     cr_assert_eq(dp_store_delete(s, key), DP_OK);
+    cr_assert_eq(dp_store_delete(s, "sig/streamed.bin"), DP_OK);
     cr_assert_eq(dp_store_delete(s, "sig/multi part.bin"), DP_OK);
-    cr_assert_eq(check_signatures(cap, "DELETE "), 2);
+    cr_assert_eq(check_signatures(cap, "DELETE "), 3);
     capture_free(cap);
     unlink(path);
     free(data);
