@@ -114,6 +114,9 @@ typedef struct adnn_tensor_info {
 size_t adnn_tensor_count(const adnn_model_t *m);
 void adnn_tensor_at(const adnn_model_t *m, size_t i, adnn_tensor_info_t *out);
 size_t adnn_param_count(const adnn_model_t *m); /* trainable floats */
+/* Gradient of tensor i after adnn_train_step (same shape), NULL for a buffer.
+ * Borrowed, valid until the model is destroyed. */
+float *adnn_tensor_grad(const adnn_model_t *m, size_t i);
 
 /* Weights: safetensors with the model's tensors (and metadata "family").
  * Load checks each tensor (name, dtype F32, shape) against the model's spec:

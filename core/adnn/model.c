@@ -206,6 +206,12 @@ void adnn_tensor_at(const adnn_model_t *m, size_t i, adnn_tensor_info_t *out)
     out->trainable = t->trainable;
 }
 
+float *adnn_tensor_grad(const adnn_model_t *m, size_t i)
+{
+    const adnn_tensor_rec_t *t = &m->tensors[i];
+    return t->trainable ? m->grads + t->offset : NULL;
+}
+
 dp_err_t adnn_weights_save(const adnn_model_t *m, const char *path)
 {
     st_writer_t *w = st_writer_new();

@@ -328,3 +328,65 @@ Test(adnn, training_lowers_the_loss)
     cr_assert_lt(loss, 0.5 * first, "loss %g after 30 steps, %g at first", loss, first);
     adnn_model_destroy(&m);
 }
+
+/* Parameter gradients of the training objective (BatchNorm in training mode)
+ * on a small SDN, against central differences along random directions. */
+Test(adnn, train_param_gradient)
+{
+    adnn_spec_t s;
+    cr_assert_eq(adnn_spec_default(ADNN_FAMILY_SDN_RESNET, &s), DP_OK);
+    s.stem_width = 4;
+    s.widths[0] = 4, s.widths[1] = 6, s.widths[2] = 8;
+    s.blocks[0] = 1, s.blocks[1] = 1, s.blocks[2] = 1;
+    s.nexits = 2;
+    s.exit_after[0] = 0, s.exit_after[1] = 1;
+    s.exit_weights[0] = 0.3f, s.exit_weights[1] = 0.6f, s.exit_weights[2] = 1.0f;
+    adnn_model_t *m = NULL;
+    cr_assert_eq(adnn_model_new(&s, 51, &m), DP_OK, "%s", dp_err_detail());
+    int n = 4;
+    float x[4 * IMG];
+    int32_t y[4] = {1, 3, 5, 7};
+    fill_images(x, 4 * IMG, 52);
+    double l0;
+    cr_assert_eq(adnn_train_step(m, x, y, n, &l0, NULL), DP_OK);
+    size_t nt = adnn_tensor_count(m);
+    float **g = calloc(nt, sizeof *g);
+    for (size_t i = 0; i < nt; i++) {
+        float *gi = adnn_tensor_grad(m, i);
+        adnn_tensor_info_t t;
+        adnn_tensor_at(m, i, &t);
+        if (gi) {
+            g[i] = malloc(t.numel * sizeof(float));
+            memcpy(g[i], gi, t.numel * sizeof(float));
+        }
+    }
+    dp_rng_t r;
+    dp_rng_seed(&r, 53);
+    const double h = 1e-4; /* larger steps cross ReLU kinks (checked: converges as h falls) */
+    for (size_t i = 0; i < nt; i++) {
+        if (!g[i]) continue;
+        adnn_tensor_info_t t;
+        adnn_tensor_at(m, i, &t);
+        float *v = malloc(t.numel * sizeof(float)), *orig = malloc(t.numel * sizeof(float));
+        memcpy(orig, t.data, t.numel * sizeof(float));
+        double dot = 0;
+        for (size_t j = 0; j < t.numel; j++) {
+            v[j] = dp_rng_normal(&r);
+            dot += (double)v[j] * g[i][j];
+        }
+        double lp, lm;
+        for (size_t j = 0; j < t.numel; j++) t.data[j] = orig[j] + (float)h * v[j];
+        cr_assert_eq(adnn_train_step(m, x, y, n, &lp, NULL), DP_OK);
+        for (size_t j = 0; j < t.numel; j++) t.data[j] = orig[j] - (float)h * v[j];
+        cr_assert_eq(adnn_train_step(m, x, y, n, &lm, NULL), DP_OK);
+        memcpy(t.data, orig, t.numel * sizeof(float));
+        double fd = (lp - lm) / (2 * h);
+        cr_assert(fabs(fd - dot) <= 5e-2 * fmax(fabs(fd), fabs(dot)) + 5e-3,
+                  "%s: finite difference %.6g, gradient %.6g", t.name, fd, dot);
+        free(v);
+        free(orig);
+        free(g[i]);
+    }
+    free(g);
+    adnn_model_destroy(&m);
+}
