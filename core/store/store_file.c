@@ -301,7 +301,7 @@ static dp_err_t file_list(dp_store_t *s, const char *prefix, dp_store_list_fn fn
     file_store_t *f = s->impl;
     key_list_t kl = {0};
     dp_err_t err = walk(f->dir, "", prefix, &kl);
-    if (!err) qsort(kl.keys, kl.n, sizeof *kl.keys, cmp_str);
+    if (!err && kl.n) qsort(kl.keys, kl.n, sizeof *kl.keys, cmp_str);
     int stop = 0;
     for (size_t i = 0; i < kl.n; i++) {
         if (!err && !stop) {

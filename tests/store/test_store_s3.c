@@ -433,6 +433,7 @@ Test(s3, list_paginates_past_1000, .timeout = 240)
         cr_assert_eq(dp_store_delete(s, key), DP_OK, "%s", dp_err_detail());
     }
     dp_store_destroy(&s);
+    capture_free(cap);
     free(cap);
 }
 
