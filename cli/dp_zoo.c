@@ -404,6 +404,29 @@ static int cmd_eval(opts_t *o)
         printf("  exits taken      ");
         for (int k = 0; k <= s->nexits; k++) printf(" %ld", r.exits[k]);
         printf("\n");
+        /* accuracy of every exit on its own (batched, all blocks run) */
+        int E = s->nexits, K = s->num_classes, bs = 100;
+        size_t isz = dp_dataset_sample_size(test);
+        float *lg = malloc(sizeof(float) * (size_t)bs * (E + 1) * K);
+        long hit[ADNN_MAX_EXITS + 1] = {0};
+        for (uint32_t i = 0; lg && i < n; i += (uint32_t)bs) {
+            int b = (int)(n - i < (uint32_t)bs ? n - i : (uint32_t)bs);
+            if ((err = adnn_eval_batch(m, test->images + (size_t)i * isz, b, lg))) break;
+            for (int j = 0; j < b; j++)
+                for (int k = 0; k <= E; k++) {
+                    const float *z = lg + ((size_t)j * (E + 1) + k) * K;
+                    int best = 0;
+                    for (int c = 1; c < K; c++)
+                        if (z[c] > z[best]) best = c;
+                    hit[k] += best == test->labels[i + (uint32_t)j];
+                }
+        }
+        if (lg && !err) {
+            printf("  accuracy per exit");
+            for (int k = 0; k <= E; k++) printf(" %.4f", (double)hit[k] / n);
+            printf(" (each exit alone)\n");
+        }
+        free(lg);
     }
     rc = 0;
 done:
