@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}
 CC=clang cmake -S . -B build-fuzz -DDP_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j"$(nproc)" >/dev/null
+cmake --build build-fuzz -j"$(nproc)" --target fuzzers >/dev/null
 shopt -s nullglob
 for bin in build-fuzz/fuzz/fuzz_*; do
   [ -x "$bin" ] || continue
