@@ -18,7 +18,7 @@
 #include "util/rng.h"
 
 #define MAX_CASES 16
-#define BATCH 64
+#define BATCH     64
 
 typedef struct bench_case {
     char name[32];
@@ -39,8 +39,7 @@ static double median_ms(bench_fn fn, void *ctx, int warmup, int min_reps, double
 {
     double t[50];
     int k = 0;
-    for (int i = 0; i < warmup; i++)
-        fn(ctx);
+    for (int i = 0; i < warmup; i++) fn(ctx);
     double end = dp_clock_s() + budget_s;
     while (k < 50 && (k < min_reps || dp_clock_s() < end)) {
         double t0 = dp_clock_s();
@@ -84,8 +83,9 @@ static int run_torch(bench_case_t *cases, int ncases, int threads, int reps, dou
     char script[1024], cmd[2048];
     snprintf(script, sizeof script, "%s/bench/ref_generator.py", root ? root : ".");
     if (access(script, R_OK) != 0) {
-        fprintf(stderr, "bench_generator: %s not found (run from the repository root or set "
-                        "DP_SOURCE_DIR); PyTorch column left empty\n",
+        fprintf(stderr,
+                "bench_generator: %s not found (run from the repository root or set "
+                "DP_SOURCE_DIR); PyTorch column left empty\n",
                 script);
         return -1;
     }
@@ -114,12 +114,10 @@ static int run_torch(bench_case_t *cases, int ncases, int threads, int reps, dou
         char key[96];
         snprintf(key, sizeof key, "\"case\": \"%.31s\", \"ms\": ", cases[i].name);
         const char *p = strstr(buf, key);
-        if (p)
-            cases[i].torch_ms = strtod(p + strlen(key), NULL);
+        if (p) cases[i].torch_ms = strtod(p + strlen(key), NULL);
     }
     const char *t = strstr(buf, "\"torch\": \"");
-    if (t)
-        printf("PyTorch %.*s\n", (int)strcspn(t + 10, "\""), t + 10);
+    if (t) printf("PyTorch %.*s\n", (int)strcspn(t + 10, "\""), t + 10);
     return 0;
 }
 
@@ -140,8 +138,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--no-torch"))
             use_torch = 0;
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--reps N] [--budget S] [--widths 64,16] "
-                            "[--no-torch]\n",
+            fprintf(stderr,
+                    "usage: %s [--threads N] [--reps N] [--budget S] [--widths 64,16] "
+                    "[--no-torch]\n",
                     argv[0]);
             return 2;
         }
@@ -155,12 +154,10 @@ int main(int argc, char **argv)
     float *x = malloc((size_t)BATCH * 784 * sizeof(float));
     float *out = malloc((size_t)BATCH * 784 * sizeof(float));
     float *dout = malloc((size_t)BATCH * 784 * sizeof(float));
-    if (!x || !out || !dout)
-        return 1;
+    if (!x || !out || !dout) return 1;
     dp_rng_t rng;
     dp_rng_seed(&rng, 1);
-    for (int i = 0; i < BATCH * 784; i++)
-        x[i] = dp_rng_uniform(&rng);
+    for (int i = 0; i < BATCH * 784; i++) x[i] = dp_rng_uniform(&rng);
 
     char wl[64];
     snprintf(wl, sizeof wl, "%s", widths);
@@ -187,8 +184,7 @@ int main(int argc, char **argv)
         perf_gen_destroy(&g);
         perf_gen_destroy(&g1);
     }
-    for (int i = 0; i < nc; i++)
-        cases[i].torch_ms = 0;
+    for (int i = 0; i < nc; i++) cases[i].torch_ms = 0;
     int have_torch = use_torch && run_torch(cases, nc, threads, reps, budget, widths) == 0;
 
     printf("%-16s %12s %12s %10s\n", "case", "ours ms", "PyTorch ms", "speedup");

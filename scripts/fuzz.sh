@@ -12,6 +12,7 @@ for bin in build-fuzz/fuzz/fuzz_*; do
   name=$(basename "$bin"); corpus=fuzz/corpus/${name#fuzz_}
   work=$(mktemp -d); [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
   echo "fuzz: $name for ${secs}s"
-  "$bin" -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 "$work" 2>&1 | tail -3
+  "$bin" -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix=build-fuzz/ "$work" 2>&1 | tail -3
   rm -rf "$work"
 done

@@ -17,9 +17,9 @@
 #include "util/rng.h"
 
 #define GEN_MAX_TENSORS 96
-#define GEN_NAME_LEN 40
-#define BN_MOMENTUM 0.1f
-#define NORM_EPS 1e-5f
+#define GEN_NAME_LEN    40
+#define BN_MOMENTUM     0.1f
+#define NORM_EPS        1e-5f
 
 /* ---------------------------------------------------------------- geometry */
 
@@ -34,13 +34,13 @@ typedef struct gen_dims {
 static int dims_init(gen_dims_t *d, const perf_gen_config_t *cfg, int n)
 {
     const int w = cfg->width;
-    if (cfg->c < 1 || cfg->h < 1 || cfg->w < 1 || w < 1 || n < 1)
-        return -1;
+    if (cfg->c < 1 || cfg->h < 1 || cfg->w < 1 || w < 1 || n < 1) return -1;
     const int ec[4] = {cfg->c, w, 2 * w, 4 * w};
     const int es[3] = {1, 2, 2};
     int h = cfg->h, ww = cfg->w;
     for (int i = 0; i < 3; i++) {
-        if (h < 3 || ww < 3 || nn_conv2d_init(&d->enc[i], n, ec[i], h, ww, ec[i + 1], 3, 3, es[i], 0, 1))
+        if (h < 3 || ww < 3 ||
+            nn_conv2d_init(&d->enc[i], n, ec[i], h, ww, ec[i + 1], 3, 3, es[i], 0, 1))
             return -1;
         h = d->enc[i].hout, ww = d->enc[i].wout;
     }
@@ -57,8 +57,7 @@ static int dims_init(gen_dims_t *d, const perf_gen_config_t *cfg, int n)
     }
     const int dc[4] = {4 * w, 2 * w, w, cfg->c};
     for (int i = 0; i < 2; i++) {
-        if (nn_convt2d_init(&d->dec[i], n, dc[i], h, ww, dc[i + 1], 3, 3, 2, 0, 0, 1))
-            return -1;
+        if (nn_convt2d_init(&d->dec[i], n, dc[i], h, ww, dc[i + 1], 3, 3, 2, 0, 0, 1)) return -1;
         h = d->dec[i].hout, ww = d->dec[i].wout;
         d->ac[i] = dc[i + 1], d->ahw[i] = h * ww;
     }
@@ -122,8 +121,7 @@ static void take(walker_t *wk, float **slot, int stat, const char *name, int ndi
 {
     const int s[4] = {s0, s1, s2, s3};
     size_t numel = 1;
-    for (int i = 0; i < ndim; i++)
-        numel *= (size_t)s[i];
+    for (int i = 0; i < ndim; i++) numel *= (size_t)s[i];
     size_t off = stat ? wk->ns : wk->np;
     float *base = stat ? wk->sbase : wk->pbase;
     *slot = base ? base + off : NULL;
@@ -136,8 +134,7 @@ static void take(walker_t *wk, float **slot, int stat, const char *name, int ndi
         tensor_rec_t *r = &wk->recs[wk->nrec++];
         snprintf(r->name, sizeof r->name, "%s", name);
         r->t.ndim = ndim;
-        for (int i = 0; i < 4; i++)
-            r->t.shape[i] = i < ndim ? s[i] : 1;
+        for (int i = 0; i < 4; i++) r->t.shape[i] = i < ndim ? s[i] : 1;
         r->t.numel = numel;
         r->t.trainable = !stat;
         r->off = off;
@@ -193,8 +190,7 @@ static void layout_params(walker_t *wk, gen_params_t *p, const gen_dims_t *d)
         take(wk, &p->dec_w[i], 0, nm, 4, c->cin, c->cout, c->kh, c->kw);
         snprintf(nm, sizeof nm, "dec%d.bias", i);
         take(wk, &p->dec_b[i], 0, nm, 1, c->cout, 1, 1, 1);
-        if (i == 2)
-            break;
+        if (i == 2) break;
         att_params_t *a = &p->att[i];
         const int ch = d->ac[i], c8 = c8_of(ch);
         snprintf(nm, sizeof nm, "att%d.query.weight", i);
@@ -283,8 +279,7 @@ static size_t layout_acts(gen_acts_t *a, float *base, const gen_dims_t *d, int n
     for (int i = 0; i < 3; i++) {
         const size_t sz = n * conv_out(&d->dec[i]);
         a->dec_c[i] = takea(&l, sz);
-        if (i == 2)
-            break;
+        if (i == 2) break;
         a->dec_n[i] = takea(&l, sz);
         a->dec_a[i] = takea(&l, sz);
         a->att[i] = takea(&l, sz);
@@ -329,8 +324,7 @@ perf_gen_config_t perf_gen_config_default(void)
 size_t perf_gen_count_params(const perf_gen_config_t *cfg)
 {
     gen_dims_t d;
-    if (!cfg || dims_init(&d, cfg, 1))
-        return 0;
+    if (!cfg || dims_init(&d, cfg, 1)) return 0;
     walker_t wk = {0};
     gen_params_t p;
     layout_params(&wk, &p, &d);
@@ -342,18 +336,14 @@ static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 static size_t workspace_size(const gen_dims_t *d, int nb)
 {
     size_t ws = 0;
-    for (int i = 0; i < 3; i++)
-        ws = max_sz(ws, nn_conv2d_workspace(&d->enc[i]));
+    for (int i = 0; i < 3; i++) ws = max_sz(ws, nn_conv2d_workspace(&d->enc[i]));
     for (int r = 0; r < 4; r++) {
         ws = max_sz(ws, nn_conv2d_workspace(&d->rc1[r]));
         ws = max_sz(ws, nn_conv2d_workspace(&d->rc2[r]));
-        if (d->rcin[r] != d->rcout[r])
-            ws = max_sz(ws, nn_conv2d_workspace(&d->rsc[r]));
+        if (d->rcin[r] != d->rcout[r]) ws = max_sz(ws, nn_conv2d_workspace(&d->rsc[r]));
     }
-    for (int i = 0; i < 3; i++)
-        ws = max_sz(ws, nn_convt2d_workspace(&d->dec[i]));
-    for (int i = 0; i < 2; i++)
-        ws = max_sz(ws, nn_attention_workspace(nb, d->ac[i], d->ahw[i]));
+    for (int i = 0; i < 3; i++) ws = max_sz(ws, nn_convt2d_workspace(&d->dec[i]));
+    for (int i = 0; i < 2; i++) ws = max_sz(ws, nn_attention_workspace(nb, d->ac[i], d->ahw[i]));
     return ws;
 }
 
@@ -362,15 +352,13 @@ static float *alloc_floats(size_t n)
     void *p = NULL;
     size_t bytes = (n ? n : 1) * sizeof(float);
     bytes = (bytes + 63) & ~(size_t)63;
-    if (posix_memalign(&p, 64, bytes))
-        return NULL;
+    if (posix_memalign(&p, 64, bytes)) return NULL;
     return p;
 }
 
 static void fill_normal(dp_rng_t *rng, float *p, size_t n, float mean, float std)
 {
-    for (size_t i = 0; i < n; i++)
-        p[i] = mean + std * dp_rng_normal(rng);
+    for (size_t i = 0; i < n; i++) p[i] = mean + std * dp_rng_normal(rng);
 }
 
 static void init_weights(perf_gen_t *g)
@@ -383,8 +371,7 @@ static void init_weights(perf_gen_t *g)
         const char *dot = strrchr(r->name, '.');
         if (!r->t.trainable) { /* running_mean 0, running_var 1 */
             float v = strcmp(dot, ".running_var") == 0 ? 1.0f : 0.0f;
-            for (size_t j = 0; j < r->t.numel; j++)
-                r->t.data[j] = v;
+            for (size_t j = 0; j < r->t.numel; j++) r->t.data[j] = v;
         } else if (strcmp(dot, ".weight") == 0) {
             int is_bn = strstr(r->name, "bn") != NULL;
             fill_normal(&rng, r->t.data, r->t.numel, is_bn ? 1.0f : 0.0f, 0.02f);
@@ -400,8 +387,7 @@ perf_gen_t *perf_gen_new(const perf_gen_config_t *cfg)
         return NULL;
     }
     g = calloc(1, sizeof *g);
-    if (!g)
-        goto nomem;
+    if (!g) goto nomem;
     g->cfg = *cfg;
     if (dims_init(&g->dims, cfg, cfg->max_batch)) {
         dp_err_set(DP_ERR_INVALID, "perf_gen_new: input %dx%dx%d width %d too small or invalid",
@@ -420,16 +406,14 @@ perf_gen_t *perf_gen_new(const perf_gen_config_t *cfg)
     g->stats = alloc_floats(g->nstats);
     g->acts = alloc_floats(g->nacts);
     g->ws = alloc_floats(g->nws);
-    if (!g->params || !g->stats || !g->acts || !g->ws)
-        goto nomem;
+    if (!g->params || !g->stats || !g->acts || !g->ws) goto nomem;
     if (!cfg->inference_only) {
         g->ndacts = layout_acts(&g->da, NULL, &g->dims, cfg->max_batch, 1);
         g->grads = alloc_floats(g->nparams);
         g->adam_m = alloc_floats(g->nparams);
         g->adam_v = alloc_floats(g->nparams);
         g->dacts = alloc_floats(g->ndacts);
-        if (!g->grads || !g->adam_m || !g->adam_v || !g->dacts)
-            goto nomem;
+        if (!g->grads || !g->adam_m || !g->adam_v || !g->dacts) goto nomem;
         memset(g->grads, 0, g->nparams * sizeof(float));
         memset(g->adam_m, 0, g->nparams * sizeof(float));
         memset(g->adam_v, 0, g->nparams * sizeof(float));
@@ -457,8 +441,7 @@ nomem:
 
 void perf_gen_destroy(perf_gen_t **pg)
 {
-    if (!pg || !*pg)
-        return;
+    if (!pg || !*pg) return;
     perf_gen_t *g = *pg;
     free(g->params);
     free(g->grads);
@@ -488,13 +471,11 @@ double perf_gen_macs(const perf_gen_t *g)
 {
     const gen_dims_t *d = &g->dims;
     double m = 0;
-    for (int i = 0; i < 3; i++)
-        m += (double)conv_out(&d->enc[i]) * d->enc[i].cin * 9;
+    for (int i = 0; i < 3; i++) m += (double)conv_out(&d->enc[i]) * d->enc[i].cin * 9;
     for (int r = 0; r < 4; r++) {
         m += (double)conv_out(&d->rc1[r]) * d->rc1[r].cin * 9;
         m += (double)conv_out(&d->rc2[r]) * d->rc2[r].cin * 9;
-        if (d->rcin[r] != d->rcout[r])
-            m += (double)conv_out(&d->rsc[r]) * d->rsc[r].cin;
+        if (d->rcin[r] != d->rcout[r]) m += (double)conv_out(&d->rsc[r]) * d->rsc[r].cin;
     }
     for (int i = 0; i < 3; i++) /* each input pixel scatters cout*kh*kw */
         m += (double)conv_in(&d->dec[i]) * d->dec[i].cout * d->dec[i].kh * d->dec[i].kw;
@@ -582,8 +563,7 @@ void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int trai
             bn_forward(g, ra->scbn, ra->msc, ra->rsc, ra->sc, &rp->scbn, n, co, hw, training);
             sc = ra->scbn;
         }
-        for (size_t j = 0; j < sz; j++)
-            ra->out[j] = sc[j] + ra->bn2[j];
+        for (size_t j = 0; j < sz; j++) ra->out[j] = sc[j] + ra->bn2[j];
         cur = ra->out;
     }
     for (int i = 0; i < 2; i++) {
@@ -609,8 +589,7 @@ void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int trai
 
 static uint64_t sign_hash(uint64_t h, const float *p, size_t count)
 {
-    for (size_t i = 0; i < count; i++)
-        h = (h ^ (uint64_t)(p[i] > 0.0f)) * 0x100000001b3ULL;
+    for (size_t i = 0; i < count; i++) h = (h ^ (uint64_t)(p[i] > 0.0f)) * 0x100000001b3ULL;
     return h;
 }
 
@@ -619,12 +598,9 @@ uint64_t perf_gen_kink_signature(const perf_gen_t *g)
     const gen_dims_t *d = &g->dims;
     const size_t n = (size_t)g->fwd_n;
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (int i = 0; i < 3; i++)
-        h = sign_hash(h, g->a.enc_n[i], n * conv_out(&d->enc[i]));
-    for (int r = 0; r < 4; r++)
-        h = sign_hash(h, g->a.res[r].bn1, n * conv_out(&d->rc1[r]));
-    for (int i = 0; i < 2; i++)
-        h = sign_hash(h, g->a.dec_n[i], n * conv_out(&d->dec[i]));
+    for (int i = 0; i < 3; i++) h = sign_hash(h, g->a.enc_n[i], n * conv_out(&d->enc[i]));
+    for (int r = 0; r < 4; r++) h = sign_hash(h, g->a.res[r].bn1, n * conv_out(&d->rc1[r]));
+    for (int i = 0; i < 2; i++) h = sign_hash(h, g->a.dec_n[i], n * conv_out(&d->dec[i]));
     return h;
 }
 
@@ -660,8 +636,8 @@ void perf_gen_backward(perf_gen_t *g, const float *dout, float *dx)
         const size_t sz = (size_t)n * ch * ahw;
         const att_params_t *ap = &p->att[i], *gap = &gp->att[i];
         nn_attention_backward(dz(da->dec_a[i], sz), gap->wq, gap->bq, gap->wk, gap->bk, gap->wv,
-                              gap->bv, gap->gamma, da->att[i], a->att_cache[i], a->dec_a[i],
-                              ap->wq, ap->wk, ap->wv, ap->gamma, n, ch, ahw, g->ws);
+                              gap->bv, gap->gamma, da->att[i], a->att_cache[i], a->dec_a[i], ap->wq,
+                              ap->wk, ap->wv, ap->gamma, n, ch, ahw, g->ws);
         nn_leakyrelu_backward(dz(da->dec_n[i], sz), da->dec_a[i], a->dec_n[i], sz, slope);
         nn_instnorm_backward(dz(da->dec_c[i], sz), da->dec_n[i], a->dec_c[i], a->dec_m[i],
                              a->dec_r[i], n, ch, ahw);
@@ -699,8 +675,7 @@ void perf_gen_backward(perf_gen_t *g, const float *dout, float *dx)
                                   ra->msc, ra->rsc, rp->scbn.w, n, co, hw);
             nn_conv2d_backward(&cs, dxin, grp->scw, NULL, dra->sc, xin, rp->scw, g->ws);
         } else {
-            for (size_t j = 0; j < sz; j++)
-                dxin[j] += dra->out[j];
+            for (size_t j = 0; j < sz; j++) dxin[j] += dra->out[j];
         }
     }
 

@@ -27,12 +27,12 @@
 typedef struct perf_gen perf_gen_t;
 
 typedef struct perf_gen_config {
-    int c, h, w;       /* input image shape; h, w >= 13 */
-    int width;         /* base width w (64 in the paper; 16 for small runs) */
-    int max_batch;     /* largest n a forward call may take */
-    uint64_t seed;     /* initial weights */
-    float res_slope;   /* LeakyReLU slope in the residual blocks (published code: 1.0) */
-    float slope;       /* LeakyReLU slope in encoder/decoder (0.01) */
+    int c, h, w;        /* input image shape; h, w >= 13 */
+    int width;          /* base width w (64 in the paper; 16 for small runs) */
+    int max_batch;      /* largest n a forward call may take */
+    uint64_t seed;      /* initial weights */
+    float res_slope;    /* LeakyReLU slope in the residual blocks (published code: 1.0) */
+    float slope;        /* LeakyReLU slope in encoder/decoder (0.01) */
     int inference_only; /* 1: no gradient, Adam or activation-gradient blocks */
 } perf_gen_config_t;
 

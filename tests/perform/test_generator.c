@@ -45,8 +45,7 @@ static perf_gen_config_t tiny_config(void)
 static const perf_gen_tensor_t *find_tensor(const perf_gen_t *g, const char *name)
 {
     for (int i = 0; i < perf_gen_num_tensors(g); i++)
-        if (strcmp(perf_gen_tensor(g, i)->name, name) == 0)
-            return perf_gen_tensor(g, i);
+        if (strcmp(perf_gen_tensor(g, i)->name, name) == 0) return perf_gen_tensor(g, i);
     return NULL;
 }
 
@@ -54,8 +53,7 @@ static void fill_uniform(float *p, size_t n, uint64_t seed, float lo, float hi)
 {
     dp_rng_t r;
     dp_rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++)
-        p[i] = lo + (hi - lo) * dp_rng_uniform(&r);
+    for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * dp_rng_uniform(&r);
 }
 
 /* Closed-form parameter count (enc, res, dec, attention), for cross-checking. */
@@ -87,8 +85,7 @@ Test(generator, param_count_and_macs)
     cr_expect(macs > 0.60e9 && macs < 0.70e9, "MACs %.4g, METHOD says about 0.65G", macs);
     size_t sum = 0;
     for (int i = 0; i < perf_gen_num_tensors(g); i++)
-        if (perf_gen_tensor(g, i)->trainable)
-            sum += perf_gen_tensor(g, i)->numel;
+        if (perf_gen_tensor(g, i)->trainable) sum += perf_gen_tensor(g, i)->numel;
     cr_expect_eq(sum, np, "named tensors cover the block");
     perf_gen_destroy(&g);
     cr_expect_null(g);
@@ -138,8 +135,7 @@ Test(generator, shape_range_determinism)
           *o2 = malloc(3 * img * sizeof(float));
     fill_uniform(x, 3 * img, 3, 0.0f, 1.0f);
     for (int training = 0; training < 2; training++) {
-        for (size_t i = 0; i < 3 * img; i++)
-            o1[i] = o2[i] = NAN;
+        for (size_t i = 0; i < 3 * img; i++) o1[i] = o2[i] = NAN;
         perf_gen_forward(g1, x, 3, o1, training);
         perf_gen_forward(g2, x, 3, o2, training);
         cr_expect(memcmp(o1, o2, 3 * img * sizeof(float)) == 0, "bit-identical outputs");
@@ -167,14 +163,12 @@ Test(generator, eval_single_matches_batch_row)
           *o1 = malloc(img * sizeof(float)), *tmp = malloc(4 * img * sizeof(float));
     fill_uniform(x, 4 * img, 5, 0.0f, 1.0f);
     /* a few training steps so the running statistics are not the initial 0/1 */
-    for (int s = 0; s < 3; s++)
-        perf_gen_forward(g, x, 4, tmp, 1);
+    for (int s = 0; s < 3; s++) perf_gen_forward(g, x, 4, tmp, 1);
     perf_gen_forward(g, x, 4, ob, 0);
     for (int b = 0; b < 4; b++) {
         perf_gen_forward(g, x + b * img, 1, o1, 0);
         double md = 0;
-        for (size_t i = 0; i < img; i++)
-            md = fmax(md, fabs((double)o1[i] - ob[b * img + i]));
+        for (size_t i = 0; i < img; i++) md = fmax(md, fabs((double)o1[i] - ob[b * img + i]));
         cr_expect(md <= 1e-5, "image %d: max |single - batch row| = %g", b, md);
     }
     perf_gen_destroy(&g);
@@ -198,8 +192,7 @@ static double gen_loss(void *p)
 {
     fd_ctx_t *c = p;
     perf_gen_forward(c->g, c->x, c->n, c->out, 1);
-    if (TEST_SLOPE != 1.0f && perf_gen_kink_signature(c->g) != c->sig)
-        c->crossed = 1;
+    if (TEST_SLOPE != 1.0f && perf_gen_kink_signature(c->g) != c->sig) c->crossed = 1;
     return gc_dot(c->out, c->r, c->osz);
 }
 
@@ -230,8 +223,7 @@ static probe_stats_t check_tensor(fd_ctx_t *c, float *x, const float *grad, size
 {
     probe_stats_t st = {0};
     double gmax = 0, ss = 0;
-    for (size_t j = 0; j < n; j++)
-        gmax = fmax(gmax, fabs(grad[j])), ss += (double)x[j] * x[j];
+    for (size_t j = 0; j < n; j++) gmax = fmax(gmax, fabs(grad[j])), ss += (double)x[j] * x[j];
     /* the step follows the tensor's scale: a conv before a norm is scale
      * invariant, so a step near the size of its weights is far from linear */
     h = fmax(h * sqrt(ss / n), 1e-3);
@@ -243,12 +235,10 @@ static probe_stats_t check_tensor(fd_ctx_t *c, float *x, const float *grad, size
         if (cand % 2 == 0) { /* largest |grad| not tried yet */
             double best = -1;
             for (size_t i = 0; i < n; i++)
-                if (!used[i] && fabs(grad[i]) > best)
-                    best = fabs(grad[i]), j = i;
+                if (!used[i] && fabs(grad[i]) > best) best = fabs(grad[i]), j = i;
         } else {
             j = gc_probe_index(cand / 2, 2 * (size_t)want + 4, n);
-            if (used[j])
-                continue;
+            if (used[j]) continue;
         }
         used[j] = 1;
         int ok;
@@ -258,8 +248,7 @@ static probe_stats_t check_tensor(fd_ctx_t *c, float *x, const float *grad, size
             continue;
         }
         double rel = fabs(grad[j] - num) / fmax(fmax(fabs(grad[j]), fabs(num)), floor);
-        if (rel >= st.max_rel)
-            st.max_rel = rel, st.ana = grad[j], st.num = num, st.worst = j;
+        if (rel >= st.max_rel) st.max_rel = rel, st.ana = grad[j], st.num = num, st.worst = j;
         st.checked++, k++;
     }
     free(used);
@@ -281,14 +270,12 @@ Test(generator, backward_matches_finite_differences, .timeout = 240)
     /* make every path matter: attention on (gamma != 0, sharper logits) and
      * non-trivial BatchNorm shifts */
     const char *gam[] = {"att0.gamma", "att1.gamma"};
-    for (int i = 0; i < 2; i++)
-        find_tensor(g, gam[i])->data[0] = 0.7f;
+    for (int i = 0; i < 2; i++) find_tensor(g, gam[i])->data[0] = 0.7f;
     const char *sharpen[] = {"att0.query.weight", "att0.key.weight", "att1.query.weight",
                              "att1.key.weight"};
     for (int i = 0; i < 4; i++) {
         const perf_gen_tensor_t *t = find_tensor(g, sharpen[i]);
-        for (size_t j = 0; j < t->numel; j++)
-            t->data[j] *= SHARPEN;
+        for (size_t j = 0; j < t->numel; j++) t->data[j] *= SHARPEN;
     }
     for (int i = 0; i < perf_gen_num_tensors(g); i++) {
         const perf_gen_tensor_t *t = perf_gen_tensor(g, i);
@@ -308,7 +295,7 @@ Test(generator, backward_matches_finite_differences, .timeout = 240)
      * and at slope 1 the bn1 biases too. */
     const char *probe[] = {
         "enc0.weight",         "enc1.weight",       "enc2.weight",       "res0.conv1.weight",
-        "res0.bn1.weight",     "res3.bn1.weight",     "res0.conv2.weight", "res0.bn2.weight",
+        "res0.bn1.weight",     "res3.bn1.weight",   "res0.conv2.weight", "res0.bn2.weight",
         "res0.sc_conv.weight", "res0.sc_bn.weight", "res1.conv1.weight", "res2.bn1.weight",
         "res3.conv2.weight",   "res3.bn2.bias",     "res3.sc_bn.bias",   "dec0.weight",
         "att0.query.weight",   "att0.key.weight",   "att0.value.weight", "att0.value.bias",
