@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "adnn/adnn.h"
+#include "data/dataset.h"
 #include "nn/safetensors.h"
 #include "util/rng.h"
 
@@ -389,4 +390,34 @@ Test(adnn, train_param_gradient)
     }
     free(g);
     adnn_model_destroy(&m);
+}
+
+/* The shipped model loads and meets the zoo's acceptance figures on the first
+ * 2,000 Fashion-MNIST test images (skipped when the dataset is absent). */
+Test(adnn, shipped_sdn_resnet)
+{
+    const char *img = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+    const char *lbl = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
+    if (access(img, R_OK) != 0) cr_skip_test("Fashion-MNIST not installed");
+    dp_dataset_t *d = NULL;
+    cr_assert_eq(dp_dataset_load_idx(img, lbl, &d), DP_OK, "%s", dp_err_detail());
+    adnn_model_t *m = NULL;
+    cr_assert_eq(adnn_model_load(DP_SOURCE_DIR "/models/sdn_resnet", &m), DP_OK, "%s",
+                 dp_err_detail());
+    double full = adnn_flops_full(m, 0), sum = 0, lo = 1, hi = 0;
+    int correct = 0, n = 2000;
+    for (int i = 0; i < n; i++) {
+        adnn_trace_t t;
+        adnn_forward_adaptive(m, d->images + (size_t)i * IMG, &t);
+        correct += t.pred == d->labels[i];
+        double f = t.flops_ref / full;
+        sum += f;
+        lo = f < lo ? f : lo;
+        hi = f > hi ? f : hi;
+    }
+    cr_assert_geq((double)correct / n, 0.90);
+    cr_assert(sum / n >= 0.30 && sum / n <= 0.80, "mean executed fraction %g", sum / n);
+    cr_assert_lt(lo, 0.5 * hi, "no per-input spread: %g .. %g", lo, hi);
+    adnn_model_destroy(&m);
+    dp_dataset_destroy(&d);
 }
