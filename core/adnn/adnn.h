@@ -156,6 +156,15 @@ double adnn_flops_full(const adnn_model_t *m, int exact);
  * internal exits first, final classifier last. x is (n,C,H,W). */
 dp_err_t adnn_eval_batch(adnn_model_t *m, const float *x, int n, float *out);
 
+/* Input gradient of any loss on the exits' logits (e.g. DeepSloth's CE to
+ * the uniform distribution on every early exit), for early-exit families.
+ * Needs a preceding adnn_eval_batch(m, x, n, ...) on the same model with the
+ * same n, and nothing else run on the model in between (its activations are
+ * reused). dlogits is (n, nexits+1, K) in adnn_eval_batch's layout (all-zero
+ * rows contribute nothing); dx (n,C,H,W) is OVERWRITTEN. Parameter gradients
+ * are untouched. DP_ERR_UNSUPPORTED for families without exits. */
+dp_err_t adnn_exits_backward(adnn_model_t *m, const float *dlogits, int n, float *dx);
+
 /* ------------------------------------------------------------- training */
 
 /* One forward/backward of the training objective on a batch (BatchNorm in

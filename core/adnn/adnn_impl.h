@@ -28,6 +28,8 @@ typedef struct adnn_family_ops {
                            int *correct);
     int (*pk_count)(const adnn_model_t *m);
     dp_err_t (*pk_grad)(adnn_model_t *m, const float *x, int n, float *p, double *loss, float *dx);
+    /* optional (NULL: DP_ERR_UNSUPPORTED): see adnn_exits_backward */
+    dp_err_t (*exits_backward)(adnn_model_t *m, const float *dlogits, int n, float *dx);
 } adnn_family_ops_t;
 
 extern const adnn_family_ops_t adnn_sdn_resnet_ops;

@@ -336,3 +336,14 @@ dp_err_t adnn_pk_grad(adnn_model_t *m, const float *x, int n, float *p, double *
     m->want_param_grads = 1;
     return err;
 }
+
+dp_err_t adnn_exits_backward(adnn_model_t *m, const float *dlogits, int n, float *dx)
+{
+    if (!m->ops->exits_backward)
+        return dp_err_set(DP_ERR_UNSUPPORTED, "adnn_exits_backward: family '%s' has no exits",
+                          adnn_family_name(m->spec.family));
+    m->want_param_grads = 0;
+    dp_err_t err = m->ops->exits_backward(m, dlogits, n, dx);
+    m->want_param_grads = 1;
+    return err;
+}

@@ -287,6 +287,31 @@ static dp_err_t sdn_pk_grad(adnn_model_t *m, const float *x, int n, float *p, do
     return sdn_backward(m, dl, dx);
 }
 
+/* After sdn_eval_batch (activations in f->fwd, arena not reset). */
+static dp_err_t sdn_exits_backward(adnn_model_t *m, const float *dlogits, int n, float *dx)
+{
+    sdn_t *f = m->fam;
+    int E = m->spec.nexits, K = m->spec.num_classes;
+    if (n != f->fwd.n)
+        return dp_err_set(DP_ERR_INVALID, "adnn_exits_backward: n %d, last forward had %d", n,
+                          f->fwd.n);
+    memset(dx, 0, (size_t)n * m->spec.c * m->spec.h * m->spec.w * sizeof(float));
+    float *dl[ADNN_MAX_EXITS + 1] = {0};
+    for (int k = 0; k <= E; k++) {
+        int any = 0;
+        for (int i = 0; i < n && !any; i++)
+            for (int j = 0; j < K; j++)
+                if (dlogits[((size_t)i * (E + 1) + k) * K + j] != 0.0f) any = 1;
+        if (!any) continue;
+        if (!(dl[k] = adnn_arena_get(m, (size_t)n * K)))
+            return dp_err_set(DP_ERR_NOMEM, "out of memory in SDN exits backward");
+        for (int i = 0; i < n; i++)
+            memcpy(dl[k] + (size_t)i * K, dlogits + ((size_t)i * (E + 1) + k) * K,
+                   (size_t)K * sizeof(float));
+    }
+    return sdn_backward(m, dl, dx);
+}
+
 const adnn_family_ops_t adnn_sdn_resnet_ops = {
     .family = ADNN_FAMILY_SDN_RESNET,
     .build = sdn_build,
@@ -297,4 +322,5 @@ const adnn_family_ops_t adnn_sdn_resnet_ops = {
     .train_step = sdn_train_step,
     .pk_count = sdn_pk_count,
     .pk_grad = sdn_pk_grad,
+    .exits_backward = sdn_exits_backward,
 };

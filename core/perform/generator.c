@@ -705,3 +705,10 @@ void perf_gen_adam_step(perf_gen_t *g, float lr)
     g->adam.lr = lr;
     nn_adam_step(&g->adam, g->params, g->grads, g->adam_m, g->adam_v, g->nparams);
 }
+
+void perf_gen_adam_state(perf_gen_t *g, float **m, float **v, long **t)
+{
+    *m = g->adam_m;
+    *v = g->adam_v;
+    *t = g->grads ? &g->adam.t : NULL;
+}

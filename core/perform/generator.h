@@ -64,6 +64,11 @@ void perf_gen_zero_grad(perf_gen_t *g);
 /* One Adam step (PyTorch defaults, betas 0.9/0.999, eps 1e-8) at lr. */
 void perf_gen_adam_step(perf_gen_t *g, float lr);
 
+/* The Adam state for checkpoints: the two moment blocks (num_params floats
+ * each) and the step count; borrowed, valid until perf_gen_destroy. Needs
+ * !inference_only (all NULL otherwise). */
+void perf_gen_adam_state(perf_gen_t *g, float **m, float **v, long **t);
+
 /* Number of trainable parameters (the length of the parameter block). */
 size_t perf_gen_num_params(const perf_gen_t *g);
 /* The same count from the config alone. */
