@@ -28,11 +28,14 @@ typedef struct adnn_family_ops {
                            int *correct);
     int (*pk_count)(const adnn_model_t *m);
     dp_err_t (*pk_grad)(adnn_model_t *m, const float *x, int n, float *p, double *loss, float *dx);
-    /* optional (NULL: DP_ERR_UNSUPPORTED): see adnn_exits_backward */
+    /* optional (NULL: DP_ERR_UNSUPPORTED): see adnn_pk_vjp, adnn_exits_backward */
+    dp_err_t (*pk_vjp)(adnn_model_t *m, const float *x, int n, adnn_pk_dloss_fn fn, void *arg,
+                       float *p, float *dx);
     dp_err_t (*exits_backward)(adnn_model_t *m, const float *dlogits, int n, float *dx);
 } adnn_family_ops_t;
 
 extern const adnn_family_ops_t adnn_sdn_resnet_ops;
+extern const adnn_family_ops_t adnn_sdn_mobilenet_ops;
 
 typedef enum adnn_init {
     ADNN_INIT_ZERO,

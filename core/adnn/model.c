@@ -15,6 +15,8 @@ static const adnn_family_ops_t *family_ops(adnn_family_t f)
     switch (f) {
     case ADNN_FAMILY_SDN_RESNET:
         return &adnn_sdn_resnet_ops;
+    case ADNN_FAMILY_SDN_MOBILENET:
+        return &adnn_sdn_mobilenet_ops;
     default:
         return NULL;
     }
@@ -344,6 +346,18 @@ dp_err_t adnn_exits_backward(adnn_model_t *m, const float *dlogits, int n, float
                           adnn_family_name(m->spec.family));
     m->want_param_grads = 0;
     dp_err_t err = m->ops->exits_backward(m, dlogits, n, dx);
+    m->want_param_grads = 1;
+    return err;
+}
+
+dp_err_t adnn_pk_vjp(adnn_model_t *m, const float *x, int n, adnn_pk_dloss_fn fn, void *arg,
+                     float *p, float *dx)
+{
+    if (!m->ops->pk_vjp)
+        return dp_err_set(DP_ERR_UNSUPPORTED, "adnn_pk_vjp: not implemented for family '%s'",
+                          adnn_family_name(m->spec.family));
+    m->want_param_grads = 0;
+    dp_err_t err = m->ops->pk_vjp(m, x, n, fn, arg, p, dx);
     m->want_param_grads = 1;
     return err;
 }

@@ -53,6 +53,23 @@ dp_err_t adnn_spec_default(adnn_family_t f, adnn_spec_t *s)
         s->exit_weights[5] = 1.0f;
         snprintf(s->name, sizeof s->name, "sdn_resnet_fmnist");
         return DP_OK;
+    case ADNN_FAMILY_SDN_MOBILENET:
+        /* A 28x28 stem, then 3 stages of depthwise-separable blocks (2, 3, 2) at 14, 7,
+         * 4 pixels; an internal classifier after each of the first 6 blocks (about
+         * 16/33/41/56/72/81% of the exact backbone compute), the final one after block 7. */
+        s->stem_width = 16;
+        s->nstages = 3;
+        s->widths[0] = 32, s->widths[1] = 64, s->widths[2] = 128;
+        s->blocks[0] = 2, s->blocks[1] = 3, s->blocks[2] = 2;
+        s->strides[0] = 2, s->strides[1] = 2, s->strides[2] = 2;
+        s->nexits = 6;
+        for (int k = 0; k < 6; k++) s->exit_after[k] = k;
+        s->exit_tau = 0.9f;
+        s->exit_pool = 4;
+        for (int k = 0; k < 6; k++) s->exit_weights[k] = (float)(k + 1) / 7.0f;
+        s->exit_weights[6] = 1.0f;
+        snprintf(s->name, sizeof s->name, "sdn_mobilenet_fmnist");
+        return DP_OK;
     default:
         return dp_err_set(DP_ERR_UNSUPPORTED, "model family '%s' is not implemented yet",
                           adnn_family_name(f));
