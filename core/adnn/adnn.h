@@ -156,6 +156,16 @@ double adnn_flops_full(const adnn_model_t *m, int exact);
  * internal exits first, final classifier last. x is (n,C,H,W). */
 dp_err_t adnn_eval_batch(adnn_model_t *m, const float *x, int n, float *out);
 
+/* Input gradient of any loss L(p) of the spend-more probabilities (e.g.
+ * ILFO's 1e6 * sum_k relu(0.5 - p_k)): one inference-mode forward computes
+ * p (n, K); fn(p, n, K, dp, arg) then writes dp = dL/dp (n, K); dx
+ * (n,C,H,W) is OVERWRITTEN with sum dp * dp/dx (p_k that the hard decision
+ * makes constant, such as exits after the one taken, contribute nothing).
+ * Optional per family: DP_ERR_UNSUPPORTED where missing. */
+typedef void (*adnn_pk_dloss_fn)(const float *p, int n, int k, float *dp, void *arg);
+dp_err_t adnn_pk_vjp(adnn_model_t *m, const float *x, int n, adnn_pk_dloss_fn fn, void *arg,
+                     float *p, float *dx);
+
 /* Input gradient of any loss on the exits' logits (e.g. DeepSloth's CE to
  * the uniform distribution on every early exit), for early-exit families.
  * Needs a preceding adnn_eval_batch(m, x, n, ...) on the same model with the
