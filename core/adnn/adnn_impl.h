@@ -37,6 +37,7 @@ typedef struct adnn_family_ops {
 extern const adnn_family_ops_t adnn_sdn_resnet_ops;
 extern const adnn_family_ops_t adnn_blockdrop_ops;
 extern const adnn_family_ops_t adnn_sdn_mobilenet_ops;
+extern const adnn_family_ops_t adnn_ranet_ops;
 
 typedef enum adnn_init {
     ADNN_INIT_ZERO,

@@ -19,6 +19,8 @@ static const adnn_family_ops_t *family_ops(adnn_family_t f)
         return &adnn_blockdrop_ops;
     case ADNN_FAMILY_SDN_MOBILENET:
         return &adnn_sdn_mobilenet_ops;
+    case ADNN_FAMILY_RANET:
+        return &adnn_ranet_ops;
     default:
         return NULL;
     }

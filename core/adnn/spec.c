@@ -82,6 +82,22 @@ dp_err_t adnn_spec_default(adnn_family_t f, adnn_spec_t *s)
         s->policy_width = 8;
         snprintf(s->name, sizeof s->name, "blockdrop_fmnist");
         return DP_OK;
+    case ADNN_FAMILY_RANET:
+        /* 3 scales (14, 7, 4 pixels after a stride-2 cascade of base convs, 16 channels
+         * each); flows of 2 dense layers, coarsest first, growth 16, 16, 8; an exit
+         * after every block but the last (the final classifier's). */
+        s->stem_width = 16;
+        s->nstages = s->scales = 3;
+        s->widths[0] = 16, s->widths[1] = 16, s->widths[2] = 8;
+        s->blocks[0] = 2, s->blocks[1] = 2, s->blocks[2] = 2;
+        s->strides[0] = 2, s->strides[1] = 2, s->strides[2] = 2;
+        s->nexits = 5;
+        for (int k = 0; k < 5; k++) s->exit_after[k] = k;
+        s->exit_tau = 0.9f;
+        s->exit_pool = 4; /* unused by RANet's heads */
+        for (int k = 0; k <= 5; k++) s->exit_weights[k] = 1.0f;
+        snprintf(s->name, sizeof s->name, "ranet_fmnist");
+        return DP_OK;
     default:
         return dp_err_set(DP_ERR_UNSUPPORTED, "model family '%s' is not implemented yet",
                           adnn_family_name(f));

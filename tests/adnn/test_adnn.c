@@ -205,7 +205,7 @@ Test(adnn, spec_round_trip)
     const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
     cr_assert_eq(adnn_spec_decode(junk, sizeof junk, "junk.pb", &t), DP_ERR_FORMAT);
     cr_assert(strstr(dp_err_detail(), "junk.pb"), "%s", dp_err_detail());
-    cr_assert_eq(adnn_spec_default(ADNN_FAMILY_RANET, &t), DP_ERR_UNSUPPORTED);
+    cr_assert_eq(adnn_spec_default(ADNN_FAMILY_UNSPECIFIED, &t), DP_ERR_UNSUPPORTED);
 }
 
 static void tmp_prefix(char *buf, size_t n, const char *tag)
