@@ -35,6 +35,7 @@ typedef struct adnn_family_ops {
 } adnn_family_ops_t;
 
 extern const adnn_family_ops_t adnn_sdn_resnet_ops;
+extern const adnn_family_ops_t adnn_skipnet_ops;
 extern const adnn_family_ops_t adnn_blockdrop_ops;
 extern const adnn_family_ops_t adnn_sdn_mobilenet_ops;
 extern const adnn_family_ops_t adnn_ranet_ops;

@@ -15,6 +15,8 @@ static const adnn_family_ops_t *family_ops(adnn_family_t f)
     switch (f) {
     case ADNN_FAMILY_SDN_RESNET:
         return &adnn_sdn_resnet_ops;
+    case ADNN_FAMILY_SKIPNET:
+        return &adnn_skipnet_ops;
     case ADNN_FAMILY_BLOCKDROP:
         return &adnn_blockdrop_ops;
     case ADNN_FAMILY_SDN_MOBILENET:

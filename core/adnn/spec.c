@@ -70,6 +70,18 @@ dp_err_t adnn_spec_default(adnn_family_t f, adnn_spec_t *s)
         s->exit_weights[6] = 1.0f;
         snprintf(s->name, sizeof s->name, "sdn_mobilenet_fmnist");
         return DP_OK;
+    case ADNN_FAMILY_SKIPNET:
+        /* The SDN-ResNet backbone without exits (6 gated blocks) and a recurrent gate
+         * (GAP, 1x1 conv to 10, LSTM(10,10) shared by the gates, linear, sigmoid). */
+        s->stem_width = 16;
+        s->nstages = 3;
+        s->widths[0] = 16, s->widths[1] = 32, s->widths[2] = 64;
+        s->blocks[0] = 2, s->blocks[1] = 2, s->blocks[2] = 2;
+        s->strides[0] = 2, s->strides[1] = 2, s->strides[2] = 2;
+        s->gate_kind = ADNN_GATE_RECURRENT;
+        s->exit_weights[0] = 1.0f;
+        snprintf(s->name, sizeof s->name, "skipnet_fmnist");
+        return DP_OK;
     case ADNN_FAMILY_BLOCKDROP:
         /* The SDN-ResNet backbone without exits (6 droppable blocks) and a policy
          * network of width 8 (conv s2, two basic blocks s2 at 16, 32 channels). */
