@@ -1,0 +1,410 @@
+/* Test-input methods on the same seeds and budgets (METHOD.md sections 1, 6):
+ * DeepPerform (one generator forward per batch), random noise in the norm
+ * ball, ILFO (per-input SGD) and DeepSloth (early-exit networks), and the
+ * sample sets they fill (safetensors files). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/safetensors.h"
+#include "perform/perform.h"
+#include "util/clock.h"
+
+static const char *const method_names[] = {"deepperform", "random", "ilfo", "deepsloth"};
+
+const char *perf_method_name(perf_method_t m) { return (unsigned)m < 4 ? method_names[m] : "?"; }
+
+int perf_method_parse(const char *s)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, method_names[i]) == 0) return i;
+    return -1;
+}
+
+/* ------------------------------------------------------------- sample sets */
+
+perf_samples_t *perf_samples_new(int n, int c, int h, int w)
+{
+    perf_samples_t *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->n = n, s->c = c, s->h = h, s->w = w;
+    size_t nn = n > 0 ? (size_t)n : 1;
+    s->seed_index = calloc(nn, sizeof(int64_t));
+    s->xadv = calloc(nn * c * h * w, sizeof(float));
+    s->delta_norm = calloc(nn, sizeof(float));
+    s->psnr = calloc(nn, sizeof(float));
+    s->flops_seed = calloc(nn, sizeof(double));
+    s->flops_adv = calloc(nn, sizeof(double));
+    if (!s->seed_index || !s->xadv || !s->delta_norm || !s->psnr || !s->flops_seed || !s->flops_adv)
+        perf_samples_destroy(&s);
+    return s;
+}
+
+void perf_samples_destroy(perf_samples_t **ps)
+{
+    if (!ps || !*ps) return;
+    perf_samples_t *s = *ps;
+    free(s->seed_index);
+    free(s->xadv);
+    free(s->delta_norm);
+    free(s->psnr);
+    free(s->flops_seed);
+    free(s->flops_adv);
+    free(s);
+    *ps = NULL;
+}
+
+static dp_err_t meta_num(st_writer_t *w, const char *k, double v)
+{
+    char b[64];
+    snprintf(b, sizeof b, "%.17g", v);
+    return st_writer_set_metadata(w, k, b);
+}
+
+dp_err_t perf_samples_save(const perf_samples_t *s, const char *path)
+{
+    st_writer_t *w = st_writer_new();
+    if (!w) return dp_err_set(DP_ERR_NOMEM, "out of memory saving %s", path);
+    int64_t n = s->n, img[4] = {s->n, s->c, s->h, s->w};
+    dp_err_t err = st_writer_set_metadata(w, "format", "dp.perform.samples.v1");
+    if (!err) err = st_writer_set_metadata(w, "model", s->model);
+    if (!err) err = st_writer_set_metadata(w, "method", perf_method_name(s->method));
+    if (!err) err = st_writer_set_metadata(w, "norm", perf_norm_name(s->budget.norm));
+    if (!err) err = meta_num(w, "eps", s->budget.eps);
+    if (!err) err = meta_num(w, "l2_at_most", s->budget.l2_at_most);
+    if (!err) err = meta_num(w, "flops_full", s->flops_full);
+    if (!err) err = meta_num(w, "seconds", s->seconds);
+    if (!err) err = st_writer_add_i64(w, "seed_index", 1, &n, s->seed_index);
+    if (!err) err = st_writer_add_f32(w, "x_adv", 4, img, s->xadv);
+    if (!err) err = st_writer_add_f32(w, "delta_norm", 1, &n, s->delta_norm);
+    if (!err) err = st_writer_add_f32(w, "psnr", 1, &n, s->psnr);
+    if (!err) err = st_writer_add(w, "flops_seed", ST_F64, 1, &n, s->flops_seed);
+    if (!err) err = st_writer_add(w, "flops_adv", ST_F64, 1, &n, s->flops_adv);
+    if (!err) err = st_writer_write(w, path);
+    st_writer_destroy(&w);
+    return err;
+}
+
+static int get_num(const st_file_t *f, const char *k, double *v)
+{
+    const char *s = st_metadata(f, k);
+    char *end;
+    if (!s) return -1;
+    *v = strtod(s, &end);
+    return *end ? -1 : 0;
+}
+
+dp_err_t perf_samples_load(const char *path, perf_samples_t **out)
+{
+    *out = NULL;
+    st_file_t *f = NULL;
+    perf_samples_t *s = NULL;
+    dp_err_t err = st_open(path, &f);
+    if (err) return err;
+    st_tensor_t t;
+    double eps, atm, full, secs;
+    const char *method = st_metadata(f, "method"), *norm = st_metadata(f, "norm"),
+               *model = st_metadata(f, "model");
+    if (!method || !norm || !model || perf_method_parse(method) < 0 || perf_norm_parse(norm) < 0 ||
+        get_num(f, "eps", &eps) || get_num(f, "l2_at_most", &atm) ||
+        get_num(f, "flops_full", &full) || get_num(f, "seconds", &secs)) {
+        err = dp_err_set(DP_ERR_FORMAT, "%s: not a sample set (metadata)", path);
+        goto done;
+    }
+    if ((err = st_find(f, "x_adv", &t))) goto done;
+    if (t.ndim != 4 || t.shape[0] < 1 || t.shape[0] > (1 << 24) || t.shape[1] > 64 ||
+        t.shape[2] > 4096 || t.shape[3] > 4096) {
+        err = dp_err_set(DP_ERR_FORMAT, "%s: x_adv has a bad shape", path);
+        goto done;
+    }
+    if (!(s = perf_samples_new((int)t.shape[0], (int)t.shape[1], (int)t.shape[2],
+                               (int)t.shape[3]))) {
+        err = dp_err_set(DP_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    int64_t n = s->n;
+    if ((err = st_read_f32(f, "x_adv", 4, t.shape, s->xadv)) ||
+        (err = st_read_i64(f, "seed_index", 1, &n, s->seed_index)) ||
+        (err = st_read_f32(f, "delta_norm", 1, &n, s->delta_norm)) ||
+        (err = st_read_f32(f, "psnr", 1, &n, s->psnr)) ||
+        (err = st_read(f, "flops_seed", ST_F64, 1, &n, s->flops_seed)) ||
+        (err = st_read(f, "flops_adv", ST_F64, 1, &n, s->flops_adv)))
+        goto done;
+    s->method = (perf_method_t)perf_method_parse(method);
+    s->budget.norm = (perf_norm_t)perf_norm_parse(norm);
+    s->budget.eps = (float)eps;
+    s->budget.l2_at_most = (int)atm;
+    s->flops_full = full;
+    s->seconds = secs;
+    snprintf(s->model, sizeof s->model, "%s", model);
+    *out = s;
+    s = NULL;
+done:
+    perf_samples_destroy(&s);
+    st_close(&f);
+    return err;
+}
+
+void perf_samples_measure(adnn_model_t *m, const float *x, perf_samples_t *s)
+{
+    size_t d = (size_t)s->c * s->h * s->w;
+    s->flops_full = adnn_flops_full(m, 0);
+    float *delta = malloc(d * sizeof(float));
+    for (int i = 0; i < s->n; i++) {
+        const float *xi = x + (size_t)i * d, *ai = s->xadv + (size_t)i * d;
+        adnn_trace_t t;
+        adnn_forward_adaptive(m, xi, &t);
+        s->flops_seed[i] = t.flops_ref;
+        adnn_forward_adaptive(m, ai, &t);
+        s->flops_adv[i] = t.flops_ref;
+        if (delta) {
+            for (size_t j = 0; j < d; j++) delta[j] = ai[j] - xi[j];
+            s->delta_norm[i] = (float)perf_norm_of(s->budget.norm, delta, d);
+        }
+        s->psnr[i] = (float)perf_psnr(xi, ai, d);
+    }
+    free(delta);
+}
+
+static void fill_header(adnn_model_t *m, const perf_budget_t *b, perf_method_t meth,
+                        perf_samples_t *s)
+{
+    s->method = meth;
+    s->budget = *b;
+    snprintf(s->model, sizeof s->model, "%s", adnn_model_spec(m)->name);
+    if (!s->model[0])
+        snprintf(s->model, sizeof s->model, "%s", adnn_family_name(adnn_model_spec(m)->family));
+}
+
+/* ------------------------------------------------------------- DeepPerform */
+
+dp_err_t perf_generate(perf_gen_t *g, adnn_model_t *m, const perf_budget_t *b, const float *x,
+                       perf_samples_t *s)
+{
+    const perf_gen_config_t *c = perf_gen_config(g);
+    size_t d = (size_t)s->c * s->h * s->w;
+    if (c->c != s->c || c->h != s->h || c->w != s->w)
+        return dp_err_set(DP_ERR_MISMATCH, "perf_generate: generator is %dx%dx%d, seeds %dx%dx%d",
+                          c->c, c->h, c->w, s->c, s->h, s->w);
+    float *gb = malloc((size_t)c->max_batch * d * sizeof(float));
+    if (!gb) return dp_err_set(DP_ERR_NOMEM, "perf_generate: out of memory");
+    fill_header(m, b, PERF_METHOD_DEEPPERFORM, s);
+    double t0 = dp_clock_s();
+    for (int i = 0; i < s->n; i += c->max_batch) {
+        int nb = s->n - i < c->max_batch ? s->n - i : c->max_batch;
+        perf_gen_forward(g, x + (size_t)i * d, nb, gb, 0);
+        perf_project(b, gb, gb, nb, d);
+        perf_apply(x + (size_t)i * d, gb, s->xadv + (size_t)i * d, (size_t)nb * d);
+    }
+    s->seconds = dp_clock_s() - t0;
+    free(gb);
+    perf_samples_measure(m, x, s);
+    return DP_OK;
+}
+
+/* ------------------------------------------------------------- random */
+
+dp_err_t perf_random(adnn_model_t *m, const perf_budget_t *b, uint64_t seed, const float *x,
+                     perf_samples_t *s)
+{
+    size_t d = (size_t)s->c * s->h * s->w;
+    float *delta = malloc(d * sizeof(float));
+    if (!delta) return dp_err_set(DP_ERR_NOMEM, "perf_random: out of memory");
+    fill_header(m, b, PERF_METHOD_RANDOM, s);
+    double t0 = dp_clock_s();
+    for (int i = 0; i < s->n; i++) {
+        dp_rng_t r;
+        dp_rng_seed(&r, seed * 0x9e3779b97f4a7c15ULL ^ (uint64_t)s->seed_index[i]);
+        perf_random_delta(b, &r, delta, d);
+        perf_apply(x + (size_t)i * d, delta, s->xadv + (size_t)i * d, d);
+    }
+    s->seconds = dp_clock_s() - t0;
+    free(delta);
+    perf_samples_measure(m, x, s);
+    return DP_OK;
+}
+
+/* Projection of a batch of deltas onto the budget, "at most eps" for L2
+ * (a baseline must stay inside the ball; it need not sit on its surface). */
+static void project_ball(const perf_budget_t *b, float *delta, int n, size_t d)
+{
+    perf_budget_t bb = *b;
+    bb.l2_at_most = 1;
+    perf_project(&bb, delta, delta, n, d);
+}
+
+/* ------------------------------------------------------------- ILFO */
+
+perf_ilfo_config_t perf_ilfo_config_default(void)
+{
+    perf_ilfo_config_t c = {.iters = 300, .lr = 0.01f, .weight = 1e6f, .margin = 0.5f, .batch = 16};
+    return c;
+}
+
+/* dL/dp of weight * sum_k relu(margin - p_k), per input (not averaged). */
+static void ilfo_dloss(const float *p, int n, int k, float *dp, void *arg)
+{
+    const perf_ilfo_config_t *c = arg;
+    for (size_t i = 0; i < (size_t)n * k; i++) dp[i] = p[i] < c->margin ? -c->weight : 0.0f;
+}
+
+dp_err_t perf_ilfo(adnn_model_t *m, const perf_budget_t *b, const perf_ilfo_config_t *cfg,
+                   const float *x, perf_samples_t *s)
+{
+    size_t d = (size_t)s->c * s->h * s->w;
+    int B = cfg->batch > 0 ? cfg->batch : 1, K = adnn_pk_count(m);
+    float *delta = malloc((size_t)B * d * sizeof(float)),
+          *xa = malloc((size_t)B * d * sizeof(float)), *gx = malloc((size_t)B * d * sizeof(float)),
+          *p = malloc((size_t)B * (K > 0 ? K : 1) * sizeof(float));
+    dp_err_t err = DP_OK;
+    if (!delta || !xa || !gx || !p) {
+        err = dp_err_set(DP_ERR_NOMEM, "perf_ilfo: out of memory");
+        goto done;
+    }
+    fill_header(m, b, PERF_METHOD_ILFO, s);
+    double t0 = dp_clock_s();
+    for (int i0 = 0; i0 < s->n; i0 += B) {
+        int nb = s->n - i0 < B ? s->n - i0 : B;
+        const float *xi = x + (size_t)i0 * d;
+        size_t len = (size_t)nb * d;
+        memset(delta, 0, len * sizeof(float)); /* delta starts at 0 */
+        for (int it = 0; it < cfg->iters; it++) {
+            perf_apply(xi, delta, xa, len);
+            /* the gradient is recomputed from zero every iteration */
+            if ((err = adnn_pk_vjp(m, xa, nb, ilfo_dloss, (void *)cfg, p, gx))) goto done;
+            perf_apply_backward(xi, delta, gx, gx, len);
+            for (int j = 0; j < nb; j++) { /* + d||delta||_p / d delta */
+                float *dj = delta + (size_t)j * d, *gj = gx + (size_t)j * d;
+                double nrm = perf_norm_of(b->norm, dj, d);
+                if (nrm <= 0) continue;
+                if (b->norm == PERF_NORM_L2) {
+                    for (size_t q = 0; q < d; q++) gj[q] += (float)(dj[q] / nrm);
+                } else {
+                    for (size_t q = 0; q < d; q++)
+                        if (fabs((double)dj[q]) == nrm) {
+                            gj[q] += dj[q] > 0 ? 1.0f : -1.0f;
+                            break;
+                        }
+                }
+            }
+            for (size_t q = 0; q < len; q++) delta[q] -= cfg->lr * gx[q];
+        }
+        project_ball(b, delta, nb, d); /* Linf: clamp to [-eps, eps] */
+        perf_apply(xi, delta, s->xadv + (size_t)i0 * d, len);
+    }
+    s->seconds = dp_clock_s() - t0;
+    perf_samples_measure(m, x, s);
+done:
+    free(delta);
+    free(xa);
+    free(gx);
+    free(p);
+    return err;
+}
+
+/* ------------------------------------------------------------- DeepSloth */
+
+perf_sloth_config_t perf_sloth_config_default(void)
+{
+    perf_sloth_config_t c = {.linf_steps = 30,
+                             .linf_step = 0.002f,
+                             .linf_start = 0.002f,
+                             .l2_steps = 550,
+                             .l2_lr_max = 1.0f,
+                             .l2_lr_min = 0.01f,
+                             .batch = 16,
+                             .seed = 1};
+    return c;
+}
+
+/* CE(uniform, softmax(z_k)) summed over the internal exits, per input; its
+ * gradient into dl (n, E+1, K) (final classifier rows 0). */
+static double sloth_loss(const float *logits, int n, int E, int K, float *dl)
+{
+    double l = 0;
+    memset(dl, 0, (size_t)n * (E + 1) * K * sizeof(float));
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < E; k++) {
+            const float *z = logits + ((size_t)i * (E + 1) + k) * K;
+            float *g = dl + ((size_t)i * (E + 1) + k) * K;
+            double mx = z[0], sum = 0;
+            for (int j = 1; j < K; j++) mx = z[j] > mx ? z[j] : mx;
+            for (int j = 0; j < K; j++) sum += exp((double)z[j] - mx);
+            double lse = mx + log(sum);
+            for (int j = 0; j < K; j++) {
+                l += (lse - z[j]) / K;
+                g[j] = (float)(exp((double)z[j] - lse) - 1.0 / K);
+            }
+        }
+    return l;
+}
+
+dp_err_t perf_deepsloth(adnn_model_t *m, const perf_budget_t *b, const perf_sloth_config_t *cfg,
+                        const float *x, perf_samples_t *s)
+{
+    const adnn_spec_t *sp = adnn_model_spec(m);
+    if (sp->nexits < 1 ||
+        (sp->family != ADNN_FAMILY_SDN_RESNET && sp->family != ADNN_FAMILY_SDN_MOBILENET &&
+         sp->family != ADNN_FAMILY_RANET))
+        return dp_err_set(DP_ERR_UNSUPPORTED, "DeepSloth needs an early-exit network, not %s",
+                          adnn_family_name(sp->family));
+    size_t d = (size_t)s->c * s->h * s->w;
+    int B = cfg->batch > 0 ? cfg->batch : 1, E = sp->nexits, K = sp->num_classes;
+    size_t lsz = (size_t)B * (E + 1) * K;
+    float *delta = malloc((size_t)B * d * sizeof(float)),
+          *xa = malloc((size_t)B * d * sizeof(float)), *gx = malloc((size_t)B * d * sizeof(float)),
+          *lg = malloc(lsz * sizeof(float)), *dl = malloc(lsz * sizeof(float));
+    dp_err_t err = DP_OK;
+    if (!delta || !xa || !gx || !lg || !dl) {
+        err = dp_err_set(DP_ERR_NOMEM, "perf_deepsloth: out of memory");
+        goto done;
+    }
+    fill_header(m, b, PERF_METHOD_DEEPSLOTH, s);
+    int linf = b->norm == PERF_NORM_LINF;
+    int steps = linf ? cfg->linf_steps : cfg->l2_steps;
+    double t0 = dp_clock_s();
+    for (int i0 = 0; i0 < s->n; i0 += B) {
+        int nb = s->n - i0 < B ? s->n - i0 : B;
+        const float *xi = x + (size_t)i0 * d;
+        size_t len = (size_t)nb * d;
+        if (linf) {
+            for (int j = 0; j < nb; j++) { /* random start, per seed index */
+                dp_rng_t r;
+                dp_rng_seed(&r,
+                            cfg->seed * 0x9e3779b97f4a7c15ULL ^ (uint64_t)s->seed_index[i0 + j]);
+                for (size_t q = 0; q < d; q++)
+                    delta[(size_t)j * d + q] = cfg->linf_start * (2.0f * dp_rng_uniform(&r) - 1.0f);
+            }
+            project_ball(b, delta, nb, d);
+        } else {
+            memset(delta, 0, len * sizeof(float));
+        }
+        for (int it = 0; it < steps; it++) {
+            perf_apply(xi, delta, xa, len);
+            if ((err = adnn_eval_batch(m, xa, nb, lg))) goto done;
+            sloth_loss(lg, nb, E, K, dl);
+            if ((err = adnn_exits_backward(m, dl, nb, gx))) goto done;
+            perf_apply_backward(xi, delta, gx, gx, len);
+            if (linf) {
+                for (size_t q = 0; q < len; q++)
+                    delta[q] -= cfg->linf_step * (gx[q] > 0 ? 1.0f : (gx[q] < 0 ? -1.0f : 0.0f));
+            } else {
+                double lr = cfg->l2_lr_min + 0.5 * (cfg->l2_lr_max - cfg->l2_lr_min) *
+                                                 (1.0 + cos(M_PI * it / (double)steps));
+                for (size_t q = 0; q < len; q++) delta[q] -= (float)(lr * gx[q]);
+            }
+            project_ball(b, delta, nb, d);
+        }
+        perf_apply(xi, delta, s->xadv + (size_t)i0 * d, len);
+    }
+    s->seconds = dp_clock_s() - t0;
+    perf_samples_measure(m, x, s);
+done:
+    free(delta);
+    free(xa);
+    free(gx);
+    free(lg);
+    free(dl);
+    return err;
+}
