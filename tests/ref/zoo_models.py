@@ -212,10 +212,9 @@ class GapHead(nn.Module):
 
 
 def confidence(z):
-    """max softmax of logits z (K,) and its argmax, as adnn_confidence (double sums)."""
-    zd = z.detach().double()
-    b = int(torch.argmax(zd))
-    return float(1.0 / torch.exp(zd - zd[b]).sum()), b
+    """max softmax of logits z (K,) and its argmax, in float64 like adnn_confidence."""
+    c, b = torch.softmax(z.detach().double(), 0).max(0)
+    return float(c), int(b)
 
 
 def one_minus_conf(z):
