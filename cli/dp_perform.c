@@ -1,0 +1,515 @@
+/* dp-perform: DeepPerform test-input generation and its baselines on local
+ * files, through the same core/perform functions the pipeline's worker calls.
+ *
+ *   dp-perform train    --model M --norm linf --eps 0.09 --out G.safetensors
+ *   dp-perform generate --model M --gen G.safetensors --out S.safetensors
+ *   dp-perform baseline --model M --method ilfo --norm linf --eps 0.09 --out S.safetensors
+ *   dp-perform evaluate [--json] S.safetensors...
+ *
+ * M is a model prefix (M.pb + M.safetensors). Seeds are the first --seeds
+ * Fashion-MNIST test images (from --seed-offset); the generator trains on the
+ * first --train-n training images and keeps the best epoch by the executed
+ * fraction of the next --val-n training images (held out). */
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adnn/adnn.h"
+#include "data/dataset.h"
+#include "nn/nn.h"
+#include "perform/perform.h"
+#include "util/err.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: dp-perform train    --model M --norm N --eps X --out GEN [options]\n"
+            "       dp-perform generate --model M --gen GEN --out SAMPLES [options]\n"
+            "       dp-perform baseline --model M --method random|ilfo|deepsloth --norm N --eps X\n"
+            "                           --out SAMPLES [options]\n"
+            "       dp-perform evaluate [--json] [--idpb X] SAMPLES...\n"
+            "\n"
+            "M is a model prefix (M.pb, M.safetensors). Norms: linf, l2.\n"
+            "options:\n"
+            "  --l2-at-most       L2 projection scales down only above eps (default: exactly eps)\n"
+            "  --seeds N          test seeds: test images [offset, offset+N) (default 1000)\n"
+            "  --seed-offset N    (default 0)\n"
+            "  --train-n N        training images for the generator (default 10000)\n"
+            "  --val-n N          held-out training images after them (default 500)\n"
+            "  --width N          generator base width (default 64)\n"
+            "  --batch N          training / generation / baseline batch (default 32)\n"
+            "  --epochs N         at most N epochs (default 100)\n"
+            "  --patience N       early stop after N epochs without improvement (default 20)\n"
+            "  --alpha X          L_GAN weight (default 0: no discriminator)\n"
+            "  --beta X           L_per weight (default 0)\n"
+            "  --lr X             Adam learning rate (default 0.001)\n"
+            "  --checkpoint PATH  (default GEN.ckpt; resumed from when present)\n"
+            "  --iters N          ILFO iterations (default 300)\n"
+            "  --seed N           (default 1)\n"
+            "  --idpb X           IDPB verdict threshold on the executed fraction (default 0.9)\n"
+            "  --data-dir DIR     (default /usr/share/datasets/fashion-mnist)\n"
+            "  --threads N        OpenBLAS threads (default: all cores)\n"
+            "  --json, --quiet, -h/--help\n");
+}
+
+typedef struct opts {
+    const char *cmd, *model, *gen, *out, *ckpt, *data_dir, *method;
+    int norm, l2_at_most, json, quiet;
+    double eps, alpha, beta, lr, idpb;
+    long seeds, offset, train_n, val_n, width, batch, epochs, patience, iters, seed, threads;
+} opts_t;
+
+static volatile int g_stop;
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static int parse_long(const char *flag, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "dp-perform: %s expects an integer in [%ld, %ld], got '%s'\n", flag, lo, hi,
+                s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *flag, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "dp-perform: %s expects a number in [%g, %g], got '%s'\n", flag, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, opts_t *o)
+{
+    enum { O_L2M = 256, O_OFF, O_TRN, O_VAL, O_PAT, O_CKPT, O_IDPB, O_DATA };
+    static const struct option lo[] = {{"model", required_argument, 0, 'm'},
+                                       {"gen", required_argument, 0, 'g'},
+                                       {"out", required_argument, 0, 'o'},
+                                       {"method", required_argument, 0, 'M'},
+                                       {"norm", required_argument, 0, 'n'},
+                                       {"eps", required_argument, 0, 'e'},
+                                       {"l2-at-most", no_argument, 0, O_L2M},
+                                       {"seeds", required_argument, 0, 'S'},
+                                       {"seed-offset", required_argument, 0, O_OFF},
+                                       {"train-n", required_argument, 0, O_TRN},
+                                       {"val-n", required_argument, 0, O_VAL},
+                                       {"width", required_argument, 0, 'w'},
+                                       {"batch", required_argument, 0, 'b'},
+                                       {"epochs", required_argument, 0, 'E'},
+                                       {"patience", required_argument, 0, O_PAT},
+                                       {"alpha", required_argument, 0, 'a'},
+                                       {"beta", required_argument, 0, 'B'},
+                                       {"lr", required_argument, 0, 'l'},
+                                       {"checkpoint", required_argument, 0, O_CKPT},
+                                       {"iters", required_argument, 0, 'i'},
+                                       {"seed", required_argument, 0, 's'},
+                                       {"idpb", required_argument, 0, O_IDPB},
+                                       {"data-dir", required_argument, 0, O_DATA},
+                                       {"threads", required_argument, 0, 't'},
+                                       {"json", no_argument, 0, 'j'},
+                                       {"quiet", no_argument, 0, 'q'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'm':
+            o->model = optarg;
+            break;
+        case 'g':
+            o->gen = optarg;
+            break;
+        case 'o':
+            o->out = optarg;
+            break;
+        case 'M':
+            o->method = optarg;
+            break;
+        case 'n':
+            if ((o->norm = perf_norm_parse(optarg)) < 0) {
+                fprintf(stderr, "dp-perform: --norm is linf or l2, got '%s'\n", optarg);
+                bad = 1;
+            }
+            break;
+        case 'e':
+            bad = parse_double("--eps", optarg, 1e-9, 1e6, &o->eps);
+            break;
+        case O_L2M:
+            o->l2_at_most = 1;
+            break;
+        case 'S':
+            bad = parse_long("--seeds", optarg, 1, 1 << 24, &o->seeds);
+            break;
+        case O_OFF:
+            bad = parse_long("--seed-offset", optarg, 0, 1 << 24, &o->offset);
+            break;
+        case O_TRN:
+            bad = parse_long("--train-n", optarg, 2, 1 << 24, &o->train_n);
+            break;
+        case O_VAL:
+            bad = parse_long("--val-n", optarg, 1, 1 << 24, &o->val_n);
+            break;
+        case 'w':
+            bad = parse_long("--width", optarg, 8, 256, &o->width);
+            break;
+        case 'b':
+            bad = parse_long("--batch", optarg, 2, 4096, &o->batch);
+            break;
+        case 'E':
+            bad = parse_long("--epochs", optarg, 1, 100000, &o->epochs);
+            break;
+        case O_PAT:
+            bad = parse_long("--patience", optarg, 1, 100000, &o->patience);
+            break;
+        case 'a':
+            bad = parse_double("--alpha", optarg, 0, 1e6, &o->alpha);
+            break;
+        case 'B':
+            bad = parse_double("--beta", optarg, 0, 1e6, &o->beta);
+            break;
+        case 'l':
+            bad = parse_double("--lr", optarg, 1e-9, 1, &o->lr);
+            break;
+        case O_CKPT:
+            o->ckpt = optarg;
+            break;
+        case 'i':
+            bad = parse_long("--iters", optarg, 1, 1000000, &o->iters);
+            break;
+        case 's':
+            bad = parse_long("--seed", optarg, 0, 0x7fffffff, &o->seed);
+            break;
+        case O_IDPB:
+            bad = parse_double("--idpb", optarg, 0, 1, &o->idpb);
+            break;
+        case O_DATA:
+            o->data_dir = optarg;
+            break;
+        case 't':
+            bad = parse_long("--threads", optarg, 0, 256, &o->threads);
+            break;
+        case 'j':
+            o->json = 1;
+            break;
+        case 'q':
+            o->quiet = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
+        }
+        if (bad) return -1;
+    }
+    return 0;
+}
+
+static int fail(const char *what, dp_err_t err)
+{
+    fprintf(stderr, "dp-perform: %s: %s: %s\n", what, dp_strerror(err), dp_err_detail());
+    return 1;
+}
+
+static dp_err_t load_split(const char *dir, const char *split, dp_dataset_t **out)
+{
+    char img[4096], lbl[4096];
+    snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte.gz", dir, split);
+    snprintf(lbl, sizeof lbl, "%s/%s-labels-idx1-ubyte.gz", dir, split);
+    return dp_dataset_load_idx(img, lbl, out);
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static int need(const char *cmd, const char *what, const void *v)
+{
+    if (v) return 0;
+    fprintf(stderr, "dp-perform %s: %s is required\n", cmd, what);
+    return -1;
+}
+
+static perf_budget_t budget_of(const opts_t *o)
+{
+    perf_budget_t b = {(perf_norm_t)o->norm, (float)o->eps, o->l2_at_most};
+    return b;
+}
+
+/* Model and the seed images of the test split: the caller destroys both. */
+static int load_model_seeds(const opts_t *o, adnn_model_t **m, dp_dataset_t **test,
+                            perf_samples_t **s)
+{
+    dp_err_t err = adnn_model_load(o->model, m);
+    if (err) return fail("cannot load the model", err);
+    if ((err = load_split(o->data_dir, "t10k", test)))
+        return fail("cannot load Fashion-MNIST", err);
+    if ((uint32_t)(o->offset + o->seeds) > (*test)->n) {
+        fprintf(stderr, "dp-perform: seeds [%ld, %ld) exceed the %u test images\n", o->offset,
+                o->offset + o->seeds, (*test)->n);
+        return 1;
+    }
+    *s = perf_samples_new((int)o->seeds, (int)(*test)->c, (int)(*test)->h, (int)(*test)->w);
+    if (!*s) return fail("samples", DP_ERR_NOMEM);
+    for (long i = 0; i < o->seeds; i++) (*s)->seed_index[i] = o->offset + i;
+    return 0;
+}
+
+static const float *seed_images(const opts_t *o, const dp_dataset_t *test)
+{
+    return test->images + (size_t)o->offset * dp_dataset_sample_size(test);
+}
+
+static void print_summary(const perf_samples_t *s, double idpb)
+{
+    perf_summary_t r;
+    perf_summarize(s, idpb, &r);
+    printf("%s %s %s eps %g: %d inputs, I-FLOPs mean %.2f%% max %.2f%%, executed fraction %.4f "
+           "(seeds %.4f), PSNR %.2f dB, max norm %.6f, %.3g s/input, IDPB rate %.3f\n",
+           s->model, perf_method_name(s->method), perf_norm_name(s->budget.norm), s->budget.eps,
+           r.n, r.iflops_mean, r.iflops_max, r.exec_mean, r.exec_seed_mean, r.psnr_mean, r.norm_max,
+           r.seconds_per_input, r.idpb_rate);
+}
+
+static int cmd_train(opts_t *o)
+{
+    if (need("train", "--model", o->model) || need("train", "--out", o->out) ||
+        need("train", "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL))
+        return 2;
+    char ckpt[4096];
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", o->out);
+    adnn_model_t *m = NULL;
+    dp_dataset_t *train = NULL;
+    perf_gen_t *g = NULL;
+    int rc = 1;
+    dp_err_t err = adnn_model_load(o->model, &m);
+    if (err) return fail("cannot load the model", err);
+    if ((err = load_split(o->data_dir, "train", &train))) {
+        rc = fail("cannot load Fashion-MNIST", err);
+        goto done;
+    }
+    if ((uint32_t)(o->train_n + o->val_n) > train->n) {
+        fprintf(stderr, "dp-perform train: --train-n + --val-n exceed %u images\n", train->n);
+        goto done;
+    }
+    perf_train_config_t c = perf_train_config_default();
+    c.budget = budget_of(o);
+    c.width = (int)o->width;
+    c.batch = (int)o->batch;
+    c.epochs = (int)o->epochs;
+    c.patience = (int)o->patience;
+    c.alpha = (float)o->alpha;
+    c.beta = (float)o->beta;
+    c.lr = (float)o->lr;
+    c.seed = (uint64_t)o->seed;
+    c.checkpoint = o->ckpt ? o->ckpt : ckpt;
+    c.verbose = !o->quiet;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    size_t isz = dp_dataset_sample_size(train);
+    if (!o->quiet)
+        printf("dp-perform train: %s, %s eps %g%s, width %d, batch %d, %ld training + %ld "
+               "held-out images, %d threads, checkpoint %s\n",
+               base_name(o->model), perf_norm_name(c.budget.norm), c.budget.eps,
+               c.budget.l2_at_most ? " (at most)" : "", c.width, c.batch, o->train_n, o->val_n,
+               nn_get_threads(), c.checkpoint);
+    perf_train_result_t res;
+    err = perf_train(m, train->images, (int)o->train_n, train->images + (size_t)o->train_n * isz,
+                     (int)o->val_n, &c, &g_stop, &g, &res);
+    if (err) {
+        rc = fail("train", err);
+        goto done;
+    }
+    if ((err = perf_gen_save(g, &c.budget, o->out))) {
+        rc = fail("cannot save the generator", err);
+        goto done;
+    }
+    if (!o->quiet)
+        printf("dp-perform train: %.0f s this run, %d epochs (resumed after %d), best held-out "
+               "executed fraction %.4f at epoch %d%s; wrote %s\n",
+               res.seconds, res.epochs_run, res.resumed_from, res.best_exec, res.best_epoch,
+               res.early_stopped ? " (early stop)" : "", o->out);
+    rc = 0;
+done:
+    perf_gen_destroy(&g);
+    adnn_model_destroy(&m);
+    dp_dataset_destroy(&train);
+    return rc;
+}
+
+static int cmd_generate(opts_t *o)
+{
+    if (need("generate", "--model", o->model) || need("generate", "--gen", o->gen) ||
+        need("generate", "--out", o->out))
+        return 2;
+    adnn_model_t *m = NULL;
+    dp_dataset_t *test = NULL;
+    perf_samples_t *s = NULL;
+    perf_gen_t *g = NULL;
+    perf_budget_t b;
+    int rc = load_model_seeds(o, &m, &test, &s);
+    dp_err_t err;
+    if (rc) goto done;
+    rc = 1;
+    if ((err = perf_gen_load(o->gen, (int)o->batch, &g, &b))) {
+        rc = fail("cannot load the generator", err);
+        goto done;
+    }
+    if ((err = perf_generate(g, m, &b, seed_images(o, test), s))) {
+        rc = fail("generate", err);
+        goto done;
+    }
+    snprintf(s->model, sizeof s->model, "%s", base_name(o->model));
+    if ((err = perf_samples_save(s, o->out))) {
+        rc = fail("cannot save the samples", err);
+        goto done;
+    }
+    if (!o->quiet) print_summary(s, o->idpb);
+    rc = 0;
+done:
+    perf_gen_destroy(&g);
+    perf_samples_destroy(&s);
+    adnn_model_destroy(&m);
+    dp_dataset_destroy(&test);
+    return rc;
+}
+
+static int cmd_baseline(opts_t *o)
+{
+    if (need("baseline", "--model", o->model) || need("baseline", "--method", o->method) ||
+        need("baseline", "--out", o->out) ||
+        need("baseline", "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL))
+        return 2;
+    int meth = perf_method_parse(o->method);
+    if (meth <= PERF_METHOD_DEEPPERFORM) {
+        fprintf(stderr, "dp-perform baseline: --method is random, ilfo or deepsloth\n");
+        return 2;
+    }
+    adnn_model_t *m = NULL;
+    dp_dataset_t *test = NULL;
+    perf_samples_t *s = NULL;
+    int rc = load_model_seeds(o, &m, &test, &s);
+    dp_err_t err = DP_OK;
+    if (rc) goto done;
+    perf_budget_t b = budget_of(o);
+    const float *x = seed_images(o, test);
+    if (meth == PERF_METHOD_RANDOM) {
+        err = perf_random(m, &b, (uint64_t)o->seed, x, s);
+    } else if (meth == PERF_METHOD_ILFO) {
+        perf_ilfo_config_t c = perf_ilfo_config_default();
+        c.iters = (int)o->iters;
+        c.batch = (int)o->batch;
+        err = perf_ilfo(m, &b, &c, x, s);
+    } else {
+        perf_sloth_config_t c = perf_sloth_config_default();
+        c.batch = (int)o->batch;
+        c.seed = (uint64_t)o->seed;
+        err = perf_deepsloth(m, &b, &c, x, s);
+    }
+    rc = 1;
+    if (err) {
+        rc = fail(o->method, err);
+        goto done;
+    }
+    snprintf(s->model, sizeof s->model, "%s", base_name(o->model));
+    if ((err = perf_samples_save(s, o->out))) {
+        rc = fail("cannot save the samples", err);
+        goto done;
+    }
+    if (!o->quiet) print_summary(s, o->idpb);
+    rc = 0;
+done:
+    perf_samples_destroy(&s);
+    adnn_model_destroy(&m);
+    dp_dataset_destroy(&test);
+    return rc;
+}
+
+static int cmd_evaluate(opts_t *o, int nfiles, char **files)
+{
+    if (nfiles < 1) {
+        fprintf(stderr, "dp-perform evaluate: no sample files\n");
+        return 2;
+    }
+    int rc = 0;
+    if (o->json) printf("[\n");
+    for (int i = 0; i < nfiles; i++) {
+        perf_samples_t *s = NULL;
+        dp_err_t err = perf_samples_load(files[i], &s);
+        if (err) {
+            rc = fail(files[i], err);
+            continue;
+        }
+        perf_summary_t r;
+        perf_summarize(s, o->idpb, &r);
+        int within = r.norm_max <= s->budget.eps + 1e-6 && r.pixels_ok;
+        if (o->json)
+            printf("  {\"model\":\"%s\",\"norm\":\"%s\",\"eps\":%g,\"method\":\"%s\",\"n\":%d,"
+                   "\"iflops_mean\":%.4f,\"iflops_max\":%.4f,\"exec_fraction_seed_mean\":%.4f,"
+                   "\"exec_fraction_mean\":%.4f,\"psnr_mean\":%.3f,\"norm_mean\":%.6f,"
+                   "\"norm_max\":%.6f,\"within_budget\":%s,\"seconds_per_input\":%.6g,"
+                   "\"idpb_rate\":%.4f}%s\n",
+                   s->model, perf_norm_name(s->budget.norm), s->budget.eps,
+                   perf_method_name(s->method), r.n, r.iflops_mean, r.iflops_max, r.exec_seed_mean,
+                   r.exec_mean, r.psnr_mean, r.norm_mean, r.norm_max, within ? "true" : "false",
+                   r.seconds_per_input, r.idpb_rate, i + 1 < nfiles ? "," : "");
+        else
+            print_summary(s, o->idpb);
+        if (!within) {
+            fprintf(stderr, "dp-perform evaluate: %s: outside the budget (max norm %.9g > %g)\n",
+                    files[i], r.norm_max, s->budget.eps);
+            rc = 1;
+        }
+        perf_samples_destroy(&s);
+    }
+    if (o->json) printf("]\n");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    opts_t o = {0};
+    o.norm = -1;
+    o.data_dir = "/usr/share/datasets/fashion-mnist";
+    o.seeds = 1000, o.train_n = 10000, o.val_n = 500, o.width = 64, o.batch = 32;
+    o.epochs = 100, o.patience = 20, o.lr = 1e-3, o.iters = 300, o.seed = 1, o.idpb = 0.9;
+    o.threads = -1;
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    o.cmd = argv[1];
+    if (parse_args(argc - 1, argv + 1, &o)) return 2;
+    if (o.threads >= 0) nn_set_threads((int)o.threads);
+    if (strcmp(o.cmd, "train") == 0) return cmd_train(&o);
+    if (strcmp(o.cmd, "generate") == 0) return cmd_generate(&o);
+    if (strcmp(o.cmd, "baseline") == 0) return cmd_baseline(&o);
+    if (strcmp(o.cmd, "evaluate") == 0)
+        return cmd_evaluate(&o, argc - 1 - optind, argv + 1 + optind);
+    fprintf(stderr, "dp-perform: unknown command '%s'\n", o.cmd);
+    usage(stderr);
+    return 2;
+}
