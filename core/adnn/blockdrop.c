@@ -383,6 +383,28 @@ static dp_err_t bd_pk_grad(adnn_model_t *m, const float *x, int n, float *p, dou
     return policy_backward(m, dz, dx);
 }
 
+/* Any loss of p: dp = dL/dp from fn, then dz = dp * p (1 - p) through the policy. */
+static dp_err_t bd_pk_vjp(adnn_model_t *m, const float *x, int n, adnn_pk_dloss_fn fn, void *arg,
+                          float *p, float *dx)
+{
+    bd_t *f = m->fam;
+    const adnn_spec_t *s = &m->spec;
+    int K = f->nblocks;
+    memset(dx, 0, (size_t)n * s->c * s->h * s->w * sizeof(float));
+    adnn_arena_reset(m);
+    dp_err_t err = policy_forward(m, x, n, 0);
+    if (err) return err;
+    float *dp = adnn_arena_get(m, (size_t)n * K), *dz = adnn_arena_get(m, (size_t)n * K);
+    if (!dp || !dz) return OOM("p_k");
+    for (size_t j = 0; j < (size_t)n * K; j++) p[j] = (float)sigmoid(f->pfwd.logits[j]);
+    fn(p, n, K, dp, arg);
+    for (size_t j = 0; j < (size_t)n * K; j++) {
+        double pv = sigmoid(f->pfwd.logits[j]);
+        dz[j] = (float)(dp[j] * pv * (1.0 - pv));
+    }
+    return policy_backward(m, dz, dx);
+}
+
 const adnn_family_ops_t adnn_blockdrop_ops = {
     .family = ADNN_FAMILY_BLOCKDROP,
     .build = bd_build,
@@ -393,4 +415,5 @@ const adnn_family_ops_t adnn_blockdrop_ops = {
     .train_step = bd_train_step,
     .pk_count = bd_pk_count,
     .pk_grad = bd_pk_grad,
+    .pk_vjp = bd_pk_vjp,
 };

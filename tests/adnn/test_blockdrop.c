@@ -228,6 +228,29 @@ Test(blockdrop, pk_input_gradient)
     adnn_model_destroy(&m);
 }
 
+/* dL/dp of L = -(1/(nK)) sum log p: pk_vjp must then agree with pk_grad. */
+static void dlogp(const float *p, int n, int k, float *dp, void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < n * k; i++) dp[i] = -1.0f / ((float)(n * k) * p[i]);
+}
+
+Test(blockdrop, pk_vjp_matches_pk_grad)
+{
+    adnn_model_t *m = new_bd(15);
+    perturb_buffers(m, 16);
+    float x[2 * IMG], dx[2 * IMG], dx2[2 * IMG], p[12], p2[12];
+    fill_images(x, 2 * IMG, 17);
+    double l;
+    cr_assert_eq(adnn_pk_grad(m, x, 2, p, &l, dx), DP_OK);
+    cr_assert_eq(adnn_pk_vjp(m, x, 2, dlogp, NULL, p2, dx2), DP_OK, "%s", dp_err_detail());
+    for (int i = 0; i < 12; i++) cr_assert_float_eq(p[i], p2[i], 1e-6);
+    for (int i = 0; i < 2 * IMG; i++)
+        cr_assert_float_eq(dx[i], dx2[i], 1e-5 * (fabs(dx[i]) + 1e-3), "%d: %g vs %g", i, dx[i],
+                           dx2[i]);
+    adnn_model_destroy(&m);
+}
+
 Test(blockdrop, training_step_updates_both_networks)
 {
     adnn_model_t *m = new_bd(41);
