@@ -229,15 +229,16 @@ def one_minus_conf(z):
 # ---------------------------------------------------------------- families
 
 class EarlyExit(nn.Module):
-    """Shared adaptive/p_k logic of the early-exit families (SDN, RANet):
-    subclasses provide `stem`, `run_block(b, h)`, `nblocks`, `exit_of_block`,
-    `exit_logits(k, h)`, `final_logits(h)`, `tau`, `nexits`."""
+    """Shared adaptive/p_k logic of the early-exit families (SDN, RANet).
+    Subclasses provide `begin(x)` -> state, `run_block(b, state)` -> state,
+    `exit_logits(k, state)`, `final_logits(state)`, and the attributes
+    nblocks, nexits, exit_of_block {block: internal exit}, tau."""
 
     def adaptive(self, x):
         E = self.nexits
         conf = [0.0] * (E + 1)
         ran, logits = [0] * self.nblocks, []
-        h = self.stem(x)
+        h = self.begin(x)
         for b in range(self.nblocks):
             h = self.run_block(b, h)
             ran[b] = 1
@@ -255,8 +256,9 @@ class EarlyExit(nn.Module):
         return dict(pred=arg, exit_taken=E, ran=ran, conf=conf, logits=logits)
 
     def all_logits(self, x):
+        """(nexits+1, K): every exit, every block run (adnn_eval_batch)."""
         out = [None] * (self.nexits + 1)
-        h = self.stem(x)
+        h = self.begin(x)
         for b in range(self.nblocks):
             h = self.run_block(b, h)
             k = self.exit_of_block.get(b)
@@ -282,39 +284,27 @@ class EarlyExit(nn.Module):
         return torch.stack(p)
 
     def margins(self, x):
-        """|c_k - tau| of every exit the adaptive forward evaluates (decision robustness)."""
+        """|c_k - tau| of every exit the adaptive forward decides on."""
         r = self.adaptive(x)
         return [abs(r["conf"][k] - self.tau) for k in range(min(r["exit_taken"] + 1, self.nexits))]
 
 
-class SdnResNet(EarlyExit):
-    """core/adnn/sdn_resnet.c: conv3x3 stem + BN + ReLU, stages of basic blocks
-    (first block of a stage has the stage stride), SDN heads after
-    spec.exit_after, GAP + linear final classifier."""
+class SdnBase(EarlyExit):
+    """SDN wiring shared by both backbones: stem, blocks, an SDN head after each
+    block of spec.exit_after, GAP + linear final classifier."""
 
-    def __init__(self, spec):
-        super().__init__()
-        c = spec["stem_width"]
-        self.stem = CBN(spec["c"], c, 3, 1, 1)
-        blocks = []
-        for st, (wd, nb, sd) in enumerate(zip(spec["widths"], spec["blocks"], spec["strides"])):
-            for b in range(nb):
-                blocks.append(Basic(c, wd, sd if b == 0 else 1))
-                c = wd
+    def _finish(self, spec, blocks, chans, c):
         self.blocks = nn.ModuleList(blocks)
         self.nblocks = len(blocks)
-        # spatial size after each block, as the C code computes it
-        h, sizes = spec["h"], []
-        for blk in blocks:
-            h = (h + 2 - 3) // blk.c1.conv.stride[0] + 1
-            sizes.append(h)
         K, P = spec["num_classes"], spec["exit_pool"]
-        self.exits = nn.ModuleList(
-            SdnHead(blocks[b].c2.conv.out_channels, P, K) for b in spec["exit_after"])
+        self.exits = nn.ModuleList(SdnHead(chans[b], P, K) for b in spec["exit_after"])
         self.exit_of_block = {b: k for k, b in enumerate(spec["exit_after"])}
         self.fc = GapHead(c, K)
         self.nexits = len(spec["exit_after"])
         self.tau = spec["exit_tau"]
+
+    def begin(self, x):
+        return self.stem(x)
 
     def run_block(self, b, h):
         return self.blocks[b](h)
@@ -326,7 +316,203 @@ class SdnResNet(EarlyExit):
         return self.fc(h)
 
 
-FAMILIES = {FAMILY_SDN_RESNET: SdnResNet}
+class SdnResNet(SdnBase):
+    """core/adnn/sdn_resnet.c: conv3x3 stem + BN + ReLU, stages of basic blocks
+    (the first block of a stage has the stage stride)."""
+
+    def __init__(self, spec):
+        super().__init__()
+        c = spec["stem_width"]
+        self.stem = CBN(spec["c"], c, 3, 1, 1)
+        blocks, chans = [], []
+        for wd, nb, sd in zip(spec["widths"], spec["blocks"], spec["strides"]):
+            for b in range(nb):
+                blocks.append(Basic(c, wd, sd if b == 0 else 1))
+                c = wd
+                chans.append(c)
+        self._finish(spec, blocks, chans, c)
+
+
+class DepthwiseSeparable(nn.Module):
+    """MobileNet v1 block: depthwise conv3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.dw = CBN(cin, cin, 3, stride, 1, groups=cin)
+        self.pw = CBN(cin, cout, 1, 1, 0)
+
+    def forward(self, x):
+        return self.pw(self.dw(x))
+
+
+class SdnMobileNet(SdnBase):
+    """core/adnn/sdn_mobilenet.c: conv3x3 stem, depthwise-separable blocks."""
+
+    def __init__(self, spec):
+        super().__init__()
+        c = spec["stem_width"]
+        self.stem = CBN(spec["c"], c, 3, 1, 1)
+        blocks, chans = [], []
+        for wd, nb, sd in zip(spec["widths"], spec["blocks"], spec["strides"]):
+            for b in range(nb):
+                blocks.append(DepthwiseSeparable(c, wd, sd if b == 0 else 1))
+                c = wd
+                chans.append(c)
+        self._finish(spec, blocks, chans, c)
+
+
+RANET_HEAD_WIDTH = 32
+
+
+class RanetHead(nn.Module):
+    """2 x (conv3x3 s2 -> 32, BN, ReLU), global average pool, linear."""
+
+    def __init__(self, c, k):
+        super().__init__()
+        self.c1 = CBN(c, RANET_HEAD_WIDTH, 3, 2, 1)
+        self.c2 = CBN(RANET_HEAD_WIDTH, RANET_HEAD_WIDTH, 3, 2, 1)
+        self.fc = GapHead(RANET_HEAD_WIDTH, k)
+
+    def forward(self, x):
+        return self.fc(self.c2(self.c1(x)))
+
+
+def upsample_nearest(x, size):
+    """PyTorch 'nearest' with the integer rule src = dst * in // out (core/adnn/ranet.c)."""
+    idx = torch.arange(size) * x.shape[2] // size
+    return x[:, :, idx][:, :, :, idx]
+
+
+class Ranet(EarlyExit):
+    """core/adnn/ranet.c: a cascade of conv3x3 (stride strides[s]) + BN + ReLU
+    giving base features at every scale (finest first); then one flow of dense
+    layers per scale, COARSEST first; layer i of flow s:
+        new = relu(bn(conv3x3(cat(own_{i-1}, up(own of layer min(i, blocks[s-1]-1)
+                                                of flow s-1)))))
+        own_i = cat(own_{i-1}, new);
+    RANet heads after spec.exit_after and ("final") after the last layer."""
+
+    def __init__(self, spec):
+        super().__init__()
+        S, C0 = len(spec["widths"]), spec["stem_width"]
+        self.S = S
+        base, res = [None] * S, [0] * S
+        h, cin = spec["h"], spec["c"]
+        for sc in range(S - 1, -1, -1):
+            base[sc] = CBN(cin, C0, 3, spec["strides"][sc], 1)
+            h = res[sc] = (h + 2 - 3) // spec["strides"][sc] + 1
+            cin = C0
+        self.base = nn.ModuleList(base)
+        layers, self.meta, first = [], [], []
+        for sc in range(S):
+            first.append(len(layers))
+            g = spec["widths"][sc]
+            for i in range(spec["blocks"][sc]):
+                cprev = C0 + i * g
+                src, cup = -1, 0
+                if sc > 0:
+                    j = min(i, spec["blocks"][sc - 1] - 1)
+                    src = first[sc - 1] + j
+                    cup = self.meta[src]["cown"]
+                layers.append(CBN(cprev + cup, g, 3, 1, 1))
+                self.meta.append(dict(s=sc, i=i, res=res[sc], src=src, cown=cprev + g))
+        self.blocks = nn.ModuleList(layers)
+        self.nblocks = len(layers)
+        K = spec["num_classes"]
+        self.exits = nn.ModuleList(RanetHead(self.meta[b]["cown"], K) for b in spec["exit_after"])
+        self.exit_of_block = {b: k for k, b in enumerate(spec["exit_after"])}
+        self.final = RanetHead(self.meta[-1]["cown"], K)
+        self.nexits = len(spec["exit_after"])
+        self.tau = spec["exit_tau"]
+
+    def begin(self, x):
+        base, h = [None] * self.S, x
+        for sc in range(self.S - 1, -1, -1):
+            h = base[sc] = self.base[sc](h)
+        return dict(base=base, own=[None] * self.nblocks, last=-1)
+
+    def run_block(self, b, st):
+        m = self.meta[b]
+        prev = st["base"][m["s"]] if m["i"] == 0 else st["own"][b - 1]
+        cat = prev
+        if m["src"] >= 0:
+            cat = torch.cat([prev, upsample_nearest(st["own"][m["src"]], m["res"])], 1)
+        st["own"][b] = torch.cat([prev, self.blocks[b](cat)], 1)
+        st["last"] = b
+        return st
+
+    def exit_logits(self, k, st):
+        return self.exits[k](st["own"][st["last"]])
+
+    def final_logits(self, st):
+        return self.final(st["own"][st["last"]])
+
+
+class BlockDrop(nn.Module):
+    """core/adnn/blockdrop.c: the SDN-ResNet backbone without exits, and a
+    policy network on the input (conv3x3 s2 at policy_width, 2 basic blocks s2
+    doubling the width, GAP, linear to one logit per block). Block k runs iff
+    sigmoid(logit_k) >= gate_threshold; a dropped block passes x through, or
+    its shortcut projection sc(x) when it downsamples."""
+
+    def __init__(self, spec):
+        super().__init__()
+        c = spec["stem_width"]
+        self.stem = CBN(spec["c"], c, 3, 1, 1)
+        blocks = []
+        for wd, nb, sd in zip(spec["widths"], spec["blocks"], spec["strides"]):
+            for b in range(nb):
+                blocks.append(Basic(c, wd, sd if b == 0 else 1))
+                c = wd
+        self.blocks = nn.ModuleList(blocks)
+        self.nblocks = len(blocks)
+        self.fc = GapHead(c, spec["num_classes"])
+        pw = spec["policy_width"]
+        self.policy = nn.Module()
+        self.policy.stem = CBN(spec["c"], pw, 3, 2, 1)
+        self.policy.blocks = nn.ModuleList([Basic(pw, 2 * pw, 2), Basic(2 * pw, 4 * pw, 2)])
+        self.policy.fc = nn.Linear(4 * pw, self.nblocks)
+        self.nexits = 0
+        self.thr = spec["gate_threshold"]
+
+    def policy_logits(self, x):
+        h = self.policy.stem(x)
+        for blk in self.policy.blocks:
+            h = blk(h)
+        return self.policy.fc(h.mean(dim=(2, 3)))[0]
+
+    def adaptive(self, x):
+        p = torch.sigmoid(self.policy_logits(x).double())
+        run = [int(v >= self.thr) for v in p.tolist()]
+        h = self.stem(x)
+        for b, blk in enumerate(self.blocks):
+            if run[b]:
+                h = blk(h)
+            elif blk.sc is not None:
+                h = blk.sc(h)
+        z = self.fc(h)[0]
+        c, arg = confidence(z)
+        return dict(pred=arg, exit_taken=0, ran=run, conf=[c], logits=[z], p=p)
+
+    def all_logits(self, x):
+        """(1, K): the backbone with every block run (adnn_eval_batch)."""
+        h = self.stem(x)
+        for blk in self.blocks:
+            h = blk(h)
+        return self.fc(h)
+
+    def pk_count(self):
+        return self.nblocks
+
+    def pk(self, x):
+        return torch.sigmoid(self.policy_logits(x).double())
+
+    def margins(self, x):
+        return [abs(float(v) - self.thr) for v in self.pk(x)]
+
+
+FAMILIES = {FAMILY_SDN_RESNET: SdnResNet, FAMILY_SDN_MOBILENET: SdnMobileNet,
+            FAMILY_RANET: Ranet, FAMILY_BLOCKDROP: BlockDrop}
 
 
 # ---------------------------------------------------------------- loading
@@ -375,6 +561,8 @@ def flops_full(model, spec):
     x = torch.zeros(1, spec["c"], spec["h"], spec["w"])
     with torch.no_grad(), FlopCounter(model) as fc:
         model.all_logits(x)
+        if hasattr(model, "policy_logits"):  # BlockDrop: the policy always runs
+            model.policy_logits(x)
     return fc.flops
 
 
