@@ -1,0 +1,357 @@
+/* core/perform: projections and their backward, random noise in the ball,
+ * every method's outputs within the budget, the adnn gradient entry points
+ * the baselines use, bit-identical training and resume, file round trips. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nn/nn.h"
+#include "perform/perform.h"
+#include "util/rng.h"
+
+#define D 784
+
+static void fill_uniform(float *p, size_t n, uint64_t seed, float lo, float hi)
+{
+    dp_rng_t r;
+    dp_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * dp_rng_uniform(&r);
+}
+
+static adnn_model_t *load_sdn(void)
+{
+    adnn_model_t *m = NULL;
+    dp_err_t err = adnn_model_load(DP_SOURCE_DIR "/models/sdn_resnet", &m);
+    cr_assert_eq(err, DP_OK, "load: %s", dp_err_detail());
+    return m;
+}
+
+/* Synthetic seeds: blurred blobs so the model's exits are not all confident. */
+static float *seeds(int n, uint64_t seed)
+{
+    float *x = malloc((size_t)n * D * sizeof(float));
+    fill_uniform(x, (size_t)n * D, seed, 0.0f, 1.0f);
+    for (size_t i = 0; i < (size_t)n * D; i++) x[i] = x[i] * x[i] * x[i];
+    return x;
+}
+
+Test(perform, projections_linf_l2)
+{
+    float g[2 * D], dl[2 * D];
+    fill_uniform(g, 2 * D, 1, -1, 1);
+    perf_budget_t b = {PERF_NORM_LINF, 0.05f, 0};
+    perf_project(&b, g, dl, 2, D);
+    for (int i = 0; i < 2; i++) cr_assert_leq(perf_norm_of(b.norm, dl + i * D, D), 0.05 + 1e-7);
+    b.norm = PERF_NORM_L2;
+    b.eps = 1.0f;
+    perf_project(&b, g, dl, 2, D);
+    for (int i = 0; i < 2; i++)
+        cr_assert_float_eq(perf_norm_of(b.norm, dl + i * D, D), 1.0, 1e-5, "exact eps");
+    /* at most: a small g is kept as is, a large one scaled to eps */
+    for (int j = 0; j < D; j++) g[j] *= 1e-3f;
+    b.l2_at_most = 1;
+    perf_project(&b, g, dl, 2, D);
+    cr_assert_eq(memcmp(g, dl, D * sizeof(float)), 0);
+    cr_assert_float_eq(perf_norm_of(b.norm, dl + D, D), 1.0, 1e-5);
+}
+
+/* Directional derivative of <w, project(g)> against central differences. */
+Test(perform, projection_backward_fd)
+{
+    double *gd = malloc(D * sizeof(double));
+    float g[D], w[D], dg[D], v[D], gp[D], out[D];
+    fill_uniform(w, D, 3, -1, 1);
+    fill_uniform(v, D, 4, -1, 1);
+    for (int mode = 0; mode < 3; mode++) {
+        perf_budget_t b = {mode == 0 ? PERF_NORM_LINF : PERF_NORM_L2, mode == 0 ? 0.5f : 2.0f,
+                           mode == 2};
+        fill_uniform(g, D, 5 + mode, -1, 1);
+        perf_project_backward(&b, g, w, dg, 1, D);
+        double ana = 0, h = 1e-3, f[2];
+        for (int j = 0; j < D; j++) ana += (double)dg[j] * v[j];
+        for (int s = 0; s < 2; s++) {
+            for (int j = 0; j < D; j++) gp[j] = g[j] + (float)((s ? -h : h) * v[j]);
+            perf_project(&b, gp, out, 1, D);
+            f[s] = 0;
+            for (int j = 0; j < D; j++) f[s] += (double)w[j] * out[j];
+        }
+        double num = (f[0] - f[1]) / (2 * h);
+        cr_assert(fabs(num - ana) <= 2e-2 * fabs(ana) + 1e-3, "mode %d: fd %g analytic %g", mode,
+                  num, ana);
+    }
+    free(gd);
+}
+
+Test(perform, random_in_ball)
+{
+    float d[D];
+    dp_rng_t r;
+    dp_rng_seed(&r, 9);
+    double mean_r = 0;
+    for (int i = 0; i < 200; i++) {
+        perf_budget_t b = {PERF_NORM_L2, 1.5f, 1};
+        perf_random_delta(&b, &r, d, D);
+        double n = perf_norm_of(PERF_NORM_L2, d, D);
+        cr_assert_leq(n, 1.5 + 1e-6);
+        mean_r += n / 200;
+        b.norm = PERF_NORM_LINF;
+        b.eps = 0.03f;
+        perf_random_delta(&b, &r, d, D);
+        cr_assert_leq(perf_norm_of(PERF_NORM_LINF, d, D), 0.03 + 1e-7);
+    }
+    /* u^(1/d) with d = 784 puts almost all the mass near the surface */
+    cr_assert_gt(mean_r, 1.49);
+    float x[4] = {0, 1, 0.5f, 0.99f}, dl[4] = {-0.1f, 0.1f, 0.2f, 0.05f}, xa[4];
+    perf_apply(x, dl, xa, 4);
+    cr_assert(xa[0] == 0 && xa[1] == 1 && xa[2] == 0.7f && xa[3] == 1);
+    cr_assert_float_eq(perf_psnr(x, x, 4), PERF_PSNR_MAX, 1e-9);
+    float p[3] = {1.0f, 0.0f, 0.5f};
+    cr_assert_float_eq(perf_ladv(p, 1, 3), (-log(1e-6) - log(0.5)) / 3, 1e-9);
+}
+
+static void check_budget(const perf_samples_t *s, const float *x, const char *what)
+{
+    for (int i = 0; i < s->n; i++) {
+        float dl[D];
+        for (int j = 0; j < D; j++) {
+            float v = s->xadv[(size_t)i * D + j];
+            cr_assert(v >= 0.0f && v <= 1.0f, "%s: pixel %d of %d is %g", what, j, i, v);
+            dl[j] = v - x[(size_t)i * D + j];
+        }
+        double n = perf_norm_of(s->budget.norm, dl, D);
+        cr_assert_leq(n, s->budget.eps + 1e-6, "%s: input %d norm %.9g > eps %g", what, i, n,
+                      s->budget.eps);
+        cr_assert_float_eq(s->delta_norm[i], n, 1e-6);
+    }
+}
+
+/* Every output of every method on both norms (both L2 modes for the
+ * generator) stays within the budget and in [0,1]. */
+Test(perform, budget_all_outputs, .timeout = 600)
+{
+    adnn_model_t *m = load_sdn();
+    const int n = 6;
+    float *x = seeds(n, 11);
+    perf_gen_config_t gc = perf_gen_config_default();
+    gc.width = 8, gc.max_batch = 4, gc.inference_only = 1, gc.seed = 3;
+    perf_gen_t *g = perf_gen_new(&gc);
+    cr_assert_not_null(g);
+    perf_budget_t budgets[5] = {{PERF_NORM_LINF, 0.03f, 0},
+                                {PERF_NORM_LINF, 0.09f, 0},
+                                {PERF_NORM_L2, 0.5f, 0},
+                                {PERF_NORM_L2, 1.5f, 0},
+                                {PERF_NORM_L2, 1.0f, 1}};
+    for (int bi = 0; bi < 5; bi++) {
+        const perf_budget_t *b = &budgets[bi];
+        for (int meth = 0; meth < 4; meth++) {
+            perf_samples_t *s = perf_samples_new(n, 1, 28, 28);
+            for (int i = 0; i < n; i++) s->seed_index[i] = i;
+            dp_err_t err = DP_OK;
+            if (meth == PERF_METHOD_DEEPPERFORM) {
+                err = perf_generate(g, m, b, x, s);
+            } else if (meth == PERF_METHOD_RANDOM) {
+                err = perf_random(m, b, 1, x, s);
+            } else if (meth == PERF_METHOD_ILFO) {
+                perf_ilfo_config_t c = perf_ilfo_config_default();
+                c.iters = 5, c.batch = 4;
+                err = perf_ilfo(m, b, &c, x, s);
+            } else {
+                perf_sloth_config_t c = perf_sloth_config_default();
+                c.linf_steps = 5, c.l2_steps = 5, c.batch = 4;
+                c.linf_step = 0.05f; /* large steps reach the boundary */
+                err = perf_deepsloth(m, b, &c, x, s);
+            }
+            cr_assert_eq(err, DP_OK, "%s: %s", perf_method_name(meth), dp_err_detail());
+            check_budget(s, x, perf_method_name(meth));
+            if (meth == PERF_METHOD_DEEPPERFORM && b->norm == PERF_NORM_L2 && !b->l2_at_most)
+                for (int i = 0; i < n; i++) /* exactly eps unless pixels clipped */
+                    cr_assert_gt(s->delta_norm[i], 0.3 * b->eps);
+            perf_summary_t r;
+            perf_summarize(s, 0.9, &r);
+            cr_assert(r.pixels_ok && r.norm_max <= b->eps + 1e-6);
+            perf_samples_destroy(&s);
+        }
+    }
+    perf_gen_destroy(&g);
+    adnn_model_destroy(&m);
+    free(x);
+}
+
+/* adnn_pk_vjp with dL/dp = -1/(nK p) equals adnn_pk_grad. */
+static void logp_dloss(const float *p, int n, int k, float *dp, void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < n * k; i++) dp[i] = (float)(-1.0 / ((double)n * k * p[i]));
+}
+
+Test(perform, pk_vjp_matches_pk_grad)
+{
+    adnn_model_t *m = load_sdn();
+    int n = 3, K = adnn_pk_count(m);
+    float *x = seeds(n, 21), *d1 = malloc(n * D * 4), *d2 = malloc(n * D * 4);
+    float p1[3 * 16], p2[3 * 16];
+    double loss;
+    cr_assert_eq(adnn_pk_grad(m, x, n, p1, &loss, d1), DP_OK);
+    cr_assert_eq(adnn_pk_vjp(m, x, n, logp_dloss, NULL, p2, d2), DP_OK);
+    double mx = 0, md = 0;
+    for (int i = 0; i < n * K; i++) cr_assert_float_eq(p1[i], p2[i], 1e-6);
+    for (int i = 0; i < n * D; i++) {
+        md = fmax(md, fabs(d1[i] - d2[i]));
+        mx = fmax(mx, fabs(d1[i]));
+    }
+    cr_assert_leq(md, 1e-3 * mx + 1e-9, "max diff %g of %g", md, mx);
+    free(x), free(d1), free(d2);
+    adnn_model_destroy(&m);
+}
+
+/* adnn_exits_backward: directional derivative of sum_k w_k . z_k. */
+Test(perform, exits_backward_fd)
+{
+    adnn_model_t *m = load_sdn();
+    const adnn_spec_t *s = adnn_model_spec(m);
+    int E = s->nexits, K = s->num_classes, L = (E + 1) * K;
+    float *x = seeds(1, 31), xp[D], v[D], dx[D];
+    float *w = malloc(L * 4), *lg = malloc(L * 4);
+    fill_uniform(w, L, 32, -1, 1);
+    for (int j = 0; j < K; j++) w[E * K + j] = 0; /* final classifier: no gradient */
+    fill_uniform(v, D, 33, -1, 1);
+    cr_assert_eq(adnn_eval_batch(m, x, 1, lg), DP_OK);
+    cr_assert_eq(adnn_exits_backward(m, w, 1, dx), DP_OK, "%s", dp_err_detail());
+    double ana = 0, f[2], h = 1e-3;
+    for (int j = 0; j < D; j++) ana += (double)dx[j] * v[j];
+    for (int sg = 0; sg < 2; sg++) {
+        for (int j = 0; j < D; j++) xp[j] = x[j] + (float)((sg ? -h : h) * v[j]);
+        adnn_eval_batch(m, xp, 1, lg);
+        f[sg] = 0;
+        for (int j = 0; j < L; j++) f[sg] += (double)w[j] * lg[j];
+    }
+    double num = (f[0] - f[1]) / (2 * h);
+    cr_assert(fabs(num - ana) <= 5e-2 * fabs(ana) + 1e-3, "fd %g analytic %g", num, ana);
+    free(x), free(w), free(lg);
+    adnn_model_destroy(&m);
+}
+
+static perf_train_config_t tiny_train(const char *ckpt)
+{
+    perf_train_config_t c = perf_train_config_default();
+    c.width = 8, c.batch = 4, c.epochs = 3, c.patience = 5, c.seed = 5;
+    c.alpha = 0.1f, c.beta = 1.0f; /* exercise L_GAN and L_per too */
+    c.budget.norm = PERF_NORM_L2, c.budget.eps = 1.0f, c.budget.l2_at_most = 1;
+    c.lr_step1 = 2; /* cross an lr change within 3 epochs */
+    c.checkpoint = ckpt;
+    return c;
+}
+
+static perf_gen_t *train_once(adnn_model_t *m, const float *x, const char *ckpt, int stop_after,
+                              dp_err_t *err)
+{
+    perf_train_config_t c = tiny_train(ckpt);
+    c.stop_after = stop_after;
+    perf_gen_t *g = NULL;
+    perf_train_result_t res;
+    *err = perf_train(m, x, 8, x + 8 * D, 4, &c, NULL, &g, &res);
+    return g;
+}
+
+static void assert_same_weights(perf_gen_t *a, perf_gen_t *b)
+{
+    cr_assert_eq(perf_gen_num_tensors(a), perf_gen_num_tensors(b));
+    for (int i = 0; i < perf_gen_num_tensors(a); i++) {
+        const perf_gen_tensor_t *ta = perf_gen_tensor(a, i), *tb = perf_gen_tensor(b, i);
+        cr_assert_eq(memcmp(ta->data, tb->data, ta->numel * sizeof(float)), 0, "tensor %s differs",
+                     ta->name);
+    }
+}
+
+/* Same seed + thread count: bit-identical weights; a run killed after one
+ * epoch and resumed from its checkpoint equals the uninterrupted run. */
+Test(perform, train_deterministic_and_resume, .timeout = 600)
+{
+    nn_set_threads(1);
+    adnn_model_t *m = load_sdn();
+    float *x = seeds(12, 41);
+    char ck[256];
+    snprintf(ck, sizeof ck, "%s/test_perform_%d.ckpt", DP_BINARY_DIR, (int)getpid());
+    unlink(ck);
+    dp_err_t err;
+    perf_gen_t *a = train_once(m, x, NULL, 0, &err);
+    cr_assert_eq(err, DP_OK, "%s", dp_err_detail());
+    perf_gen_t *b = train_once(m, x, NULL, 0, &err);
+    cr_assert_eq(err, DP_OK);
+    assert_same_weights(a, b);
+    perf_gen_destroy(&b);
+    /* "killed" after epoch 1, then resumed */
+    b = train_once(m, x, ck, 1, &err);
+    cr_assert_eq(err, DP_ERR_INTERRUPTED);
+    cr_assert_null(b);
+    cr_assert_eq(access(ck, F_OK), 0, "checkpoint written");
+    b = train_once(m, x, ck, 0, &err);
+    cr_assert_eq(err, DP_OK, "%s", dp_err_detail());
+    assert_same_weights(a, b);
+    /* a checkpoint of other settings is refused */
+    perf_train_config_t c = tiny_train(ck);
+    c.seed = 6;
+    perf_gen_t *g = NULL;
+    perf_train_result_t res;
+    cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, NULL, &g, &res), DP_ERR_MISMATCH);
+    unlink(ck);
+    /* generator file round trip gives the same test inputs */
+    char gp[256];
+    snprintf(gp, sizeof gp, "%s/test_perform_%d.gen", DP_BINARY_DIR, (int)getpid());
+    perf_budget_t bud = tiny_train(NULL).budget, bud2;
+    cr_assert_eq(perf_gen_save(a, &bud, gp), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(perf_gen_load(gp, 4, &g, &bud2), DP_OK, "%s", dp_err_detail());
+    cr_assert(bud2.norm == bud.norm && bud2.eps == bud.eps && bud2.l2_at_most == 1);
+    perf_samples_t *s1 = perf_samples_new(4, 1, 28, 28), *s2 = perf_samples_new(4, 1, 28, 28);
+    cr_assert_eq(perf_generate(a, m, &bud, x, s1), DP_OK);
+    cr_assert_eq(perf_generate(g, m, &bud, x, s2), DP_OK);
+    cr_assert_eq(memcmp(s1->xadv, s2->xadv, 4 * D * sizeof(float)), 0);
+    /* sample set round trip */
+    snprintf(gp, sizeof gp, "%s/test_perform_%d.samples", DP_BINARY_DIR, (int)getpid());
+    s1->seconds = 0.25;
+    cr_assert_eq(perf_samples_save(s1, gp), DP_OK, "%s", dp_err_detail());
+    perf_samples_t *s3 = NULL;
+    cr_assert_eq(perf_samples_load(gp, &s3), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(memcmp(s1->xadv, s3->xadv, 4 * D * sizeof(float)), 0);
+    cr_assert_eq(memcmp(s1->flops_adv, s3->flops_adv, 4 * sizeof(double)), 0);
+    cr_assert(s3->seconds == 0.25 && s3->method == PERF_METHOD_DEEPPERFORM);
+    unlink(gp);
+    perf_samples_destroy(&s1), perf_samples_destroy(&s2), perf_samples_destroy(&s3);
+    perf_gen_destroy(&g);
+    perf_gen_destroy(&a);
+    perf_gen_destroy(&b);
+    adnn_model_destroy(&m);
+    free(x);
+}
+
+/* Generation is deterministic per seed input for a given batch size (the
+ * same input in the same slot gives the same bits whatever the other inputs
+ * are); a batch and single-input generation agree to within 1e-6 (the BLAS
+ * sums in another order). */
+Test(perform, generate_per_input_deterministic)
+{
+    adnn_model_t *m = load_sdn();
+    float *x = seeds(5, 51), *y = seeds(5, 52);
+    perf_gen_config_t gc = perf_gen_config_default();
+    gc.width = 8, gc.max_batch = 5, gc.inference_only = 1;
+    perf_gen_t *g = perf_gen_new(&gc);
+    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    perf_samples_t *all = perf_samples_new(5, 1, 28, 28), *one = perf_samples_new(1, 1, 28, 28),
+                   *mix = perf_samples_new(5, 1, 28, 28);
+    cr_assert_eq(perf_generate(g, m, &b, x, all), DP_OK);
+    memcpy(y + 2 * D, x + 2 * D, D * sizeof(float)); /* input 2 among other inputs */
+    cr_assert_eq(perf_generate(g, m, &b, y, mix), DP_OK);
+    cr_assert_eq(memcmp(mix->xadv + 2 * D, all->xadv + 2 * D, D * sizeof(float)), 0);
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(perf_generate(g, m, &b, x + i * D, one), DP_OK);
+        for (int j = 0; j < D; j++)
+            cr_assert_float_eq(one->xadv[j], all->xadv[i * D + j], 1e-6, "input %d", i);
+    }
+    perf_samples_destroy(&all), perf_samples_destroy(&one), perf_samples_destroy(&mix);
+    perf_gen_destroy(&g);
+    adnn_model_destroy(&m);
+    free(x), free(y);
+}
