@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The DeepPerform table: for every model in models/ (or $MODELS), every budget
+# and every method, generate test inputs on the same Fashion-MNIST test seeds
+# and print one JSON row per (model, norm, eps, method) with dp-perform
+# evaluate --json. Generators and sample sets are kept under $OUT, and a
+# killed run picks up where it stopped (finished files are reused, training
+# resumes from its checkpoint).
+#
+# Defaults are the acceptance setting; every knob is an environment variable:
+#   BUILD=build-perform  OUT=perform-out  MODELS="models/a models/b"
+#   SEEDS=1000  ILFO_SEEDS=$SEEDS  LINF="0.03 0.06 0.09"  L2="0.5 1.0 1.5"
+#   WIDTH=64  EPOCHS=100  PATIENCE=20  TRAIN_N=10000  VAL_N=500  BATCH=32
+#   ALPHA=0  BETA=0  ILFO_ITERS=300  THREADS=1  METHODS="deepperform random ilfo deepsloth"
+#   L2_AT_MOST=0 (1: "at most eps" projection for the generator)
+# Reduced example (minutes, not hours):
+#   SEEDS=200 ILFO_SEEDS=50 WIDTH=16 EPOCHS=3 TRAIN_N=2000 VAL_N=200 scripts/perform-table.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build-perform}
+OUT=${OUT:-perform-out}
+SEEDS=${SEEDS:-1000}
+ILFO_SEEDS=${ILFO_SEEDS:-$SEEDS}
+LINF=${LINF:-"0.03 0.06 0.09"}
+L2=${L2:-"0.5 1.0 1.5"}
+WIDTH=${WIDTH:-64}
+EPOCHS=${EPOCHS:-100}
+PATIENCE=${PATIENCE:-20}
+TRAIN_N=${TRAIN_N:-10000}
+VAL_N=${VAL_N:-500}
+BATCH=${BATCH:-32}
+ALPHA=${ALPHA:-0}
+BETA=${BETA:-0}
+ILFO_ITERS=${ILFO_ITERS:-300}
+THREADS=${THREADS:-1}
+L2_AT_MOST=${L2_AT_MOST:-0}
+METHODS=${METHODS:-"deepperform random ilfo deepsloth"}
+if [ -z "${MODELS:-}" ]; then
+  MODELS=$(ls models/*.pb 2>/dev/null | sed 's/\.pb$//' | tr '\n' ' ')
+fi
+DP="$BUILD/cli/dp-perform"
+[ -x "$DP" ] || { echo "perform-table: build $DP first (cmake --build $BUILD --target dp-perform)" >&2; exit 2; }
+mkdir -p "$OUT"
+log() { echo "perform-table: $*" >&2; }
+common=(--threads "$THREADS" --quiet)
+files=()
+for model in $MODELS; do
+  [ -f "$model.safetensors" ] || { log "skip $model (no weights)"; continue; }
+  name=$(basename "$model")
+  for norm in linf l2; do
+    if [ "$norm" = linf ]; then epss=$LINF; else epss=$L2; fi
+    atm=()
+    [ "$norm" = l2 ] && [ "$L2_AT_MOST" = 1 ] && atm=(--l2-at-most)
+    for eps in $epss; do
+      tag="$name-$norm-$eps"
+      for method in $METHODS; do
+        f="$OUT/$tag-$method.safetensors"
+        if [ ! -f "$f" ]; then
+          case $method in
+          deepperform)
+            gen="$OUT/$tag-generator.safetensors"
+            if [ ! -f "$gen" ]; then
+              log "train $tag (width $WIDTH, <= $EPOCHS epochs)"
+              "$DP" train --model "$model" --norm "$norm" --eps "$eps" "${atm[@]}" --out "$gen" \
+                --width "$WIDTH" --epochs "$EPOCHS" --patience "$PATIENCE" --train-n "$TRAIN_N" \
+                --val-n "$VAL_N" --batch "$BATCH" --alpha "$ALPHA" --beta "$BETA" \
+                --threads "$THREADS" >"$OUT/$tag-train.log"
+            fi
+            log "generate $tag"
+            "$DP" generate --model "$model" --gen "$gen" --seeds "$SEEDS" --batch "$BATCH" \
+              --out "$f" "${common[@]}"
+            ;;
+          ilfo)
+            log "ilfo $tag ($ILFO_SEEDS seeds, $ILFO_ITERS iterations)"
+            "$DP" baseline --method ilfo --model "$model" --norm "$norm" --eps "$eps" \
+              --seeds "$ILFO_SEEDS" --iters "$ILFO_ITERS" --batch "$BATCH" --out "$f" "${common[@]}"
+            ;;
+          *)
+            log "$method $tag"
+            if ! "$DP" baseline --method "$method" --model "$model" --norm "$norm" --eps "$eps" \
+              --seeds "$SEEDS" --batch "$BATCH" --out "$f" "${common[@]}" 2>"$OUT/$tag-$method.err"; then
+              if grep -q "not supported" "$OUT/$tag-$method.err"; then
+                log "skip $method on $name: $(cat "$OUT/$tag-$method.err")"
+                continue
+              fi
+              cat "$OUT/$tag-$method.err" >&2
+              exit 1
+            fi
+            ;;
+          esac
+        fi
+        files+=("$f")
+      done
+    done
+  done
+done
+[ ${#files[@]} -gt 0 ] || { log "no sample sets"; exit 1; }
+"$DP" evaluate --json "${files[@]}" | tee "$OUT/table.json"
