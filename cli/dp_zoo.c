@@ -41,6 +41,7 @@ static void usage(FILE *f)
                "  --widths A,B,C    channels per stage (default: the family's)\n"
                "  --blocks A,B,C    blocks per stage (default: the family's)\n"
                "  --tau X           exit threshold stored in the spec (default: the family's)\n"
+               "  --gate KIND       SkipNet gate: recurrent (default) or feedforward\n"
                "common options:\n"
                "  --data-dir DIR    IDX files (default /usr/share/datasets/fashion-mnist)\n"
                "  --threads N       OpenBLAS threads (default: all cores)\n"
@@ -50,7 +51,7 @@ static void usage(FILE *f)
 }
 
 typedef struct opts {
-    const char *cmd, *family, *out, *data_dir, *model;
+    const char *cmd, *family, *out, *data_dir, *model, *gate;
     long epochs, batch, seed, threads, limit;
     double lr, tau;
     int json, quiet;
@@ -92,15 +93,23 @@ static int parse_list(const char *flag, const char *s, int *out, int *count)
 
 static int parse_args(int argc, char **argv, opts_t *o)
 {
-    static const struct option lo[] = {
-        {"family", required_argument, 0, 'f'},   {"out", required_argument, 0, 'o'},
-        {"epochs", required_argument, 0, 'e'},   {"batch", required_argument, 0, 'b'},
-        {"lr", required_argument, 0, 'l'},       {"seed", required_argument, 0, 's'},
-        {"limit", required_argument, 0, 'n'},    {"widths", required_argument, 0, 'W'},
-        {"blocks", required_argument, 0, 'B'},   {"tau", required_argument, 0, 'T'},
-        {"data-dir", required_argument, 0, 'd'}, {"threads", required_argument, 0, 't'},
-        {"json", no_argument, 0, 'j'},           {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+    static const struct option lo[] = {{"family", required_argument, 0, 'f'},
+                                       {"out", required_argument, 0, 'o'},
+                                       {"epochs", required_argument, 0, 'e'},
+                                       {"batch", required_argument, 0, 'b'},
+                                       {"lr", required_argument, 0, 'l'},
+                                       {"seed", required_argument, 0, 's'},
+                                       {"limit", required_argument, 0, 'n'},
+                                       {"widths", required_argument, 0, 'W'},
+                                       {"blocks", required_argument, 0, 'B'},
+                                       {"tau", required_argument, 0, 'T'},
+                                       {"data-dir", required_argument, 0, 'd'},
+                                       {"threads", required_argument, 0, 't'},
+                                       {"json", no_argument, 0, 'j'},
+                                       {"quiet", no_argument, 0, 'q'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {"gate", required_argument, 0, 'G'},
+                                       {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         int bad = 0;
@@ -132,6 +141,9 @@ static int parse_args(int argc, char **argv, opts_t *o)
             break;
         case 'B':
             bad = parse_list("--blocks", optarg, o->blocks, &o->nblocks);
+            break;
+        case 'G':
+            o->gate = optarg;
             break;
         case 'd':
             o->data_dir = optarg;
@@ -256,6 +268,13 @@ static int cmd_train(opts_t *o)
         for (int i = 0; i < spec.nstages; i++) spec.blocks[i] = o->blocks[i];
     }
     if (o->tau > 0) spec.exit_tau = (float)o->tau;
+    if (o->gate) {
+        if (strcmp(o->gate, "recurrent") && strcmp(o->gate, "feedforward")) {
+            fprintf(stderr, "dp-zoo train: --gate expects recurrent or feedforward\n");
+            return 2;
+        }
+        spec.gate_kind = o->gate[0] == 'r' ? ADNN_GATE_RECURRENT : ADNN_GATE_FEEDFORWARD;
+    }
 
     dp_dataset_t *train = NULL, *test = NULL;
     adnn_model_t *m = NULL;
