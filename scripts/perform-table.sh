@@ -7,7 +7,7 @@
 # resumes from its checkpoint).
 #
 # Defaults are the acceptance setting; every knob is an environment variable:
-#   BUILD=build-perform  OUT=perform-out  MODELS="models/a models/b"
+#   BUILD=build-perform  OUT=$BUILD/perform-out  MODELS="models/a models/b"
 #   SEEDS=1000  ILFO_SEEDS=$SEEDS  LINF="0.03 0.06 0.09"  L2="0.5 1.0 1.5"
 #   WIDTH=64  EPOCHS=100  PATIENCE=20  TRAIN_N=10000  VAL_N=500  BATCH=32
 #   ALPHA=0  BETA=0  ILFO_ITERS=300  THREADS=1  METHODS="deepperform random ilfo deepsloth"
@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build-perform}
-OUT=${OUT:-perform-out}
+OUT=${OUT:-$BUILD/perform-out}
 SEEDS=${SEEDS:-1000}
 ILFO_SEEDS=${ILFO_SEEDS:-$SEEDS}
 LINF=${LINF:-"0.03 0.06 0.09"}
@@ -69,15 +69,13 @@ for model in $MODELS; do
             "$DP" generate --model "$model" --gen "$gen" --seeds "$SEEDS" --batch "$BATCH" \
               --out "$f" "${common[@]}"
             ;;
-          ilfo)
-            log "ilfo $tag ($ILFO_SEEDS seeds, $ILFO_ITERS iterations)"
-            "$DP" baseline --method ilfo --model "$model" --norm "$norm" --eps "$eps" \
-              --seeds "$ILFO_SEEDS" --iters "$ILFO_ITERS" --batch "$BATCH" --out "$f" "${common[@]}"
-            ;;
           *)
-            log "$method $tag"
+            n=$SEEDS
+            [ "$method" = ilfo ] && n=$ILFO_SEEDS
+            log "$method $tag ($n seeds)"
             if ! "$DP" baseline --method "$method" --model "$model" --norm "$norm" --eps "$eps" \
-              --seeds "$SEEDS" --batch "$BATCH" --out "$f" "${common[@]}" 2>"$OUT/$tag-$method.err"; then
+              --seeds "$n" --iters "$ILFO_ITERS" --batch "$BATCH" --out "$f" "${common[@]}" \
+              2>"$OUT/$tag-$method.err"; then
               if grep -q "not supported" "$OUT/$tag-$method.err"; then
                 log "skip $method on $name: $(cat "$OUT/$tag-$method.err")"
                 continue
