@@ -127,12 +127,53 @@ def read_spec(path):
     return s
 
 
+def _enc_varint(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def encode_spec(spec):
+    """dict (as read_spec returns) -> dp.v1.ModelSpec bytes, for synthetic test
+    models (e.g. a gate kind no shipped model uses)."""
+    def key(num, wt):
+        return _enc_varint(num << 3 | wt)
+
+    def ld(num, raw):
+        return key(num, 2) + _enc_varint(len(raw)) + raw
+
+    inp = b"".join(key(i, 0) + _enc_varint(spec[k]) for i, k in ((1, "c"), (2, "h"), (3, "w")))
+    out = key(1, 0) + _enc_varint(spec["family"]) + ld(2, inp)
+    for name, (num, kind, rep) in ((v[0], (k, v[1], v[2])) for k, v in _SPEC_FIELDS.items()):
+        if name in ("family", "input") or name not in spec:
+            continue
+        val = spec[name]
+        if rep:
+            if kind == "f":
+                raw = struct.pack(f"<{len(val)}f", *val)
+            else:
+                raw = b"".join(_enc_varint(v) for v in val)
+            out += ld(num, raw) if val else b""
+        elif kind == "f":
+            out += key(num, 5) + struct.pack("<f", val)
+        elif kind == "s":
+            out += ld(num, val.encode())
+        else:
+            out += key(num, 0) + _enc_varint(val)
+    return out
+
+
 # ---------------------------------------------------------------- FLOPs
 
 class FlopCounter:
     """Reference-convention FLOPs (METHOD.md section 4) of whatever runs
     inside the `with` block: conv 2*Cin*Cout*kh*kw*Hout*Wout (NOT divided by
-    groups), linear 2*in*out; BN, activations and pooling ignored."""
+    groups), linear 2*in*out, an LSTM step as its two linears; BN,
+    activations and pooling ignored."""
 
     def __init__(self, model):
         self.model, self.flops, self.handles = model, 0, []
@@ -144,9 +185,17 @@ class FlopCounter:
     def _linear(self, mod, inp, out):
         self.flops += 2 * mod.in_features * mod.out_features * (out.numel() // mod.out_features)
 
+    def _lstm(self, mod, inp, out):
+        # two linears per step (input and hidden, 4*hidden outputs each), as
+        # the reference counts a gate's LSTM; a zero initial state still counts
+        steps = inp[0].shape[0]
+        self.flops += steps * 2 * 4 * mod.hidden_size * (mod.input_size + mod.hidden_size)
+
     def __enter__(self):
         for mod in self.model.modules():
-            if isinstance(mod, nn.Conv2d):
+            if isinstance(mod, nn.LSTM):
+                self.handles.append(mod.register_forward_hook(self._lstm))
+            elif isinstance(mod, nn.Conv2d):
                 self.handles.append(mod.register_forward_hook(self._conv))
             elif isinstance(mod, nn.Linear):
                 self.handles.append(mod.register_forward_hook(self._linear))
@@ -511,8 +560,97 @@ class BlockDrop(nn.Module):
         return [abs(float(v) - self.thr) for v in self.pk(x)]
 
 
+class SkipNet(nn.Module):
+    """core/adnn/skipnet.c: the SDN-ResNet backbone without exits and a gate
+    before every block, deciding from the block's input. Recurrent gate
+    (gate_kind 1): GAP, 1x1 conv to gate_dim ("gates.k.proj"), one
+    LSTM(gate_dim, gate_dim) ("gate.rnn") whose state runs through all gates,
+    linear to 1 ("gate.fc"), p = sigmoid. Feed-forward gate (2): conv3x3 s2 +
+    BN + ReLU ("gates.k.c"), GAP, 1x1 conv to 2 ("gates.k.fc"), p = softmax's
+    "execute" = sigmoid(z1 - z0). Block k runs iff p_k > gate_threshold; a
+    skipped block gives x, or sc(x) when it downsamples."""
+
+    def __init__(self, spec):
+        super().__init__()
+        c, D = spec["stem_width"], spec["gate_dim"]
+        self.recurrent = spec["gate_kind"] != 2
+        self.stem = CBN(spec["c"], c, 3, 1, 1)
+        blocks, gates = [], []
+        for wd, nb, sd in zip(spec["widths"], spec["blocks"], spec["strides"]):
+            for b in range(nb):
+                g = nn.Module()
+                if self.recurrent:
+                    g.proj = nn.Conv2d(c, D, 1)
+                else:
+                    g.c = CBN(c, c, 3, 2, 1)
+                    g.fc = nn.Conv2d(c, 2, 1)
+                gates.append(g)
+                blocks.append(Basic(c, wd, sd if b == 0 else 1))
+                c = wd
+        self.gates = nn.ModuleList(gates)
+        self.blocks = nn.ModuleList(blocks)
+        if self.recurrent:
+            self.gate = nn.Module()
+            self.gate.rnn = nn.LSTM(D, D)
+            self.gate.fc = nn.Linear(D, 1)
+        self.fc = GapHead(c, spec["num_classes"])
+        self.nblocks = len(blocks)
+        self.nexits = 0
+        self.thr = spec["gate_threshold"]
+
+    def gate_logit(self, k, h, state):
+        g = self.gates[k]
+        if self.recurrent:
+            e = g.proj(h.mean(dim=(2, 3), keepdim=True)).flatten(1)  # (1, D)
+            out, state = self.gate.rnn(e[None], state)
+            return self.gate.fc(out[0])[0, 0], state
+        z = g.fc(g.c(h).mean(dim=(2, 3), keepdim=True)).flatten()
+        return z[1] - z[0], state
+
+    def path(self, x):
+        """The hard path: (logits (K,), gate logits [K], ran [K])."""
+        h, state, t, ran = self.stem(x), None, [], []
+        for k, blk in enumerate(self.blocks):
+            tk, state = self.gate_logit(k, h, state)
+            t.append(tk)
+            run = bool(torch.sigmoid(tk.detach()) > self.thr)  # float32, like the C gate
+            ran.append(int(run))
+            if run:
+                h = blk(h)
+            elif blk.sc is not None:
+                h = blk.sc(h)
+        return self.fc(h)[0], t, ran
+
+    def adaptive(self, x):
+        z, t, ran = self.path(x)
+        c, arg = confidence(z)
+        return dict(pred=arg, exit_taken=0, ran=ran, conf=[c], logits=[z])
+
+    def all_logits(self, x):
+        """(1, K): adnn_eval_batch runs every block but mixes them with the
+        hard gates, which is the hard path's output."""
+        return self.path(x)[0][None]
+
+    def full(self, x):
+        """For the full-network FLOPs: every gate and every block."""
+        h, state = self.stem(x), None
+        for k, blk in enumerate(self.blocks):
+            _, state = self.gate_logit(k, h, state)
+            h = blk(h)
+        return self.fc(h)
+
+    def pk_count(self):
+        return self.nblocks
+
+    def pk(self, x):
+        return torch.sigmoid(torch.stack(self.path(x)[1]).double())
+
+    def margins(self, x):
+        return [abs(float(torch.sigmoid(t.detach())) - self.thr) for t in self.path(x)[1]]
+
+
 FAMILIES = {FAMILY_SDN_RESNET: SdnResNet, FAMILY_SDN_MOBILENET: SdnMobileNet,
-            FAMILY_RANET: Ranet, FAMILY_BLOCKDROP: BlockDrop}
+            FAMILY_RANET: Ranet, FAMILY_BLOCKDROP: BlockDrop, FAMILY_SKIPNET: SkipNet}
 
 
 # ---------------------------------------------------------------- loading
@@ -560,7 +698,10 @@ def flops_full(model, spec):
     """Reference FLOPs with every block and every exit evaluated."""
     x = torch.zeros(1, spec["c"], spec["h"], spec["w"])
     with torch.no_grad(), FlopCounter(model) as fc:
-        model.all_logits(x)
+        if hasattr(model, "full"):  # SkipNet: every gate and block
+            model.full(x)
+        else:
+            model.all_logits(x)
         if hasattr(model, "policy_logits"):  # BlockDrop: the policy always runs
             model.policy_logits(x)
     return fc.flops
