@@ -47,6 +47,7 @@ static void usage(FILE *f)
             "  --beta X           L_per weight (default 0)\n"
             "  --lr X             Adam learning rate (default 0.001)\n"
             "  --checkpoint PATH  (default GEN.ckpt; resumed from when present)\n"
+            "  --time-limit S     train: start no epoch after S seconds; keep the best so far\n"
             "  --iters N          ILFO iterations (default 300)\n"
             "  --seed N           (default 1)\n"
             "  --idpb X           IDPB verdict threshold on the executed fraction (default 0.9)\n"
@@ -58,7 +59,7 @@ static void usage(FILE *f)
 typedef struct opts {
     const char *cmd, *model, *gen, *out, *ckpt, *data_dir, *method;
     int norm, l2_at_most, json, quiet;
-    double eps, alpha, beta, lr, idpb;
+    double eps, alpha, beta, lr, idpb, time_limit;
     long seeds, offset, train_n, val_n, width, batch, epochs, patience, iters, seed, threads;
 } opts_t;
 
@@ -96,7 +97,7 @@ static int parse_double(const char *flag, const char *s, double lo, double hi, d
 
 static int parse_args(int argc, char **argv, opts_t *o)
 {
-    enum { O_L2M = 256, O_OFF, O_TRN, O_VAL, O_PAT, O_CKPT, O_IDPB, O_DATA };
+    enum { O_L2M = 256, O_OFF, O_TRN, O_VAL, O_PAT, O_CKPT, O_IDPB, O_DATA, O_TL };
     static const struct option lo[] = {{"model", required_argument, 0, 'm'},
                                        {"gen", required_argument, 0, 'g'},
                                        {"out", required_argument, 0, 'o'},
@@ -120,6 +121,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
                                        {"seed", required_argument, 0, 's'},
                                        {"idpb", required_argument, 0, O_IDPB},
                                        {"data-dir", required_argument, 0, O_DATA},
+                                       {"time-limit", required_argument, 0, O_TL},
                                        {"threads", required_argument, 0, 't'},
                                        {"json", no_argument, 0, 'j'},
                                        {"quiet", no_argument, 0, 'q'},
@@ -197,6 +199,9 @@ static int parse_args(int argc, char **argv, opts_t *o)
             break;
         case O_IDPB:
             bad = parse_double("--idpb", optarg, 0, 1, &o->idpb);
+            break;
+        case O_TL:
+            bad = parse_double("--time-limit", optarg, 0, 1e9, &o->time_limit);
             break;
         case O_DATA:
             o->data_dir = optarg;
@@ -322,6 +327,7 @@ static int cmd_train(opts_t *o)
     c.lr = (float)o->lr;
     c.seed = (uint64_t)o->seed;
     c.checkpoint = o->ckpt ? o->ckpt : ckpt;
+    c.time_limit_s = o->time_limit;
     c.verbose = !o->quiet;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -347,7 +353,8 @@ static int cmd_train(opts_t *o)
         printf("dp-perform train: %.0f s this run, %d epochs (resumed after %d), best held-out "
                "executed fraction %.4f at epoch %d%s; wrote %s\n",
                res.seconds, res.epochs_run, res.resumed_from, res.best_exec, res.best_epoch,
-               res.early_stopped ? " (early stop)" : "", o->out);
+               res.early_stopped ? " (early stop)" : (res.time_limited ? " (time limit)" : ""),
+               o->out);
     rc = 0;
 done:
     perf_gen_destroy(&g);

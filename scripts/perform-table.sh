@@ -8,7 +8,9 @@
 #
 # Defaults are the acceptance setting; every knob is an environment variable:
 #   BUILD=build-perform  OUT=$BUILD/perform-out  MODELS="models/a models/b"
-#   SEEDS=1000  ILFO_SEEDS=$SEEDS  LINF="0.03 0.06 0.09"  L2="0.5 1.0 1.5"
+#   SEEDS=1000  ILFO_SEEDS=$SEEDS  SLOTH_SEEDS=$SEEDS  LINF="0.03 0.06 0.09"  L2="0.5 1.0 1.5"
+#   (LINF= or L2= empty: no budget of that norm)  TIME_LIMIT=0 (seconds per training)
+#   DATA_DIR=/usr/share/datasets/fashion-mnist
 #   WIDTH=64  EPOCHS=100  PATIENCE=20  TRAIN_N=10000  VAL_N=500  BATCH=32
 #   ALPHA=0  BETA=0  ILFO_ITERS=300  THREADS=1  METHODS="deepperform random ilfo deepsloth"
 #   L2_AT_MOST=0 (1: "at most eps" projection for the generator)
@@ -20,8 +22,11 @@ BUILD=${BUILD:-build-perform}
 OUT=${OUT:-$BUILD/perform-out}
 SEEDS=${SEEDS:-1000}
 ILFO_SEEDS=${ILFO_SEEDS:-$SEEDS}
-LINF=${LINF:-"0.03 0.06 0.09"}
-L2=${L2:-"0.5 1.0 1.5"}
+SLOTH_SEEDS=${SLOTH_SEEDS:-$SEEDS}
+TIME_LIMIT=${TIME_LIMIT:-0}
+DATA_DIR=${DATA_DIR:-/usr/share/datasets/fashion-mnist}
+LINF=${LINF-"0.03 0.06 0.09"}
+L2=${L2-"0.5 1.0 1.5"}
 WIDTH=${WIDTH:-64}
 EPOCHS=${EPOCHS:-100}
 PATIENCE=${PATIENCE:-20}
@@ -41,7 +46,7 @@ DP="$BUILD/cli/dp-perform"
 [ -x "$DP" ] || { echo "perform-table: build $DP first (cmake --build $BUILD --target dp-perform)" >&2; exit 2; }
 mkdir -p "$OUT"
 log() { echo "perform-table: $*" >&2; }
-common=(--threads "$THREADS" --quiet)
+common=(--threads "$THREADS" --quiet --data-dir "$DATA_DIR")
 files=()
 for model in $MODELS; do
   [ -f "$model.safetensors" ] || { log "skip $model (no weights)"; continue; }
@@ -63,7 +68,8 @@ for model in $MODELS; do
               "$DP" train --model "$model" --norm "$norm" --eps "$eps" "${atm[@]}" --out "$gen" \
                 --width "$WIDTH" --epochs "$EPOCHS" --patience "$PATIENCE" --train-n "$TRAIN_N" \
                 --val-n "$VAL_N" --batch "$BATCH" --alpha "$ALPHA" --beta "$BETA" \
-                --threads "$THREADS" >"$OUT/$tag-train.log"
+                --time-limit "$TIME_LIMIT" --threads "$THREADS" --data-dir "$DATA_DIR" \
+                >"$OUT/$tag-train.log"
             fi
             log "generate $tag"
             "$DP" generate --model "$model" --gen "$gen" --seeds "$SEEDS" --batch "$BATCH" \
@@ -72,6 +78,7 @@ for model in $MODELS; do
           *)
             n=$SEEDS
             [ "$method" = ilfo ] && n=$ILFO_SEEDS
+            [ "$method" = deepsloth ] && n=$SLOTH_SEEDS
             log "$method $tag ($n seeds)"
             if ! "$DP" baseline --method "$method" --model "$model" --norm "$norm" --eps "$eps" \
               --seeds "$n" --iters "$ILFO_ITERS" --batch "$BATCH" --out "$f" "${common[@]}" \

@@ -109,6 +109,8 @@ typedef struct perf_train_config {
     uint64_t seed;          /* generator init, shuffling, discriminator */
     int stop_after;         /* > 0: return DP_ERR_INTERRUPTED after this many epochs of
                                this call (simulates a kill; for tests) */
+    double time_limit_s;    /* > 0: no new epoch once this call has run this long (the
+                               best generator so far is the result) */
     const char *checkpoint; /* path or NULL; resumed from when it exists */
     int verbose;            /* progress lines on stdout */
 } perf_train_config_t;
@@ -122,6 +124,7 @@ typedef struct perf_train_result {
     double seconds;   /* wall time of this call */
     int resumed_from; /* epochs loaded from the checkpoint (0: fresh) */
     int early_stopped;
+    int time_limited; /* stopped by time_limit_s */
 } perf_train_result_t;
 
 /* Trains a generator for model m on train (ntrain, C,H,W) with the held-out

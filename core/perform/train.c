@@ -401,6 +401,10 @@ dp_err_t perf_train(adnn_model_t *m, const float *train, int ntrain, const float
     }
     int run_here = 0;
     while (st.epochs_done < cfg->epochs && st.since_best < cfg->patience) {
+        if (cfg->time_limit_s > 0 && dp_clock_s() - t0 >= cfg->time_limit_s && st.best_epoch > 0) {
+            res->time_limited = 1;
+            break;
+        }
         int e1 = st.epochs_done + 1;
         float lr = lr_at(cfg, e1);
         dp_rng_t r;
