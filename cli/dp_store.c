@@ -33,6 +33,8 @@ static void usage(FILE *f)
             "  --retries N             retries per request (default 5, 0: none)\n"
             "  --part-size MIB         multipart part size (default 16, at least 5)\n"
             "  --multipart-above MIB   files larger than this go multipart (default 64)\n"
+            "  --no-verify-md5         put: skip the MD5-vs-ETag check (measurements only)\n"
+            "  --no-fsync              get: rename without fsync, not durable (measurements only)\n"
             "  -v, --verbose           debug log on stderr\n"
             "  -h, --help              this text\n"
             "\n"
@@ -116,6 +118,8 @@ int main(int argc, char **argv)
         {"retries", required_argument, NULL, 'R'},
         {"part-size", required_argument, NULL, 'p'},
         {"multipart-above", required_argument, NULL, 'm'},
+        {"no-verify-md5", no_argument, NULL, 'M'},
+        {"no-fsync", no_argument, NULL, 'F'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -147,6 +151,12 @@ int main(int argc, char **argv)
             if (bad_num) goto bad;
             st.multipart_threshold = (uint64_t)v << 20;
             if (!v) st.multipart_threshold = 1; /* 0 MiB: everything non-empty goes multipart */
+            break;
+        case 'M':
+            st.no_verify_md5 = 1;
+            break;
+        case 'F':
+            st.no_fsync = 1;
             break;
         case 'v':
             dp_log_set_level(DP_LOG_DEBUG);

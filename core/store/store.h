@@ -63,7 +63,11 @@ typedef struct dp_store_settings {
     long stall_timeout_s;         /* abort a transfer below 1 byte/s this long; default 30 */
     uint64_t multipart_threshold; /* put_file above this size goes multipart; default 64 MiB */
     uint64_t part_size;           /* multipart part size, >= 5 MiB; default 16 MiB */
-    dp_store_trace_fn trace;      /* optional, for tests; NULL: none */
+    /* Guarantees that cost throughput, on by default; set only to measure
+     * what they cost (bench/bench_store.sh). s3:// only. */
+    int no_verify_md5;       /* 1: streamed single-part put_file skips the MD5-vs-ETag check */
+    int no_fsync;            /* 1: get_file renames without fsync: atomic, not durable */
+    dp_store_trace_fn trace; /* optional, for tests; NULL: none */
     void *trace_arg;
 } dp_store_settings_t;
 
@@ -110,7 +114,9 @@ dp_err_t dp_store_put_file(dp_store_t *s, const char *key, const char *path);
 dp_err_t dp_store_get_mem(dp_store_t *s, const char *key, void **data, size_t *len);
 
 /* Reads an object into a local file, streamed, written atomically (temporary
- * file, fsync, rename) after its size was checked. */
+ * file, fsync, rename) after its size was checked. On s3:// the writeback
+ * of the file is started as it arrives (sync_file_range), so the final fsync
+ * finds little left to do. */
 dp_err_t dp_store_get_file(dp_store_t *s, const char *key, const char *path);
 
 /* Size, mtime and ETag of an object; info->key points into the store, valid

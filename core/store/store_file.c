@@ -116,7 +116,7 @@ static dp_err_t file_put_mem(dp_store_t *s, const char *key, const void *data, s
     if (!err) err = store_tmp_open(path, &tmp, &fd);
     if (!err) err = store_write_all(fd, data, len, tmp);
     if (!err) {
-        err = store_tmp_commit(fd, tmp, path);
+        err = store_tmp_commit(fd, tmp, path, 1);
     } else if (fd >= 0) {
         store_tmp_abort(fd, tmp);
     }
@@ -136,7 +136,7 @@ static dp_err_t file_put_file(dp_store_t *s, const char *key, const char *src)
     if (!err) err = store_tmp_open(path, &tmp, &fd);
     if (!err) err = copy_fd(in, fd, size, src);
     if (!err) {
-        err = store_tmp_commit(fd, tmp, path);
+        err = store_tmp_commit(fd, tmp, path, 1);
     } else if (fd >= 0) {
         store_tmp_abort(fd, tmp);
     }
@@ -188,7 +188,7 @@ static dp_err_t file_get_file(dp_store_t *s, const char *key, const char *dst)
     if (!err) err = store_tmp_open(dst, &tmp, &fd);
     if (!err) err = copy_fd(in, fd, size, path);
     if (!err) {
-        err = store_tmp_commit(fd, tmp, dst);
+        err = store_tmp_commit(fd, tmp, dst, 1);
     } else if (fd >= 0) {
         store_tmp_abort(fd, tmp);
     }

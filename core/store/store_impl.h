@@ -60,10 +60,11 @@ int store_xml_field(const char *xml, const char *tag, char *out, size_t n, size_
 
 /* Atomic local write: opens a new temporary file beside path (*tmp is a new
  * string, caller frees), then store_tmp_commit() fsyncs, renames it over path
- * and fsyncs the directory, or store_tmp_abort() removes it. Both close fd. */
+ * and fsyncs the directory (durable = 0: renames only, still atomic but not
+ * durable across a crash), or store_tmp_abort() removes it. Both close fd. */
 #define STORE_TMP_MARK ".dp-tmp-" /* temporary names: path STORE_TMP_MARK XXXXXX */
 dp_err_t store_tmp_open(const char *path, char **tmp, int *fd);
-dp_err_t store_tmp_commit(int fd, const char *tmp, const char *path);
+dp_err_t store_tmp_commit(int fd, const char *tmp, const char *path, int durable);
 void store_tmp_abort(int fd, const char *tmp);
 
 /* Writes all of len bytes to fd, retrying on EINTR and short writes. */

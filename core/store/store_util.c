@@ -222,9 +222,9 @@ static void fsync_dir_of(const char *path)
     free(copy);
 }
 
-dp_err_t store_tmp_commit(int fd, const char *tmp, const char *path)
+dp_err_t store_tmp_commit(int fd, const char *tmp, const char *path, int durable)
 {
-    if (fsync(fd) != 0) {
+    if (durable && fsync(fd) != 0) {
         dp_err_t err = dp_err_set(DP_ERR_IO, "%s: fsync: %s", tmp, strerror(errno));
         store_tmp_abort(fd, tmp);
         return err;
@@ -239,7 +239,7 @@ dp_err_t store_tmp_commit(int fd, const char *tmp, const char *path)
         unlink(tmp);
         return err;
     }
-    fsync_dir_of(path);
+    if (durable) fsync_dir_of(path);
     return DP_OK;
 }
 

@@ -224,6 +224,7 @@ typedef struct fake {
     int fail_status;
     const char *fail_code; /* S3 error code in the XML body */
     const char *ok_body;
+    int bad_etag; /* answer an ETag that is not the MD5 of the body */
     volatile int stop;
     int hits;
     uint64_t t_ns[MAX_HITS];
@@ -271,6 +272,7 @@ static void serve_one(fake_t *f, int c)
     store_md5(req.p + hlen, req.len - hlen, f->last_md5);
     char etag[33], resp[2048], body[512];
     store_hex(f->last_md5, 16, etag);
+    if (f->bad_etag) memset(etag, '0', 32);
     int status = hit < f->fail_n ? f->fail_status : 200;
     if (status == 200) {
         snprintf(body, sizeof body, "%s", f->ok_body ? f->ok_body : "");
@@ -456,6 +458,54 @@ Test(store_retry, put_is_resent_whole)
     cr_assert_eq(memcmp(md5, f.last_md5, 16), 0);
     cr_assert(strcasestr(f.last_head, "\r\nContent-MD5: "), "%s", f.last_head);
     cr_assert(strcasestr(f.last_head, "\r\nx-amz-content-sha256: "), "%s", f.last_head);
+    free(data);
+    dp_store_destroy(&s);
+    fake_stop(&f);
+}
+
+/* A streamed put_file (UNSIGNED-PAYLOAD, MD5 taken as the body is sent in
+ * 1 MiB reads) is resent whole after a 503 and its MD5 restarted. */
+Test(store_retry, streamed_put_file_resent_and_checked)
+{
+    fake_t f = {.fail_n = 1, .fail_status = 503, .fail_code = "SlowDown"};
+    fake_start(&f);
+    dp_store_settings_t st;
+    dp_store_settings_init(&st);
+    st.retry_base_ms = 5;
+    dp_store_t *s = fake_store(&f, &st);
+    size_t len = (3u << 20) + 777;
+    char *data = malloc(len);
+    for (size_t i = 0; i < len; i++) data[i] = (char)(i % 253);
+    char path[] = "/tmp/dp-put-file-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(store_write_all(fd, data, len, "test"), DP_OK);
+    close(fd);
+    cr_assert_eq(dp_store_put_file(s, "k", path), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(f.hits, 2);
+    cr_assert_eq(f.last_body_len, len);
+    cr_assert(strcasestr(f.last_head, "\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD"), "%s",
+              f.last_head);
+    unsigned char md5[16];
+    store_md5(data, len, md5);
+    cr_assert_eq(memcmp(md5, f.last_md5, 16), 0);
+
+    /* an ETag that is not the MD5 sent: mismatch, and the object is deleted */
+    f.bad_etag = 1;
+    f.hits = f.fail_n = 0;
+    cr_assert_eq(dp_store_put_file(s, "k", path), DP_ERR_MISMATCH);
+    cr_assert(strstr(dp_err_detail(), "object deleted"), "%s", dp_err_detail());
+    cr_assert_eq(f.hits, 2);
+    cr_assert(!strncmp(f.last_head, "DELETE ", 7), "%s", f.last_head);
+    dp_store_destroy(&s);
+
+    /* no_verify_md5 (measurements only) does not look */
+    st.no_verify_md5 = 1;
+    s = fake_store(&f, &st);
+    f.hits = 0;
+    cr_assert_eq(dp_store_put_file(s, "k", path), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(f.hits, 1);
+    unlink(path);
     free(data);
     dp_store_destroy(&s);
     fake_stop(&f);
