@@ -2,6 +2,7 @@
  * SDN-ResNet and Fashion-MNIST.
  *
  *   bench_perform [MODEL] [WIDTH] [STEPS] [ILFO_INPUTS] [THREADS]
+ *   (DP_DATA_DIR: Fashion-MNIST folder, default /usr/share/datasets/fashion-mnist)
  *
  * - training: seconds per step (batch 32) of one generator at WIDTH (64 is
  *   the default setting), measured over STEPS steps, with the held-out
@@ -29,9 +30,12 @@ int main(int argc, char **argv)
     nn_set_threads(threads);
     adnn_model_t *m = NULL;
     dp_dataset_t *d = NULL;
-    if (adnn_model_load(model, &m) ||
-        dp_dataset_load_idx("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
-                            "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", &d)) {
+    const char *dir =
+        getenv("DP_DATA_DIR") ? getenv("DP_DATA_DIR") : "/usr/share/datasets/fashion-mnist";
+    char img[4096], lbl[4096];
+    snprintf(img, sizeof img, "%s/t10k-images-idx3-ubyte.gz", dir);
+    snprintf(lbl, sizeof lbl, "%s/t10k-labels-idx1-ubyte.gz", dir);
+    if (adnn_model_load(model, &m) || dp_dataset_load_idx(img, lbl, &d)) {
         fprintf(stderr, "bench_perform: %s\n", dp_err_detail());
         return 1;
     }
