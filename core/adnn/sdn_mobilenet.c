@@ -330,6 +330,64 @@ static dp_err_t mbn_pk_grad(adnn_model_t *m, const float *x, int n, float *p, do
     return mbn_backward(m, dl, dx);
 }
 
+/* p as in mbn_pk_grad, then dlogits from the caller's dL/dp. */
+static dp_err_t mbn_pk_vjp(adnn_model_t *m, const float *x, int n, adnn_pk_dloss_fn fn, void *arg,
+                           float *p, float *dx)
+{
+    const adnn_spec_t *s = &m->spec;
+    int E = s->nexits, K = s->num_classes;
+    size_t isz = (size_t)s->c * s->h * s->w;
+    memset(dx, 0, (size_t)n * isz * sizeof(float));
+    if (E == 0) return DP_OK;
+    dp_err_t err = mbn_full_forward(m, x, n, 0);
+    if (err) return err;
+    mbn_t *f = m->fam;
+    float *dl[ADNN_MAX_EXITS + 1] = {0};
+    float *dp = adnn_arena_get(m, (size_t)n * E);
+    int *taken = (int *)adnn_arena_get(m, (size_t)n);
+    if (!dp || !taken) return dp_err_set(DP_ERR_NOMEM, "out of memory in SDN-MobileNet p_k");
+    for (int k = 0; k < E; k++)
+        if (!(dl[k] = adnn_arena_get(m, (size_t)n * K)))
+            return dp_err_set(DP_ERR_NOMEM, "out of memory in SDN-MobileNet p_k");
+    for (int i = 0; i < n; i++) {
+        taken[i] = E;
+        for (int k = 0; k < E; k++) {
+            float *pk = p + (size_t)i * E + k;
+            if (k > taken[i]) {
+                *pk = 1.0f;
+                continue;
+            }
+            int b;
+            float c = adnn_confidence(f->fwd.logits[k] + (size_t)i * K, K, &b);
+            const float *z = f->fwd.logits[k] + (size_t)i * K;
+            double rest = 0;
+            for (int j = 0; j < K; j++)
+                if (j != b) rest += exp((double)z[j] - z[b]);
+            *pk = (float)(rest / (1.0 + rest));
+            if (c >= s->exit_tau) taken[i] = k;
+        }
+    }
+    fn(p, n, E, dp, arg);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < E; k++) {
+            float *dz = dl[k] + (size_t)i * K;
+            if (k > taken[i]) continue; /* p_k = 1: constant */
+            const float *z = f->fwd.logits[k] + (size_t)i * K;
+            int b;
+            float c = adnn_confidence(z, K, &b);
+            double rest = 0;
+            for (int j = 0; j < K; j++)
+                if (j != b) rest += exp((double)z[j] - z[b]);
+            /* p = 1 - c: dL/dz_j = -dL/dp * c (delta_jb - s_j) */
+            double g = -(double)dp[(size_t)i * E + k], sum = 1.0 + rest;
+            for (int j = 0; j < K; j++) {
+                double sj = exp((double)z[j] - z[b]) / sum;
+                dz[j] = (float)(g * c * ((j == b ? 1.0 : 0.0) - sj));
+            }
+        }
+    return mbn_backward(m, dl, dx);
+}
+
 /* After mbn_eval_batch (activations in f->fwd, arena not reset). */
 static dp_err_t mbn_exits_backward(adnn_model_t *m, const float *dlogits, int n, float *dx)
 {
@@ -364,5 +422,6 @@ const adnn_family_ops_t adnn_sdn_mobilenet_ops = {
     .train_step = mbn_train_step,
     .pk_count = mbn_pk_count,
     .pk_grad = mbn_pk_grad,
+    .pk_vjp = mbn_pk_vjp,
     .exits_backward = mbn_exits_backward,
 };

@@ -203,6 +203,34 @@ Test(ranet, pk_input_gradient_first_exit_fires)
     check_pk_grad(0.05f, 14);
 }
 
+/* dL/dp of L = -(1/(nK)) sum log p: adnn_pk_vjp must then equal adnn_pk_grad. */
+static void dlog(const float *p, int n, int k, float *dp, void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < n * k; i++) dp[i] = -1.0f / ((float)(n * k) * p[i]);
+}
+
+Test(ranet, pk_vjp_matches_pk_grad)
+{
+    for (int trial = 0; trial < 2; trial++) {
+        adnn_model_t *m = new_model(trial ? 0.2f : 1.0f, 61 + trial);
+        perturb_buffers(m, 62);
+        float x[2 * IMG], g1[2 * IMG], g2[2 * IMG], p1[2 * 5], p2[2 * 5];
+        fill_images(x, 2 * IMG, 63);
+        double l;
+        cr_assert_eq(adnn_pk_grad(m, x, 2, p1, &l, g1), DP_OK);
+        cr_assert_eq(adnn_pk_vjp(m, x, 2, dlog, NULL, p2, g2), DP_OK, "%s", dp_err_detail());
+        for (int i = 0; i < 2 * 5; i++) cr_assert_float_eq(p1[i], p2[i], 1e-6, "p[%d]", i);
+        double num = 0, den = 0;
+        for (int i = 0; i < 2 * IMG; i++) {
+            num += ((double)g1[i] - g2[i]) * ((double)g1[i] - g2[i]);
+            den += (double)g1[i] * g1[i];
+        }
+        cr_assert(den > 0 && num <= 1e-8 * den, "relative error %g", sqrt(num / den));
+        adnn_model_destroy(&m);
+    }
+}
+
 Test(ranet, train_param_gradient)
 {
     adnn_spec_t s;
