@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # Store throughput: upload and download of one 64 MiB object with dp-store and
 # with the curl command-line tool against the same s3rver (127.0.0.1, fresh
-# directory), interleaved, in one run. Prints MiB/s (best of ROUNDS) and the
-# ratios dp-store / curl. s3rver (Node) may well be the bottleneck.
+# directory), in one run. Every round runs every variant once, in a new random
+# order, so load from other processes falls on all of them alike. Prints, per
+# variant, MiB/s as the median and the best of ROUNDS, the client's CPU time
+# (user+sys, median), and the ratios dp-store / curl of medians and of bests,
+# all from this run; and the load average before and after.
+#
+# Variants: curl; dp-store with its guarantees (put: MD5 of the bytes sent
+# checked against the ETag; get: size check, fsync, rename); dp-store without
+# the costly one (put --no-verify-md5, get --no-fsync), to show what it costs;
+# dp-store multipart (16 MiB parts, each hashed SHA-256 + MD5 before sending).
+# s3rver (Node) is the bottleneck on a small machine.
 # Usage: bench/bench_store.sh [DP_STORE_BINARY] (default build/cli/dp-store)
-#   env: SIZE_MIB (64), ROUNDS (5)
+#   env: SIZE_MIB (64), ROUNDS (8), SEED (random order; default: $RANDOM)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/${DP_BUILD_DIR:-build}/cli/dp-store}
 size_mib=${SIZE_MIB:-64}
-rounds=${ROUNDS:-5}
+rounds=${ROUNDS:-8}
+RANDOM=${SEED:-$RANDOM}
 [ -x "$bin" ] || { echo "bench_store: $bin not built" >&2; exit 1; }
 tests=$root/tests/store
 [ -x "$tests/node_modules/.bin/s3rver" ] ||
@@ -26,35 +36,73 @@ ep=http://127.0.0.1:$port
 export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER DP_STORE_ENDPOINT=$ep
 head -c $((size_mib << 20)) /dev/urandom >"$work/obj"
 sum=$(sha256sum <"$work/obj" | cut -d' ' -f1)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-now() { date +%s.%N; }
-best() { sort -g | head -1; }
-run() { # name command...
-  local a b
-  a=$(now)
-  "${@:2}"
-  b=$(now)
-  awk "BEGIN{print $b - $a}" >>"$work/t.$1"
-}
-check() { [ "$(sha256sum <"$1" | cut -d' ' -f1)" = "$sum" ] || { echo "bench_store: $1 differs" >&2; exit 1; }; }
 # s3rver (like S3) requires x-amz-content-sha256, which curl 7.88 does not add;
 # UNSIGNED-PAYLOAD is the cheapest value, so curl does no hashing at all.
 unsigned="x-amz-content-sha256: UNSIGNED-PAYLOAD"
-curl_put() { curl -sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER -H "$unsigned" -T "$work/obj" "$ep/bench/$1" -o /dev/null; }
-curl_get() { curl -sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER -H "$unsigned" -o "$work/out" "$ep/bench/$1"; }
+c_auth=(-sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER -H "$unsigned")
+v_curl_put() { curl "${c_auth[@]}" -T "$work/obj" "$ep/bench/curl" -o /dev/null; }
+v_curl_get() { curl "${c_auth[@]}" -o "$work/out" "$ep/bench/curl"; }
+v_dp_put() { "$bin" put "$work/obj" s3://bench/dp; }
+v_dp_get() { "$bin" get s3://bench/dp "$work/out"; }
+v_dp_put_nomd5() { "$bin" --no-verify-md5 put "$work/obj" s3://bench/fast; }
+v_dp_get_nofsync() { "$bin" --no-fsync get s3://bench/fast "$work/out"; }
+v_mp_put() { "$bin" --multipart-above 8 --part-size 16 put "$work/obj" s3://bench/mp; }
+v_mp_get() { "$bin" get s3://bench/mp "$work/out"; }
+variants=(curl_put dp_put dp_put_nomd5 mp_put curl_get dp_get dp_get_nofsync mp_get)
 
-for r in $(seq 1 "$rounds"); do
-  run curl_put curl_put curl-$r
-  run dp_put "$bin" put "$work/obj" "s3://bench/dp-$r"
-  run dp_mp_put "$bin" --multipart-above 8 --part-size 16 put "$work/obj" "s3://bench/mp-$r"
-  run curl_get curl_get curl-$r; check "$work/out"; rm -f "$work/out"
-  run dp_get "$bin" get "s3://bench/dp-$r" "$work/out"; check "$work/out"; rm -f "$work/out"
-  run dp_mp_get "$bin" get "s3://bench/mp-$r" "$work/out"; check "$work/out"; rm -f "$work/out"
+TIMEFORMAT='%R %U %S'
+run() { # variant: appends "wall user sys" to t.VARIANT
+  rm -f "$work/out"
+  { time "v_$1" 2>"$work/err"; } 2>>"$work/t.$1" ||
+    { cat "$work/err" >&2; echo "bench_store: $1 failed" >&2; exit 1; }
+  if [[ $1 == *_get* ]]; then
+    [ "$(sha256sum <"$work/out" | cut -d' ' -f1)" = "$sum" ] ||
+      { echo "bench_store: $1: download differs" >&2; exit 1; }
+  fi
+}
+# the objects the gets read, then ROUNDS rounds in a random order each
+for v in curl_put dp_put dp_put_nomd5 mp_put; do "v_$v" 2>/dev/null; done
+for _ in $(seq 1 "$rounds"); do
+  order=("${variants[@]}")
+  for ((i = ${#order[@]} - 1; i > 0; i--)); do
+    j=$((RANDOM % (i + 1)))
+    t=${order[i]} order[i]=${order[j]} order[j]=$t
+  done
+  for v in "${order[@]}"; do run "$v"; done
 done
-rate() { awk "BEGIN{print $size_mib / $(best <"$work/t.$1")}"; }
-printf 'object %d MiB, %d rounds, best of each, s3rver on 127.0.0.1:%s\n' "$size_mib" "$rounds" "$port"
+
+# median and best wall time, median CPU, of a variant: "MED BEST CPU" in seconds
+stats() {
+  awk '{w[NR] = $1; c[NR] = $2 + $3}
+    function med(a, n,   i, j, t) {
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    END { m = med(w, NR); printf "%s %s %s\n", m, w[1], med(c, NR) }' "$work/t.$1"
+}
+printf 'object %d MiB, %d rounds (random order within each), s3rver on 127.0.0.1:%s\n' \
+  "$size_mib" "$rounds" "$port"
+printf 'load average before: %s   after: %s   (%s CPUs)\n' "$load_before" \
+  "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"
+printf '%-30s %12s %12s %10s %14s %12s\n' variant 'median MiB/s' 'best MiB/s' 'cpu s' \
+  'median/curl' 'best/curl'
 for op in put get; do
-  c=$(rate "curl_$op") d=$(rate "dp_$op") m=$(rate "dp_mp_$op")
-  printf '%s: curl %7.1f MiB/s   dp-store %7.1f MiB/s (%.2fx)   dp-store multipart 16 MiB parts %7.1f MiB/s (%.2fx)\n' \
-    "$op" "$c" "$d" "$(awk "BEGIN{print $d / $c}")" "$m" "$(awk "BEGIN{print $m / $c}")"
+  read -r cm cb _ < <(stats "curl_$op")
+  for v in "${variants[@]}"; do
+    [[ $v == *_$op* ]] || continue
+    read -r m b c < <(stats "$v")
+    case $v in
+      curl_*) label="curl" ;;
+      dp_put) label="dp-store (MD5 vs ETag)" ;;
+      dp_get) label="dp-store (fsync)" ;;
+      dp_put_nomd5) label="dp-store --no-verify-md5" ;;
+      dp_get_nofsync) label="dp-store --no-fsync" ;;
+      mp_*) label="dp-store multipart 16 MiB" ;;
+    esac
+    awk -v op="$op" -v l="$label" -v s="$size_mib" -v m="$m" -v b="$b" -v c="$c" -v cm="$cm" \
+      -v cb="$cb" 'BEGIN { printf "%-4s%-26s %12.1f %12.1f %10.3f %13.2fx %11.2fx\n",
+        op, l, s / m, s / b, c, cm / m, cb / b }'
+  done
 done
