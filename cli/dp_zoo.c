@@ -41,6 +41,7 @@ static void usage(FILE *f)
                "  --widths A,B,C    channels per stage (default: the family's)\n"
                "  --blocks A,B,C    blocks per stage (default: the family's)\n"
                "  --tau X           exit threshold stored in the spec (default: the family's)\n"
+               "  --init PREFIX     start from PREFIX.safetensors (same architecture)\n"
                "  --gate KIND       SkipNet gate: recurrent (default) or feedforward\n"
                "common options:\n"
                "  --data-dir DIR    IDX files (default /usr/share/datasets/fashion-mnist)\n"
@@ -51,7 +52,7 @@ static void usage(FILE *f)
 }
 
 typedef struct opts {
-    const char *cmd, *family, *out, *data_dir, *model, *gate;
+    const char *cmd, *family, *out, *data_dir, *model, *gate, *init;
     long epochs, batch, seed, threads, limit;
     double lr, tau;
     int json, quiet;
@@ -93,23 +94,16 @@ static int parse_list(const char *flag, const char *s, int *out, int *count)
 
 static int parse_args(int argc, char **argv, opts_t *o)
 {
-    static const struct option lo[] = {{"family", required_argument, 0, 'f'},
-                                       {"out", required_argument, 0, 'o'},
-                                       {"epochs", required_argument, 0, 'e'},
-                                       {"batch", required_argument, 0, 'b'},
-                                       {"lr", required_argument, 0, 'l'},
-                                       {"seed", required_argument, 0, 's'},
-                                       {"limit", required_argument, 0, 'n'},
-                                       {"widths", required_argument, 0, 'W'},
-                                       {"blocks", required_argument, 0, 'B'},
-                                       {"tau", required_argument, 0, 'T'},
-                                       {"data-dir", required_argument, 0, 'd'},
-                                       {"threads", required_argument, 0, 't'},
-                                       {"json", no_argument, 0, 'j'},
-                                       {"quiet", no_argument, 0, 'q'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {"gate", required_argument, 0, 'G'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"family", required_argument, 0, 'f'},   {"out", required_argument, 0, 'o'},
+        {"epochs", required_argument, 0, 'e'},   {"batch", required_argument, 0, 'b'},
+        {"lr", required_argument, 0, 'l'},       {"seed", required_argument, 0, 's'},
+        {"limit", required_argument, 0, 'n'},    {"widths", required_argument, 0, 'W'},
+        {"blocks", required_argument, 0, 'B'},   {"tau", required_argument, 0, 'T'},
+        {"data-dir", required_argument, 0, 'd'}, {"threads", required_argument, 0, 't'},
+        {"json", no_argument, 0, 'j'},           {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},           {"gate", required_argument, 0, 'G'},
+        {"init", required_argument, 0, 'I'},     {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         int bad = 0;
@@ -120,6 +114,9 @@ static int parse_args(int argc, char **argv, opts_t *o)
             break;
         case 'o':
             o->out = optarg;
+            break;
+        case 'I':
+            o->init = optarg;
             break;
         case 'e':
             bad = parse_long("--epochs", optarg, 1, 1000, &o->epochs);
@@ -295,6 +292,14 @@ static int cmd_train(opts_t *o)
     if ((err = adnn_model_new(&spec, (uint64_t)o->seed, &m))) {
         rc = fail("cannot build the model", err);
         goto done;
+    }
+    if (o->init) { /* continue from a saved model's weights (same architecture) */
+        char p[4096];
+        snprintf(p, sizeof p, "%s.safetensors", o->init);
+        if ((err = adnn_weights_load(m, p))) {
+            rc = fail("cannot load the --init weights", err);
+            goto done;
+        }
     }
     uint32_t ntrain = train->n;
     if (o->limit > 0 && (uint32_t)o->limit < ntrain) ntrain = (uint32_t)o->limit;
