@@ -13,7 +13,8 @@
 # dp-store multipart (16 MiB parts, each hashed SHA-256 + MD5 before sending).
 # s3rver (Node) is the bottleneck on a small machine.
 # Usage: bench/bench_store.sh [DP_STORE_BINARY] (default build/cli/dp-store)
-#   env: SIZE_MIB (64), ROUNDS (8), SEED (random order; default: $RANDOM)
+#   env: SIZE_MIB (64), ROUNDS (8), SEED (random order; default: $RANDOM),
+#        BASE (another dp-store binary whose put and get run in the same rounds)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/${DP_BUILD_DIR:-build}/cli/dp-store}
@@ -51,6 +52,16 @@ v_dp_get_nofsync() { "$bin" --no-fsync get s3://bench/fast "$work/out"; }
 v_mp_put() { "$bin" --multipart-above 8 --part-size 16 put "$work/obj" s3://bench/mp; }
 v_mp_get() { "$bin" get s3://bench/mp "$work/out"; }
 variants=(curl_put dp_put dp_put_nomd5 mp_put curl_get dp_get dp_get_nofsync mp_get)
+# a binary from before --no-verify-md5/--no-fsync: its default put and get only
+if ! "$bin" --help | grep -q -- --no-fsync; then
+  variants=(curl_put dp_put mp_put curl_get dp_get mp_get)
+fi
+# BASE=path/to/older/dp-store: its put and get too, to compare two builds in one run
+if [ -n "${BASE:-}" ]; then
+  v_base_put() { "$BASE" put "$work/obj" s3://bench/base; }
+  v_base_get() { "$BASE" get s3://bench/base "$work/out"; }
+  variants+=(base_put base_get)
+fi
 
 TIMEFORMAT='%R %U %S'
 run() { # variant: appends "wall user sys" to t.VARIANT
@@ -63,7 +74,7 @@ run() { # variant: appends "wall user sys" to t.VARIANT
   fi
 }
 # the objects the gets read, then ROUNDS rounds in a random order each
-for v in curl_put dp_put dp_put_nomd5 mp_put; do "v_$v" 2>/dev/null; done
+for v in "${variants[@]}"; do [[ $v == *_put* ]] && "v_$v"; done
 for _ in $(seq 1 "$rounds"); do
   order=("${variants[@]}")
   for ((i = ${#order[@]} - 1; i > 0; i--)); do
@@ -100,6 +111,7 @@ for op in put get; do
       dp_put_nomd5) label="dp-store --no-verify-md5" ;;
       dp_get_nofsync) label="dp-store --no-fsync" ;;
       mp_*) label="dp-store multipart 16 MiB" ;;
+      base_*) label="BASE (older build)" ;;
     esac
     awk -v op="$op" -v l="$label" -v s="$size_mib" -v m="$m" -v b="$b" -v c="$c" -v cm="$cm" \
       -v cb="$cb" 'BEGIN { printf "%-4s%-26s %12.1f %12.1f %10.3f %13.2fx %11.2fx\n",

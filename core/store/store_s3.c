@@ -105,7 +105,7 @@ static int out_write(xfer_t *x, const void *data, size_t n)
         return -1;
     }
     x->written += n;
-#ifdef SYNC_FILE_RANGE_WRITE
+#if defined SYNC_FILE_RANGE_WRITE && !defined DP_STORE_NO_WRITEBACK
     if (x->written - x->flushed >= SYNC_STEP) {
         /* advisory: an error here shows again at fsync */
         (void)sync_file_range(fd, (off_t)x->flushed, (off_t)(x->written - x->flushed),
