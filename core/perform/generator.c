@@ -5,6 +5,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +13,13 @@
 #include "nn/act.h"
 #include "nn/adam.h"
 #include "nn/attention.h"
+#include "nn/blas.h"
 #include "nn/conv.h"
 #include "nn/norm.h"
 #include "util/rng.h"
 
 #define GEN_MAX_TENSORS 96
+#define GEN_MAX_WORKERS 8 /* eval forward: batch slices run in parallel */
 #define GEN_NAME_LEN    40
 #define BN_MOMENTUM     0.1f
 #define NORM_EPS        1e-5f
@@ -298,7 +301,9 @@ struct perf_gen {
     gen_dims_t dims; /* for max_batch */
     size_t nparams, nstats, nacts, ndacts, nws;
     float *params, *grads, *adam_m, *adam_v, *stats, *acts, *dacts, *ws;
-    gen_params_t p, gp; /* named pointers into params (and stats), grads */
+    float *wws[GEN_MAX_WORKERS]; /* workspaces of the eval-forward workers 1.. */
+    int nworkers;                /* 1 + extra workspaces allocated */
+    gen_params_t p, gp;          /* named pointers into params (and stats), grads */
     gen_acts_t a, da;
     nn_adam_t adam;
     int last_n; /* batch of the last training forward, 0 if none */
@@ -407,6 +412,18 @@ perf_gen_t *perf_gen_new(const perf_gen_config_t *cfg)
     g->acts = alloc_floats(g->nacts);
     g->ws = alloc_floats(g->nws);
     if (!g->params || !g->stats || !g->acts || !g->ws) goto nomem;
+    /* An eval forward splits the batch over the BLAS threads (each slice with
+     * a single-threaded BLAS): one workspace per worker, for its slice. */
+    int nt = nn_get_threads();
+    nt = nt < cfg->max_batch ? nt : cfg->max_batch;
+    g->nworkers = nt < 1 ? 1 : nt > GEN_MAX_WORKERS ? GEN_MAX_WORKERS : nt;
+    if (g->nworkers > 1) {
+        gen_dims_t ds;
+        dims_init(&ds, cfg, (cfg->max_batch + g->nworkers - 1) / g->nworkers);
+        const size_t nws = max_sz(workspace_size(&ds, ds.enc[0].n), workspace_size(&d1, 1));
+        for (int i = 1; i < g->nworkers; i++)
+            if (!(g->wws[i] = alloc_floats(nws))) goto nomem;
+    }
     if (!cfg->inference_only) {
         g->ndacts = layout_acts(&g->da, NULL, &g->dims, cfg->max_batch, 1);
         g->grads = alloc_floats(g->nparams);
@@ -451,6 +468,7 @@ void perf_gen_destroy(perf_gen_t **pg)
     free(g->acts);
     free(g->dacts);
     free(g->ws);
+    for (int i = 1; i < GEN_MAX_WORKERS; i++) free(g->wws[i]);
     free(g);
     *pg = NULL;
 }
@@ -520,12 +538,56 @@ static void bn_forward(perf_gen_t *g, float *out, float *m, float *r, const floa
         nn_batchnorm_forward_eval(out, inp, bn->w, bn->b, bn->rm, bn->rv, n, c, hw, NORM_EPS);
 }
 
-void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int training)
+/* The activations of images i0.. of the block: every per-image tensor
+ * shifted by i0 images (the batch statistics, used in training only, stay). */
+static void acts_at(gen_acts_t *s, const gen_acts_t *a, const gen_dims_t *d, int i0)
 {
-    assert(g && x && out && n >= 1 && n <= g->cfg.max_batch);
+    const size_t k = (size_t)i0;
+    *s = *a;
+#define SHIFT(field, per) s->field = a->field ? a->field + k * (per) : NULL
+    SHIFT(inp, conv_in(&d->enc[0]));
+    for (int i = 0; i < 3; i++) {
+        SHIFT(enc_c[i], conv_out(&d->enc[i]));
+        SHIFT(enc_n[i], conv_out(&d->enc[i]));
+        SHIFT(enc_a[i], conv_out(&d->enc[i]));
+        SHIFT(enc_m[i], (size_t)d->enc[i].cout);
+        SHIFT(enc_r[i], (size_t)d->enc[i].cout);
+    }
+    for (int r = 0; r < 4; r++) {
+        const size_t sz = conv_out(&d->rc1[r]);
+        SHIFT(res[r].pad1, conv_in(&d->rc1[r]));
+        SHIFT(res[r].c1, sz);
+        SHIFT(res[r].bn1, sz);
+        SHIFT(res[r].a1, sz);
+        SHIFT(res[r].pad2, conv_in(&d->rc2[r]));
+        SHIFT(res[r].c2, sz);
+        SHIFT(res[r].bn2, sz);
+        SHIFT(res[r].sc, sz);
+        SHIFT(res[r].scbn, sz);
+        SHIFT(res[r].out, sz);
+    }
+    for (int i = 0; i < 3; i++) {
+        const size_t sz = conv_out(&d->dec[i]);
+        SHIFT(dec_c[i], sz);
+        if (i == 2) break;
+        SHIFT(dec_n[i], sz);
+        SHIFT(dec_a[i], sz);
+        SHIFT(att[i], sz);
+        SHIFT(dec_m[i], (size_t)d->dec[i].cout);
+        SHIFT(dec_r[i], (size_t)d->dec[i].cout);
+        SHIFT(att_cache[i], nn_attention_cache_size(1, d->ac[i], d->ahw[i]));
+    }
+    SHIFT(out, conv_out(&d->dec[2]));
+#undef SHIFT
+}
+
+/* The forward of n images x into the activations a (already shifted to the
+ * first of them), with workspace ws; out gets the tanh output. */
+static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *x, int n,
+                          float *out, int training)
+{
     const gen_dims_t *d = &g->dims;
     const gen_params_t *p = &g->p;
-    gen_acts_t *a = &g->a;
     const float slope = g->cfg.slope, rslope = g->cfg.res_slope;
 
     const float *cur = x;
@@ -536,7 +598,7 @@ void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int trai
     for (int i = 0; i < 3; i++) {
         nn_conv_t c = conv_n(&d->enc[i], n);
         const int hw = c.hout * c.wout;
-        nn_conv2d_forward(&c, a->enc_c[i], cur, p->enc_w[i], p->enc_b[i], g->ws);
+        nn_conv2d_forward(&c, a->enc_c[i], cur, p->enc_w[i], p->enc_b[i], ws);
         nn_instnorm_forward(a->enc_n[i], a->enc_m[i], a->enc_r[i], a->enc_c[i], n, c.cout, hw,
                             NORM_EPS);
         nn_leakyrelu_forward(a->enc_a[i], a->enc_n[i], (size_t)n * c.cout * hw, slope);
@@ -550,16 +612,16 @@ void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int trai
         const size_t sz = (size_t)n * co * hw;
         nn_conv_t c1 = conv_n(&d->rc1[r], n), c2 = conv_n(&d->rc2[r], n);
         nn_reflpad2d_forward(ra->pad1, cur, n, ci, rh, rw, 1);
-        nn_conv2d_forward(&c1, ra->c1, ra->pad1, rp->c1w, NULL, g->ws);
+        nn_conv2d_forward(&c1, ra->c1, ra->pad1, rp->c1w, NULL, ws);
         bn_forward(g, ra->bn1, ra->m1, ra->r1, ra->c1, &rp->bn1, n, co, hw, training);
         nn_leakyrelu_forward(ra->a1, ra->bn1, sz, rslope);
         nn_reflpad2d_forward(ra->pad2, ra->a1, n, co, rh, rw, 1);
-        nn_conv2d_forward(&c2, ra->c2, ra->pad2, rp->c2w, NULL, g->ws);
+        nn_conv2d_forward(&c2, ra->c2, ra->pad2, rp->c2w, NULL, ws);
         bn_forward(g, ra->bn2, ra->m2, ra->r2, ra->c2, &rp->bn2, n, co, hw, training);
         const float *sc = cur;
         if (ci != co) {
             nn_conv_t cs = conv_n(&d->rsc[r], n);
-            nn_conv2d_forward(&cs, ra->sc, cur, rp->scw, NULL, g->ws);
+            nn_conv2d_forward(&cs, ra->sc, cur, rp->scw, NULL, ws);
             bn_forward(g, ra->scbn, ra->msc, ra->rsc, ra->sc, &rp->scbn, n, co, hw, training);
             sc = ra->scbn;
         }
@@ -570,7 +632,7 @@ void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int trai
         nn_conv_t c = convt_n(&d->dec[i], n);
         const int ahw = d->ahw[i], ch = d->ac[i];
         const att_params_t *ap = &p->att[i];
-        nn_convt2d_forward(&c, a->dec_c[i], cur, p->dec_w[i], p->dec_b[i], g->ws);
+        nn_convt2d_forward(&c, a->dec_c[i], cur, p->dec_w[i], p->dec_b[i], ws);
         nn_instnorm_forward(a->dec_n[i], a->dec_m[i], a->dec_r[i], a->dec_c[i], n, ch, ahw,
                             NORM_EPS);
         nn_leakyrelu_forward(a->dec_a[i], a->dec_n[i], (size_t)n * ch * ahw, slope);
@@ -580,9 +642,65 @@ void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int trai
     }
     nn_conv_t c = convt_n(&d->dec[2], n);
     const size_t osz = (size_t)n * conv_out(&c);
-    nn_convt2d_forward(&c, a->dec_c[2], cur, p->dec_w[2], p->dec_b[2], g->ws);
+    nn_convt2d_forward(&c, a->dec_c[2], cur, p->dec_w[2], p->dec_b[2], ws);
     nn_tanh_forward(a->out, a->dec_c[2], osz);
     memcpy(out, a->out, osz * sizeof(float));
+}
+
+typedef struct fwd_job {
+    perf_gen_t *g;
+    gen_acts_t a;
+    float *ws, *out;
+    const float *x;
+    int n;
+} fwd_job_t;
+
+static void *fwd_worker(void *arg)
+{
+    fwd_job_t *j = arg;
+    forward_range(j->g, &j->a, j->ws, j->x, j->n, j->out, 0);
+    return NULL;
+}
+
+void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int training)
+{
+    assert(g && x && out && n >= 1 && n <= g->cfg.max_batch);
+    const int blas_threads = nn_get_threads();
+    int nt = blas_threads < g->nworkers ? blas_threads : g->nworkers;
+    nt = nt < n ? nt : n;
+    if (training || nt < 2) {
+        forward_range(g, &g->a, g->ws, x, n, out, training);
+    } else {
+        /* Eval: every layer is per image (BatchNorm uses running statistics),
+         * so slices of the batch run in parallel, each with a one-thread BLAS:
+         * no BLAS thread handoff per layer, and the im2col, norm, attention
+         * work between the products runs in parallel too. */
+        const size_t in_sz = conv_in(&g->dims.enc[0]), out_sz = conv_out(&g->dims.dec[2]);
+        fwd_job_t jobs[GEN_MAX_WORKERS];
+        pthread_t tid[GEN_MAX_WORKERS];
+        int started[GEN_MAX_WORKERS] = {0};
+        nn_set_threads(1);
+        for (int t = 0, i0 = 0; t < nt; t++) {
+            const int cnt = n / nt + (t < n % nt);
+            jobs[t] = (fwd_job_t){.g = g,
+                                  .ws = t ? g->wws[t] : g->ws,
+                                  .out = out + (size_t)i0 * out_sz,
+                                  .x = x + (size_t)i0 * in_sz,
+                                  .n = cnt};
+            acts_at(&jobs[t].a, &g->a, &g->dims, i0);
+            i0 += cnt;
+        }
+        for (int t = 1; t < nt; t++)
+            started[t] = pthread_create(&tid[t], NULL, fwd_worker, &jobs[t]) == 0;
+        fwd_worker(&jobs[0]);
+        for (int t = 1; t < nt; t++) {
+            if (started[t])
+                pthread_join(tid[t], NULL);
+            else
+                fwd_worker(&jobs[t]); /* no thread: run the slice here */
+        }
+        nn_set_threads(blas_threads);
+    }
     g->last_n = training ? n : 0;
     g->fwd_n = n;
 }
