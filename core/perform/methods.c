@@ -187,18 +187,30 @@ dp_err_t perf_generate(perf_gen_t *g, adnn_model_t *m, const perf_budget_t *b, c
     if (c->c != s->c || c->h != s->h || c->w != s->w)
         return dp_err_set(DP_ERR_MISMATCH, "perf_generate: generator is %dx%dx%d, seeds %dx%dx%d",
                           c->c, c->h, c->w, s->c, s->h, s->w);
-    float *gb = malloc((size_t)c->max_batch * d * sizeof(float));
-    if (!gb) return dp_err_set(DP_ERR_NOMEM, "perf_generate: out of memory");
+    int B = c->max_batch;
+    float *gb = malloc((size_t)B * d * sizeof(float)), *pad = malloc((size_t)B * d * sizeof(float));
+    if (!gb || !pad) {
+        free(gb);
+        free(pad);
+        return dp_err_set(DP_ERR_NOMEM, "perf_generate: out of memory");
+    }
     fill_header(m, b, PERF_METHOD_DEEPPERFORM, s);
     double t0 = dp_clock_s();
-    for (int i = 0; i < s->n; i += c->max_batch) {
-        int nb = s->n - i < c->max_batch ? s->n - i : c->max_batch;
-        perf_gen_forward(g, x + (size_t)i * d, nb, gb, 0);
+    for (int i = 0; i < s->n; i += B) {
+        int nb = s->n - i < B ? s->n - i : B;
+        const float *xi = x + (size_t)i * d;
+        if (nb < B) { /* pad the last batch: every input runs in a full batch */
+            memcpy(pad, xi, (size_t)nb * d * sizeof(float));
+            for (int j = nb; j < B; j++) memcpy(pad + (size_t)j * d, xi, d * sizeof(float));
+            xi = pad;
+        }
+        perf_gen_forward(g, xi, xi == pad ? B : nb, gb, 0);
         perf_project(b, gb, gb, nb, d);
         perf_apply(x + (size_t)i * d, gb, s->xadv + (size_t)i * d, (size_t)nb * d);
     }
     s->seconds = dp_clock_s() - t0;
     free(gb);
+    free(pad);
     perf_samples_measure(m, x, s);
     return DP_OK;
 }

@@ -183,7 +183,10 @@ void perf_samples_measure(adnn_model_t *m, const float *x, perf_samples_t *s);
 /* ------------------------------------------------------------- methods */
 
 /* Each writes s->xadv for the n seeds x (n,C,H,W), then measures. The
- * timing covers the generation only. */
+ * timing covers the generation only. perf_generate runs batches of the
+ * generator's max_batch (the last one padded), so input i gives the same
+ * bits in any run with the same max_batch and i mod max_batch, whatever the
+ * other inputs (another slot agrees to about 1e-6). */
 dp_err_t perf_generate(perf_gen_t *g, adnn_model_t *m, const perf_budget_t *b, const float *x,
                        perf_samples_t *s);
 /* Random noise; deterministic per (seed, seed_index). */
