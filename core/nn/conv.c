@@ -61,6 +61,32 @@ static void valid_span(int kj, int p, int s, int w, int wout, int *lo, int *hi)
     *hi = h;
 }
 
+/* Copies of a few floats (a 5x5 map's row is 5): memcpy calls would cost
+ * more than the copy. Fixed-size memcpys compile to plain moves. */
+static inline void copy_row(float *d, const float *s, int n)
+{
+    int t = 0;
+    for (; t + 4 <= n; t += 4) memcpy(d + t, s + t, 4 * sizeof(float));
+    switch (n - t) {
+    case 3:
+        d[t + 2] = s[t + 2]; /* fall through */
+    case 2:
+        d[t + 1] = s[t + 1]; /* fall through */
+    case 1:
+        d[t] = s[t]; /* fall through */
+    default:
+        break;
+    }
+}
+
+static inline void zero_row(float *d, int n)
+{
+    static const float z[4] = {0};
+    int t = 0;
+    for (; t + 4 <= n; t += 4) memcpy(d + t, z, sizeof z);
+    for (; t < n; t++) d[t] = 0.0f;
+}
+
 /* col (C*KH*KW, hout*wout) with row stride ld; img (C,H,W). */
 static void im2col(float *col, size_t ld, const float *img, int C, int H, int W, int kh, int kw,
                    int s, int p, int hout, int wout)
@@ -76,14 +102,14 @@ static void im2col(float *col, size_t ld, const float *img, int C, int H, int W,
                     float *dst = row + (size_t)oh * wout;
                     int ih = oh * s - p + ki;
                     if (ih < 0 || ih >= H || lo == hi) {
-                        memset(dst, 0, sizeof(float) * (size_t)wout);
+                        zero_row(dst, wout);
                         continue;
                     }
                     /* input element for output column ow: src[ow * s] */
                     const float *src = plane + (size_t)ih * W + (size_t)(lo * s - p + kj);
                     for (int ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
                     if (s == 1) {
-                        memcpy(dst + lo, src, sizeof(float) * (size_t)(hi - lo));
+                        copy_row(dst + lo, src, hi - lo);
                     } else {
                         float *d = dst + lo;
                         for (int t = 0; t < hi - lo; t++) d[t] = src[(size_t)t * s];
