@@ -7,7 +7,8 @@
  * - FLOPs of the full network equal the METHOD.md section 4 formula;
  * - the input gradient of the p_k loss and the parameter gradients of the
  *   training objective (soft gates) match central finite differences;
- * - weights round trip; malformed weight files name the tensor. */
+ * - weights round trip; malformed weight files name the tensor;
+ * - the shipped models meet the zoo's acceptance figures. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #include "adnn/adnn.h"
 #include "adnn/skipnet.h"
+#include "data/dataset.h"
 #include "nn/safetensors.h"
 #include "util/rng.h"
 
@@ -464,4 +466,46 @@ Test(skipnet, weights_round_trip_and_malformed_recurrent)
 Test(skipnet, weights_round_trip_and_malformed_feedforward)
 {
     check_weights(ADNN_GATE_FEEDFORWARD, 32, "gates.3.c.bn.running_var", "gates.5.fc.weight");
+}
+
+/* A shipped model loads and meets the zoo's acceptance figures on the first
+ * 2,000 Fashion-MNIST test images (skipped when the dataset or model is absent). */
+static void check_shipped(const char *prefix, adnn_gate_kind_t kind)
+{
+    const char *img = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+    const char *lbl = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
+    char pb[512];
+    snprintf(pb, sizeof pb, "%s.pb", prefix);
+    if (access(img, R_OK) != 0) cr_skip_test("Fashion-MNIST not installed");
+    if (access(pb, R_OK) != 0) cr_skip_test("%s not shipped", pb);
+    dp_dataset_t *d = NULL;
+    cr_assert_eq(dp_dataset_load_idx(img, lbl, &d), DP_OK, "%s", dp_err_detail());
+    adnn_model_t *m = NULL;
+    cr_assert_eq(adnn_model_load(prefix, &m), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(adnn_model_spec(m)->gate_kind, kind);
+    double full = adnn_flops_full(m, 0), sum = 0, lo = 1, hi = 0;
+    int correct = 0, n = 2000;
+    for (int i = 0; i < n; i++) {
+        adnn_trace_t t;
+        adnn_forward_adaptive(m, d->images + (size_t)i * IMG, &t);
+        correct += t.pred == d->labels[i];
+        double f = t.flops_ref / full;
+        sum += f;
+        lo = f < lo ? f : lo;
+        hi = f > hi ? f : hi;
+    }
+    cr_assert_geq((double)correct / n, 0.90, "accuracy %g", (double)correct / n);
+    cr_assert(sum / n >= 0.30 && sum / n <= 0.80, "mean executed fraction %g", sum / n);
+    cr_assert_lt(lo + 0.1, hi, "no per-input spread: %g .. %g", lo, hi);
+    adnn_model_destroy(&m);
+    dp_dataset_destroy(&d);
+}
+
+Test(skipnet, shipped_skipnet, .timeout = 120)
+{
+    check_shipped(DP_SOURCE_DIR "/models/skipnet", ADNN_GATE_RECURRENT);
+}
+Test(skipnet, shipped_skipnet_ff, .timeout = 120)
+{
+    check_shipped(DP_SOURCE_DIR "/models/skipnet_ff", ADNN_GATE_FEEDFORWARD);
 }
