@@ -26,7 +26,7 @@
 #include "adnn/adnn_impl.h"
 #include "adnn/skipnet.h"
 
-#define SKIP_LAMBDA     0.2f /* compute penalty on mean p_k */
+#define SKIP_LAMBDA     0.1f /* compute penalty on mean p_k */
 #define SKIP_SOFT_STEPS 500  /* Adam steps with soft gates before straight-through */
 
 #define OOM() dp_err_set(DP_ERR_NOMEM, "out of memory in SkipNet")
