@@ -143,6 +143,49 @@ Test(ranet, early_exit_really_stops)
     adnn_model_destroy(&m);
 }
 
+/* A later exit: find an image whose exit k >= 2 (a finer flow) is more
+ * confident than every exit before it, set tau to that confidence: the
+ * network must stop exactly at exit k, never compute the layers after it,
+ * and count exactly the prefix's FLOPs. */
+Test(ranet, stops_at_a_later_exit)
+{
+    adnn_model_t *m = new_model(1.5f, 7);
+    perturb_buffers(m, 8);
+    adnn_spec_t *s = (adnn_spec_t *)adnn_model_spec(m);
+    /* per block: the layer conv, then the exit head on it (formula test above) */
+    double layer[6] = {conv(16, 16, 3, 4), conv(32, 16, 3, 4), conv(48, 16, 3, 7),
+                       conv(80, 16, 3, 7), conv(48, 8, 3, 14), conv(72, 8, 3, 14)};
+    double hd[6] = {head(32, 4), head(48, 4), head(32, 7), head(48, 7), head(24, 14), head(32, 14)};
+    float x[IMG];
+    int found = 0;
+    for (int img = 0; img < 200 && !found; img++) {
+        fill_images(x, IMG, 100 + (uint64_t)img);
+        adnn_trace_t t;
+        s->exit_tau = 1.5f;
+        adnn_forward_adaptive(m, x, &t);
+        float best = t.conf[0];
+        for (int k = 1; k < s->nexits; k++) {
+            if (t.conf[k] > best && k >= 2) {
+                s->exit_tau = t.conf[k];
+                adnn_trace_t u;
+                adnn_forward_adaptive(m, x, &u);
+                cr_assert_eq(u.exit_taken, k, "image %d", img);
+                cr_assert_eq(u.blocks_run, k + 1);
+                for (int b = k + 1; b < u.nblocks; b++) cr_assert_eq(u.ran[b], 0, "block %d", b);
+                double expect = base_flops();
+                for (int b = 0; b <= k; b++) expect += layer[b] + hd[b];
+                cr_assert_float_eq(u.flops_ref, expect, 0.5);
+                cr_assert_lt(u.flops_exact, adnn_flops_full(m, 1));
+                found = 1;
+                break;
+            }
+            if (t.conf[k] > best) best = t.conf[k];
+        }
+    }
+    cr_assert(found, "no image with a later exit more confident than the earlier ones");
+    adnn_model_destroy(&m);
+}
+
 static double pk_loss(adnn_model_t *m, const float *x, int n)
 {
     float p[2 * ADNN_MAX_EXITS];

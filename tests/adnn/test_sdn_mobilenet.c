@@ -152,8 +152,49 @@ Test(sdn_mobilenet, early_exit_really_stops)
     cr_assert_float_eq(t.flops_ref, expect, 0.5);
     cr_assert_lt(t.flops_ref, 0.15 * adnn_flops_full(m, 0));
     cr_assert_lt(t.flops_exact, 0.25 * adnn_flops_full(m, 1));
-    /* exit 2 with a threshold only exit 2 can meet is not testable on random
-     * weights; instead: a middle exit taken stops exactly there */
+    adnn_model_destroy(&m);
+}
+
+/* A later exit: find an image whose exit k >= 2 is more confident than every
+ * exit before it, set tau to that confidence: the network must stop exactly
+ * at exit k, never compute the blocks after it, and count exactly the
+ * prefix's FLOPs (depthwise convs at the reference's undivided count). */
+Test(sdn_mobilenet, stops_at_a_later_exit)
+{
+    adnn_model_t *m = new_model(1.5f, 7);
+    perturb_buffers(m, 8);
+    adnn_spec_t *s = (adnn_spec_t *)adnn_model_spec(m);
+    int cin[6] = {16, 32, 32, 64, 64, 64}, cout[6] = {32, 32, 64, 64, 64, 128};
+    int res[6] = {14, 14, 7, 7, 7, 4};
+    float x[IMG];
+    int found = 0;
+    for (int img = 0; img < 200 && !found; img++) {
+        fill_images(x, IMG, 100 + (uint64_t)img);
+        adnn_trace_t t;
+        s->exit_tau = 1.5f;
+        adnn_forward_adaptive(m, x, &t);
+        float best = t.conf[0];
+        for (int k = 1; k < s->nexits; k++) {
+            if (t.conf[k] > best && k >= 2) {
+                s->exit_tau = t.conf[k];
+                adnn_trace_t u;
+                adnn_forward_adaptive(m, x, &u);
+                cr_assert_eq(u.exit_taken, k, "image %d", img);
+                cr_assert_eq(u.blocks_run, k + 1);
+                for (int b = k + 1; b < u.nblocks; b++) cr_assert_eq(u.ran[b], 0, "block %d", b);
+                double expect = conv(1, 16, 3, 28);
+                for (int b = 0; b <= k; b++)
+                    expect += conv(cin[b], cin[b], 3, res[b]) + conv(cin[b], cout[b], 1, res[b]) +
+                              2.0 * cout[b] * 16 * 10;
+                cr_assert_float_eq(u.flops_ref, expect, 0.5);
+                cr_assert_lt(u.flops_exact, adnn_flops_full(m, 1));
+                found = 1;
+                break;
+            }
+            if (t.conf[k] > best) best = t.conf[k];
+        }
+    }
+    cr_assert(found, "no image with a later exit more confident than the earlier ones");
     adnn_model_destroy(&m);
 }
 
