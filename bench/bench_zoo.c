@@ -4,7 +4,8 @@
  *   input's latency is their median;
  * - Pearson correlation, over the inputs, of the executed FLOPs (reference
  *   convention, from the trace) with that latency: does the cost model the
- *   generator optimises track wall time? (acceptance >= 0.9);
+ *   generator optimises track wall time? (acceptance >= 0.9); r(exact) is
+ *   the same with the exact FLOPs (depthwise convs divided by groups);
  * - in the same run, bench/ref_zoo.py (PyTorch eager, same weights, same
  *   inputs, same thread count, same warm-up and repeats) through popen; its
  *   per-input FLOPs must equal ours (same decisions). Speedup = torch / ours.
@@ -12,7 +13,8 @@
  * the realistic batch-1 device setting, and less noisy on a shared machine.
  *
  * usage: bench_zoo [--models DIR] [--data DIR] [--n N] [--reps R] [--threads T]
- *                  [--only NAME] [--no-torch]
+ *                  [--only NAME] [--csv FILE] [--no-torch]
+ * --csv writes one line per model and input: model,index,flops_ref,flops_exact,ms.
  * Run from the repository root (or set DP_SOURCE_DIR) so the script is found. */
 #include <dirent.h>
 #include <math.h>
@@ -31,7 +33,7 @@
 
 typedef struct zoo_row {
     char name[64];
-    double pearson, ours_ms, torch_ms, flops_mean;
+    double pearson, pearson_exact, ours_ms, torch_ms, flops_mean;
     int agree, n; /* inputs with the same FLOPs in PyTorch; -1: no PyTorch */
 } zoo_row_t;
 
@@ -58,9 +60,9 @@ static double pearson(const double *x, const double *y, int n)
     return sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : NAN;
 }
 
-/* Our side: fills latency (ms) and flops per input. */
+/* Our side: fills latency (ms) and FLOPs (reference and exact) per input. */
 static void time_ours(adnn_model_t *m, const dp_dataset_t *d, int n, int reps, double *lat,
-                      double *flops)
+                      double *flops, double *flops_exact)
 {
     size_t isz = dp_dataset_sample_size(d);
     double t[MAX_REPS];
@@ -69,6 +71,7 @@ static void time_ours(adnn_model_t *m, const dp_dataset_t *d, int n, int reps, d
         const float *x = d->images + (size_t)i * isz;
         adnn_forward_adaptive(m, x, &tr);
         flops[i] = tr.flops_ref;
+        flops_exact[i] = tr.flops_exact;
         for (int r = 0; r < reps; r++) {
             double t0 = dp_clock_s();
             adnn_forward_adaptive(m, x, &tr);
@@ -140,6 +143,7 @@ static void print_load(const char *when)
 int main(int argc, char **argv)
 {
     const char *models = "models", *data = "/usr/share/datasets/fashion-mnist", *only = NULL;
+    const char *csv_path = NULL;
     int n = 1000, reps = 5, threads = 1, use_torch = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--models") && i + 1 < argc)
@@ -154,11 +158,13 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--csv") && i + 1 < argc)
+            csv_path = argv[++i];
         else if (!strcmp(argv[i], "--no-torch"))
             use_torch = 0;
         else {
             fprintf(stderr, "usage: bench_zoo [--models DIR] [--data DIR] [--n N] [--reps R] "
-                            "[--threads T] [--only NAME] [--no-torch]\n");
+                            "[--threads T] [--only NAME] [--csv FILE] [--no-torch]\n");
             return 2;
         }
     }
@@ -203,8 +209,11 @@ int main(int argc, char **argv)
     print_load("at start");
     zoo_row_t rows[MAX_MODELS];
     double *lat = malloc(sizeof(double) * (size_t)n), *flops = malloc(sizeof(double) * (size_t)n);
+    double *fexact = malloc(sizeof(double) * (size_t)n);
     int rc = 0;
-    for (int k = 0; k < nm && lat && flops; k++) {
+    FILE *csv = csv_path ? fopen(csv_path, "w") : NULL;
+    if (csv) fprintf(csv, "model,index,flops_ref,flops_exact,ms\n");
+    for (int k = 0; k < nm && lat && flops && fexact; k++) {
         zoo_row_t *row = &rows[k];
         memset(row, 0, sizeof *row);
         snprintf(row->name, sizeof row->name, "%s", names[k]);
@@ -215,17 +224,20 @@ int main(int argc, char **argv)
         adnn_model_t *m = NULL;
         if ((err = adnn_model_load(prefix, &m))) {
             fprintf(stderr, "bench_zoo: %s: %s\n", prefix, dp_err_detail());
-            row->pearson = row->ours_ms = NAN;
+            row->pearson = row->pearson_exact = row->ours_ms = NAN;
             rc = 1;
             continue;
         }
-        time_ours(m, test, n, reps, lat, flops);
+        time_ours(m, test, n, reps, lat, flops, fexact);
         adnn_model_destroy(&m);
         double sum = 0, fsum = 0;
         for (int i = 0; i < n; i++) sum += lat[i], fsum += flops[i];
         row->ours_ms = sum / n;
         row->flops_mean = fsum / n;
         row->pearson = pearson(flops, lat, n);
+        row->pearson_exact = pearson(fexact, lat, n);
+        for (int i = 0; csv && i < n; i++)
+            fprintf(csv, "%s,%d,%.0f,%.0f,%.6f\n", row->name, i, flops[i], fexact[i], lat[i]);
         row->torch_ms = NAN;
         if (use_torch) time_torch(row, prefix, data, n, reps, threads, flops);
         printf("  %-16s done: pearson %.3f, ours %.3f ms, torch %.3f ms\n", row->name, row->pearson,
@@ -233,17 +245,20 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     print_load("at end");
-    printf("\n%-16s %8s %12s %10s %10s %9s %11s\n", "model", "pearson", "MFLOPs/inp", "ours ms",
-           "torch ms", "speedup", "same path");
+    printf("\n%-16s %8s %12s %10s %10s %9s %11s %9s\n", "model", "pearson", "MFLOPs/inp", "ours ms",
+           "torch ms", "speedup", "same path", "r(exact)");
     for (int k = 0; k < nm; k++) {
         const zoo_row_t *r = &rows[k];
         char agree[32] = "-";
         if (r->agree >= 0) snprintf(agree, sizeof agree, "%d/%d", r->agree, r->n);
-        printf("%-16s %8.3f %12.3f %10.3f %10.3f %8.2fx %11s\n", r->name, r->pearson,
-               r->flops_mean / 1e6, r->ours_ms, r->torch_ms, r->torch_ms / r->ours_ms, agree);
+        printf("%-16s %8.3f %12.3f %10.3f %10.3f %8.2fx %11s %9.3f\n", r->name, r->pearson,
+               r->flops_mean / 1e6, r->ours_ms, r->torch_ms, r->torch_ms / r->ours_ms, agree,
+               r->pearson_exact);
     }
     free(lat);
     free(flops);
+    free(fexact);
+    if (csv) fclose(csv);
     dp_dataset_destroy(&test);
     return rc;
 }
