@@ -1,7 +1,9 @@
 /* Times the adaptive forward of every shipped zoo model (models/NAME.pb +
  * NAME.safetensors) at batch 1 over the first N Fashion-MNIST test images:
  * - per input: one warm-up adnn_forward_adaptive, then --reps timed ones; the
- *   input's latency is their median;
+ *   input's latency is their median (wall clock); its thread CPU time too
+ *   (r(cpu): the same correlation without the time spent preempted, which
+ *   dominates the outliers on a loaded shared machine);
  * - Pearson correlation, over the inputs, of the executed FLOPs (reference
  *   convention, from the trace) with that latency: does the cost model the
  *   generator optimises track wall time? (acceptance >= 0.9); r(exact) is
@@ -17,6 +19,7 @@
  * --csv writes one line per model and input: model,index,flops_ref,flops_exact,ms.
  * Run from the repository root (or set DP_SOURCE_DIR) so the script is found. */
 #include <dirent.h>
+#include <time.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +36,7 @@
 
 typedef struct zoo_row {
     char name[64];
-    double pearson, pearson_exact, ours_ms, torch_ms, flops_mean;
+    double pearson, pearson_cpu, pearson_exact, ours_ms, torch_ms, flops_mean;
     int agree, n; /* inputs with the same FLOPs in PyTorch; -1: no PyTorch */
 } zoo_row_t;
 
@@ -60,12 +63,27 @@ static double pearson(const double *x, const double *y, int n)
     return sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : NAN;
 }
 
-/* Our side: fills latency (ms) and FLOPs (reference and exact) per input. */
-static void time_ours(adnn_model_t *m, const dp_dataset_t *d, int n, int reps, double *lat,
-                      double *flops, double *flops_exact)
+static double cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static double median(double *v, int k)
+{
+    qsort(v, (size_t)k, sizeof v[0], cmp_double);
+    return k % 2 ? v[k / 2] : 0.5 * (v[k / 2 - 1] + v[k / 2]);
+}
+
+/* Our side: per input the median wall latency (ms) and thread CPU time (ms)
+ * of reps runs after one warm-up run of the same input, and its FLOPs
+ * (reference and exact). Returns 0, or -1 when out of memory. */
+static int time_ours(adnn_model_t *m, const dp_dataset_t *d, int n, int reps, double *lat,
+                     double *cpu, double *flops, double *flops_exact)
 {
     size_t isz = dp_dataset_sample_size(d);
-    double t[MAX_REPS];
+    double w[MAX_REPS], c[MAX_REPS];
     adnn_trace_t tr;
     for (int i = 0; i < n; i++) {
         const float *x = d->images + (size_t)i * isz;
@@ -73,13 +91,15 @@ static void time_ours(adnn_model_t *m, const dp_dataset_t *d, int n, int reps, d
         flops[i] = tr.flops_ref;
         flops_exact[i] = tr.flops_exact;
         for (int r = 0; r < reps; r++) {
-            double t0 = dp_clock_s();
+            double c0 = cpu_ms(), t0 = dp_clock_s();
             adnn_forward_adaptive(m, x, &tr);
-            t[r] = (dp_clock_s() - t0) * 1e3;
+            w[r] = (dp_clock_s() - t0) * 1e3;
+            c[r] = cpu_ms() - c0;
         }
-        qsort(t, (size_t)reps, sizeof t[0], cmp_double);
-        lat[i] = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+        lat[i] = median(w, reps);
+        cpu[i] = median(c, reps);
     }
+    return 0;
 }
 
 /* PyTorch side through bench/ref_zoo.py; fills torch_ms and agree. 0 on success. */
@@ -209,11 +229,11 @@ int main(int argc, char **argv)
     print_load("at start");
     zoo_row_t rows[MAX_MODELS];
     double *lat = malloc(sizeof(double) * (size_t)n), *flops = malloc(sizeof(double) * (size_t)n);
-    double *fexact = malloc(sizeof(double) * (size_t)n);
+    double *fexact = malloc(sizeof(double) * (size_t)n), *cpu = malloc(sizeof(double) * (size_t)n);
     int rc = 0;
     FILE *csv = csv_path ? fopen(csv_path, "w") : NULL;
-    if (csv) fprintf(csv, "model,index,flops_ref,flops_exact,ms\n");
-    for (int k = 0; k < nm && lat && flops && fexact; k++) {
+    if (csv) fprintf(csv, "model,index,flops_ref,flops_exact,ms,cpu_ms\n");
+    for (int k = 0; k < nm && lat && flops && fexact && cpu; k++) {
         zoo_row_t *row = &rows[k];
         memset(row, 0, sizeof *row);
         snprintf(row->name, sizeof row->name, "%s", names[k]);
@@ -224,20 +244,27 @@ int main(int argc, char **argv)
         adnn_model_t *m = NULL;
         if ((err = adnn_model_load(prefix, &m))) {
             fprintf(stderr, "bench_zoo: %s: %s\n", prefix, dp_err_detail());
-            row->pearson = row->pearson_exact = row->ours_ms = NAN;
+            row->pearson = row->pearson_exact = row->pearson_cpu = row->ours_ms = NAN;
             rc = 1;
             continue;
         }
-        time_ours(m, test, n, reps, lat, flops, fexact);
+        int terr = time_ours(m, test, n, reps, lat, cpu, flops, fexact);
         adnn_model_destroy(&m);
+        if (terr) {
+            fprintf(stderr, "bench_zoo: out of memory\n");
+            rc = 1;
+            break;
+        }
         double sum = 0, fsum = 0;
         for (int i = 0; i < n; i++) sum += lat[i], fsum += flops[i];
         row->ours_ms = sum / n;
         row->flops_mean = fsum / n;
         row->pearson = pearson(flops, lat, n);
         row->pearson_exact = pearson(fexact, lat, n);
+        row->pearson_cpu = pearson(flops, cpu, n);
         for (int i = 0; csv && i < n; i++)
-            fprintf(csv, "%s,%d,%.0f,%.0f,%.6f\n", row->name, i, flops[i], fexact[i], lat[i]);
+            fprintf(csv, "%s,%d,%.0f,%.0f,%.6f,%.6f\n", row->name, i, flops[i], fexact[i], lat[i],
+                    cpu[i]);
         row->torch_ms = NAN;
         if (use_torch) time_torch(row, prefix, data, n, reps, threads, flops);
         printf("  %-16s done: pearson %.3f, ours %.3f ms, torch %.3f ms\n", row->name, row->pearson,
@@ -245,19 +272,20 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     print_load("at end");
-    printf("\n%-16s %8s %12s %10s %10s %9s %11s %9s\n", "model", "pearson", "MFLOPs/inp", "ours ms",
-           "torch ms", "speedup", "same path", "r(exact)");
+    printf("\n%-16s %8s %8s %9s %11s %9s %9s %8s %10s\n", "model", "pearson", "r(cpu)", "r(exact)",
+           "MFLOPs/inp", "ours ms", "torch ms", "speedup", "same path");
     for (int k = 0; k < nm; k++) {
         const zoo_row_t *r = &rows[k];
         char agree[32] = "-";
         if (r->agree >= 0) snprintf(agree, sizeof agree, "%d/%d", r->agree, r->n);
-        printf("%-16s %8.3f %12.3f %10.3f %10.3f %8.2fx %11s %9.3f\n", r->name, r->pearson,
-               r->flops_mean / 1e6, r->ours_ms, r->torch_ms, r->torch_ms / r->ours_ms, agree,
-               r->pearson_exact);
+        printf("%-16s %8.3f %8.3f %9.3f %11.3f %9.3f %9.3f %7.2fx %10s\n", r->name, r->pearson,
+               r->pearson_cpu, r->pearson_exact, r->flops_mean / 1e6, r->ours_ms, r->torch_ms,
+               r->torch_ms / r->ours_ms, agree);
     }
     free(lat);
     free(flops);
     free(fexact);
+    free(cpu);
     if (csv) fclose(csv);
     dp_dataset_destroy(&test);
     return rc;
