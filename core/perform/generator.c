@@ -307,8 +307,9 @@ struct perf_gen {
     gen_params_t p, gp;          /* named pointers into params (and stats), grads */
     gen_acts_t a, da;
     nn_adam_t adam;
-    int last_n; /* batch of the last training forward, 0 if none */
-    int fwd_n;  /* batch of the last forward */
+    int split_threads; /* nn_conv_t.threads for the forward's convs (0 = BLAS's) */
+    int last_n;        /* batch of the last training forward, 0 if none */
+    int fwd_n;         /* batch of the last forward */
     int ntensors;
     tensor_rec_t recs[GEN_MAX_TENSORS];
 };
@@ -606,6 +607,7 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
     }
     for (int i = 0; i < 3; i++) {
         nn_conv_t c = conv_n(&d->enc[i], n);
+        c.threads = g->split_threads;
         const int hw = c.hout * c.wout;
         nn_conv2d_forward(&c, a->enc_c[i], cur, p->enc_w[i], p->enc_b[i], ws);
         nn_instnorm_forward(a->enc_n[i], a->enc_m[i], a->enc_r[i], a->enc_c[i], n, c.cout, hw,
@@ -620,6 +622,7 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
         const int ci = d->rcin[r], co = d->rcout[r];
         const size_t sz = (size_t)n * co * hw;
         nn_conv_t c1 = conv_n(&d->rc1[r], n), c2 = conv_n(&d->rc2[r], n);
+        c1.threads = c2.threads = g->split_threads;
         nn_reflpad2d_forward(ra->pad1, cur, n, ci, rh, rw, 1);
         nn_conv2d_forward(&c1, ra->c1, ra->pad1, rp->c1w, NULL, ws);
         bn_forward(g, ra->bn1, ra->m1, ra->r1, ra->c1, &rp->bn1, n, co, hw, training);
@@ -630,6 +633,7 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
         const float *sc = cur;
         if (ci != co) {
             nn_conv_t cs = conv_n(&d->rsc[r], n);
+            cs.threads = g->split_threads;
             nn_conv2d_forward(&cs, ra->sc, cur, rp->scw, NULL, ws);
             bn_forward(g, ra->scbn, ra->msc, ra->rsc, ra->sc, &rp->scbn, n, co, hw, training);
             sc = ra->scbn;
@@ -677,7 +681,17 @@ void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int trai
     const int blas_threads = nn_get_threads();
     int nt = blas_threads < g->nworkers ? blas_threads : g->nworkers;
     nt = nt < n ? nt : n;
-    if (training || nt < 2) {
+    if (!training && n == 1 && blas_threads > 1) {
+        /* One image: the BLAS stays on one thread (its threading of these thin
+         * products costs more than it gains, and its idle workers spin), and
+         * the large convs split their output channels over blas_threads
+         * threads themselves (nn_conv_t.threads). */
+        nn_set_threads(1);
+        g->split_threads = blas_threads;
+        forward_range(g, &g->a, g->ws, x, n, out, training);
+        g->split_threads = 0;
+        nn_set_threads(blas_threads);
+    } else if (training || nt < 2) {
         forward_range(g, &g->a, g->ws, x, n, out, training);
     } else {
         /* Eval: every layer is per image (BatchNorm uses running statistics),
