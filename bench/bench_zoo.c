@@ -1,22 +1,24 @@
 /* Times the adaptive forward of every shipped zoo model (models/NAME.pb +
  * NAME.safetensors) at batch 1 over the first N Fashion-MNIST test images:
- * - per input: one warm-up adnn_forward_adaptive, then --reps timed ones; the
- *   input's latency is their median (wall clock); its thread CPU time too
- *   (r(cpu): the same correlation without the time spent preempted, which
- *   dominates the outliers on a loaded shared machine);
+ * - --reps rounds over all inputs; in each, per input, one untimed warm-up
+ *   adnn_forward_adaptive and 3 timed ones back to back (see time_ours); the
+ *   input's latency is the median of its 3 * reps runs (wall clock); its
+ *   thread CPU time too (r(cpu): the same without time spent preempted);
  * - Pearson correlation, over the inputs, of the executed FLOPs (reference
  *   convention, from the trace) with that latency: does the cost model the
  *   generator optimises track wall time? (acceptance >= 0.9); r(exact) is
  *   the same with the exact FLOPs (depthwise convs divided by groups);
  * - in the same run, bench/ref_zoo.py (PyTorch eager, same weights, same
- *   inputs, same thread count, same warm-up and repeats) through popen; its
- *   per-input FLOPs must equal ours (same decisions). Speedup = torch / ours.
+ *   inputs, same thread count, same round structure with --torch-reps rounds
+ *   (fewer by default: only its mean matters, and it is 10x slower)) through
+ *   popen; its per-input FLOPs must equal ours (same decisions). ms/input is
+ *   the mean of the per-input medians on both sides; speedup = torch / ours.
  * Single-threaded by default (nn_set_threads(1), torch.set_num_threads(1)):
  * the realistic batch-1 device setting, and less noisy on a shared machine.
  *
- * usage: bench_zoo [--models DIR] [--data DIR] [--n N] [--reps R] [--threads T]
- *                  [--only NAME] [--csv FILE] [--no-torch]
- * --csv writes one line per model and input: model,index,flops_ref,flops_exact,ms.
+ * usage: bench_zoo [--models DIR] [--data DIR] [--n N] [--reps R (11)] [--torch-reps R (3)]
+ *                  [--threads T] [--only NAME] [--csv FILE] [--no-torch]
+ * --csv writes one line per model and input: model,index,flops_ref,flops_exact,ms,cpu_ms.
  * Run from the repository root (or set DP_SOURCE_DIR) so the script is found. */
 #include <dirent.h>
 #include <time.h>
@@ -33,6 +35,7 @@
 
 #define MAX_MODELS 32
 #define MAX_REPS   51
+#define ZOO_BURST  3 /* timed runs back to back per input and round */
 
 typedef struct zoo_row {
     char name[64];
@@ -77,28 +80,46 @@ static double median(double *v, int k)
 }
 
 /* Our side: per input the median wall latency (ms) and thread CPU time (ms)
- * of reps runs after one warm-up run of the same input, and its FLOPs
- * (reference and exact). Returns 0, or -1 when out of memory. */
+ * of reps * ZOO_BURST runs, and its FLOPs (reference and exact). The runs
+ * come in reps ROUNDS over all inputs; in each round an input gets one
+ * untimed warm-up run, then ZOO_BURST timed runs back to back. On the shared
+ * machine two kinds of noise meet: the load drifts over a run (1.6x between
+ * the fastest and slowest tenth of a run), which rounds spread over every
+ * input instead of making the inputs measured in a slow minute look
+ * expensive; and preemptions, which rarely hit more than one run of a short
+ * burst, so the median drops them. Returns 0, or -1 when out of memory. */
 static int time_ours(adnn_model_t *m, const dp_dataset_t *d, int n, int reps, double *lat,
                      double *cpu, double *flops, double *flops_exact)
 {
-    size_t isz = dp_dataset_sample_size(d);
-    double w[MAX_REPS], c[MAX_REPS];
-    adnn_trace_t tr;
-    for (int i = 0; i < n; i++) {
-        const float *x = d->images + (size_t)i * isz;
-        adnn_forward_adaptive(m, x, &tr);
-        flops[i] = tr.flops_ref;
-        flops_exact[i] = tr.flops_exact;
-        for (int r = 0; r < reps; r++) {
-            double c0 = cpu_ms(), t0 = dp_clock_s();
-            adnn_forward_adaptive(m, x, &tr);
-            w[r] = (dp_clock_s() - t0) * 1e3;
-            c[r] = cpu_ms() - c0;
-        }
-        lat[i] = median(w, reps);
-        cpu[i] = median(c, reps);
+    size_t isz = dp_dataset_sample_size(d), per = (size_t)reps * ZOO_BURST;
+    double *w = malloc(sizeof(double) * (size_t)n * per);
+    double *c = malloc(sizeof(double) * (size_t)n * per);
+    if (!w || !c) {
+        free(w);
+        free(c);
+        return -1;
     }
+    adnn_trace_t tr;
+    for (int r = 0; r < reps; r++)
+        for (int i = 0; i < n; i++) {
+            const float *x = d->images + (size_t)i * isz;
+            adnn_forward_adaptive(m, x, &tr); /* warm-up */
+            flops[i] = tr.flops_ref;
+            flops_exact[i] = tr.flops_exact;
+            for (int b = 0; b < ZOO_BURST; b++) {
+                size_t o = (size_t)i * per + (size_t)r * ZOO_BURST + b;
+                double c0 = cpu_ms(), t0 = dp_clock_s();
+                adnn_forward_adaptive(m, x, &tr);
+                w[o] = (dp_clock_s() - t0) * 1e3;
+                c[o] = cpu_ms() - c0;
+            }
+        }
+    for (int i = 0; i < n; i++) {
+        lat[i] = median(w + (size_t)i * per, (int)per);
+        cpu[i] = median(c + (size_t)i * per, (int)per);
+    }
+    free(w);
+    free(c);
     return 0;
 }
 
@@ -117,8 +138,9 @@ static int time_torch(zoo_row_t *row, const char *prefix, const char *data, int 
         return -1;
     }
     snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 %s --model %s --data %s --n %d --reps %d --threads %d 2>&1", script,
-             prefix, data, n, reps, threads);
+             "/usr/bin/python3 %s --model %s --data %s --n %d --reps %d --burst %d --threads %d "
+             "2>&1",
+             script, prefix, data, n, reps, ZOO_BURST, threads);
     FILE *f = popen(cmd, "r");
     if (!f) return -1;
     size_t cap = 1 << 20, len = 0, r;
@@ -164,7 +186,7 @@ int main(int argc, char **argv)
 {
     const char *models = "models", *data = "/usr/share/datasets/fashion-mnist", *only = NULL;
     const char *csv_path = NULL;
-    int n = 1000, reps = 5, threads = 1, use_torch = 1;
+    int n = 1000, reps = 11, torch_reps = 3, threads = 1, use_torch = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--models") && i + 1 < argc)
             models = argv[++i];
@@ -176,6 +198,8 @@ int main(int argc, char **argv)
             n = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--torch-reps") && i + 1 < argc)
+            torch_reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc)
@@ -183,12 +207,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--no-torch"))
             use_torch = 0;
         else {
-            fprintf(stderr, "usage: bench_zoo [--models DIR] [--data DIR] [--n N] [--reps R] "
-                            "[--threads T] [--only NAME] [--csv FILE] [--no-torch]\n");
+            fprintf(stderr,
+                    "usage: bench_zoo [--models DIR] [--data DIR] [--n N] [--reps R] "
+                    "[--torch-reps R] [--threads T] [--only NAME] [--csv FILE] [--no-torch]\n");
             return 2;
         }
     }
-    if (n < 2 || reps < 1 || reps > MAX_REPS || threads < 1) {
+    if (n < 2 || reps < 1 || reps > MAX_REPS || torch_reps < 1 || threads < 1) {
         fprintf(stderr, "bench_zoo: need --n >= 2, --reps in [1, %d], --threads >= 1\n", MAX_REPS);
         return 2;
     }
@@ -223,9 +248,9 @@ int main(int argc, char **argv)
     qsort(names, (size_t)nm, sizeof names[0], cmp_str);
 
     nn_set_threads(threads);
-    printf("bench_zoo: %d models in %s, %d test images, batch 1, warm-up 1 + median of %d, "
-           "%d thread(s) (ours and PyTorch)\n",
-           nm, models, n, reps, threads);
+    printf("bench_zoo: %d models in %s, %d test images, batch 1; per input the median of %d "
+           "rounds x (1 warm-up + %d timed runs), PyTorch %d rounds; %d thread(s) both sides\n",
+           nm, models, n, reps, ZOO_BURST, torch_reps, threads);
     print_load("at start");
     zoo_row_t rows[MAX_MODELS];
     double *lat = malloc(sizeof(double) * (size_t)n), *flops = malloc(sizeof(double) * (size_t)n);
@@ -266,7 +291,7 @@ int main(int argc, char **argv)
             fprintf(csv, "%s,%d,%.0f,%.0f,%.6f,%.6f\n", row->name, i, flops[i], fexact[i], lat[i],
                     cpu[i]);
         row->torch_ms = NAN;
-        if (use_torch) time_torch(row, prefix, data, n, reps, threads, flops);
+        if (use_torch) time_torch(row, prefix, data, n, torch_reps, threads, flops);
         printf("  %-16s done: pearson %.3f, ours %.3f ms, torch %.3f ms\n", row->name, row->pearson,
                row->ours_ms, row->torch_ms);
         fflush(stdout);

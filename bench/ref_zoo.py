@@ -4,9 +4,10 @@ tests/ref/zoo_models.py) over the first N Fashion-MNIST test images.
 
     /usr/bin/python3 bench/ref_zoo.py --model models/sdn_resnet --n 1000 --reps 5 --threads 1
 
-Per input: one warm-up forward, then --reps timed forwards (torch.no_grad(),
-eval mode, Python control flow: an exit that fires stops the network); the
-input's time is the median. Prints one JSON object: the mean over inputs of
+--reps rounds over all inputs; in each, per input, one untimed warm-up forward
+and --burst timed ones back to back (torch.no_grad(), eval mode, Python control
+flow: an exit that fires stops the network), as bench_zoo.c does; the input's
+time is the median of its reps * burst runs. Prints one JSON object: the mean over inputs of
 the per-input median (ms), and each input's reference-convention FLOPs (so the
 C side can check that both took the same decisions).
 """
@@ -30,6 +31,7 @@ def main():
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--burst", type=int, default=3, help="timed runs per input and round")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -42,17 +44,18 @@ def main():
             with zm.FlopCounter(model) as fc:
                 model.adaptive(x[i:i + 1])
             flops.append(fc.flops)
-    med = []
+    n = x.shape[0]
+    t = [[] for _ in range(n)]
     with torch.no_grad():
-        for i in range(x.shape[0]):
-            xi = x[i:i + 1]
-            model.adaptive(xi)
-            t = []
-            for _ in range(a.reps):
-                t0 = time.perf_counter()
-                model.adaptive(xi)
-                t.append((time.perf_counter() - t0) * 1e3)
-            med.append(statistics.median(t))
+        for _ in range(a.reps):  # rounds over all inputs, as bench_zoo.c
+            for i in range(n):
+                xi = x[i:i + 1]
+                model.adaptive(xi)  # warm-up
+                for _ in range(a.burst):
+                    t0 = time.perf_counter()
+                    model.adaptive(xi)
+                    t[i].append((time.perf_counter() - t0) * 1e3)
+    med = [statistics.median(v) for v in t]
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
                       "n": len(med), "ms_per_input": sum(med) / len(med), "flops": flops}))
 
