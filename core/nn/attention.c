@@ -8,6 +8,7 @@
 #include "nn/attention.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -60,6 +61,64 @@ static void conv1x1_backward(float *dx, float *dw, float *db, const float *dy, c
     if (dx) nn_sgemm(true, false, c, hw, co, 1.0f, w, c, dy, hw, 1.0f, dx, hw);
 }
 
+/* Rows [i0, i1) of E = q^T k, their softmax (A's rows), and the matching
+ * columns of O = v A^T. Row blocks are independent: several threads share an
+ * image's attention this way. */
+typedef struct att_rows {
+    const float *q, *k, *v;
+    float *a, *o;
+    int c, c8, hw, i0, i1;
+} att_rows_t;
+
+static void *att_rows_run(void *arg)
+{
+    const att_rows_t *j = arg;
+    const int rows = j->i1 - j->i0, hw = j->hw;
+    if (rows <= 0) return NULL;
+    float *a = j->a + (size_t)j->i0 * hw;
+    nn_sgemm(true, false, rows, hw, j->c8, 1.0f, j->q + j->i0, hw, j->k, hw, 0.0f, a, hw);
+    nn_softmax_forward(a, a, rows, hw);
+    nn_sgemm(false, true, j->c, rows, hw, 1.0f, j->v, hw, a, hw, 0.0f, j->o + j->i0, hw);
+    return NULL;
+}
+
+#define ATT_SPLIT_MAX      8
+#define ATT_SPLIT_MIN_MACS ((size_t)2 << 20) /* per thread */
+
+/* Threads for one image's E, softmax, O: the BLAS's thread count while that
+ * work is large, each thread then with a one-thread BLAS (OpenBLAS threads
+ * these thin products and the softmax not at all). */
+static int att_split(int c, int c8, int hw)
+{
+    int t = nn_get_threads();
+    t = t < ATT_SPLIT_MAX ? t : ATT_SPLIT_MAX;
+    const size_t macs = (size_t)hw * hw * (size_t)(c + c8);
+    while (t > 1 && (macs / (size_t)t < ATT_SPLIT_MIN_MACS || hw / t < 8)) t--;
+    return t;
+}
+
+static void att_rows_parallel(int t, att_rows_t base)
+{
+    att_rows_t jobs[ATT_SPLIT_MAX];
+    pthread_t tid[ATT_SPLIT_MAX];
+    int started[ATT_SPLIT_MAX] = {0};
+    for (int i = 0, r0 = 0; i < t; i++) {
+        const int rows = base.hw / t + (i < base.hw % t);
+        jobs[i] = base;
+        jobs[i].i0 = r0, jobs[i].i1 = r0 + rows;
+        r0 += rows;
+    }
+    for (int i = 1; i < t; i++)
+        started[i] = pthread_create(&tid[i], NULL, att_rows_run, &jobs[i]) == 0;
+    att_rows_run(&jobs[0]);
+    for (int i = 1; i < t; i++) {
+        if (started[i])
+            pthread_join(tid[i], NULL);
+        else
+            att_rows_run(&jobs[i]);
+    }
+}
+
 void nn_attention_forward(float *out, float *cache, const float *inp, const float *wq,
                           const float *bq, const float *wk, const float *bk, const float *wv,
                           const float *bv, const float *gamma, int n, int c, int hw)
@@ -67,6 +126,8 @@ void nn_attention_forward(float *out, float *cache, const float *inp, const floa
     assert(n > 0 && c > 0 && hw > 0);
     int c8 = c8_of(c);
     size_t plane = (size_t)c * hw;
+    const int saved = nn_get_threads(), split = att_split(c, c8, hw);
+    if (split > 1) nn_set_threads(1); /* the 1x1 convs too: thin, and BLAS workers spin */
     for (int b = 0; b < n; b++) {
         const float *x = inp + b * plane;
         float *y = out + b * plane;
@@ -76,14 +137,18 @@ void nn_attention_forward(float *out, float *cache, const float *inp, const floa
         conv1x1(q, wq, bq, x, c8, c, hw);
         conv1x1(k, wk, bk, x, c8, c, hw);
         conv1x1(v, wv, bv, x, c, c, hw);
-        /* E (HW,HW) = q^T (HW,C8) k (C8,HW), then row softmax in place */
-        nn_sgemm(true, false, hw, hw, c8, 1.0f, q, hw, k, hw, 0.0f, a, hw);
-        nn_softmax_forward(a, a, hw, hw);
-        /* O (C,HW) = v (C,HW) A^T (HW,HW) */
-        nn_sgemm(false, true, c, hw, hw, 1.0f, v, hw, a, hw, 0.0f, o, hw);
+        /* E (HW,HW) = q^T (HW,C8) k (C8,HW), row softmax in place (A), then
+         * O (C,HW) = v (C,HW) A^T (HW,HW) */
+        att_rows_t job = {q, k, v, a, o, c, c8, hw, 0, hw};
+        if (split > 1) {
+            att_rows_parallel(split, job);
+        } else {
+            att_rows_run(&job);
+        }
         float g = gamma[0];
         for (size_t i = 0; i < plane; i++) y[i] = g * o[i] + x[i];
     }
+    if (split > 1) nn_set_threads(saved);
 }
 
 void nn_attention_backward(float *dinp, float *dwq, float *dbq, float *dwk, float *dbk, float *dwv,

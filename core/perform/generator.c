@@ -649,8 +649,12 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
         nn_instnorm_forward(a->dec_n[i], a->dec_m[i], a->dec_r[i], a->dec_c[i], n, ch, ahw,
                             NORM_EPS);
         nn_leakyrelu_forward(a->dec_a[i], a->dec_n[i], (size_t)n * ch * ahw, slope);
+        /* at n = 1 (split_threads set, BLAS on one thread), the attention
+         * splits its rows over the BLAS's thread count: give it back */
+        if (g->split_threads > 1) nn_set_threads(g->split_threads);
         nn_attention_forward(a->att[i], a->att_cache[i], a->dec_a[i], ap->wq, ap->bq, ap->wk,
                              ap->bk, ap->wv, ap->bv, ap->gamma, n, ch, ahw);
+        if (g->split_threads > 1) nn_set_threads(1);
         cur = a->att[i];
     }
     nn_conv_t c = convt_n(&d->dec[2], n);
