@@ -7,7 +7,7 @@
 # resumes from its checkpoint).
 #
 # Defaults are the acceptance setting; every knob is an environment variable:
-#   BUILD=build-perform  OUT=$BUILD/perform-out  MODELS="models/a models/b"
+#   BUILD=build  OUT=$BUILD/perform-out  MODELS="models/a models/b"
 #   SEEDS=1000  ILFO_SEEDS=$SEEDS  SLOTH_SEEDS=$SEEDS  LINF="0.03 0.06 0.09"  L2="0.5 1.0 1.5"
 #   (LINF= or L2= empty: no budget of that norm)  TIME_LIMIT=0 (seconds per training)
 #   DATA_DIR=/usr/share/datasets/fashion-mnist
@@ -18,7 +18,7 @@
 #   SEEDS=200 ILFO_SEEDS=50 WIDTH=16 EPOCHS=3 TRAIN_N=2000 VAL_N=200 scripts/perform-table.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build-perform}
+BUILD=${BUILD:-build}
 OUT=${OUT:-$BUILD/perform-out}
 SEEDS=${SEEDS:-1000}
 ILFO_SEEDS=${ILFO_SEEDS:-$SEEDS}
