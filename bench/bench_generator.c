@@ -116,8 +116,10 @@ static int run_torch(bench_case_t *cases, int ncases, int threads, int reps, dou
         const char *p = strstr(buf, key);
         if (p) cases[i].torch_ms = strtod(p + strlen(key), NULL);
     }
-    const char *t = strstr(buf, "\"torch\": \"");
-    if (t) printf("PyTorch %.*s\n", (int)strcspn(t + 10, "\""), t + 10);
+    const char *t = strstr(buf, "\"torch\": \""), *th = strstr(buf, "\"threads\": ");
+    if (t)
+        printf("PyTorch %.*s, %d threads (torch.get_num_threads())\n", (int)strcspn(t + 10, "\""),
+               t + 10, th ? atoi(th + 11) : -1);
     return 0;
 }
 
