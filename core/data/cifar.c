@@ -62,7 +62,7 @@ dp_err_t dp_dataset_decode_cifar(const uint8_t *buf, size_t len, int cifar100,
     *out = NULL;
     const char *name = name_for_errors ? name_for_errors : "<memory>";
     if (!buf && len) return dp_err_set(DP_ERR_INVALID, "%s: buffer is NULL", name);
-    uint32_t n;
+    uint32_t n = 0;
     dp_dataset_t *d = NULL;
     dp_err_t e = cifar_count(name, len, cifar100, &n);
     if (e) return e;

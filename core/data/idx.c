@@ -268,8 +268,8 @@ static dp_err_t idx_decode(idx_src_t *img, idx_src_t *lbl, dp_dataset_t **out)
 {
     static const char *const img_dims[] = {"count", "rows", "cols"};
     static const char *const lbl_dims[] = {"count"};
-    uint32_t id[3], ld[1];
-    uint64_t ib, lb;
+    uint32_t id[3] = {0}, ld[1] = {0};
+    uint64_t ib = 0, lb = 0;
     uint8_t *ibuf = NULL, *lbuf = NULL;
     dp_dataset_t *d = NULL;
     dp_err_t e;
