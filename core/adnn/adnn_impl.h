@@ -181,6 +181,17 @@ double adnn_gap_head_flops(const adnn_gap_head_t *hd, int exact);
 
 /* Softmax confidence: max softmax of logits (k), its argmax in *arg. */
 float adnn_confidence(const float *logits, int k, int *arg);
+
+/* The early-exit "spend more" rule (METHOD.md section 2), shared by the SDNs
+ * and RANet. logits[k] is (n,K) for each internal exit k < E. p (n,E):
+ * p_k = 1 - c_k (at least `floor`) up to and including the first exit with
+ * c_k >= tau, and 1 after it; taken (n): that exit, or E if none fires. */
+void adnn_exit_pk(const float *const *logits, int n, int E, int K, float tau, double floor,
+                  float *p, int *taken);
+/* dlogits[k] (n,K) from dL/dp (n,E) through p_k = 1 - c_k; rows of exits
+ * past taken[i] (where p_k is the constant 1) are left as they are. */
+void adnn_exit_pk_backward(const float *const *logits, const float *dp, const int *taken, int n,
+                           int E, int K, float *const *dlogits);
 /* Exact FLOPs of the exit decision (softmax + max) over k classes. */
 double adnn_softmax_flops(int k);
 

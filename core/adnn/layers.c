@@ -315,3 +315,50 @@ float adnn_confidence(const float *logits, int k, int *arg)
 }
 
 double adnn_softmax_flops(int k) { return 4.0 * k; }
+
+void adnn_exit_pk(const float *const *logits, int n, int E, int K, float tau, double floor,
+                  float *p, int *taken)
+{
+    for (int i = 0; i < n; i++) {
+        int t = E; /* E: no internal exit fires */
+        for (int k = 0; k < E; k++) {
+            float *pk = p + (size_t)i * E + k;
+            if (k > t) {
+                *pk = 1.0f;
+                continue;
+            }
+            const float *z = logits[k] + (size_t)i * K;
+            int b;
+            float c = adnn_confidence(z, K, &b);
+            /* 1 - c computed without cancellation: rest / (1 + rest) */
+            double rest = 0;
+            for (int j = 0; j < K; j++)
+                if (j != b) rest += exp((double)z[j] - z[b]);
+            double pv = rest / (1.0 + rest);
+            *pk = (float)(pv < floor ? floor : pv);
+            if (c >= tau) t = k;
+        }
+        taken[i] = t;
+    }
+}
+
+void adnn_exit_pk_backward(const float *const *logits, const float *dp, const int *taken, int n,
+                           int E, int K, float *const *dlogits)
+{
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < E && k <= taken[i]; k++) { /* later p_k = 1: constant */
+            const float *z = logits[k] + (size_t)i * K;
+            float *dz = dlogits[k] + (size_t)i * K;
+            int b;
+            float c = adnn_confidence(z, K, &b);
+            double rest = 0;
+            for (int j = 0; j < K; j++)
+                if (j != b) rest += exp((double)z[j] - z[b]);
+            /* p = 1 - c: dL/dz_j = -dL/dp * c (delta_jb - s_j) */
+            double g = -(double)dp[(size_t)i * E + k], sum = 1.0 + rest;
+            for (int j = 0; j < K; j++) {
+                double sj = exp((double)z[j] - z[b]) / sum;
+                dz[j] = (float)(g * c * ((j == b ? 1.0 : 0.0) - sj));
+            }
+        }
+}

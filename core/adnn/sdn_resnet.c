@@ -253,36 +253,18 @@ static dp_err_t sdn_pk_grad(adnn_model_t *m, const float *x, int n, float *p, do
     for (int k = 0; k < E; k++)
         if (!(dl[k] = adnn_arena_get(m, (size_t)n * K)))
             return dp_err_set(DP_ERR_NOMEM, "out of memory in SDN p_k");
+    float *dp = adnn_arena_get(m, (size_t)n * E);
+    int *taken = (int *)adnn_arena_get(m, (size_t)n);
+    if (!dp || !taken) return dp_err_set(DP_ERR_NOMEM, "out of memory in SDN p_k");
+    adnn_exit_pk((const float *const *)f->fwd.logits, n, E, K, s->exit_tau, 1e-30, p, taken);
     double l = 0, scale = 1.0 / ((double)n * E);
-    for (int i = 0; i < n; i++) {
-        int taken = E; /* E: no internal exit fires */
-        for (int k = 0; k < E; k++) {
-            float *pk = p + (size_t)i * E + k;
-            if (k > taken) {
-                *pk = 1.0f;
-                continue;
-            }
-            const float *z = f->fwd.logits[k] + (size_t)i * K;
-            int b;
-            float c = adnn_confidence(z, K, &b);
-            /* 1 - c computed without cancellation: rest / (1 + rest) */
-            double rest = 0;
-            for (int j = 0; j < K; j++)
-                if (j != b) rest += exp((double)z[j] - z[b]);
-            double pv = rest / (1.0 + rest);
-            if (pv < 1e-30) pv = 1e-30;
-            *pk = (float)pv;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < E && k <= taken[i]; k++) {
+            double pv = p[(size_t)i * E + k];
             l -= scale * log(pv);
-            /* dL/dc = scale / p; dc/dz_j = c (delta_jb - s_j) */
-            double g = scale / pv, sum = 1.0 + rest;
-            float *dz = dl[k] + (size_t)i * K;
-            for (int j = 0; j < K; j++) {
-                double sj = exp((double)z[j] - z[b]) / sum;
-                dz[j] = (float)(g * c * ((j == b ? 1.0 : 0.0) - sj));
-            }
-            if (c >= s->exit_tau) taken = k;
+            dp[(size_t)i * E + k] = (float)(-scale / pv); /* dL/dp */
         }
-    }
+    adnn_exit_pk_backward((const float *const *)f->fwd.logits, dp, taken, n, E, K, dl);
     *loss = l;
     return sdn_backward(m, dl, dx);
 }
@@ -306,42 +288,9 @@ static dp_err_t sdn_pk_vjp(adnn_model_t *m, const float *x, int n, adnn_pk_dloss
     for (int k = 0; k < E; k++)
         if (!(dl[k] = adnn_arena_get(m, (size_t)n * K)))
             return dp_err_set(DP_ERR_NOMEM, "out of memory in SDN p_k");
-    for (int i = 0; i < n; i++) {
-        taken[i] = E;
-        for (int k = 0; k < E; k++) {
-            float *pk = p + (size_t)i * E + k;
-            if (k > taken[i]) {
-                *pk = 1.0f;
-                continue;
-            }
-            int b;
-            float c = adnn_confidence(f->fwd.logits[k] + (size_t)i * K, K, &b);
-            const float *z = f->fwd.logits[k] + (size_t)i * K;
-            double rest = 0;
-            for (int j = 0; j < K; j++)
-                if (j != b) rest += exp((double)z[j] - z[b]);
-            *pk = (float)(rest / (1.0 + rest));
-            if (c >= s->exit_tau) taken[i] = k;
-        }
-    }
+    adnn_exit_pk((const float *const *)f->fwd.logits, n, E, K, s->exit_tau, 0.0, p, taken);
     fn(p, n, E, dp, arg);
-    for (int i = 0; i < n; i++)
-        for (int k = 0; k < E; k++) {
-            float *dz = dl[k] + (size_t)i * K;
-            if (k > taken[i]) continue; /* p_k = 1: constant */
-            const float *z = f->fwd.logits[k] + (size_t)i * K;
-            int b;
-            float c = adnn_confidence(z, K, &b);
-            double rest = 0;
-            for (int j = 0; j < K; j++)
-                if (j != b) rest += exp((double)z[j] - z[b]);
-            /* p = 1 - c: dL/dz_j = -dL/dp * c (delta_jb - s_j) */
-            double g = -(double)dp[(size_t)i * E + k], sum = 1.0 + rest;
-            for (int j = 0; j < K; j++) {
-                double sj = exp((double)z[j] - z[b]) / sum;
-                dz[j] = (float)(g * c * ((j == b ? 1.0 : 0.0) - sj));
-            }
-        }
+    adnn_exit_pk_backward((const float *const *)f->fwd.logits, dp, taken, n, E, K, dl);
     return sdn_backward(m, dl, dx);
 }
 
