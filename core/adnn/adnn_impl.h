@@ -182,6 +182,16 @@ double adnn_gap_head_flops(const adnn_gap_head_t *hd, int exact);
 /* Softmax confidence: max softmax of logits (k), its argmax in *arg. */
 float adnn_confidence(const float *logits, int k, int *arg);
 
+/* Every exit's logits (logits[k] (n,K), k <= E, final last) into out
+ * (n, E+1, K), as adnn_eval_batch returns them. */
+void adnn_exits_copy(const float *const *logits, int n, int E, int K, float *out);
+/* The multi-exit training objective: cross-entropy of every exit (k <= E)
+ * weighted by spec.exit_weights (normalised); dl[k] (n,K) come from the arena
+ * and receive d loss / d logits[k]. *correct (may be NULL): the final exit's
+ * correct count. */
+dp_err_t adnn_exits_ce(adnn_model_t *m, const float *const *logits, const int32_t *y, int n,
+                       float **dl, double *loss, int *correct);
+
 /* The early-exit "spend more" rule (METHOD.md section 2), shared by the SDNs
  * and RANet. logits[k] is (n,K) for each internal exit k < E. p (n,E):
  * p_k = 1 - c_k (at least `floor`) up to and including the first exit with

@@ -362,3 +362,42 @@ void adnn_exit_pk_backward(const float *const *logits, const float *dp, const in
             }
         }
 }
+
+void adnn_exits_copy(const float *const *logits, int n, int E, int K, float *out)
+{
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k <= E; k++)
+            memcpy(out + ((size_t)i * (E + 1) + k) * K, logits[k] + (size_t)i * K,
+                   (size_t)K * sizeof(float));
+}
+
+dp_err_t adnn_exits_ce(adnn_model_t *m, const float *const *logits, const int32_t *y, int n,
+                       float **dl, double *loss, int *correct)
+{
+    const adnn_spec_t *s = &m->spec;
+    int E = s->nexits, K = s->num_classes;
+    double wsum = 0, l = 0;
+    for (int k = 0; k <= E; k++) wsum += s->exit_weights[k];
+    if (wsum <= 0) wsum = 1;
+    for (int k = 0; k <= E; k++) {
+        float *probs = adnn_arena_get(m, (size_t)n * K);
+        dl[k] = adnn_arena_get(m, (size_t)n * K);
+        if (!probs || !dl[k])
+            return dp_err_set(DP_ERR_NOMEM, "out of memory in %s training",
+                              adnn_family_name(s->family));
+        float wk = (float)(s->exit_weights[k] / wsum);
+        l += wk * nn_crossentropy_forward(probs, logits[k], y, n, K);
+        nn_crossentropy_backward(dl[k], probs, y, n, K, wk);
+    }
+    *loss = l;
+    if (correct) {
+        int c = 0;
+        for (int i = 0; i < n; i++) {
+            int arg;
+            adnn_confidence(logits[E] + (size_t)i * K, K, &arg);
+            c += arg == y[i];
+        }
+        *correct = c;
+    }
+    return DP_OK;
+}

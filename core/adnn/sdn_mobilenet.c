@@ -240,11 +240,8 @@ static dp_err_t mbn_eval_batch(adnn_model_t *m, const float *x, int n, float *ou
     dp_err_t err = mbn_full_forward(m, x, n, 0);
     if (err) return err;
     mbn_t *f = m->fam;
-    int E = m->spec.nexits, K = m->spec.num_classes;
-    for (int i = 0; i < n; i++)
-        for (int k = 0; k <= E; k++)
-            memcpy(out + ((size_t)i * (E + 1) + k) * K, f->fwd.logits[k] + (size_t)i * K,
-                   (size_t)K * sizeof(float));
+    adnn_exits_copy((const float *const *)f->fwd.logits, n, m->spec.nexits, m->spec.num_classes,
+                    out);
     return DP_OK;
 }
 
@@ -254,28 +251,9 @@ static dp_err_t mbn_train_step(adnn_model_t *m, const float *x, const int32_t *y
     dp_err_t err = mbn_full_forward(m, x, n, 1);
     if (err) return err;
     mbn_t *f = m->fam;
-    const adnn_spec_t *s = &m->spec;
-    int E = s->nexits, K = s->num_classes;
-    double wsum = 0, l = 0;
-    for (int k = 0; k <= E; k++) wsum += s->exit_weights[k];
-    if (wsum <= 0) wsum = 1;
     float *dl[ADNN_MAX_EXITS + 1];
-    for (int k = 0; k <= E; k++) {
-        float *probs = adnn_arena_get(m, (size_t)n * K);
-        dl[k] = adnn_arena_get(m, (size_t)n * K);
-        if (!probs || !dl[k]) return OOM("training");
-        float wk = (float)(s->exit_weights[k] / wsum);
-        l += wk * nn_crossentropy_forward(probs, f->fwd.logits[k], y, n, K);
-        nn_crossentropy_backward(dl[k], probs, y, n, K, wk);
-    }
-    *loss = l;
-    int c = 0;
-    for (int i = 0; i < n; i++) {
-        int arg;
-        adnn_confidence(f->fwd.logits[E] + (size_t)i * K, K, &arg);
-        c += arg == y[i];
-    }
-    *correct = c;
+    if ((err = adnn_exits_ce(m, (const float *const *)f->fwd.logits, y, n, dl, loss, correct)))
+        return err;
     return mbn_backward(m, dl, NULL);
 }
 
