@@ -23,8 +23,14 @@
 #include "perform/perform.h"
 #include "util/err.h"
 
+/* Defaults of the generator's data that live here rather than in
+ * perf_train_config_t (which takes arrays, not counts). */
+#define DEFAULT_TRAIN_N 10000
+#define DEFAULT_VAL_N   500
+
 static void usage(FILE *f)
 {
+    const perf_train_config_t d = perf_train_config_default();
     fprintf(f,
             "usage: dp-perform train    --model M --norm N --eps X --out GEN [options]\n"
             "       dp-perform generate --model M --gen GEN --out SAMPLES [options]\n"
@@ -37,15 +43,17 @@ static void usage(FILE *f)
             "  --l2-at-most       L2 projection scales down only above eps (default: exactly eps)\n"
             "  --seeds N          test seeds: test images [offset, offset+N) (default 1000)\n"
             "  --seed-offset N    (default 0)\n"
-            "  --train-n N        training images for the generator (default 10000)\n"
-            "  --val-n N          held-out training images after them (default 500)\n"
-            "  --width N          generator base width (default 64)\n"
-            "  --batch N          training / generation / baseline batch (default 32)\n"
-            "  --epochs N         at most N epochs (default 100)\n"
-            "  --patience N       early stop after N epochs without improvement (default 20)\n"
+            "  --train-n N        training images for the generator (default %d)\n"
+            "  --val-n N          held-out training images after them (default %d)\n"
+            "  --width N          generator base width (default %d; the paper's 64 is for 3x32x32)\n"
+            "  --batch N          training / generation / baseline batch (default %d)\n"
+            "  --epochs N         at most N epochs (default %d)\n"
+            "  --patience N       early stop after N epochs without improvement (default %d)\n"
+            "  --lr-step1 N       lr x0.1 from epoch N (default: half of --epochs)\n"
+            "  --lr-step2 N       lr x0.01 from epoch N (default: 80%% of --epochs)\n"
             "  --alpha X          L_GAN weight (default 0: no discriminator)\n"
             "  --beta X           L_per weight (default 0)\n"
-            "  --lr X             Adam learning rate (default 0.001)\n"
+            "  --lr X             Adam learning rate (default %g)\n"
             "  --checkpoint PATH  (default GEN.ckpt; resumed from when present)\n"
             "  --time-limit S     train: start no epoch after S seconds; keep the best so far\n"
             "  --iters N          ILFO iterations (default 300)\n"
@@ -53,7 +61,8 @@ static void usage(FILE *f)
             "  --idpb X           IDPB verdict threshold on the executed fraction (default 0.9)\n"
             "  --data-dir DIR     (default /usr/share/datasets/fashion-mnist)\n"
             "  --threads N        OpenBLAS threads (default: all cores)\n"
-            "  --json, --quiet, -h/--help\n");
+            "  --json, --quiet, -h/--help\n",
+            DEFAULT_TRAIN_N, DEFAULT_VAL_N, d.width, d.batch, d.epochs, d.patience, (double)d.lr);
 }
 
 typedef struct opts {
@@ -61,6 +70,7 @@ typedef struct opts {
     int norm, l2_at_most, json, quiet;
     double eps, alpha, beta, lr, idpb, time_limit;
     long seeds, offset, train_n, val_n, width, batch, epochs, patience, iters, seed, threads;
+    long lr_step1, lr_step2;
 } opts_t;
 
 static volatile int g_stop;
@@ -97,7 +107,7 @@ static int parse_double(const char *flag, const char *s, double lo, double hi, d
 
 static int parse_args(int argc, char **argv, opts_t *o)
 {
-    enum { O_L2M = 256, O_OFF, O_TRN, O_VAL, O_PAT, O_CKPT, O_IDPB, O_DATA, O_TL };
+    enum { O_L2M = 256, O_OFF, O_TRN, O_VAL, O_PAT, O_CKPT, O_IDPB, O_DATA, O_TL, O_LS1, O_LS2 };
     static const struct option lo[] = {{"model", required_argument, 0, 'm'},
                                        {"gen", required_argument, 0, 'g'},
                                        {"out", required_argument, 0, 'o'},
@@ -113,6 +123,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
                                        {"batch", required_argument, 0, 'b'},
                                        {"epochs", required_argument, 0, 'E'},
                                        {"patience", required_argument, 0, O_PAT},
+                                       {"lr-step1", required_argument, 0, O_LS1},
+                                       {"lr-step2", required_argument, 0, O_LS2},
                                        {"alpha", required_argument, 0, 'a'},
                                        {"beta", required_argument, 0, 'B'},
                                        {"lr", required_argument, 0, 'l'},
@@ -178,6 +190,12 @@ static int parse_args(int argc, char **argv, opts_t *o)
             break;
         case O_PAT:
             bad = parse_long("--patience", optarg, 1, 100000, &o->patience);
+            break;
+        case O_LS1:
+            bad = parse_long("--lr-step1", optarg, 1, 100000, &o->lr_step1);
+            break;
+        case O_LS2:
+            bad = parse_long("--lr-step2", optarg, 1, 100000, &o->lr_step2);
             break;
         case 'a':
             bad = parse_double("--alpha", optarg, 0, 1e6, &o->alpha);
@@ -322,6 +340,8 @@ static int cmd_train(opts_t *o)
     c.batch = (int)o->batch;
     c.epochs = (int)o->epochs;
     c.patience = (int)o->patience;
+    c.lr_step1 = (int)o->lr_step1;
+    c.lr_step2 = (int)o->lr_step2;
     c.alpha = (float)o->alpha;
     c.beta = (float)o->beta;
     c.lr = (float)o->lr;
@@ -332,12 +352,16 @@ static int cmd_train(opts_t *o)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     size_t isz = dp_dataset_sample_size(train);
-    if (!o->quiet)
-        printf("dp-perform train: %s, %s eps %g%s, width %d, batch %d, %ld training + %ld "
-               "held-out images, %d threads, checkpoint %s\n",
+    if (!o->quiet) {
+        int s1, s2;
+        perf_lr_steps(&c, &s1, &s2);
+        printf("dp-perform train: %s, %s eps %g%s, width %d, batch %d, <= %d epochs (lr %g, x0.1 "
+               "from epoch %d, x0.01 from %d, patience %d), %ld training + %ld held-out images, "
+               "%d threads, checkpoint %s\n",
                base_name(o->model), perf_norm_name(c.budget.norm), c.budget.eps,
-               c.budget.l2_at_most ? " (at most)" : "", c.width, c.batch, o->train_n, o->val_n,
-               nn_get_threads(), c.checkpoint);
+               c.budget.l2_at_most ? " (at most)" : "", c.width, c.batch, c.epochs, (double)c.lr,
+               s1, s2, c.patience, o->train_n, o->val_n, nn_get_threads(), c.checkpoint);
+    }
     perf_train_result_t res;
     err = perf_train(m, train->images, (int)o->train_n, train->images + (size_t)o->train_n * isz,
                      (int)o->val_n, &c, &g_stop, &g, &res);
@@ -497,8 +521,11 @@ int main(int argc, char **argv)
     opts_t o = {0};
     o.norm = -1;
     o.data_dir = "/usr/share/datasets/fashion-mnist";
-    o.seeds = 1000, o.train_n = 10000, o.val_n = 500, o.width = 64, o.batch = 32;
-    o.epochs = 100, o.patience = 20, o.lr = 1e-3, o.iters = 300, o.seed = 1, o.idpb = 0.9;
+    const perf_train_config_t d = perf_train_config_default();
+    o.seeds = 1000, o.train_n = DEFAULT_TRAIN_N, o.val_n = DEFAULT_VAL_N, o.width = d.width;
+    o.batch = d.batch, o.epochs = d.epochs, o.patience = d.patience, o.lr = d.lr;
+    o.lr_step1 = d.lr_step1, o.lr_step2 = d.lr_step2;
+    o.iters = 300, o.seed = 1, o.idpb = 0.9;
     o.threads = -1;
     if (argc < 2) {
         usage(stderr);

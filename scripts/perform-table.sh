@@ -11,7 +11,8 @@
 #   SEEDS=1000  ILFO_SEEDS=$SEEDS  SLOTH_SEEDS=$SEEDS  LINF="0.03 0.06 0.09"  L2="0.5 1.0 1.5"
 #   (LINF= or L2= empty: no budget of that norm)  TIME_LIMIT=0 (seconds per training)
 #   DATA_DIR=/usr/share/datasets/fashion-mnist
-#   WIDTH=64  EPOCHS=100  PATIENCE=20  TRAIN_N=10000  VAL_N=500  BATCH=32
+#   WIDTH EPOCHS PATIENCE TRAIN_N VAL_N (unset: dp-perform train's defaults, see its --help)
+#   BATCH=32
 #   ALPHA=0  BETA=0  ILFO_ITERS=300  THREADS=1  METHODS="deepperform random ilfo deepsloth"
 #   L2_AT_MOST=0 (1: "at most eps" projection for the generator)
 # Reduced example (minutes, not hours):
@@ -27,11 +28,13 @@ TIME_LIMIT=${TIME_LIMIT:-0}
 DATA_DIR=${DATA_DIR:-/usr/share/datasets/fashion-mnist}
 LINF=${LINF-"0.03 0.06 0.09"}
 L2=${L2-"0.5 1.0 1.5"}
-WIDTH=${WIDTH:-64}
-EPOCHS=${EPOCHS:-100}
-PATIENCE=${PATIENCE:-20}
-TRAIN_N=${TRAIN_N:-10000}
-VAL_N=${VAL_N:-500}
+# generator settings: passed on only where set, else dp-perform's defaults
+gen_args=()
+[ -n "${WIDTH:-}" ] && gen_args+=(--width "$WIDTH")
+[ -n "${EPOCHS:-}" ] && gen_args+=(--epochs "$EPOCHS")
+[ -n "${PATIENCE:-}" ] && gen_args+=(--patience "$PATIENCE")
+[ -n "${TRAIN_N:-}" ] && gen_args+=(--train-n "$TRAIN_N")
+[ -n "${VAL_N:-}" ] && gen_args+=(--val-n "$VAL_N")
 BATCH=${BATCH:-32}
 ALPHA=${ALPHA:-0}
 BETA=${BETA:-0}
@@ -64,10 +67,9 @@ for model in $MODELS; do
           deepperform)
             gen="$OUT/$tag-generator.safetensors"
             if [ ! -f "$gen" ]; then
-              log "train $tag (width $WIDTH, <= $EPOCHS epochs)"
+              log "train $tag ${gen_args[*]}"
               "$DP" train --model "$model" --norm "$norm" --eps "$eps" "${atm[@]}" --out "$gen" \
-                --width "$WIDTH" --epochs "$EPOCHS" --patience "$PATIENCE" --train-n "$TRAIN_N" \
-                --val-n "$VAL_N" --batch "$BATCH" --alpha "$ALPHA" --beta "$BETA" \
+                "${gen_args[@]}" --batch "$BATCH" --alpha "$ALPHA" --beta "$BETA" \
                 --time-limit "$TIME_LIMIT" --threads "$THREADS" --data-dir "$DATA_DIR" \
                 >"$OUT/$tag-train.log"
             fi

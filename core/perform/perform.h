@@ -96,15 +96,16 @@ size_t perf_disc_state(perf_disc_t *d, float **params, float **m, float **v, flo
 
 typedef struct perf_train_config {
     perf_budget_t budget;
-    int width;              /* generator base width (64 in the paper) */
+    int width;              /* generator base width (default 16; 64 in the paper, see
+                               docs/PERFORM.md "Defaults") */
     int batch;              /* training batch (default 32) */
-    int epochs;             /* at most this many epochs (default 100) */
+    int epochs;             /* at most this many epochs (default 20; the paper: 100) */
     int patience;           /* stop after this many epochs without improvement (20) */
     float alpha;            /* L_GAN weight (0: no discriminator, as the published code) */
     float beta;             /* L_per weight (0) */
     float lr;               /* 1e-3; x0.1 from epoch lr_step1, x0.01 from lr_step2 */
-    int lr_step1;           /* 50 */
-    int lr_step2;           /* 80 */
+    int lr_step1;           /* 0 (default): epochs * 50 / 100, rounded up (50 of 100) */
+    int lr_step2;           /* 0 (default): epochs * 80 / 100, rounded up (80 of 100) */
     float res_slope;        /* residual-block LeakyReLU slope (0.01; the published code: 1.0) */
     uint64_t seed;          /* generator init, shuffling, discriminator */
     int stop_after;         /* > 0: return DP_ERR_INTERRUPTED after this many epochs of
@@ -116,6 +117,10 @@ typedef struct perf_train_config {
 } perf_train_config_t;
 
 perf_train_config_t perf_train_config_default(void);
+
+/* The 1-based epochs from which the lr is x0.1 and x0.01 under cfg (resolves
+ * the 0 = "scaled to epochs" default; never before epoch 2). */
+void perf_lr_steps(const perf_train_config_t *cfg, int *step1, int *step2);
 
 typedef struct perf_train_result {
     int epochs_run;   /* epochs completed in total (including resumed ones) */

@@ -29,15 +29,15 @@ perf_train_config_t perf_train_config_default(void)
     c.budget.norm = PERF_NORM_LINF;
     c.budget.eps = 0.09f;
     c.budget.l2_at_most = 0;
-    c.width = 64;
+    c.width = 16;
     c.batch = 32;
-    c.epochs = 100;
+    c.epochs = 20;
     c.patience = 20;
     c.alpha = 0.0f;
     c.beta = 0.0f;
     c.lr = 1e-3f;
-    c.lr_step1 = 50;
-    c.lr_step2 = 80;
+    c.lr_step1 = 0; /* 0: the paper's 50 and 80 of 100 epochs, scaled to c.epochs */
+    c.lr_step2 = 0;
     c.res_slope = 0.01f;
     c.seed = 1;
     return c;
@@ -326,10 +326,24 @@ static dp_err_t eval_exec(perf_gen_t *g, adnn_model_t *m, const perf_budget_t *b
     return DP_OK;
 }
 
+/* The 1-based epochs from which the lr is x0.1 and x0.01: the settings, or
+ * where 0, the paper's epochs 50 and 80 of 100 scaled to cfg->epochs (never
+ * before epoch 2). */
+void perf_lr_steps(const perf_train_config_t *cfg, int *step1, int *step2)
+{
+    int e = cfg->epochs > 0 ? cfg->epochs : 1;
+    int s1 = cfg->lr_step1 > 0 ? cfg->lr_step1 : (e * 50 + 99) / 100;
+    int s2 = cfg->lr_step2 > 0 ? cfg->lr_step2 : (e * 80 + 99) / 100;
+    *step1 = s1 < 2 ? 2 : s1;
+    *step2 = s2 < 2 ? 2 : s2;
+}
+
 static float lr_at(const perf_train_config_t *cfg, int epoch1)
 {
-    if (epoch1 >= cfg->lr_step2) return cfg->lr * 0.01f;
-    if (epoch1 >= cfg->lr_step1) return cfg->lr * 0.1f;
+    int s1, s2;
+    perf_lr_steps(cfg, &s1, &s2);
+    if (epoch1 >= s2) return cfg->lr * 0.01f;
+    if (epoch1 >= s1) return cfg->lr * 0.1f;
     return cfg->lr;
 }
 

@@ -268,6 +268,26 @@ static void assert_same_weights(perf_gen_t *a, perf_gen_t *b)
 
 /* Same seed + thread count: bit-identical weights; a run killed after one
  * epoch and resumed from its checkpoint equals the uninterrupted run. */
+/* The paper's schedule (x0.1 from epoch 50, x0.01 from 80 of 100) scales to
+ * the epoch count unless the steps are set; never before epoch 2. */
+Test(perform, lr_steps_scale_with_epochs)
+{
+    perf_train_config_t c = perf_train_config_default();
+    int s1, s2;
+    c.epochs = 100;
+    perf_lr_steps(&c, &s1, &s2);
+    cr_expect(s1 == 50 && s2 == 80, "100 epochs: %d %d", s1, s2);
+    c.epochs = 20;
+    perf_lr_steps(&c, &s1, &s2);
+    cr_expect(s1 == 10 && s2 == 16, "20 epochs: %d %d", s1, s2);
+    c.epochs = 1;
+    perf_lr_steps(&c, &s1, &s2);
+    cr_expect(s1 == 2 && s2 == 2, "1 epoch: %d %d", s1, s2);
+    c.epochs = 20, c.lr_step1 = 7, c.lr_step2 = 30;
+    perf_lr_steps(&c, &s1, &s2);
+    cr_expect(s1 == 7 && s2 == 30, "explicit: %d %d", s1, s2);
+}
+
 Test(perform, train_deterministic_and_resume, .timeout = 600)
 {
     nn_set_threads(1);
