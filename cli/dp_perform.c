@@ -31,38 +31,39 @@
 static void usage(FILE *f)
 {
     const perf_train_config_t d = perf_train_config_default();
-    fprintf(f,
-            "usage: dp-perform train    --model M --norm N --eps X --out GEN [options]\n"
-            "       dp-perform generate --model M --gen GEN --out SAMPLES [options]\n"
-            "       dp-perform baseline --model M --method random|ilfo|deepsloth --norm N --eps X\n"
-            "                           --out SAMPLES [options]\n"
-            "       dp-perform evaluate [--json] [--idpb X] SAMPLES...\n"
-            "\n"
-            "M is a model prefix (M.pb, M.safetensors). Norms: linf, l2.\n"
-            "options:\n"
-            "  --l2-at-most       L2 projection scales down only above eps (default: exactly eps)\n"
-            "  --seeds N          test seeds: test images [offset, offset+N) (default 1000)\n"
-            "  --seed-offset N    (default 0)\n"
-            "  --train-n N        training images for the generator (default %d)\n"
-            "  --val-n N          held-out training images after them (default %d)\n"
-            "  --width N          generator base width (default %d; the paper's 64 is for 3x32x32)\n"
-            "  --batch N          training / generation / baseline batch (default %d)\n"
-            "  --epochs N         at most N epochs (default %d)\n"
-            "  --patience N       early stop after N epochs without improvement (default %d)\n"
-            "  --lr-step1 N       lr x0.1 from epoch N (default: half of --epochs)\n"
-            "  --lr-step2 N       lr x0.01 from epoch N (default: 80%% of --epochs)\n"
-            "  --alpha X          L_GAN weight (default 0: no discriminator)\n"
-            "  --beta X           L_per weight (default 0)\n"
-            "  --lr X             Adam learning rate (default %g)\n"
-            "  --checkpoint PATH  (default GEN.ckpt; resumed from when present)\n"
-            "  --time-limit S     train: start no epoch after S seconds; keep the best so far\n"
-            "  --iters N          ILFO iterations (default 300)\n"
-            "  --seed N           (default 1)\n"
-            "  --idpb X           IDPB verdict threshold on the executed fraction (default 0.9)\n"
-            "  --data-dir DIR     (default /usr/share/datasets/fashion-mnist)\n"
-            "  --threads N        OpenBLAS threads (default: all cores)\n"
-            "  --json, --quiet, -h/--help\n",
-            DEFAULT_TRAIN_N, DEFAULT_VAL_N, d.width, d.batch, d.epochs, d.patience, (double)d.lr);
+    fprintf(
+        f,
+        "usage: dp-perform train    --model M --norm N --eps X --out GEN [options]\n"
+        "       dp-perform generate --model M --gen GEN --out SAMPLES [options]\n"
+        "       dp-perform baseline --model M --method random|ilfo|deepsloth --norm N --eps X\n"
+        "                           --out SAMPLES [options]\n"
+        "       dp-perform evaluate [--json] [--idpb X] SAMPLES...\n"
+        "\n"
+        "M is a model prefix (M.pb, M.safetensors). Norms: linf, l2.\n"
+        "options:\n"
+        "  --l2-at-most       L2 projection scales down only above eps (default: exactly eps)\n"
+        "  --seeds N          test seeds: test images [offset, offset+N) (default 1000)\n"
+        "  --seed-offset N    (default 0)\n"
+        "  --train-n N        training images for the generator (default %d)\n"
+        "  --val-n N          held-out training images after them (default %d)\n"
+        "  --width N          generator base width (default %d; the paper's 64 is for 3x32x32)\n"
+        "  --batch N          training / generation / baseline batch (default %d)\n"
+        "  --epochs N         at most N epochs (default %d)\n"
+        "  --patience N       early stop after N epochs without improvement (default %d)\n"
+        "  --lr-step1 N       lr x0.1 from epoch N (default: half of --epochs)\n"
+        "  --lr-step2 N       lr x0.01 from epoch N (default: 80%% of --epochs)\n"
+        "  --alpha X          L_GAN weight (default 0: no discriminator)\n"
+        "  --beta X           L_per weight (default 0)\n"
+        "  --lr X             Adam learning rate (default %g)\n"
+        "  --checkpoint PATH  (default GEN.ckpt; resumed from when present)\n"
+        "  --time-limit S     train: start no epoch after S seconds; keep the best so far\n"
+        "  --iters N          ILFO iterations (default 300)\n"
+        "  --seed N           (default 1)\n"
+        "  --idpb X           IDPB verdict threshold on the executed fraction (default 0.9)\n"
+        "  --data-dir DIR     (default /usr/share/datasets/fashion-mnist)\n"
+        "  --threads N        OpenBLAS threads (default: all cores)\n"
+        "  --json, --quiet, -h/--help\n",
+        DEFAULT_TRAIN_N, DEFAULT_VAL_N, d.width, d.batch, d.epochs, d.patience, (double)d.lr);
 }
 
 typedef struct opts {
