@@ -25,7 +25,7 @@
 
 /* Defaults of the generator's data that live here rather than in
  * perf_train_config_t (which takes arrays, not counts). */
-#define DEFAULT_TRAIN_N 10000
+#define DEFAULT_TRAIN_N 5000
 #define DEFAULT_VAL_N   500
 
 static void usage(FILE *f)
