@@ -1,64 +1,81 @@
 /* Elementwise activations and row softmax. Plain contiguous loops the compiler
  * can vectorise; backward passes accumulate into dinp. The softmax and the
- * leaky ReLU use GCC/Clang vector extensions (4 floats: SSE2 in the portable
- * build), because -O2 does not vectorise loops
- * that need a remainder, and the softmax's exp is a polynomial rather than a
- * call to expf per element: SAGAN attention at 23x23 positions takes 280 k
- * exponentials per image, which were a third of a width-16 forward. */
+ * leaky ReLU use GCC/Clang vector extensions (16 floats: four SSE2 registers
+ * in the portable build), because -O2 does not vectorise loops that need a
+ * remainder, and the softmax's exp is a polynomial rather than a call to expf
+ * per element: SAGAN attention at 23x23 positions takes 280 k exponentials
+ * per image, which were a third of a width-16 forward. The softmax is also
+ * compiled for AVX2+FMA and AVX-512F and picked at run time on x86-64 (one
+ * zmm register per vector there; the same polynomial, so the paths differ by
+ * rounding only: FMA contraction and nothing else). */
 #include "nn/act.h"
 
 #include <assert.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
-typedef float v4f __attribute__((vector_size(16)));
-typedef int v4i __attribute__((vector_size(16)));
+#if defined(__GNUC__) /* GCC and Clang */
+/* The 64-byte vectors only pass between always_inline helpers: no call ABI. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#define VW 16 /* floats per vector */
+typedef float vf __attribute__((vector_size(VW * 4)));
+typedef int vi __attribute__((vector_size(VW * 4)));
 
 /* m ? a : b lanewise, m from a vector comparison (all ones or zero). */
-static inline __attribute__((always_inline)) v4f v4_sel(v4i m, v4f a, v4f b)
+static inline __attribute__((always_inline)) vf v_sel(vi m, vf a, vf b)
 {
-    return (v4f)(((v4i)a & m) | ((v4i)b & ~m));
+    return (vf)(((vi)a & m) | ((vi)b & ~m));
 }
 
-static inline __attribute__((always_inline)) v4f v4_load(const float *p)
+static inline __attribute__((always_inline)) vf v_load(const float *p)
 {
-    v4f v;
+    vf v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-static inline __attribute__((always_inline)) void v4_store(float *p, v4f v)
+static inline __attribute__((always_inline)) void v_store(float *p, vf v)
 {
     memcpy(p, &v, sizeof v);
 }
 
-static inline __attribute__((always_inline)) v4f v4_splat(float x) { return (v4f){x, x, x, x}; }
+static inline __attribute__((always_inline)) vf v_splat(float x) { return x - (vf){0}; }
 
 /* exp(x) for x <= 0 (softmax arguments): Cephes' expf (range reduction by
  * ln 2 in two parts, degree-5 polynomial, relative error ~1e-7); exactly 0
  * below -87.3 (where expf goes subnormal), NaN stays NaN. */
-static inline __attribute__((always_inline)) v4f v4_exp_nonpos(v4f x)
+static inline __attribute__((always_inline)) vf v_exp_nonpos(vf x)
 {
-    const v4f lo = v4_splat(-87.3f);
-    const v4i under = x < lo;
-    x = v4_sel(under, lo, x);
-    const v4f magic = v4_splat(12582912.0f); /* 1.5 * 2^23: round to nearest */
-    v4f n = x * v4_splat(1.44269504088896341f) + magic;
+    const vf lo = v_splat(-87.3f);
+    const vi under = x < lo;
+    x = v_sel(under, lo, x);
+    const vf magic = v_splat(12582912.0f); /* 1.5 * 2^23: round to nearest */
+    vf n = x * v_splat(1.44269504088896341f) + magic;
     n = n - magic;
-    v4f r = x - n * v4_splat(0.693359375f);
-    r = r + n * v4_splat(2.12194440e-4f);
-    v4f p = v4_splat(1.9875691500e-4f);
-    p = p * r + v4_splat(1.3981999507e-3f);
-    p = p * r + v4_splat(8.3334519073e-3f);
-    p = p * r + v4_splat(4.1665795894e-2f);
-    p = p * r + v4_splat(1.6666665459e-1f);
-    p = p * r + v4_splat(5.0000001201e-1f);
-    p = p * r * r + r + v4_splat(1.0f);
-    v4i e = (__builtin_convertvector(n, v4i) + 127) << 23;
-    v4f scale;
+    vf r = x - n * v_splat(0.693359375f);
+    r = r + n * v_splat(2.12194440e-4f);
+    vf p = v_splat(1.9875691500e-4f);
+    p = p * r + v_splat(1.3981999507e-3f);
+    p = p * r + v_splat(8.3334519073e-3f);
+    p = p * r + v_splat(4.1665795894e-2f);
+    p = p * r + v_splat(1.6666665459e-1f);
+    p = p * r + v_splat(5.0000001201e-1f);
+    p = p * r * r + r + v_splat(1.0f);
+    vi e = (__builtin_convertvector(n, vi) + 127) << 23;
+    vf scale;
     memcpy(&scale, &e, sizeof scale);
-    v4f y = p * scale;
-    return v4_sel(under, v4_splat(0.0f), y);
+    vf y = p * scale;
+    return v_sel(under, v_splat(0.0f), y);
+}
+
+static inline __attribute__((always_inline)) float v_hsum(vf v)
+{
+    float s = 0.0f;
+    for (int l = 0; l < VW; l++) s += v[l];
+    return s;
 }
 
 void nn_relu_forward(float *out, const float *inp, size_t n)
@@ -73,11 +90,11 @@ void nn_relu_backward(float *dinp, const float *dout, const float *inp, size_t n
 
 void nn_leakyrelu_forward(float *out, const float *inp, size_t n, float slope)
 {
-    const v4f zero = v4_splat(0.0f), s = v4_splat(slope);
+    const vf zero = v_splat(0.0f), s = v_splat(slope);
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        v4f x = v4_load(inp + i);
-        v4_store(out + i, v4_sel(x > zero, x, s * x));
+    for (; i + VW <= n; i += VW) {
+        vf x = v_load(inp + i);
+        v_store(out + i, v_sel(x > zero, x, s * x));
     }
     for (; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : slope * inp[i];
 }
@@ -85,11 +102,11 @@ void nn_leakyrelu_forward(float *out, const float *inp, size_t n, float slope)
 /* PyTorch's rule: the slope applies where inp <= 0. */
 void nn_leakyrelu_backward(float *dinp, const float *dout, const float *inp, size_t n, float slope)
 {
-    const v4f zero = v4_splat(0.0f), s = v4_splat(slope);
+    const vf zero = v_splat(0.0f), s = v_splat(slope);
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        v4f x = v4_load(inp + i), dy = v4_load(dout + i);
-        v4_store(dinp + i, v4_load(dinp + i) + v4_sel(x > zero, dy, s * dy));
+    for (; i + VW <= n; i += VW) {
+        vf x = v_load(inp + i), dy = v_load(dout + i);
+        v_store(dinp + i, v_load(dinp + i) + v_sel(x > zero, dy, s * dy));
     }
     for (; i < n; i++) dinp[i] += inp[i] > 0.0f ? dout[i] : slope * dout[i];
 }
@@ -124,43 +141,90 @@ void nn_tanh_backward(float *dinp, const float *dout, const float *out, size_t n
 }
 
 /* Rows of k: max, then exp(x - max) and its sum in one pass, then the scale.
- * The last partial vector of a row goes through a padded copy. */
-void nn_softmax_forward(float *out, const float *inp, int rows, int k)
+ * The last partial vector of a row goes through a padded copy. Inlined into
+ * one function per instruction set below. */
+static inline __attribute__((always_inline)) void softmax_rows(float *out, const float *inp,
+                                                               int rows, int k)
 {
-    assert(rows >= 0 && k > 0);
-    const int k4 = k & ~3, rem = k - k4;
+    const int kv = k - k % VW, rem = k - kv;
     for (int r = 0; r < rows; r++) {
         const float *x = inp + (size_t)r * k;
         float *y = out + (size_t)r * k;
         float mx = x[0];
-        v4f vm = v4_splat(x[0]);
-        for (int j = 0; j < k4; j += 4) {
-            v4f v = v4_load(x + j);
-            vm = v4_sel(v > vm, v, vm);
+        vf vm = v_splat(x[0]);
+        for (int j = 0; j < kv; j += VW) {
+            vf v = v_load(x + j);
+            vm = v_sel(v > vm, v, vm);
         }
-        for (int l = 0; l < 4; l++) mx = vm[l] > mx ? vm[l] : mx;
-        for (int j = k4; j < k; j++) mx = x[j] > mx ? x[j] : mx;
-        const v4f vmx = v4_splat(mx);
-        v4f vs = v4_splat(0.0f);
-        for (int j = 0; j < k4; j += 4) {
-            v4f e = v4_exp_nonpos(v4_load(x + j) - vmx);
-            v4_store(y + j, e);
+        for (int l = 0; l < VW; l++) mx = vm[l] > mx ? vm[l] : mx;
+        for (int j = kv; j < k; j++) mx = x[j] > mx ? x[j] : mx;
+        const vf vmx = v_splat(mx);
+        vf vs = v_splat(0.0f);
+        for (int j = 0; j < kv; j += VW) {
+            vf e = v_exp_nonpos(v_load(x + j) - vmx);
+            v_store(y + j, e);
             vs += e;
         }
         if (rem) {
-            float t[4];
-            for (int l = 0; l < 4; l++) t[l] = l < rem ? x[k4 + l] - mx : -INFINITY;
-            v4f e = v4_exp_nonpos(v4_load(t));
+            float t[VW];
+            for (int l = 0; l < VW; l++) t[l] = l < rem ? x[kv + l] - mx : -INFINITY;
+            vf e = v_exp_nonpos(v_load(t));
             vs += e; /* padding lanes are exactly 0 */
-            v4_store(t, e);
-            memcpy(y + k4, t, sizeof(float) * (size_t)rem);
+            v_store(t, e);
+            memcpy(y + kv, t, sizeof(float) * (size_t)rem);
         }
-        float sum = 0.0f;
-        for (int l = 0; l < 4; l++) sum += vs[l];
-        const v4f inv = v4_splat(1.0f / sum);
-        for (int j = 0; j < k4; j += 4) v4_store(y + j, v4_load(y + j) * inv);
-        for (int j = k4; j < k; j++) y[j] *= inv[0];
+        const float inv = 1.0f / v_hsum(vs);
+        const vf vinv = v_splat(inv);
+        for (int j = 0; j < kv; j += VW) v_store(y + j, v_load(y + j) * vinv);
+        for (int j = kv; j < k; j++) y[j] *= inv;
     }
+}
+
+typedef void (*softmax_fn)(float *out, const float *inp, int rows, int k);
+
+static void softmax_portable(float *out, const float *inp, int rows, int k)
+{
+    softmax_rows(out, inp, rows, k);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2,fma"))) static void softmax_avx2(float *out, const float *inp, int rows,
+                                                             int k)
+{
+    softmax_rows(out, inp, rows, k);
+}
+
+__attribute__((target("avx512f"))) static void softmax_avx512(float *out, const float *inp,
+                                                              int rows, int k)
+{
+    softmax_rows(out, inp, rows, k);
+}
+#endif
+
+static softmax_fn g_softmax;
+static pthread_once_t g_softmax_once = PTHREAD_ONCE_INIT;
+
+/* DP_NN_ISA=portable|avx2|avx512 caps the instruction set (tests run every
+ * path this CPU has); default: the best the CPU supports. */
+static void softmax_pick(void)
+{
+    g_softmax = softmax_portable;
+#if defined(__x86_64__) && defined(__GNUC__)
+    const char *cap = getenv("DP_NN_ISA");
+    int want = !cap ? 2 : strcmp(cap, "avx512") == 0 ? 2 : strcmp(cap, "avx2") == 0 ? 1 : 0;
+    __builtin_cpu_init();
+    if (want >= 2 && __builtin_cpu_supports("avx512f"))
+        g_softmax = softmax_avx512;
+    else if (want >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        g_softmax = softmax_avx2;
+#endif
+}
+
+void nn_softmax_forward(float *out, const float *inp, int rows, int k)
+{
+    assert(rows >= 0 && k > 0);
+    pthread_once(&g_softmax_once, softmax_pick);
+    g_softmax(out, inp, rows, k);
 }
 
 /* dx_j = y_j (dy_j - sum_l dy_l y_l). */

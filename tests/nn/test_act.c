@@ -175,6 +175,31 @@ Test(act, softmax_forward_backward)
     free(x), free(y), free(r), free(dx), free(dx2), free(ref);
 }
 
+/* Row lengths around the vector width (16) and the attention's 121 and 529
+ * positions: full vectors, a partial last one, and rows shorter than one.
+ * ctest runs this file once per instruction set (DP_NN_ISA). */
+Test(act, softmax_row_lengths)
+{
+    static const int ks[] = {1, 2, 15, 16, 17, 31, 32, 33, 121, 529};
+    dp_rng_t rng;
+    dp_rng_seed(&rng, 11);
+    for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
+        const int k = ks[t], rows = 3;
+        const size_t n = (size_t)rows * (size_t)k;
+        float *x = lt_floats(n), *y = lt_floats(n);
+        double *ref = lt_doubles(n);
+        lt_fill(&rng, x, n, -20.0f, 20.0f);
+        nn_softmax_forward(y, x, rows, k);
+        softmax_ref(ref, x, rows, k);
+        for (size_t i = 0; i < n; i++)
+            cr_expect(fabs(y[i] - ref[i]) <= 1e-6 + 1e-5 * ref[i], "k %d [%zu]: %.9g vs %.9g", k, i,
+                      (double)y[i], ref[i]);
+        nn_softmax_forward(x, x, rows, k); /* in place, as attention calls it */
+        for (size_t i = 0; i < n; i++) cr_expect(x[i] == y[i], "k %d in place [%zu]", k, i);
+        free(x), free(y), free(ref);
+    }
+}
+
 Test(act, softmax_large_logits)
 {
     float x[2][4] = {{1000.0f, 999.0f, 998.0f, -1000.0f}, {-1000.0f, -1000.0f, -1000.0f, -1000.0f}};
