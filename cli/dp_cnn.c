@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_util.h"
 #include "data/dataset.h"
 #include "nn/nn.h"
 #include "util/clock.h"
@@ -276,24 +277,13 @@ static void usage(FILE *f)
                "  -h, --help       this text\n");
 }
 
-static int parse_int(const char *flag, const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "dp-cnn: %s expects an integer in [%ld, %ld], got '%s'\n", flag, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     const char *data_dir = "/usr/share/datasets/fashion-mnist", *save = NULL;
     long epochs = 1, batch = 64, seed = 1, threads = 0, limit = 0;
     double lr = 2e-3;
     int quiet = 0;
+    cli_set_prog("dp-cnn");
     static const struct option opts[] = {{"data-dir", required_argument, 0, 'd'},
                                          {"epochs", required_argument, 0, 'e'},
                                          {"batch", required_argument, 0, 'b'},
@@ -313,19 +303,19 @@ int main(int argc, char **argv)
             data_dir = optarg;
             break;
         case 'e':
-            bad = parse_int("--epochs", optarg, 1, 1000, &epochs);
+            bad = cli_parse_long("--epochs", optarg, 1, 1000, &epochs);
             break;
         case 'b':
-            bad = parse_int("--batch", optarg, 1, 4096, &batch);
+            bad = cli_parse_long("--batch", optarg, 1, 4096, &batch);
             break;
         case 's':
-            bad = parse_int("--seed", optarg, 0, 0x7fffffff, &seed);
+            bad = cli_parse_long("--seed", optarg, 0, 0x7fffffff, &seed);
             break;
         case 't':
-            bad = parse_int("--threads", optarg, 0, 256, &threads);
+            bad = cli_parse_long("--threads", optarg, 0, 256, &threads);
             break;
         case 'n':
-            bad = parse_int("--limit", optarg, 0, 0x7fffffff, &limit);
+            bad = cli_parse_long("--limit", optarg, 0, 0x7fffffff, &limit);
             break;
         case 'o':
             save = optarg;
@@ -333,15 +323,9 @@ int main(int argc, char **argv)
         case 'q':
             quiet = 1;
             break;
-        case 'l': {
-            char *end;
-            lr = strtod(optarg, &end);
-            if (*end || !(lr > 0 && lr < 1)) {
-                fprintf(stderr, "dp-cnn: --lr expects a number in (0, 1), got '%s'\n", optarg);
-                bad = 1;
-            }
+        case 'l':
+            bad = cli_parse_unit("--lr", optarg, 0, &lr);
             break;
-        }
         case 'h':
             usage(stdout);
             return 0;
@@ -358,14 +342,9 @@ int main(int argc, char **argv)
     }
     nn_set_threads((int)threads);
 
-    char tri[4096], trl[4096], tei[4096], tel[4096];
-    snprintf(tri, sizeof tri, "%s/train-images-idx3-ubyte.gz", data_dir);
-    snprintf(trl, sizeof trl, "%s/train-labels-idx1-ubyte.gz", data_dir);
-    snprintf(tei, sizeof tei, "%s/t10k-images-idx3-ubyte.gz", data_dir);
-    snprintf(tel, sizeof tel, "%s/t10k-labels-idx1-ubyte.gz", data_dir);
     dp_dataset_t *train = NULL, *test = NULL;
-    dp_err_t err = dp_dataset_load_idx(tri, trl, &train);
-    if (!err) err = dp_dataset_load_idx(tei, tel, &test);
+    dp_err_t err = cli_load_split(data_dir, "train", &train);
+    if (!err) err = cli_load_split(data_dir, "t10k", &test);
     if (err) {
         fprintf(stderr, "dp-cnn: %s: %s\n", dp_strerror(err), dp_err_detail());
         dp_dataset_destroy(&train);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "adnn/adnn.h"
+#include "cli_util.h"
 #include "data/dataset.h"
 #include "nn/nn.h"
 #include "perform/perform.h"
@@ -81,31 +82,6 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
-static int parse_long(const char *flag, const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "dp-perform: %s expects an integer in [%ld, %ld], got '%s'\n", flag, lo, hi,
-                s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_double(const char *flag, const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (*s == '\0' || *end != '\0' || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "dp-perform: %s expects a number in [%g, %g], got '%s'\n", flag, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, opts_t *o)
 {
     enum { O_L2M = 256, O_OFF, O_TRN, O_VAL, O_PAT, O_CKPT, O_IDPB, O_DATA, O_TL, O_LS1, O_LS2 };
@@ -163,70 +139,70 @@ static int parse_args(int argc, char **argv, opts_t *o)
             }
             break;
         case 'e':
-            bad = parse_double("--eps", optarg, 1e-9, 1e6, &o->eps);
+            bad = cli_parse_double("--eps", optarg, 1e-9, 1e6, &o->eps);
             break;
         case O_L2M:
             o->l2_at_most = 1;
             break;
         case 'S':
-            bad = parse_long("--seeds", optarg, 1, 1 << 24, &o->seeds);
+            bad = cli_parse_long("--seeds", optarg, 1, 1 << 24, &o->seeds);
             break;
         case O_OFF:
-            bad = parse_long("--seed-offset", optarg, 0, 1 << 24, &o->offset);
+            bad = cli_parse_long("--seed-offset", optarg, 0, 1 << 24, &o->offset);
             break;
         case O_TRN:
-            bad = parse_long("--train-n", optarg, 2, 1 << 24, &o->train_n);
+            bad = cli_parse_long("--train-n", optarg, 2, 1 << 24, &o->train_n);
             break;
         case O_VAL:
-            bad = parse_long("--val-n", optarg, 1, 1 << 24, &o->val_n);
+            bad = cli_parse_long("--val-n", optarg, 1, 1 << 24, &o->val_n);
             break;
         case 'w':
-            bad = parse_long("--width", optarg, 8, 256, &o->width);
+            bad = cli_parse_long("--width", optarg, 8, 256, &o->width);
             break;
         case 'b':
-            bad = parse_long("--batch", optarg, 2, 4096, &o->batch);
+            bad = cli_parse_long("--batch", optarg, 2, 4096, &o->batch);
             break;
         case 'E':
-            bad = parse_long("--epochs", optarg, 1, 100000, &o->epochs);
+            bad = cli_parse_long("--epochs", optarg, 1, 100000, &o->epochs);
             break;
         case O_PAT:
-            bad = parse_long("--patience", optarg, 1, 100000, &o->patience);
+            bad = cli_parse_long("--patience", optarg, 1, 100000, &o->patience);
             break;
         case O_LS1:
-            bad = parse_long("--lr-step1", optarg, 1, 100000, &o->lr_step1);
+            bad = cli_parse_long("--lr-step1", optarg, 1, 100000, &o->lr_step1);
             break;
         case O_LS2:
-            bad = parse_long("--lr-step2", optarg, 1, 100000, &o->lr_step2);
+            bad = cli_parse_long("--lr-step2", optarg, 1, 100000, &o->lr_step2);
             break;
         case 'a':
-            bad = parse_double("--alpha", optarg, 0, 1e6, &o->alpha);
+            bad = cli_parse_double("--alpha", optarg, 0, 1e6, &o->alpha);
             break;
         case 'B':
-            bad = parse_double("--beta", optarg, 0, 1e6, &o->beta);
+            bad = cli_parse_double("--beta", optarg, 0, 1e6, &o->beta);
             break;
         case 'l':
-            bad = parse_double("--lr", optarg, 1e-9, 1, &o->lr);
+            bad = cli_parse_double("--lr", optarg, 1e-9, 1, &o->lr);
             break;
         case O_CKPT:
             o->ckpt = optarg;
             break;
         case 'i':
-            bad = parse_long("--iters", optarg, 1, 1000000, &o->iters);
+            bad = cli_parse_long("--iters", optarg, 1, 1000000, &o->iters);
             break;
         case 's':
-            bad = parse_long("--seed", optarg, 0, 0x7fffffff, &o->seed);
+            bad = cli_parse_long("--seed", optarg, 0, 0x7fffffff, &o->seed);
             break;
         case O_IDPB:
-            bad = parse_double("--idpb", optarg, 0, 1, &o->idpb);
+            bad = cli_parse_double("--idpb", optarg, 0, 1, &o->idpb);
             break;
         case O_TL:
-            bad = parse_double("--time-limit", optarg, 0, 1e9, &o->time_limit);
+            bad = cli_parse_double("--time-limit", optarg, 0, 1e9, &o->time_limit);
             break;
         case O_DATA:
             o->data_dir = optarg;
             break;
         case 't':
-            bad = parse_long("--threads", optarg, 0, 256, &o->threads);
+            bad = cli_parse_long("--threads", optarg, 0, 256, &o->threads);
             break;
         case 'j':
             o->json = 1;
@@ -246,33 +222,6 @@ static int parse_args(int argc, char **argv, opts_t *o)
     return 0;
 }
 
-static int fail(const char *what, dp_err_t err)
-{
-    fprintf(stderr, "dp-perform: %s: %s: %s\n", what, dp_strerror(err), dp_err_detail());
-    return 1;
-}
-
-static dp_err_t load_split(const char *dir, const char *split, dp_dataset_t **out)
-{
-    char img[4096], lbl[4096];
-    snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte.gz", dir, split);
-    snprintf(lbl, sizeof lbl, "%s/%s-labels-idx1-ubyte.gz", dir, split);
-    return dp_dataset_load_idx(img, lbl, out);
-}
-
-static const char *base_name(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
-static int need(const char *cmd, const char *what, const void *v)
-{
-    if (v) return 0;
-    fprintf(stderr, "dp-perform %s: %s is required\n", cmd, what);
-    return -1;
-}
-
 static perf_budget_t budget_of(const opts_t *o)
 {
     perf_budget_t b = {(perf_norm_t)o->norm, (float)o->eps, o->l2_at_most};
@@ -284,16 +233,16 @@ static int load_model_seeds(const opts_t *o, adnn_model_t **m, dp_dataset_t **te
                             perf_samples_t **s)
 {
     dp_err_t err = adnn_model_load(o->model, m);
-    if (err) return fail("cannot load the model", err);
-    if ((err = load_split(o->data_dir, "t10k", test)))
-        return fail("cannot load Fashion-MNIST", err);
+    if (err) return cli_fail("cannot load the model", err);
+    if ((err = cli_load_split(o->data_dir, "t10k", test)))
+        return cli_fail("cannot load Fashion-MNIST", err);
     if ((uint32_t)(o->offset + o->seeds) > (*test)->n) {
         fprintf(stderr, "dp-perform: seeds [%ld, %ld) exceed the %u test images\n", o->offset,
                 o->offset + o->seeds, (*test)->n);
         return 1;
     }
     *s = perf_samples_new((int)o->seeds, (int)(*test)->c, (int)(*test)->h, (int)(*test)->w);
-    if (!*s) return fail("samples", DP_ERR_NOMEM);
+    if (!*s) return cli_fail("samples", DP_ERR_NOMEM);
     for (long i = 0; i < o->seeds; i++) (*s)->seed_index[i] = o->offset + i;
     return 0;
 }
@@ -316,8 +265,8 @@ static void print_summary(const perf_samples_t *s, double idpb)
 
 static int cmd_train(opts_t *o)
 {
-    if (need("train", "--model", o->model) || need("train", "--out", o->out) ||
-        need("train", "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL))
+    if (cli_need("train", "--model", o->model) || cli_need("train", "--out", o->out) ||
+        cli_need("train", "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL))
         return 2;
     char ckpt[4096];
     snprintf(ckpt, sizeof ckpt, "%s.ckpt", o->out);
@@ -326,9 +275,9 @@ static int cmd_train(opts_t *o)
     perf_gen_t *g = NULL;
     int rc = 1;
     dp_err_t err = adnn_model_load(o->model, &m);
-    if (err) return fail("cannot load the model", err);
-    if ((err = load_split(o->data_dir, "train", &train))) {
-        rc = fail("cannot load Fashion-MNIST", err);
+    if (err) return cli_fail("cannot load the model", err);
+    if ((err = cli_load_split(o->data_dir, "train", &train))) {
+        rc = cli_fail("cannot load Fashion-MNIST", err);
         goto done;
     }
     if ((uint32_t)(o->train_n + o->val_n) > train->n) {
@@ -359,7 +308,7 @@ static int cmd_train(opts_t *o)
         printf("dp-perform train: %s, %s eps %g%s, width %d, batch %d, <= %d epochs (lr %g, x0.1 "
                "from epoch %d, x0.01 from %d, patience %d), %ld training + %ld held-out images, "
                "%d threads, checkpoint %s\n",
-               base_name(o->model), perf_norm_name(c.budget.norm), c.budget.eps,
+               cli_base_name(o->model), perf_norm_name(c.budget.norm), c.budget.eps,
                c.budget.l2_at_most ? " (at most)" : "", c.width, c.batch, c.epochs, (double)c.lr,
                s1, s2, c.patience, o->train_n, o->val_n, nn_get_threads(), c.checkpoint);
     }
@@ -367,11 +316,11 @@ static int cmd_train(opts_t *o)
     err = perf_train(m, train->images, (int)o->train_n, train->images + (size_t)o->train_n * isz,
                      (int)o->val_n, &c, &g_stop, &g, &res);
     if (err) {
-        rc = fail("train", err);
+        rc = cli_fail("train", err);
         goto done;
     }
     if ((err = perf_gen_save(g, &c.budget, o->out))) {
-        rc = fail("cannot save the generator", err);
+        rc = cli_fail("cannot save the generator", err);
         goto done;
     }
     if (!o->quiet)
@@ -390,8 +339,8 @@ done:
 
 static int cmd_generate(opts_t *o)
 {
-    if (need("generate", "--model", o->model) || need("generate", "--gen", o->gen) ||
-        need("generate", "--out", o->out))
+    if (cli_need("generate", "--model", o->model) || cli_need("generate", "--gen", o->gen) ||
+        cli_need("generate", "--out", o->out))
         return 2;
     adnn_model_t *m = NULL;
     dp_dataset_t *test = NULL;
@@ -403,16 +352,16 @@ static int cmd_generate(opts_t *o)
     if (rc) goto done;
     rc = 1;
     if ((err = perf_gen_load(o->gen, (int)o->batch, &g, &b))) {
-        rc = fail("cannot load the generator", err);
+        rc = cli_fail("cannot load the generator", err);
         goto done;
     }
     if ((err = perf_generate(g, m, &b, seed_images(o, test), s))) {
-        rc = fail("generate", err);
+        rc = cli_fail("generate", err);
         goto done;
     }
-    snprintf(s->model, sizeof s->model, "%s", base_name(o->model));
+    snprintf(s->model, sizeof s->model, "%s", cli_base_name(o->model));
     if ((err = perf_samples_save(s, o->out))) {
-        rc = fail("cannot save the samples", err);
+        rc = cli_fail("cannot save the samples", err);
         goto done;
     }
     if (!o->quiet) print_summary(s, o->idpb);
@@ -427,9 +376,9 @@ done:
 
 static int cmd_baseline(opts_t *o)
 {
-    if (need("baseline", "--model", o->model) || need("baseline", "--method", o->method) ||
-        need("baseline", "--out", o->out) ||
-        need("baseline", "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL))
+    if (cli_need("baseline", "--model", o->model) || cli_need("baseline", "--method", o->method) ||
+        cli_need("baseline", "--out", o->out) ||
+        cli_need("baseline", "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL))
         return 2;
     int meth = perf_method_parse(o->method);
     if (meth <= PERF_METHOD_DEEPPERFORM) {
@@ -459,12 +408,12 @@ static int cmd_baseline(opts_t *o)
     }
     rc = 1;
     if (err) {
-        rc = fail(o->method, err);
+        rc = cli_fail(o->method, err);
         goto done;
     }
-    snprintf(s->model, sizeof s->model, "%s", base_name(o->model));
+    snprintf(s->model, sizeof s->model, "%s", cli_base_name(o->model));
     if ((err = perf_samples_save(s, o->out))) {
-        rc = fail("cannot save the samples", err);
+        rc = cli_fail("cannot save the samples", err);
         goto done;
     }
     if (!o->quiet) print_summary(s, o->idpb);
@@ -488,7 +437,7 @@ static int cmd_evaluate(opts_t *o, int nfiles, char **files)
         perf_samples_t *s = NULL;
         dp_err_t err = perf_samples_load(files[i], &s);
         if (err) {
-            rc = fail(files[i], err);
+            rc = cli_fail(files[i], err);
             continue;
         }
         perf_summary_t r;
@@ -519,6 +468,7 @@ static int cmd_evaluate(opts_t *o, int nfiles, char **files)
 
 int main(int argc, char **argv)
 {
+    cli_set_prog("dp-perform");
     opts_t o = {0};
     o.norm = -1;
     o.data_dir = "/usr/share/datasets/fashion-mnist";

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "adnn/adnn.h"
+#include "cli_util.h"
 #include "data/dataset.h"
 #include "nn/nn.h"
 #include "util/clock.h"
@@ -58,18 +59,6 @@ typedef struct opts {
     int nwidths, widths[ADNN_MAX_STAGES], nblocks, blocks[ADNN_MAX_STAGES];
 } opts_t;
 
-static int parse_long(const char *flag, const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "dp-zoo: %s expects an integer in [%ld, %ld], got '%s'\n", flag, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static int parse_list(const char *flag, const char *s, int *out, int *count)
 {
     char buf[256];
@@ -81,7 +70,7 @@ static int parse_list(const char *flag, const char *s, int *out, int *count)
             fprintf(stderr, "dp-zoo: %s takes at most %d values\n", flag, ADNN_MAX_STAGES);
             return -1;
         }
-        if (parse_long(flag, tok, 1, 1024, &v)) return -1;
+        if (cli_parse_long(flag, tok, 1, 1024, &v)) return -1;
         out[(*count)++] = (int)v;
     }
     if (*count == 0) {
@@ -106,7 +95,6 @@ static int parse_args(int argc, char **argv, opts_t *o)
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         int bad = 0;
-        char *end;
         switch (c) {
         case 'f':
             o->family = optarg;
@@ -118,19 +106,19 @@ static int parse_args(int argc, char **argv, opts_t *o)
             o->init = optarg;
             break;
         case 'e':
-            bad = parse_long("--epochs", optarg, 1, 1000, &o->epochs);
+            bad = cli_parse_long("--epochs", optarg, 1, 1000, &o->epochs);
             break;
         case 'b':
-            bad = parse_long("--batch", optarg, 1, 4096, &o->batch);
+            bad = cli_parse_long("--batch", optarg, 1, 4096, &o->batch);
             break;
         case 's':
-            bad = parse_long("--seed", optarg, 0, 0x7fffffff, &o->seed);
+            bad = cli_parse_long("--seed", optarg, 0, 0x7fffffff, &o->seed);
             break;
         case 'n':
-            bad = parse_long("--limit", optarg, 0, 0x7fffffff, &o->limit);
+            bad = cli_parse_long("--limit", optarg, 0, 0x7fffffff, &o->limit);
             break;
         case 't':
-            bad = parse_long("--threads", optarg, 0, 256, &o->threads);
+            bad = cli_parse_long("--threads", optarg, 0, 256, &o->threads);
             break;
         case 'W':
             bad = parse_list("--widths", optarg, o->widths, &o->nwidths);
@@ -151,18 +139,10 @@ static int parse_args(int argc, char **argv, opts_t *o)
             o->quiet = 1;
             break;
         case 'l':
-            o->lr = strtod(optarg, &end);
-            if (*end || !(o->lr > 0 && o->lr < 1)) {
-                fprintf(stderr, "dp-zoo: --lr expects a number in (0, 1), got '%s'\n", optarg);
-                bad = 1;
-            }
+            bad = cli_parse_unit("--lr", optarg, 0, &o->lr);
             break;
         case 'T':
-            o->tau = strtod(optarg, &end);
-            if (*end || !(o->tau > 0 && o->tau <= 1)) {
-                fprintf(stderr, "dp-zoo: --tau expects a number in (0, 1], got '%s'\n", optarg);
-                bad = 1;
-            }
+            bad = cli_parse_unit("--tau", optarg, 1, &o->tau);
             break;
         case 'h':
             usage(stdout);
@@ -174,20 +154,6 @@ static int parse_args(int argc, char **argv, opts_t *o)
         if (bad) return -1;
     }
     return 0;
-}
-
-static dp_err_t load_split(const char *dir, const char *split, dp_dataset_t **out)
-{
-    char img[4096], lbl[4096];
-    snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte.gz", dir, split);
-    snprintf(lbl, sizeof lbl, "%s/%s-labels-idx1-ubyte.gz", dir, split);
-    return dp_dataset_load_idx(img, lbl, out);
-}
-
-static int fail(const char *what, dp_err_t err)
-{
-    fprintf(stderr, "dp-zoo: %s: %s: %s\n", what, dp_strerror(err), dp_err_detail());
-    return 1;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -247,7 +213,7 @@ static int cmd_train(opts_t *o)
     }
     adnn_spec_t spec;
     dp_err_t err = adnn_spec_default(fam, &spec);
-    if (err) return fail("train", err);
+    if (err) return cli_fail("train", err);
     if (o->nwidths) {
         if (o->nwidths != spec.nstages) {
             fprintf(stderr, "dp-zoo train: --widths needs %d values\n", spec.nstages);
@@ -278,9 +244,9 @@ static int cmd_train(opts_t *o)
     float *xb = NULL;
     int32_t *yb = NULL;
     int rc = 1;
-    if ((err = load_split(o->data_dir, "train", &train)) ||
-        (err = load_split(o->data_dir, "t10k", &test))) {
-        rc = fail("cannot load Fashion-MNIST", err);
+    if ((err = cli_load_split(o->data_dir, "train", &train)) ||
+        (err = cli_load_split(o->data_dir, "t10k", &test))) {
+        rc = cli_fail("cannot load Fashion-MNIST", err);
         goto done;
     }
     if ((int)train->c != spec.c || (int)train->h != spec.h || (int)train->w != spec.w) {
@@ -289,14 +255,14 @@ static int cmd_train(opts_t *o)
         goto done;
     }
     if ((err = adnn_model_new(&spec, (uint64_t)o->seed, &m))) {
-        rc = fail("cannot build the model", err);
+        rc = cli_fail("cannot build the model", err);
         goto done;
     }
     if (o->init) { /* continue from a saved model's weights (same architecture) */
         char p[4096];
         snprintf(p, sizeof p, "%s.safetensors", o->init);
         if ((err = adnn_weights_load(m, p))) {
-            rc = fail("cannot load the --init weights", err);
+            rc = cli_fail("cannot load the --init weights", err);
             goto done;
         }
     }
@@ -331,13 +297,13 @@ static int cmd_train(opts_t *o)
             int b =
                 (int)((ntrain - begin) < (uint32_t)o->batch ? ntrain - begin : (uint32_t)o->batch);
             if ((err = dp_dataset_gather(train, order + begin, (size_t)b, xb, yb))) {
-                rc = fail("gather", err);
+                rc = cli_fail("gather", err);
                 goto done;
             }
             double loss;
             int c;
             if ((err = adnn_train_step(m, xb, yb, b, &loss, &c))) {
-                rc = fail("train step", err);
+                rc = cli_fail("train step", err);
                 goto done;
             }
             long done_steps = ep * steps + s + 1;
@@ -366,7 +332,7 @@ static int cmd_train(opts_t *o)
         }
     }
     if ((err = adnn_model_save(m, o->out))) {
-        rc = fail("cannot save the model", err);
+        rc = cli_fail("cannot save the model", err);
         goto done;
     }
     if (!o->quiet)
@@ -388,10 +354,10 @@ static int cmd_eval(opts_t *o)
     adnn_model_t *m = NULL;
     dp_dataset_t *test = NULL;
     dp_err_t err = adnn_model_load(o->model, &m);
-    if (err) return fail("cannot load the model", err);
+    if (err) return cli_fail("cannot load the model", err);
     int rc = 1;
-    if ((err = load_split(o->data_dir, "t10k", &test))) {
-        rc = fail("cannot load Fashion-MNIST", err);
+    if ((err = cli_load_split(o->data_dir, "t10k", &test))) {
+        rc = cli_fail("cannot load Fashion-MNIST", err);
         goto done;
     }
     const adnn_spec_t *s = adnn_model_spec(m);
@@ -462,7 +428,7 @@ static int cmd_info(opts_t *o)
 {
     adnn_model_t *m = NULL;
     dp_err_t err = adnn_model_load(o->model, &m);
-    if (err) return fail("cannot load the model", err);
+    if (err) return cli_fail("cannot load the model", err);
     const adnn_spec_t *s = adnn_model_spec(m);
     printf("family        %s\n", adnn_family_name(s->family));
     printf("name          %s\n", s->name);
@@ -498,6 +464,7 @@ int main(int argc, char **argv)
                 .batch = 64,
                 .seed = 1,
                 .lr = 3e-3};
+    cli_set_prog("dp-zoo");
     if (argc < 2) {
         usage(stderr);
         return 2;
