@@ -205,4 +205,23 @@ void adnn_exit_pk_backward(const float *const *logits, const float *dp, const in
 /* Exact FLOPs of the exit decision (softmax + max) over k classes. */
 double adnn_softmax_flops(int k);
 
+/* The p_k entry points of the early-exit families (SDN-ResNet,
+ * SDN-MobileNet, RANet) share everything but their forward and backward;
+ * `who` names the family in out-of-memory errors ("SDN", "RANet").
+ * adnn_exit_pk_clear: the preamble: dx (n images, may be NULL) and *loss
+ * (may be NULL) zeroed; returns E, the number of internal exits (0: done). */
+int adnn_exit_pk_clear(const adnn_model_t *m, int n, double *loss, float *dx);
+/* After a full inference forward with internal exit logits logits[k] (n,K),
+ * k < E: p (n,E) with p_k floored at 1e-30, *loss = -(1/(nE)) sum log p_k over
+ * the exits each image reaches, and dl[k] (n,K, from the arena) = dL/dlogits. */
+dp_err_t adnn_exit_pk_loss(adnn_model_t *m, const float *const *logits, int n, float *p,
+                           double *loss, float **dl, const char *who);
+/* The same p (no floor), dL/dp from fn, dl[k] = dL/dlogits. */
+dp_err_t adnn_exit_pk_vjp(adnn_model_t *m, const float *const *logits, int n, adnn_pk_dloss_fn fn,
+                          void *arg, float *p, float **dl, const char *who);
+/* adnn_exits_backward: dx (n images) zeroed; dlogits (n, E+1, K) split into
+ * dl[k] (n,K, from the arena) for k <= E, left NULL where all zero. */
+dp_err_t adnn_exits_split(adnn_model_t *m, const float *dlogits, int n, float *dx, float **dl,
+                          const char *who);
+
 #endif

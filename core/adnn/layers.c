@@ -401,3 +401,73 @@ dp_err_t adnn_exits_ce(adnn_model_t *m, const float *const *logits, const int32_
     }
     return DP_OK;
 }
+
+int adnn_exit_pk_clear(const adnn_model_t *m, int n, double *loss, float *dx)
+{
+    const adnn_spec_t *s = &m->spec;
+    size_t isz = (size_t)s->c * s->h * s->w;
+    if (dx) memset(dx, 0, (size_t)n * isz * sizeof(float));
+    if (loss) *loss = 0;
+    return s->nexits;
+}
+
+dp_err_t adnn_exit_pk_loss(adnn_model_t *m, const float *const *logits, int n, float *p,
+                           double *loss, float **dl, const char *who)
+{
+    const adnn_spec_t *s = &m->spec;
+    int E = s->nexits, K = s->num_classes;
+    for (int k = 0; k < E; k++)
+        if (!(dl[k] = adnn_arena_get(m, (size_t)n * K)))
+            return dp_err_set(DP_ERR_NOMEM, "out of memory in %s p_k", who);
+    float *dp = adnn_arena_get(m, (size_t)n * E);
+    int *taken = (int *)adnn_arena_get(m, (size_t)n);
+    if (!dp || !taken) return dp_err_set(DP_ERR_NOMEM, "out of memory in %s p_k", who);
+    adnn_exit_pk(logits, n, E, K, s->exit_tau, 1e-30, p, taken);
+    double l = 0, scale = 1.0 / ((double)n * E);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < E && k <= taken[i]; k++) {
+            double pv = p[(size_t)i * E + k];
+            l -= scale * log(pv);
+            dp[(size_t)i * E + k] = (float)(-scale / pv); /* dL/dp */
+        }
+    adnn_exit_pk_backward(logits, dp, taken, n, E, K, dl);
+    *loss = l;
+    return DP_OK;
+}
+
+dp_err_t adnn_exit_pk_vjp(adnn_model_t *m, const float *const *logits, int n, adnn_pk_dloss_fn fn,
+                          void *arg, float *p, float **dl, const char *who)
+{
+    const adnn_spec_t *s = &m->spec;
+    int E = s->nexits, K = s->num_classes;
+    float *dp = adnn_arena_get(m, (size_t)n * E);
+    int *taken = (int *)adnn_arena_get(m, (size_t)n);
+    if (!dp || !taken) return dp_err_set(DP_ERR_NOMEM, "out of memory in %s p_k", who);
+    for (int k = 0; k < E; k++)
+        if (!(dl[k] = adnn_arena_get(m, (size_t)n * K)))
+            return dp_err_set(DP_ERR_NOMEM, "out of memory in %s p_k", who);
+    adnn_exit_pk(logits, n, E, K, s->exit_tau, 0.0, p, taken);
+    fn(p, n, E, dp, arg);
+    adnn_exit_pk_backward(logits, dp, taken, n, E, K, dl);
+    return DP_OK;
+}
+
+dp_err_t adnn_exits_split(adnn_model_t *m, const float *dlogits, int n, float *dx, float **dl,
+                          const char *who)
+{
+    int E = m->spec.nexits, K = m->spec.num_classes;
+    memset(dx, 0, (size_t)n * m->spec.c * m->spec.h * m->spec.w * sizeof(float));
+    for (int k = 0; k <= E; k++) {
+        int any = 0;
+        for (int i = 0; i < n && !any; i++)
+            for (int j = 0; j < K; j++)
+                if (dlogits[((size_t)i * (E + 1) + k) * K + j] != 0.0f) any = 1;
+        if (!any) continue;
+        if (!(dl[k] = adnn_arena_get(m, (size_t)n * K)))
+            return dp_err_set(DP_ERR_NOMEM, "out of memory in %s exits backward", who);
+        for (int i = 0; i < n; i++)
+            memcpy(dl[k] + (size_t)i * K, dlogits + ((size_t)i * (E + 1) + k) * K,
+                   (size_t)K * sizeof(float));
+    }
+    return DP_OK;
+}

@@ -381,31 +381,13 @@ static int ra_pk_count(const adnn_model_t *m) { return m->spec.nexits; }
 static dp_err_t ra_pk_grad(adnn_model_t *m, const float *x, int n, float *p, double *loss,
                            float *dx)
 {
-    const adnn_spec_t *s = &m->spec;
-    int E = s->nexits, K = s->num_classes;
-    size_t isz = (size_t)s->c * s->h * s->w;
-    if (dx) memset(dx, 0, (size_t)n * isz * sizeof(float));
-    *loss = 0;
-    if (E == 0) return DP_OK;
+    if (adnn_exit_pk_clear(m, n, loss, dx) == 0) return DP_OK;
     dp_err_t err = ra_run(m, x, n, 0, NULL);
     if (err) return err;
     ranet_t *f = m->fam;
     float *dl[ADNN_MAX_EXITS + 1] = {0};
-    for (int k = 0; k < E; k++)
-        if (!(dl[k] = adnn_arena_get(m, (size_t)n * K))) return OOM("p_k");
-    float *dp = adnn_arena_get(m, (size_t)n * E);
-    int *taken = (int *)adnn_arena_get(m, (size_t)n);
-    if (!dp || !taken) return dp_err_set(DP_ERR_NOMEM, "out of memory in RANet p_k");
-    adnn_exit_pk((const float *const *)f->fwd.logits, n, E, K, s->exit_tau, 1e-30, p, taken);
-    double l = 0, scale = 1.0 / ((double)n * E);
-    for (int i = 0; i < n; i++)
-        for (int k = 0; k < E && k <= taken[i]; k++) {
-            double pv = p[(size_t)i * E + k];
-            l -= scale * log(pv);
-            dp[(size_t)i * E + k] = (float)(-scale / pv); /* dL/dp */
-        }
-    adnn_exit_pk_backward((const float *const *)f->fwd.logits, dp, taken, n, E, K, dl);
-    *loss = l;
+    if ((err = adnn_exit_pk_loss(m, (const float *const *)f->fwd.logits, n, p, loss, dl, "RANet")))
+        return err;
     return ra_backward(m, dl, dx);
 }
 
@@ -413,24 +395,14 @@ static dp_err_t ra_pk_grad(adnn_model_t *m, const float *x, int n, float *p, dou
 static dp_err_t ra_pk_vjp(adnn_model_t *m, const float *x, int n, adnn_pk_dloss_fn fn, void *arg,
                           float *p, float *dx)
 {
-    const adnn_spec_t *s = &m->spec;
-    int E = s->nexits, K = s->num_classes;
-    size_t isz = (size_t)s->c * s->h * s->w;
-    memset(dx, 0, (size_t)n * isz * sizeof(float));
-    if (E == 0) return DP_OK;
+    if (adnn_exit_pk_clear(m, n, NULL, dx) == 0) return DP_OK;
     dp_err_t err = ra_run(m, x, n, 0, NULL);
     if (err) return err;
     ranet_t *f = m->fam;
     float *dl[ADNN_MAX_EXITS + 1] = {0};
-    float *dp = adnn_arena_get(m, (size_t)n * E);
-    int *taken = (int *)adnn_arena_get(m, (size_t)n);
-    if (!dp || !taken) return dp_err_set(DP_ERR_NOMEM, "out of memory in RANet p_k");
-    for (int k = 0; k < E; k++)
-        if (!(dl[k] = adnn_arena_get(m, (size_t)n * K)))
-            return dp_err_set(DP_ERR_NOMEM, "out of memory in RANet p_k");
-    adnn_exit_pk((const float *const *)f->fwd.logits, n, E, K, s->exit_tau, 0.0, p, taken);
-    fn(p, n, E, dp, arg);
-    adnn_exit_pk_backward((const float *const *)f->fwd.logits, dp, taken, n, E, K, dl);
+    if ((err =
+             adnn_exit_pk_vjp(m, (const float *const *)f->fwd.logits, n, fn, arg, p, dl, "RANet")))
+        return err;
     return ra_backward(m, dl, dx);
 }
 
@@ -438,23 +410,12 @@ static dp_err_t ra_pk_vjp(adnn_model_t *m, const float *x, int n, adnn_pk_dloss_
 static dp_err_t ra_exits_backward(adnn_model_t *m, const float *dlogits, int n, float *dx)
 {
     ranet_t *f = m->fam;
-    int E = m->spec.nexits, K = m->spec.num_classes;
     if (n != f->fwd.n)
         return dp_err_set(DP_ERR_INVALID, "adnn_exits_backward: n %d, last forward had %d", n,
                           f->fwd.n);
-    memset(dx, 0, (size_t)n * m->spec.c * m->spec.h * m->spec.w * sizeof(float));
     float *dl[ADNN_MAX_EXITS + 1] = {0};
-    for (int k = 0; k <= E; k++) {
-        int any = 0;
-        for (int i = 0; i < n && !any; i++)
-            for (int j = 0; j < K; j++)
-                if (dlogits[((size_t)i * (E + 1) + k) * K + j] != 0.0f) any = 1;
-        if (!any) continue;
-        if (!(dl[k] = adnn_arena_get(m, (size_t)n * K))) return OOM("exits backward");
-        for (int i = 0; i < n; i++)
-            memcpy(dl[k] + (size_t)i * K, dlogits + ((size_t)i * (E + 1) + k) * K,
-                   (size_t)K * sizeof(float));
-    }
+    dp_err_t err = adnn_exits_split(m, dlogits, n, dx, dl, "RANet");
+    if (err) return err;
     return ra_backward(m, dl, dx);
 }
 
