@@ -3,7 +3,9 @@
  * on the DeepPerform generator's layer shapes for 1x28x28 at width 64, at batch
  * 1 and 64, as GFLOP/s and fraction of that peak; then the same for the
  * backward (dinp, dweight, dbias). Batch 64 runs both the per-image and the
- * whole-batch sgemm paths.
+ * whole-batch sgemm paths. The conv shapes as single products also run through
+ * nn_gemm_packed (weight packed once beforehand, as the generator does) on the
+ * same thread count, beside OpenBLAS.
  *
  * Usage: bench_gemm [threads] [min_seconds_per_point]   (threads 0 = all cores) */
 #include <stdio.h>
@@ -12,6 +14,7 @@
 
 #include "nn/blas.h"
 #include "nn/conv.h"
+#include "nn/gemm.h"
 #include "util/clock.h"
 #include "util/rng.h"
 
@@ -66,6 +69,35 @@ static double gemm_gflops(dp_rng_t *r, int m, int n, int k)
                     rand_buf(r, (size_t)m * n)};
     double t = best_time(run_gemm, &g);
     free(g.a);
+    free(g.b);
+    free(g.c);
+    return 2.0 * m * n * k / t * 1e-9;
+}
+
+typedef struct packed_ctx {
+    int m, n, k, threads;
+    float *pa, *b, *c;
+} packed_ctx_t;
+
+static void run_packed(void *p)
+{
+    packed_ctx_t *g = p;
+    nn_gemm_packed(g->m, g->n, g->k, g->pa, g->b, g->n, 0.0f, g->c, g->n, g->threads);
+}
+
+/* GFLOP/s of nn_gemm_packed on an (m,k) weight packed once. */
+static double packed_gflops(dp_rng_t *r, int m, int n, int k, int threads)
+{
+    float *a = rand_buf(r, (size_t)m * k);
+    packed_ctx_t g = {
+        m, n, k, threads, NULL, rand_buf(r, (size_t)k * n), rand_buf(r, (size_t)m * n)};
+    void *pa = NULL;
+    if (posix_memalign(&pa, 64, nn_gemm_packed_size(m, k) * sizeof(float))) exit(1);
+    g.pa = pa;
+    nn_gemm_pack_a(g.pa, false, m, k, a, k);
+    double t = best_time(run_packed, &g);
+    free(a);
+    free(g.pa);
     free(g.b);
     free(g.c);
     return 2.0 * m * n * k / t * 1e-9;
@@ -184,6 +216,13 @@ int main(int argc, char **argv)
                                 {256, 9216, 576}};
     for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
         double g = gemm_gflops(&r, gs[i][0], gs[i][1], gs[i][2]);
+        printf("  M %4d N %5d K %5d        %7.1f  (%.2f of peak)\n", gs[i][0], gs[i][1], gs[i][2],
+               g, g / peak);
+    }
+    printf("\nthe same through nn_gemm_packed (%s kernel, weight packed once)\n",
+           nn_gemm_path_name(nn_gemm_get_path()));
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
+        double g = packed_gflops(&r, gs[i][0], gs[i][1], gs[i][2], nn_get_threads());
         printf("  M %4d N %5d K %5d        %7.1f  (%.2f of peak)\n", gs[i][0], gs[i][1], gs[i][2],
                g, g / peak);
     }

@@ -8,12 +8,12 @@
 #include "nn/attention.h"
 
 #include <assert.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 
 #include "nn/act.h"
 #include "nn/blas.h"
+#include "nn/gemm.h"
 
 static int c8_of(int c) { return c / 8 > 0 ? c / 8 : 1; }
 
@@ -70,64 +70,65 @@ typedef struct att_rows {
     int c, c8, hw, i0, i1;
 } att_rows_t;
 
-static void *att_rows_run(void *arg)
+static void att_rows_run(const att_rows_t *j)
 {
-    const att_rows_t *j = arg;
     const int rows = j->i1 - j->i0, hw = j->hw;
-    if (rows <= 0) return NULL;
+    if (rows <= 0) return;
     float *a = j->a + (size_t)j->i0 * hw;
     nn_sgemm(true, false, rows, hw, j->c8, 1.0f, j->q + j->i0, hw, j->k, hw, 0.0f, a, hw);
     nn_softmax_forward(a, a, rows, hw);
     nn_sgemm(false, true, j->c, rows, hw, 1.0f, j->v, hw, a, hw, 0.0f, j->o + j->i0, hw);
-    return NULL;
 }
 
-#define ATT_SPLIT_MAX      8
-#define ATT_SPLIT_MIN_MACS ((size_t)2 << 20) /* per thread */
+#define ATT_UNITS_MAX 16
+#define ATT_UNIT_MACS ((size_t)1 << 20)
 
-/* Threads for one image's E, softmax, O: the BLAS's thread count while that
- * work is large, each thread then with a one-thread BLAS (OpenBLAS threads
- * these thin products and the softmax not at all). */
-static int att_split(int c, int c8, int hw)
+/* Row blocks of one image: a fixed partition by the shape alone (about 1 M
+ * multiply-adds each), so the result does not depend on the thread count. */
+typedef struct att_units {
+    att_rows_t base;
+    int nunits;
+} att_units_t;
+
+static int att_nunits(int c, int c8, int hw)
 {
-    int t = nn_get_threads();
-    t = t < ATT_SPLIT_MAX ? t : ATT_SPLIT_MAX;
     const size_t macs = (size_t)hw * hw * (size_t)(c + c8);
-    while (t > 1 && (macs / (size_t)t < ATT_SPLIT_MIN_MACS || hw / t < 8)) t--;
-    return t;
+    size_t u = macs / ATT_UNIT_MACS;
+    if (u > ATT_UNITS_MAX) u = ATT_UNITS_MAX;
+    if (u > (size_t)hw / 8) u = (size_t)hw / 8;
+    return u > 1 ? (int)u : 1;
 }
 
-static void att_rows_parallel(int t, att_rows_t base)
+static void att_unit_run(void *ctx, int u)
 {
-    att_rows_t jobs[ATT_SPLIT_MAX];
-    pthread_t tid[ATT_SPLIT_MAX];
-    int started[ATT_SPLIT_MAX] = {0};
-    for (int i = 0, r0 = 0; i < t; i++) {
-        const int rows = base.hw / t + (i < base.hw % t);
-        jobs[i] = base;
-        jobs[i].i0 = r0, jobs[i].i1 = r0 + rows;
-        r0 += rows;
-    }
-    for (int i = 1; i < t; i++)
-        started[i] = pthread_create(&tid[i], NULL, att_rows_run, &jobs[i]) == 0;
-    att_rows_run(&jobs[0]);
-    for (int i = 1; i < t; i++) {
-        if (started[i])
-            pthread_join(tid[i], NULL);
-        else
-            att_rows_run(&jobs[i]);
-    }
+    const att_units_t *p = ctx;
+    att_rows_t j = p->base;
+    const int hw = j.hw;
+    j.i0 = (int)((long)hw * u / p->nunits);
+    j.i1 = (int)((long)hw * (u + 1) / p->nunits);
+    att_rows_run(&j);
 }
 
 void nn_attention_forward(float *out, float *cache, const float *inp, const float *wq,
                           const float *bq, const float *wk, const float *bk, const float *wv,
                           const float *bv, const float *gamma, int n, int c, int hw)
 {
+    /* the row blocks run on the pool with a one-thread BLAS (OpenBLAS
+     * threads these thin products and the softmax not at all, and its idle
+     * workers spin) */
+    const int saved = nn_get_threads();
+    if (saved > 1) nn_set_threads(1);
+    nn_attention_forward_mt(out, cache, inp, wq, bq, wk, bk, wv, bv, gamma, n, c, hw, saved);
+    if (saved > 1) nn_set_threads(saved);
+}
+
+void nn_attention_forward_mt(float *out, float *cache, const float *inp, const float *wq,
+                             const float *bq, const float *wk, const float *bk, const float *wv,
+                             const float *bv, const float *gamma, int n, int c, int hw, int threads)
+{
     assert(n > 0 && c > 0 && hw > 0);
     int c8 = c8_of(c);
     size_t plane = (size_t)c * hw;
-    const int saved = nn_get_threads(), split = att_split(c, c8, hw);
-    if (split > 1) nn_set_threads(1); /* the 1x1 convs too: thin, and BLAS workers spin */
     for (int b = 0; b < n; b++) {
         const float *x = inp + b * plane;
         float *y = out + b * plane;
@@ -139,16 +140,11 @@ void nn_attention_forward(float *out, float *cache, const float *inp, const floa
         conv1x1(v, wv, bv, x, c, c, hw);
         /* E (HW,HW) = q^T (HW,C8) k (C8,HW), row softmax in place (A), then
          * O (C,HW) = v (C,HW) A^T (HW,HW) */
-        att_rows_t job = {q, k, v, a, o, c, c8, hw, 0, hw};
-        if (split > 1) {
-            att_rows_parallel(split, job);
-        } else {
-            att_rows_run(&job);
-        }
+        att_units_t job = {{q, k, v, a, o, c, c8, hw, 0, hw}, att_nunits(c, c8, hw)};
+        nn_parallel_for(job.nunits, threads, att_unit_run, &job);
         float g = gamma[0];
         for (size_t i = 0; i < plane; i++) y[i] = g * o[i] + x[i];
     }
-    if (split > 1) nn_set_threads(saved);
 }
 
 void nn_attention_backward(float *dinp, float *dwq, float *dbq, float *dwk, float *dbk, float *dwv,

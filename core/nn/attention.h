@@ -17,6 +17,14 @@ size_t nn_attention_workspace(int n, int c, int hw);
 void nn_attention_forward(float *out, float *cache, const float *inp, const float *wq,
                           const float *bq, const float *wk, const float *bk, const float *wv,
                           const float *bv, const float *gamma, int n, int c, int hw);
+/* The same with the BLAS left as it is and the row blocks of E, softmax and
+ * O on up to `threads` threads (nn_parallel_for); nn_attention_forward sets
+ * the BLAS to one thread and uses the BLAS's former count. The result does
+ * not depend on the thread count. */
+void nn_attention_forward_mt(float *out, float *cache, const float *inp, const float *wq,
+                             const float *bq, const float *wk, const float *bk, const float *wv,
+                             const float *bv, const float *gamma, int n, int c, int hw,
+                             int threads);
 /* Accumulates into every gradient (NULL: skip). */
 void nn_attention_backward(float *dinp, float *dwq, float *dbq, float *dwk, float *dbk, float *dwv,
                            float *dbv, float *dgamma, const float *dout, const float *cache,

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "nn/blas.h"
+#include "nn/gemm.h"
 
 /* Batched sgemm pays a gather/scatter through memory. Measured on the generator
  * at batch 64 (bench_gemm, 2 busy cores, noisy): 1.3-2.7x faster at P = 25 (the
@@ -92,6 +93,20 @@ static inline void zero_row(float *d, int n)
 static void im2col(float *col, size_t ld, const float *img, int C, int H, int W, int kh, int kw,
                    int s, int p, int hout, int wout)
 {
+    if (s == 1 && p == 0) { /* every window inside the image: plain row copies */
+        for (int ch = 0; ch < C; ch++) {
+            const float *plane = img + (size_t)ch * H * W;
+            for (int ki = 0; ki < kh; ki++) {
+                for (int kj = 0; kj < kw; kj++) {
+                    float *row = col + ((size_t)(ch * kh + ki) * kw + kj) * ld;
+                    const float *src = plane + (size_t)ki * W + kj;
+                    for (int oh = 0; oh < hout; oh++)
+                        copy_row(row + (size_t)oh * wout, src + (size_t)oh * W, wout);
+                }
+            }
+        }
+        return;
+    }
     for (int ch = 0; ch < C; ch++) {
         const float *plane = img + (size_t)ch * H * W;
         for (int ki = 0; ki < kh; ki++) {
@@ -120,6 +135,35 @@ static void im2col(float *col, size_t ld, const float *img, int C, int H, int W,
             }
         }
     }
+}
+
+/* im2col on several threads (nn_parallel_for over channel blocks). */
+typedef struct im2col_job {
+    float *col;
+    size_t ld;
+    const float *img;
+    const nn_conv_t *c;
+    int nunits;
+} im2col_job_t;
+
+static void im2col_unit(void *ctx, int u)
+{
+    const im2col_job_t *j = ctx;
+    const nn_conv_t *c = j->c;
+    const int c0 = (int)((long)c->cin * u / j->nunits),
+              c1 = (int)((long)c->cin * (u + 1) / j->nunits);
+    const size_t kk = (size_t)c->kh * c->kw;
+    im2col(j->col + (size_t)c0 * kk * j->ld, j->ld, j->img + (size_t)c0 * c->h * c->w, c1 - c0,
+           c->h, c->w, c->kh, c->kw, c->stride, c->pad, c->hout, c->wout);
+}
+
+static void im2col_par(float *col, size_t ld, const float *img, const nn_conv_t *c, int threads)
+{
+    const size_t elems = (size_t)c->cin * c->kh * c->kw * c->hout * c->wout;
+    int nunits = threads > 1 && elems >= ((size_t)1 << 15) ? 4 * threads : 1;
+    if (nunits > c->cin) nunits = c->cin;
+    im2col_job_t j = {col, ld, img, c, nunits};
+    nn_parallel_for(nunits, threads, im2col_unit, &j);
 }
 
 /* img (C,H,W) += col2im(col); col (C*KH*KW, hout*wout) with row stride ld. */
@@ -348,6 +392,54 @@ void nn_conv2d_forward(const nn_conv_t *c, float *out, const float *inp, const f
     }
 }
 
+/* ---- convolution with a pre-packed weight (nn_gemm) ----
+ * The weight (Cout, K) is packed once; a chunk of nb images is im2col'd into
+ * nb contiguous (K, P) matrices, then one batched product writes every
+ * image's (Cout, P) output in place (no gather/scatter). */
+
+size_t nn_conv2d_packed_size(const nn_conv_t *c)
+{
+    assert(c->groups == 1);
+    return nn_gemm_packed_size(c->cout, c->cin * c->kh * c->kw);
+}
+
+void nn_conv2d_pack_weight(const nn_conv_t *c, float *pw, const float *weight)
+{
+    assert(c->groups == 1);
+    const int K = c->cin * c->kh * c->kw;
+    nn_gemm_pack_a(pw, false, c->cout, K, weight, K);
+}
+
+static int conv_threads(const nn_conv_t *c)
+{
+    return c->threads > 0 ? c->threads : nn_get_threads();
+}
+
+void nn_conv2d_forward_packed(const nn_conv_t *c, float *out, const float *inp, const float *pw,
+                              const float *bias, float *ws)
+{
+    assert(c->groups == 1 && out && inp && pw && (ws || nn_conv2d_workspace(c) == 0));
+    const int K = c->cin * c->kh * c->kw, HW = c->h * c->w, P = c->hout * c->wout;
+    const size_t osz = (size_t)c->cout * P;
+    const int threads = conv_threads(c);
+    if (is_pointwise(c)) {
+        nn_gemm_packed_batch(c->cout, P, K, pw, c->n, inp, (size_t)c->cin * HW, P, 0.0f, out, osz,
+                             P, threads);
+    } else {
+        const int nb = images_per_gemm(c);
+        for (int n0 = 0; n0 < c->n; n0 += nb) {
+            const int cur = c->n - n0 < nb ? c->n - n0 : nb;
+            for (int i = 0; i < cur; i++)
+                im2col_par(ws + (size_t)i * K * P, (size_t)P, inp + (size_t)(n0 + i) * c->cin * HW,
+                           c, threads);
+            nn_gemm_packed_batch(c->cout, P, K, pw, cur, ws, (size_t)K * P, P, 0.0f,
+                                 out + (size_t)n0 * osz, osz, P, threads);
+        }
+    }
+    if (bias)
+        for (int i = 0; i < c->n; i++) add_bias(out + (size_t)i * osz, bias, c->cout, P);
+}
+
 void nn_conv2d_backward(const nn_conv_t *c, float *dinp, float *dweight, float *dbias,
                         const float *dout, const float *inp, const float *weight, float *ws)
 {
@@ -525,6 +617,50 @@ void nn_convt2d_forward(const nn_conv_t *c, float *out, const float *inp, const 
                            c->h, c->w);
             }
         }
+    }
+}
+
+/* Transposed conv with the weight packed as the (Cout/g*KH*KW, Cin) left
+ * operand W^T (groups == 1): per image, columns = W^T x, then col2im. */
+
+size_t nn_convt2d_packed_size(const nn_conv_t *c)
+{
+    assert(c->groups == 1);
+    return nn_gemm_packed_size(c->cout * c->kh * c->kw, c->cin);
+}
+
+void nn_convt2d_pack_weight(const nn_conv_t *c, float *pw, const float *weight)
+{
+    assert(c->groups == 1);
+    const int K = c->cout * c->kh * c->kw;
+    nn_gemm_pack_a(pw, true, K, c->cin, weight, K);
+}
+
+void nn_convt2d_forward_packed(const nn_conv_t *c, float *out, const float *inp, const float *pw,
+                               const float *bias, float *ws)
+{
+    assert(c->groups == 1 && out && inp && pw && (ws || nn_convt2d_workspace(c) == 0));
+    const int K = c->cout * c->kh * c->kw, P = c->h * c->w, OP = c->hout * c->wout;
+    const size_t out_n = (size_t)c->cout * OP;
+    const int threads = conv_threads(c);
+    if (is_pointwise(c)) {
+        nn_gemm_packed_batch(K, P, c->cin, pw, c->n, inp, (size_t)c->cin * P, P, 0.0f, out, out_n,
+                             P, threads);
+        if (bias)
+            for (int i = 0; i < c->n; i++) add_bias(out + (size_t)i * out_n, bias, c->cout, OP);
+        return;
+    }
+    for (int i = 0; i < c->n; i++) {
+        float *o = out + i * out_n;
+        if (bias) {
+            for (int ch = 0; ch < c->cout; ch++)
+                for (int j = 0; j < OP; j++) o[(size_t)ch * OP + j] = bias[ch];
+        } else {
+            memset(o, 0, sizeof(float) * out_n);
+        }
+        nn_gemm_packed(K, P, c->cin, pw, inp + (size_t)i * c->cin * P, P, 0.0f, ws, P, threads);
+        col2im_add(o, ws, (size_t)P, c->cout, c->hout, c->wout, c->kh, c->kw, c->stride, c->pad,
+                   c->h, c->w);
     }
 }
 

@@ -46,6 +46,16 @@ void nn_conv2d_backward(const nn_conv_t *c, float *dinp, float *dweight, float *
 void nn_conv2d_forward_naive(const nn_conv_t *c, float *out, const float *inp, const float *weight,
                              const float *bias);
 
+/* Forward with the weight pre-packed (groups == 1; nn/gemm.h): pw holds
+ * nn_conv2d_packed_size(c) floats, 64-byte aligned, filled by
+ * nn_conv2d_pack_weight from weight (Cout,Cin,KH,KW). Same workspace and
+ * result (to rounding) as nn_conv2d_forward; the product runs on c->threads
+ * threads (0 = nn_get_threads()), split by output channels. */
+size_t nn_conv2d_packed_size(const nn_conv_t *c);
+void nn_conv2d_pack_weight(const nn_conv_t *c, float *pw, const float *weight);
+void nn_conv2d_forward_packed(const nn_conv_t *c, float *out, const float *inp, const float *pw,
+                              const float *bias, float *ws);
+
 /* Transposed conv (PyTorch ConvTranspose2d): out (N,Cout,Hout,Wout); inp (N,Cin,H,W);
  * weight (Cin, Cout/g, KH, KW); bias (Cout) or NULL. */
 void nn_convt2d_forward(const nn_conv_t *c, float *out, const float *inp, const float *weight,
@@ -54,6 +64,13 @@ void nn_convt2d_backward(const nn_conv_t *c, float *dinp, float *dweight, float 
                          const float *dout, const float *inp, const float *weight, float *ws);
 void nn_convt2d_forward_naive(const nn_conv_t *c, float *out, const float *inp, const float *weight,
                               const float *bias);
+
+/* The same with the weight (Cin,Cout,KH,KW) pre-packed as its transpose
+ * (groups == 1), like nn_conv2d_forward_packed. */
+size_t nn_convt2d_packed_size(const nn_conv_t *c);
+void nn_convt2d_pack_weight(const nn_conv_t *c, float *pw, const float *weight);
+void nn_convt2d_forward_packed(const nn_conv_t *c, float *out, const float *inp, const float *pw,
+                               const float *bias, float *ws);
 
 /* Reflection padding by p on every side (p < H, p < W):
  * out (N,C,H+2p,W+2p); inp (N,C,H,W). Backward accumulates into dinp. */

@@ -295,6 +295,46 @@ static size_t layout_acts(gen_acts_t *a, float *base, const gen_dims_t *d, int n
     return l.off;
 }
 
+/* ------------------------------------------------------------ packed weights
+ * The eval forward runs the convs through nn_gemm with weights packed once
+ * (nn_conv2d_pack_weight) instead of OpenBLAS, which re-packs a 9 MB weight
+ * on every call. The copy is refreshed at the first eval forward after
+ * anything that may change the weights: creation, an Adam step, or handing
+ * out a pointer to them (perf_gen_params, perf_gen_tensor). enc0 (K = 9) and
+ * dec2 stay on OpenBLAS (NULL here): too little K for the packed kernel. */
+
+typedef struct gen_packed {
+    int valid;
+    float *block;
+    float *enc[3], *rc1[4], *rc2[4], *rsc[4], *dec[3];
+} gen_packed_t;
+
+/* Lays out (base NULL: sizes) the packed weights; returns the floats used. */
+static size_t layout_packed(gen_packed_t *pk, float *base, const gen_dims_t *d)
+{
+    alayout_t l = {base, 0};
+    for (int i = 1; i < 3; i++) pk->enc[i] = takea(&l, nn_conv2d_packed_size(&d->enc[i]));
+    for (int r = 0; r < 4; r++) {
+        pk->rc1[r] = takea(&l, nn_conv2d_packed_size(&d->rc1[r]));
+        pk->rc2[r] = takea(&l, nn_conv2d_packed_size(&d->rc2[r]));
+        if (d->rcin[r] != d->rcout[r]) pk->rsc[r] = takea(&l, nn_conv2d_packed_size(&d->rsc[r]));
+    }
+    for (int i = 0; i < 2; i++) pk->dec[i] = takea(&l, nn_convt2d_packed_size(&d->dec[i]));
+    return l.off;
+}
+
+static void pack_weights(gen_packed_t *pk, const gen_params_t *p, const gen_dims_t *d)
+{
+    for (int i = 1; i < 3; i++) nn_conv2d_pack_weight(&d->enc[i], pk->enc[i], p->enc_w[i]);
+    for (int r = 0; r < 4; r++) {
+        nn_conv2d_pack_weight(&d->rc1[r], pk->rc1[r], p->res[r].c1w);
+        nn_conv2d_pack_weight(&d->rc2[r], pk->rc2[r], p->res[r].c2w);
+        if (pk->rsc[r]) nn_conv2d_pack_weight(&d->rsc[r], pk->rsc[r], p->res[r].scw);
+    }
+    for (int i = 0; i < 2; i++) nn_convt2d_pack_weight(&d->dec[i], pk->dec[i], p->dec_w[i]);
+    pk->valid = 1;
+}
+
 /* ------------------------------------------------------------------ object */
 
 struct perf_gen {
@@ -307,6 +347,8 @@ struct perf_gen {
     gen_params_t p, gp;          /* named pointers into params (and stats), grads */
     gen_acts_t a, da;
     nn_adam_t adam;
+    gen_packed_t *pk;  /* packed conv weights for the eval forward (own block: the
+                          const accessors invalidate it) */
     int split_threads; /* nn_conv_t.threads for the forward's convs (0 = BLAS's) */
     int last_n;        /* batch of the last training forward, 0 if none */
     int fwd_n;         /* batch of the last forward */
@@ -414,6 +456,9 @@ perf_gen_t *perf_gen_new(const perf_gen_config_t *cfg)
     g->acts = alloc_floats(g->nacts);
     g->ws = alloc_floats(g->nws);
     if (!g->params || !g->stats || !g->acts || !g->ws) goto nomem;
+    if (!(g->pk = calloc(1, sizeof *g->pk))) goto nomem;
+    if (!(g->pk->block = alloc_floats(layout_packed(g->pk, NULL, &g->dims)))) goto nomem;
+    layout_packed(g->pk, g->pk->block, &g->dims);
     /* An eval forward splits the batch over the BLAS threads (each slice with
      * a single-threaded BLAS): one workspace per worker, for its slice. */
     int nt = nn_get_threads();
@@ -470,6 +515,8 @@ void perf_gen_destroy(perf_gen_t **pg)
     free(g->acts);
     free(g->dacts);
     free(g->ws);
+    if (g->pk) free(g->pk->block);
+    free(g->pk);
     for (int i = 1; i < GEN_MAX_WORKERS; i++) free(g->wws[i]);
     free(g);
     *pg = NULL;
@@ -477,13 +524,18 @@ void perf_gen_destroy(perf_gen_t **pg)
 
 const perf_gen_config_t *perf_gen_config(const perf_gen_t *g) { return &g->cfg; }
 size_t perf_gen_num_params(const perf_gen_t *g) { return g->nparams; }
-float *perf_gen_params(perf_gen_t *g) { return g->params; }
+float *perf_gen_params(perf_gen_t *g)
+{
+    g->pk->valid = 0; /* the caller may write the weights */
+    return g->params;
+}
 float *perf_gen_grads(perf_gen_t *g) { return g->grads; }
 int perf_gen_num_tensors(const perf_gen_t *g) { return g->ntensors; }
 
 const perf_gen_tensor_t *perf_gen_tensor(const perf_gen_t *g, int i)
 {
     assert(i >= 0 && i < g->ntensors);
+    g->pk->valid = 0; /* the caller may write the weights */
     return &g->recs[i].t;
 }
 
@@ -591,6 +643,16 @@ static void acts_at(gen_acts_t *s, const gen_acts_t *a, const gen_dims_t *d, int
 #undef SHIFT
 }
 
+/* conv2d forward, through the packed weight when there is one. */
+static void conv_fwd(const nn_conv_t *c, float *out, const float *inp, const float *w,
+                     const float *pw, const float *bias, float *ws)
+{
+    if (pw)
+        nn_conv2d_forward_packed(c, out, inp, pw, bias, ws);
+    else
+        nn_conv2d_forward(c, out, inp, w, bias, ws);
+}
+
 /* The forward of n images x into the activations a (already shifted to the
  * first of them), with workspace ws; out gets the tanh output. */
 static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *x, int n,
@@ -599,6 +661,7 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
     const gen_dims_t *d = &g->dims;
     const gen_params_t *p = &g->p;
     const float slope = g->cfg.slope, rslope = g->cfg.res_slope;
+    const gen_packed_t *pk = training ? NULL : g->pk;
 
     const float *cur = x;
     if (training) {
@@ -609,7 +672,7 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
         nn_conv_t c = conv_n(&d->enc[i], n);
         c.threads = g->split_threads;
         const int hw = c.hout * c.wout;
-        nn_conv2d_forward(&c, a->enc_c[i], cur, p->enc_w[i], p->enc_b[i], ws);
+        conv_fwd(&c, a->enc_c[i], cur, p->enc_w[i], pk ? pk->enc[i] : NULL, p->enc_b[i], ws);
         nn_instnorm_forward(a->enc_n[i], a->enc_m[i], a->enc_r[i], a->enc_c[i], n, c.cout, hw,
                             NORM_EPS);
         nn_leakyrelu_forward(a->enc_a[i], a->enc_n[i], (size_t)n * c.cout * hw, slope);
@@ -624,17 +687,17 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
         nn_conv_t c1 = conv_n(&d->rc1[r], n), c2 = conv_n(&d->rc2[r], n);
         c1.threads = c2.threads = g->split_threads;
         nn_reflpad2d_forward(ra->pad1, cur, n, ci, rh, rw, 1);
-        nn_conv2d_forward(&c1, ra->c1, ra->pad1, rp->c1w, NULL, ws);
+        conv_fwd(&c1, ra->c1, ra->pad1, rp->c1w, pk ? pk->rc1[r] : NULL, NULL, ws);
         bn_forward(g, ra->bn1, ra->m1, ra->r1, ra->c1, &rp->bn1, n, co, hw, training);
         nn_leakyrelu_forward(ra->a1, ra->bn1, sz, rslope);
         nn_reflpad2d_forward(ra->pad2, ra->a1, n, co, rh, rw, 1);
-        nn_conv2d_forward(&c2, ra->c2, ra->pad2, rp->c2w, NULL, ws);
+        conv_fwd(&c2, ra->c2, ra->pad2, rp->c2w, pk ? pk->rc2[r] : NULL, NULL, ws);
         bn_forward(g, ra->bn2, ra->m2, ra->r2, ra->c2, &rp->bn2, n, co, hw, training);
         const float *sc = cur;
         if (ci != co) {
             nn_conv_t cs = conv_n(&d->rsc[r], n);
             cs.threads = g->split_threads;
-            nn_conv2d_forward(&cs, ra->sc, cur, rp->scw, NULL, ws);
+            conv_fwd(&cs, ra->sc, cur, rp->scw, pk ? pk->rsc[r] : NULL, NULL, ws);
             bn_forward(g, ra->scbn, ra->msc, ra->rsc, ra->sc, &rp->scbn, n, co, hw, training);
             sc = ra->scbn;
         }
@@ -645,19 +708,27 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
         nn_conv_t c = convt_n(&d->dec[i], n);
         const int ahw = d->ahw[i], ch = d->ac[i];
         const att_params_t *ap = &p->att[i];
-        nn_convt2d_forward(&c, a->dec_c[i], cur, p->dec_w[i], p->dec_b[i], ws);
+        c.threads = g->split_threads;
+        if (pk)
+            nn_convt2d_forward_packed(&c, a->dec_c[i], cur, pk->dec[i], p->dec_b[i], ws);
+        else
+            nn_convt2d_forward(&c, a->dec_c[i], cur, p->dec_w[i], p->dec_b[i], ws);
         nn_instnorm_forward(a->dec_n[i], a->dec_m[i], a->dec_r[i], a->dec_c[i], n, ch, ahw,
                             NORM_EPS);
         nn_leakyrelu_forward(a->dec_a[i], a->dec_n[i], (size_t)n * ch * ahw, slope);
         /* at n = 1 (split_threads set, BLAS on one thread), the attention
-         * splits its rows over the BLAS's thread count: give it back */
-        if (g->split_threads > 1) nn_set_threads(g->split_threads);
-        nn_attention_forward(a->att[i], a->att_cache[i], a->dec_a[i], ap->wq, ap->bq, ap->wk,
-                             ap->bk, ap->wv, ap->bv, ap->gamma, n, ch, ahw);
-        if (g->split_threads > 1) nn_set_threads(1);
+         * splits its rows over the pool; the BLAS stays on one thread */
+        if (g->split_threads > 1)
+            nn_attention_forward_mt(a->att[i], a->att_cache[i], a->dec_a[i], ap->wq, ap->bq, ap->wk,
+                                    ap->bk, ap->wv, ap->bv, ap->gamma, n, ch, ahw,
+                                    g->split_threads);
+        else
+            nn_attention_forward(a->att[i], a->att_cache[i], a->dec_a[i], ap->wq, ap->bq, ap->wk,
+                                 ap->bk, ap->wv, ap->bv, ap->gamma, n, ch, ahw);
         cur = a->att[i];
     }
     nn_conv_t c = convt_n(&d->dec[2], n);
+    c.threads = g->split_threads;
     const size_t osz = (size_t)n * conv_out(&c);
     nn_convt2d_forward(&c, a->dec_c[2], cur, p->dec_w[2], p->dec_b[2], ws);
     nn_tanh_forward(a->out, a->dec_c[2], osz);
@@ -685,6 +756,7 @@ void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int trai
     const int blas_threads = nn_get_threads();
     int nt = blas_threads < g->nworkers ? blas_threads : g->nworkers;
     nt = nt < n ? nt : n;
+    if (!training && !g->pk->valid) pack_weights(g->pk, &g->p, &g->dims);
     if (!training && n == 1 && blas_threads > 1) {
         /* One image: the BLAS stays on one thread (its threading of these thin
          * products costs more than it gains, and its idle workers spin), and
@@ -849,6 +921,7 @@ void perf_gen_adam_step(perf_gen_t *g, float lr)
     assert(g->grads);
     g->adam.lr = lr;
     nn_adam_step(&g->adam, g->params, g->grads, g->adam_m, g->adam_v, g->nparams);
+    g->pk->valid = 0;
 }
 
 void perf_gen_adam_state(perf_gen_t *g, float **m, float **v, long **t)
