@@ -88,15 +88,16 @@ k256_body(const int nr, int k, const float *pa, const float *b, int ldb, float *
 __attribute__((target("avx2,fma"))) static void kern_avx2(int nr, int k, const float *pa,
                                                           const float *b, int ldb, float *t)
 {
+    assert(nr >= 1 && nr <= NR_AVX2);
     switch (nr) {
 #define K256_CASE(n)                                                                               \
     case n:                                                                                        \
         k256_body(n, k, pa, b, ldb, t);                                                            \
         break;
-        K256_CASE(1)
-        K256_CASE(2) K256_CASE(3) K256_CASE(4) K256_CASE(5) K256_CASE(6)
+        // clang-format off
+        K256_CASE(1) K256_CASE(2) K256_CASE(3) K256_CASE(4) K256_CASE(5) K256_CASE(6)
+        // clang-format on
 #undef K256_CASE
-            default : assert(0 && "kern_avx2: nr out of range");
     }
 }
 
@@ -119,19 +120,19 @@ k512_body(const int nr, int k, const float *pa, const float *b, int ldb, float *
 __attribute__((target("avx512f"))) static void kern_avx512(int nr, int k, const float *pa,
                                                            const float *b, int ldb, float *t)
 {
+    assert(nr >= 1 && nr <= NR_512);
     switch (nr) {
 #define K512_CASE(n)                                                                               \
     case n:                                                                                        \
         k512_body(n, k, pa, b, ldb, t);                                                            \
         break;
-        K512_CASE(1)
-        K512_CASE(2) K512_CASE(3) K512_CASE(4) K512_CASE(5) K512_CASE(6) K512_CASE(7) K512_CASE(8)
-            K512_CASE(9) K512_CASE(10) K512_CASE(11) K512_CASE(12) K512_CASE(13) K512_CASE(14)
-                K512_CASE(15) K512_CASE(16) K512_CASE(17) K512_CASE(18) K512_CASE(19) K512_CASE(20)
-                    K512_CASE(21) K512_CASE(22) K512_CASE(23) K512_CASE(24) K512_CASE(25)
-                        K512_CASE(26) K512_CASE(27) K512_CASE(28)
+        // clang-format off
+        K512_CASE(1) K512_CASE(2) K512_CASE(3) K512_CASE(4) K512_CASE(5) K512_CASE(6) K512_CASE(7)
+        K512_CASE(8) K512_CASE(9) K512_CASE(10) K512_CASE(11) K512_CASE(12) K512_CASE(13) K512_CASE(14)
+        K512_CASE(15) K512_CASE(16) K512_CASE(17) K512_CASE(18) K512_CASE(19) K512_CASE(20) K512_CASE(21)
+        K512_CASE(22) K512_CASE(23) K512_CASE(24) K512_CASE(25) K512_CASE(26) K512_CASE(27) K512_CASE(28)
+        // clang-format on
 #undef K512_CASE
-                            default : assert(0 && "kern_avx512: nr out of range");
     }
 }
 #endif

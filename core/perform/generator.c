@@ -15,6 +15,7 @@
 #include "nn/attention.h"
 #include "nn/blas.h"
 #include "nn/conv.h"
+#include "nn/gemm.h"
 #include "nn/norm.h"
 #include "util/rng.h"
 
@@ -334,6 +335,10 @@ static void pack_weights(gen_packed_t *pk, const gen_params_t *p, const gen_dims
     for (int i = 0; i < 2; i++) nn_convt2d_pack_weight(&d->dec[i], pk->dec[i], p->dec_w[i]);
     pk->valid = 1;
 }
+
+/* The eval forward only, and only with a vector micro-kernel: the portable C
+ * one is slower than OpenBLAS. */
+static int use_packed(int training) { return !training && nn_gemm_get_path() != NN_GEMM_PORTABLE; }
 
 /* ------------------------------------------------------------------ object */
 
@@ -661,7 +666,7 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
     const gen_dims_t *d = &g->dims;
     const gen_params_t *p = &g->p;
     const float slope = g->cfg.slope, rslope = g->cfg.res_slope;
-    const gen_packed_t *pk = training ? NULL : g->pk;
+    const gen_packed_t *pk = use_packed(training) ? g->pk : NULL;
 
     const float *cur = x;
     if (training) {
@@ -756,7 +761,7 @@ void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int trai
     const int blas_threads = nn_get_threads();
     int nt = blas_threads < g->nworkers ? blas_threads : g->nworkers;
     nt = nt < n ? nt : n;
-    if (!training && !g->pk->valid) pack_weights(g->pk, &g->p, &g->dims);
+    if (use_packed(training) && !g->pk->valid) pack_weights(g->pk, &g->p, &g->dims);
     if (!training && n == 1 && blas_threads > 1) {
         /* One image: the BLAS stays on one thread (its threading of these thin
          * products costs more than it gains, and its idle workers spin), and

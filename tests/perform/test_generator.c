@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../nn/gradcheck.h"
+#include "nn/gemm.h"
 #include "perform/generator.h"
 #include "util/rng.h"
 
@@ -173,6 +174,51 @@ Test(generator, eval_single_matches_batch_row)
     }
     perf_gen_destroy(&g);
     free(x), free(ob), free(o1), free(tmp);
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double md = 0;
+    for (size_t i = 0; i < n; i++) md = fmax(md, fabs((double)a[i] - b[i]));
+    return md;
+}
+
+/* The eval forward's packed-weight convs (nn_gemm) against the OpenBLAS
+ * path (taken with the portable kernel), before and after a weight is
+ * written through perf_gen_tensor: the packed copy must follow. */
+Test(generator, packed_eval_matches_blas_and_follows_weights)
+{
+    const nn_gemm_path_t best = nn_gemm_get_path();
+    if (best == NN_GEMM_PORTABLE) {
+        cr_log_warn("no vector gemm kernel here: the eval forward does not pack");
+        return;
+    }
+    perf_gen_config_t c = perf_gen_config_default();
+    c.width = 16, c.max_batch = 2;
+    perf_gen_t *g = perf_gen_new(&c);
+    cr_assert_not_null(g);
+    const size_t sz = 2 * 28 * 28;
+    float *x = malloc(sz * sizeof(float)), *op = malloc(sz * sizeof(float)),
+          *ob = malloc(sz * sizeof(float)), *before = malloc(sz * sizeof(float));
+    fill_uniform(x, sz, 9, 0.0f, 1.0f);
+    for (int step = 0; step < 2; step++) {
+        for (int n = 1; n <= 2; n++) {
+            perf_gen_forward(g, x, n, op, 0);
+            cr_assert_eq(nn_gemm_set_path(NN_GEMM_PORTABLE), 0);
+            perf_gen_forward(g, x, n, ob, 0);
+            cr_assert_eq(nn_gemm_set_path(best), 0);
+            const double md = max_abs_diff(op, ob, (size_t)n * 28 * 28);
+            cr_expect(md <= 1e-5, "step %d n %d: max |packed - blas| = %g", step, n, md);
+        }
+        if (step == 0) {
+            memcpy(before, op, sz * sizeof(float));
+            const perf_gen_tensor_t *t = find_tensor(g, "res1.conv1.weight");
+            for (size_t j = 0; j < t->numel; j++) t->data[j] *= 2.0f;
+        }
+    }
+    cr_expect(max_abs_diff(before, op, sz) > 1e-4, "the weight change did not reach the output");
+    perf_gen_destroy(&g);
+    free(x), free(op), free(ob), free(before);
 }
 
 /* ------------------------------------------------ whole-network gradcheck */
