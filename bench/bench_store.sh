@@ -4,17 +4,19 @@
 # directory), in one run. Every round runs every variant once, in a new random
 # order, so load from other processes falls on all of them alike. Prints, per
 # variant, MiB/s as the median and the best of ROUNDS, the client's CPU time
-# (user+sys, median), and the ratios dp-store / curl of medians and of bests,
-# all from this run; and the load average before and after.
+# and s3rver's (user+sys, medians), and the ratios dp-store / curl of medians
+# and of bests, all from this run; and the load average before and after.
 #
 # Variants: curl; dp-store with its guarantees (put: MD5 of the bytes sent
 # checked against the ETag; get: size check, fsync, rename); dp-store without
 # the costly one (put --no-verify-md5, get --no-fsync), to show what it costs;
 # dp-store multipart (16 MiB parts, each hashed SHA-256 + MD5 before sending).
-# s3rver (Node) is the bottleneck on a small machine.
+# s3rver (Node) is the bottleneck on a small machine. CONTROL=1 adds a second,
+# identical curl variant: its ratio to curl is the noise of the run.
 # Usage: bench/bench_store.sh [DP_STORE_BINARY] (default build/cli/dp-store)
 #   env: SIZE_MIB (64), ROUNDS (8), SEED (random order; default: $RANDOM),
-#        BASE (another dp-store binary whose put and get run in the same rounds)
+#        BASE (another dp-store binary whose put and get run in the same rounds),
+#        CONTROL (1: curl twice)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/${DP_BUILD_DIR:-build}/cli/dp-store}
@@ -32,7 +34,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-read -r port _ _ < <(bash "$tests/run-s3rver.sh" -d "$work/s3" -b bench)
+read -r port spid _ < <(bash "$tests/run-s3rver.sh" -d "$work/s3" -b bench)
+hz=$(getconf CLK_TCK)
+server_ticks() { awk '{print $14 + $15}' "/proc/$spid/stat"; }
 ep=http://127.0.0.1:$port
 export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER DP_STORE_ENDPOINT=$ep
 head -c $((size_mib << 20)) /dev/urandom >"$work/obj"
@@ -56,6 +60,12 @@ variants=(curl_put dp_put dp_put_nomd5 mp_put curl_get dp_get dp_get_nofsync mp_
 if ! "$bin" --help | grep -q -- --no-fsync; then
   variants=(curl_put dp_put mp_put curl_get dp_get mp_get)
 fi
+# CONTROL=1: curl again, to show how far two identical commands differ in this run
+if [ "${CONTROL:-0}" = 1 ]; then
+  v_curlb_put() { curl "${c_auth[@]}" -T "$work/obj" "$ep/bench/curlb" -o /dev/null; }
+  v_curlb_get() { curl "${c_auth[@]}" -o "$work/out" "$ep/bench/curlb"; }
+  variants+=(curlb_put curlb_get)
+fi
 # BASE=path/to/older/dp-store: its put and get too, to compare two builds in one run
 if [ -n "${BASE:-}" ]; then
   v_base_put() { "$BASE" put "$work/obj" s3://bench/base; }
@@ -64,10 +74,13 @@ if [ -n "${BASE:-}" ]; then
 fi
 
 TIMEFORMAT='%R %U %S'
-run() { # variant: appends "wall user sys" to t.VARIANT
+run() { # variant: appends "wall user sys server_ticks" to t.VARIANT
   rm -f "$work/out"
-  { time "v_$1" 2>"$work/err"; } 2>>"$work/t.$1" ||
+  local s0 t
+  s0=$(server_ticks)
+  t=$({ time "v_$1" >/dev/null 2>"$work/err"; } 2>&1) ||
     { cat "$work/err" >&2; echo "bench_store: $1 failed" >&2; exit 1; }
+  echo "$t $(($(server_ticks) - s0))" >>"$work/t.$1"
   if [[ $1 == *_get* ]]; then
     [ "$(sha256sum <"$work/out" | cut -d' ' -f1)" = "$sum" ] ||
       { echo "bench_store: $1: download differs" >&2; exit 1; }
@@ -84,28 +97,30 @@ for _ in $(seq 1 "$rounds"); do
   for v in "${order[@]}"; do run "$v"; done
 done
 
-# median and best wall time, median CPU, of a variant: "MED BEST CPU" in seconds
+# median and best wall time, median client and server CPU, of a variant:
+# "MED BEST CPU SERVER_CPU" in seconds
 stats() {
-  awk '{w[NR] = $1; c[NR] = $2 + $3}
+  awk -v hz="$hz" '{w[NR] = $1; c[NR] = $2 + $3; s[NR] = $4 / hz}
     function med(a, n,   i, j, t) {
       for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
       return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
-    END { m = med(w, NR); printf "%s %s %s\n", m, w[1], med(c, NR) }' "$work/t.$1"
+    END { m = med(w, NR); printf "%s %s %s %s\n", m, w[1], med(c, NR), med(s, NR) }' "$work/t.$1"
 }
 printf 'object %d MiB, %d rounds (random order within each), s3rver on 127.0.0.1:%s\n' \
   "$size_mib" "$rounds" "$port"
 printf 'load average before: %s   after: %s   (%s CPUs)\n' "$load_before" \
   "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"
-printf '%-30s %12s %12s %10s %14s %12s\n' variant 'median MiB/s' 'best MiB/s' 'cpu s' \
-  'median/curl' 'best/curl'
+printf '%-30s %12s %12s %10s %10s %14s %12s\n' variant 'median MiB/s' 'best MiB/s' 'cpu s' \
+  's3rver s' 'median/curl' 'best/curl'
 for op in put get; do
   read -r cm cb _ < <(stats "curl_$op")
   for v in "${variants[@]}"; do
     [[ $v == *_$op* ]] || continue
-    read -r m b c < <(stats "$v")
+    read -r m b c sc < <(stats "$v")
     case $v in
       curl_*) label="curl" ;;
+      curlb_*) label="curl again (noise)" ;;
       dp_put) label="dp-store (MD5 vs ETag)" ;;
       dp_get) label="dp-store (fsync)" ;;
       dp_put_nomd5) label="dp-store --no-verify-md5" ;;
@@ -113,8 +128,8 @@ for op in put get; do
       mp_*) label="dp-store multipart 16 MiB" ;;
       base_*) label="BASE (older build)" ;;
     esac
-    awk -v op="$op" -v l="$label" -v s="$size_mib" -v m="$m" -v b="$b" -v c="$c" -v cm="$cm" \
-      -v cb="$cb" 'BEGIN { printf "%-4s%-26s %12.1f %12.1f %10.3f %13.2fx %11.2fx\n",
-        op, l, s / m, s / b, c, cm / m, cb / b }'
+    awk -v op="$op" -v l="$label" -v s="$size_mib" -v m="$m" -v b="$b" -v c="$c" -v sc="$sc" \
+      -v cm="$cm" -v cb="$cb" 'BEGIN { printf "%-4s%-26s %12.1f %12.1f %10.3f %10.2f %13.2fx %11.2fx\n",
+        op, l, s / m, s / b, c, sc, cm / m, cb / b }'
   done
 done
