@@ -33,15 +33,21 @@ static int cmp_double(const void *a, const void *b)
 
 typedef void (*bench_fn)(void *ctx);
 
-/* Median of at least min_reps timed runs after warmup, continuing up to
- * budget_s seconds (at most 50 runs). */
+/* Median of at least min_reps timed runs, continuing up to budget_s seconds
+ * (at most MAX_RUNS runs), after a warmup of `warmup` runs and at least
+ * WARMUP_S seconds: the previous case's threads (OpenBLAS's spin for about
+ * 0.1 s after a call) must have settled before a 1 ms case is timed.
+ * bench/ref_generator.py times PyTorch the same way. */
+#define MAX_RUNS 100
+#define WARMUP_S 0.3
 static double median_ms(bench_fn fn, void *ctx, int warmup, int min_reps, double budget_s)
 {
-    double t[50];
+    double t[MAX_RUNS];
     int k = 0;
-    for (int i = 0; i < warmup; i++) fn(ctx);
+    double wend = dp_clock_s() + WARMUP_S;
+    for (int i = 0; i < warmup || dp_clock_s() < wend; i++) fn(ctx);
     double end = dp_clock_s() + budget_s;
-    while (k < 50 && (k < min_reps || dp_clock_s() < end)) {
+    while (k < MAX_RUNS && (k < min_reps || dp_clock_s() < end)) {
         double t0 = dp_clock_s();
         fn(ctx);
         t[k++] = (dp_clock_s() - t0) * 1e3;

@@ -113,12 +113,19 @@ class Generator(nn.Module):
         return torch.tanh(self.dec2(x))
 
 
+MAX_RUNS = 100
+WARMUP_S = 0.3  # as bench_generator.c: let the previous case's threads settle
+
+
 def median_ms(fn, warmup, min_reps, budget_s):
-    for _ in range(warmup):
+    w_end = time.perf_counter() + WARMUP_S
+    i = 0
+    while i < warmup or time.perf_counter() < w_end:
         fn()
+        i += 1
     times = []
     t_end = time.perf_counter() + budget_s
-    while len(times) < min_reps or (time.perf_counter() < t_end and len(times) < 50):
+    while len(times) < min_reps or (time.perf_counter() < t_end and len(times) < MAX_RUNS):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
