@@ -204,13 +204,13 @@ __attribute__((target("avx512f"))) static void softmax_avx512(float *out, const 
 static softmax_fn g_softmax;
 static pthread_once_t g_softmax_once = PTHREAD_ONCE_INIT;
 
-/* DP_NN_ISA=portable|avx2|avx512 caps the instruction set (tests run every
+/* DP_GEMM=portable|avx2|avx512 (as for nn_gemm) caps the instruction set (tests run every
  * path this CPU has); default: the best the CPU supports. */
 static void softmax_pick(void)
 {
     g_softmax = softmax_portable;
 #if defined(__x86_64__) && defined(__GNUC__)
-    const char *cap = getenv("DP_NN_ISA");
+    const char *cap = getenv("DP_GEMM");
     int want = !cap ? 2 : strcmp(cap, "avx512") == 0 ? 2 : strcmp(cap, "avx2") == 0 ? 1 : 0;
     __builtin_cpu_init();
     if (want >= 2 && __builtin_cpu_supports("avx512f"))

@@ -177,7 +177,7 @@ Test(act, softmax_forward_backward)
 
 /* Row lengths around the vector width (16) and the attention's 121 and 529
  * positions: full vectors, a partial last one, and rows shorter than one.
- * ctest runs this file once per instruction set (DP_NN_ISA). */
+ * ctest runs this file once per instruction set (DP_GEMM). */
 Test(act, softmax_row_lengths)
 {
     static const int ks[] = {1, 2, 15, 16, 17, 31, 32, 33, 121, 529};
