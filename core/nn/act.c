@@ -9,11 +9,10 @@
  * zmm register per vector there; the same polynomial, so the paths differ by
  * rounding only: FMA contraction and nothing else). */
 #include "nn/act.h"
+#include "nn/gemm.h"
 
 #include <assert.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 
 #if defined(__GNUC__) /* GCC and Clang */
@@ -180,14 +179,13 @@ static inline __attribute__((always_inline)) void softmax_rows(float *out, const
     }
 }
 
-typedef void (*softmax_fn)(float *out, const float *inp, int rows, int k);
-
 static void softmax_portable(float *out, const float *inp, int rows, int k)
 {
     softmax_rows(out, inp, rows, k);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#define ACT_X86 1
 __attribute__((target("avx2,fma"))) static void softmax_avx2(float *out, const float *inp, int rows,
                                                              int k)
 {
@@ -201,30 +199,23 @@ __attribute__((target("avx512f"))) static void softmax_avx512(float *out, const 
 }
 #endif
 
-static softmax_fn g_softmax;
-static pthread_once_t g_softmax_once = PTHREAD_ONCE_INIT;
-
-/* DP_GEMM=portable|avx2|avx512 (as for nn_gemm) caps the instruction set (tests run every
- * path this CPU has); default: the best the CPU supports. */
-static void softmax_pick(void)
-{
-    g_softmax = softmax_portable;
-#if defined(__x86_64__) && defined(__GNUC__)
-    const char *cap = getenv("DP_GEMM");
-    int want = !cap ? 2 : strcmp(cap, "avx512") == 0 ? 2 : strcmp(cap, "avx2") == 0 ? 1 : 0;
-    __builtin_cpu_init();
-    if (want >= 2 && __builtin_cpu_supports("avx512f"))
-        g_softmax = softmax_avx512;
-    else if (want >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        g_softmax = softmax_avx2;
-#endif
-}
-
+/* The instruction set is nn_gemm's choice (the best this CPU has; DP_GEMM or
+ * nn_gemm_set_path forces one, which is how the tests run every path). */
 void nn_softmax_forward(float *out, const float *inp, int rows, int k)
 {
     assert(rows >= 0 && k > 0);
-    pthread_once(&g_softmax_once, softmax_pick);
-    g_softmax(out, inp, rows, k);
+    switch (nn_gemm_get_path()) {
+#ifdef ACT_X86
+    case NN_GEMM_AVX512:
+        softmax_avx512(out, inp, rows, k);
+        return;
+    case NN_GEMM_AVX2:
+        softmax_avx2(out, inp, rows, k);
+        return;
+#endif
+    default:
+        softmax_portable(out, inp, rows, k);
+    }
 }
 
 /* dx_j = y_j (dy_j - sum_l dy_l y_l). */
