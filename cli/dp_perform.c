@@ -160,7 +160,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
             bad = cli_parse_long("--width", optarg, 8, 256, &o->width);
             break;
         case 'b':
-            bad = cli_parse_long("--batch", optarg, 2, 4096, &o->batch);
+            bad = cli_parse_long("--batch", optarg, 1, 4096, &o->batch);
             break;
         case 'E':
             bad = cli_parse_long("--epochs", optarg, 1, 100000, &o->epochs);
@@ -268,6 +268,11 @@ static int cmd_train(opts_t *o)
     if (cli_need("train", "--model", o->model) || cli_need("train", "--out", o->out) ||
         cli_need("train", "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL))
         return 2;
+    if (o->batch < 2) { /* BatchNorm's training statistics need two images */
+        fprintf(stderr, "dp-perform train: --batch must be >= 2 for training, got %ld\n",
+                o->batch);
+        return 2;
+    }
     char ckpt[4096];
     snprintf(ckpt, sizeof ckpt, "%s.ckpt", o->out);
     adnn_model_t *m = NULL;
