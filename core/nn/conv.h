@@ -20,8 +20,9 @@ typedef struct nn_conv {
                        small images; 0 or 1 = per image. May be changed (e.g. 0 to force
                        the per-image path) before sizing the workspace. */
     int threads;    /* conv2d forward of a single image (n == 1): its product is split
-                       over this many threads by output-channel blocks, each a one-thread
-                       sgemm, when large enough. 0 (init's value) = nn_get_threads(). */
+                       over this many threads of the worker pool (nn/gemm.h) by
+                       output-channel blocks, each a one-thread sgemm, when large
+                       enough. 0 (init's value) = nn_get_threads(). */
 } nn_conv_t;
 
 /* Fills hout/wout: (h + 2p - kh)/s + 1. Returns 0, or -1 if the shape is invalid. */

@@ -5,7 +5,6 @@
 
 #include <assert.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +20,7 @@
 
 #define GEN_MAX_TENSORS  96
 #define GEN_CHUNK_FLOATS ((size_t)1 << 21) /* column matrix of a batched conv */
-#define GEN_MAX_WORKERS  8                 /* eval forward: batch slices run in parallel */
+#define GEN_MAX_WORKERS  8                 /* eval forward: batch slices run on the pool */
 #define GEN_NAME_LEN     40
 #define BN_MOMENTUM      0.1f
 #define NORM_EPS         1e-5f
@@ -347,8 +346,8 @@ struct perf_gen {
     gen_dims_t dims; /* for max_batch */
     size_t nparams, nstats, nacts, ndacts, nws;
     float *params, *grads, *adam_m, *adam_v, *stats, *acts, *dacts, *ws;
-    float *wws[GEN_MAX_WORKERS]; /* workspaces of the eval-forward workers 1.. */
-    int nworkers;                /* 1 + extra workspaces allocated */
+    float *wws[GEN_MAX_WORKERS]; /* workspaces of the eval forward's slices 1.. */
+    int nworkers;                /* 1 + extra workspaces allocated: most slices */
     gen_params_t p, gp;          /* named pointers into params (and stats), grads */
     gen_acts_t a, da;
     nn_adam_t adam;
@@ -464,14 +463,17 @@ perf_gen_t *perf_gen_new(const perf_gen_config_t *cfg)
     if (!(g->pk = calloc(1, sizeof *g->pk))) goto nomem;
     if (!(g->pk->block = alloc_floats(layout_packed(g->pk, NULL, &g->dims)))) goto nomem;
     layout_packed(g->pk, g->pk->block, &g->dims);
-    /* An eval forward splits the batch over the BLAS threads (each slice with
-     * a single-threaded BLAS): one workspace per worker, for its slice. */
+    /* An eval forward splits the batch into one slice per BLAS thread (at
+     * most nworkers), run on the worker pool (each slice with a one-thread
+     * BLAS): one workspace per slice. Each is sized for the largest slice of
+     * any split, half the batch, since the BLAS's thread count may be lower
+     * at the forward than here. */
     int nt = nn_get_threads();
     nt = nt < cfg->max_batch ? nt : cfg->max_batch;
     g->nworkers = nt < 1 ? 1 : nt > GEN_MAX_WORKERS ? GEN_MAX_WORKERS : nt;
     if (g->nworkers > 1) {
         gen_dims_t ds;
-        dims_init(&ds, cfg, (cfg->max_batch + g->nworkers - 1) / g->nworkers);
+        dims_init(&ds, cfg, (cfg->max_batch + 1) / 2);
         const size_t nws = max_sz(workspace_size(&ds, ds.enc[0].n), workspace_size(&d1, 1));
         for (int i = 1; i < g->nworkers; i++)
             if (!(g->wws[i] = alloc_floats(nws))) goto nomem;
@@ -740,19 +742,26 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
     memcpy(out, a->out, osz * sizeof(float));
 }
 
-typedef struct fwd_job {
+/* The eval forward's batch split: slice u (of nslices) of the batch, with
+ * workspace u. */
+typedef struct fwd_split {
     perf_gen_t *g;
-    gen_acts_t a;
-    float *ws, *out;
     const float *x;
-    int n;
-} fwd_job_t;
+    float *out;
+    int n, nslices;
+} fwd_split_t;
 
-static void *fwd_worker(void *arg)
+static void fwd_slice(void *ctx, int u)
 {
-    fwd_job_t *j = arg;
-    forward_range(j->g, &j->a, j->ws, j->x, j->n, j->out, 0);
-    return NULL;
+    const fwd_split_t *s = ctx;
+    perf_gen_t *g = s->g;
+    const size_t in_sz = conv_in(&g->dims.enc[0]), out_sz = conv_out(&g->dims.dec[2]);
+    const int q = s->n / s->nslices, rem = s->n % s->nslices;
+    const int i0 = u * q + (u < rem ? u : rem), cnt = q + (u < rem);
+    gen_acts_t a;
+    acts_at(&a, &g->a, &g->dims, i0);
+    forward_range(g, &a, u ? g->wws[u] : g->ws, s->x + (size_t)i0 * in_sz, cnt,
+                  s->out + (size_t)i0 * out_sz, 0);
 }
 
 void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int training)
@@ -776,33 +785,16 @@ void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int trai
         forward_range(g, &g->a, g->ws, x, n, out, training);
     } else {
         /* Eval: every layer is per image (BatchNorm uses running statistics),
-         * so slices of the batch run in parallel, each with a one-thread BLAS:
-         * no BLAS thread handoff per layer, and the im2col, norm, attention
-         * work between the products runs in parallel too. */
-        const size_t in_sz = conv_in(&g->dims.enc[0]), out_sz = conv_out(&g->dims.dec[2]);
-        fwd_job_t jobs[GEN_MAX_WORKERS];
-        pthread_t tid[GEN_MAX_WORKERS];
-        int started[GEN_MAX_WORKERS] = {0};
+         * so slices of the batch run in parallel on the worker pool
+         * (nn_parallel_for), each with a one-thread BLAS: no BLAS thread
+         * handoff per layer, and the im2col, norm, attention work between the
+         * products runs in parallel too. With packed weights an image's
+         * result does not depend on its slice, so not on the thread count;
+         * on OpenBLAS alone (portable path) the slicing changes which images
+         * share a batched sgemm, and so can change the last bits. */
+        fwd_split_t sp = {.g = g, .x = x, .out = out, .n = n, .nslices = nt};
         nn_set_threads(1);
-        for (int t = 0, i0 = 0; t < nt; t++) {
-            const int cnt = n / nt + (t < n % nt);
-            jobs[t] = (fwd_job_t){.g = g,
-                                  .ws = t ? g->wws[t] : g->ws,
-                                  .out = out + (size_t)i0 * out_sz,
-                                  .x = x + (size_t)i0 * in_sz,
-                                  .n = cnt};
-            acts_at(&jobs[t].a, &g->a, &g->dims, i0);
-            i0 += cnt;
-        }
-        for (int t = 1; t < nt; t++)
-            started[t] = pthread_create(&tid[t], NULL, fwd_worker, &jobs[t]) == 0;
-        fwd_worker(&jobs[0]);
-        for (int t = 1; t < nt; t++) {
-            if (started[t])
-                pthread_join(tid[t], NULL);
-            else
-                fwd_worker(&jobs[t]); /* no thread: run the slice here */
-        }
+        nn_parallel_for(nt, nt, fwd_slice, &sp);
         nn_set_threads(blas_threads);
     }
     g->last_n = training ? n : 0;

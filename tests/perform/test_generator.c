@@ -1,5 +1,6 @@
 /* core/perform generator: whole-network backward against central differences,
- * shapes and range, parameter count, determinism, batch vs single eval. */
+ * shapes and range, parameter count, determinism, batch vs single eval,
+ * eval outputs bit-identical over thread counts. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "../nn/gradcheck.h"
+#include "nn/blas.h"
 #include "nn/gemm.h"
 #include "perform/generator.h"
 #include "util/rng.h"
@@ -219,6 +221,71 @@ Test(generator, packed_eval_matches_blas_and_follows_weights)
     cr_expect(max_abs_diff(before, op, sz) > 1e-4, "the weight change did not reach the output");
     perf_gen_destroy(&g);
     free(x), free(op), free(ob), free(before);
+}
+
+/* The eval forward on 1, 2 and 5 threads (batch slices on the worker pool,
+ * a single image's convs split by output channels) gives bit-identical
+ * outputs, and a generator made on 5 threads gives the same as one made on 1
+ * where both cut the batch alike (its slice workspaces must hold the larger
+ * slices of 2 threads: width 16 at batch 20 overflowed them before). At width
+ * 32 the residual convs at batch 1 are large enough to split. Across thread
+ * counts, on the packed path (nn_gemm) every batch; on OpenBLAS (portable)
+ * batch 1 only: at batch > 1 the slicing changes which images share one
+ * batched sgemm, and OpenBLAS's result for a column can then differ in the
+ * last bit (seen at width 16). A generator made on 1 thread never slices. */
+static void eval_over_thread_counts(int width, int nmax)
+{
+    static const int threads[] = {1, 2, 5};
+    const int batches[] = {nmax, 2, 1};
+    const int saved = nn_get_threads();
+    const nn_gemm_path_t best = nn_gemm_get_path();
+    perf_gen_config_t c = perf_gen_config_default();
+    c.width = width, c.max_batch = nmax;
+    const size_t img = 28 * 28, sz = (size_t)nmax * img * sizeof(float);
+    float *x = malloc(sz), *ref = malloc(sz), *o1 = malloc(sz), *o5 = malloc(sz);
+    fill_uniform(x, (size_t)nmax * img, 11, 0.0f, 1.0f);
+    nn_set_threads(1);
+    perf_gen_t *g1 = perf_gen_new(&c);
+    nn_set_threads(5);
+    perf_gen_t *g5 = perf_gen_new(&c);
+    cr_assert(g1 && g5);
+    nn_set_threads(1);
+    /* two training steps so the running statistics are not the initial 0/1 */
+    for (int s = 0; s < 2; s++)
+        perf_gen_forward(g1, x, nmax, o1, 1), perf_gen_forward(g5, x, nmax, o5, 1);
+    for (int path = 0; path < 2; path++) {
+        if (path == 0 && best == NN_GEMM_PORTABLE) continue;
+        if (path == 1) cr_assert_eq(nn_gemm_set_path(NN_GEMM_PORTABLE), 0);
+        const char *pn = nn_gemm_path_name(nn_gemm_get_path());
+        for (int b = 0; b < 3; b++) {
+            const int n = batches[b];
+            const size_t cnt = (size_t)n * img;
+            const int exact = path == 0 || n == 1;
+            for (int t = 0; t < 3; t++) {
+                nn_set_threads(threads[t]);
+                perf_gen_forward(g1, x, n, o1, 0);
+                perf_gen_forward(g5, x, n, o5, 0);
+                if (t == 0) memcpy(ref, o1, cnt * sizeof(float));
+                cr_expect(!exact || memcmp(o1, ref, cnt * sizeof(float)) == 0,
+                          "w%d %s n %d: %d threads vs 1: max |diff| %g", width, pn, n, threads[t],
+                          max_abs_diff(o1, ref, cnt));
+                cr_expect(!(exact || t == 0) || memcmp(o5, ref, cnt * sizeof(float)) == 0,
+                          "w%d %s n %d on %d threads: made on 5 threads vs 1: max |diff| %g", width,
+                          pn, n, threads[t], max_abs_diff(o5, ref, cnt));
+            }
+        }
+    }
+    cr_assert_eq(nn_gemm_set_path(best), 0);
+    nn_set_threads(saved);
+    perf_gen_destroy(&g1);
+    perf_gen_destroy(&g5);
+    free(x), free(ref), free(o1), free(o5);
+}
+
+Test(generator, eval_bit_identical_over_thread_counts, .timeout = 240)
+{
+    eval_over_thread_counts(32, 7);
+    eval_over_thread_counts(16, 20);
 }
 
 /* ------------------------------------------------ whole-network gradcheck */
