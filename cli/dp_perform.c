@@ -228,6 +228,17 @@ static perf_budget_t budget_of(const opts_t *o)
     return b;
 }
 
+/* 0 when the images of d have the model's input shape, else 1 after a line
+ * naming both (the model would read past the images otherwise). */
+static int check_shape(const adnn_model_t *m, const dp_dataset_t *d, const char *dir)
+{
+    const adnn_spec_t *s = adnn_model_spec(m);
+    if ((int)d->c == s->c && (int)d->h == s->h && (int)d->w == s->w) return 0;
+    fprintf(stderr, "dp-perform: the images in %s are %ux%ux%u, the model expects %dx%dx%d\n", dir,
+            d->c, d->h, d->w, s->c, s->h, s->w);
+    return 1;
+}
+
 /* Model and the seed images of the test split: the caller destroys both. */
 static int load_model_seeds(const opts_t *o, adnn_model_t **m, dp_dataset_t **test,
                             perf_samples_t **s)
@@ -236,6 +247,7 @@ static int load_model_seeds(const opts_t *o, adnn_model_t **m, dp_dataset_t **te
     if (err) return cli_fail("cannot load the model", err);
     if ((err = cli_load_split(o->data_dir, "t10k", test)))
         return cli_fail("cannot load Fashion-MNIST", err);
+    if (check_shape(*m, *test, o->data_dir)) return 1;
     if ((uint32_t)(o->offset + o->seeds) > (*test)->n) {
         fprintf(stderr, "dp-perform: seeds [%ld, %ld) exceed the %u test images\n", o->offset,
                 o->offset + o->seeds, (*test)->n);
@@ -269,8 +281,12 @@ static int cmd_train(opts_t *o)
         cli_need("train", "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL))
         return 2;
     if (o->batch < 2) { /* BatchNorm's training statistics need two images */
-        fprintf(stderr, "dp-perform train: --batch must be >= 2 for training, got %ld\n",
-                o->batch);
+        fprintf(stderr, "dp-perform train: --batch must be >= 2 for training, got %ld\n", o->batch);
+        return 2;
+    }
+    if (o->train_n < o->batch) {
+        fprintf(stderr, "dp-perform train: --train-n (%ld) must be at least --batch (%ld)\n",
+                o->train_n, o->batch);
         return 2;
     }
     char ckpt[4096];
@@ -285,6 +301,7 @@ static int cmd_train(opts_t *o)
         rc = cli_fail("cannot load Fashion-MNIST", err);
         goto done;
     }
+    if (check_shape(m, train, o->data_dir)) goto done;
     if ((uint32_t)(o->train_n + o->val_n) > train->n) {
         fprintf(stderr, "dp-perform train: --train-n + --val-n exceed %u images\n", train->n);
         goto done;
@@ -430,14 +447,61 @@ done:
     return rc;
 }
 
+/* A JSON string: quotes, backslashes and control bytes escaped (the model
+ * name comes from a file name or a file's metadata). */
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+/* ,"key":v with printf format fmt, or null where v is not finite. */
+static void json_num(const char *key, double v, const char *fmt)
+{
+    printf(",\"%s\":", key);
+    if (isfinite(v))
+        printf(fmt, v);
+    else
+        printf("null");
+}
+
+static void print_json_row(const perf_samples_t *s, const perf_summary_t *r, int within)
+{
+    printf("  {\"model\":");
+    json_str(s->model);
+    printf(",\"norm\":\"%s\"", perf_norm_name(s->budget.norm));
+    json_num("eps", s->budget.eps, "%g");
+    printf(",\"method\":\"%s\",\"n\":%d", perf_method_name(s->method), r->n);
+    json_num("iflops_mean", r->iflops_mean, "%.4f");
+    json_num("iflops_max", r->iflops_max, "%.4f");
+    json_num("exec_fraction_seed_mean", r->exec_seed_mean, "%.4f");
+    json_num("exec_fraction_mean", r->exec_mean, "%.4f");
+    json_num("psnr_mean", r->psnr_mean, "%.3f");
+    json_num("norm_mean", r->norm_mean, "%.6f");
+    json_num("norm_max", r->norm_max, "%.6f");
+    printf(",\"within_budget\":%s", within ? "true" : "false");
+    json_num("seconds_per_input", r->seconds_per_input, "%.6g");
+    json_num("idpb_rate", r->idpb_rate, "%.4f");
+    printf("}");
+}
+
 static int cmd_evaluate(opts_t *o, int nfiles, char **files)
 {
     if (nfiles < 1) {
         fprintf(stderr, "dp-perform evaluate: no sample files\n");
         return 2;
     }
-    int rc = 0;
-    if (o->json) printf("[\n");
+    int rc = 0, rows = 0;
+    if (o->json) printf("[");
     for (int i = 0; i < nfiles; i++) {
         perf_samples_t *s = NULL;
         dp_err_t err = perf_samples_load(files[i], &s);
@@ -448,17 +512,10 @@ static int cmd_evaluate(opts_t *o, int nfiles, char **files)
         perf_summary_t r;
         perf_summarize(s, o->idpb, &r);
         int within = r.norm_max <= s->budget.eps + 1e-6 && r.pixels_ok;
-        if (o->json)
-            printf("  {\"model\":\"%s\",\"norm\":\"%s\",\"eps\":%g,\"method\":\"%s\",\"n\":%d,"
-                   "\"iflops_mean\":%.4f,\"iflops_max\":%.4f,\"exec_fraction_seed_mean\":%.4f,"
-                   "\"exec_fraction_mean\":%.4f,\"psnr_mean\":%.3f,\"norm_mean\":%.6f,"
-                   "\"norm_max\":%.6f,\"within_budget\":%s,\"seconds_per_input\":%.6g,"
-                   "\"idpb_rate\":%.4f}%s\n",
-                   s->model, perf_norm_name(s->budget.norm), s->budget.eps,
-                   perf_method_name(s->method), r.n, r.iflops_mean, r.iflops_max, r.exec_seed_mean,
-                   r.exec_mean, r.psnr_mean, r.norm_mean, r.norm_max, within ? "true" : "false",
-                   r.seconds_per_input, r.idpb_rate, i + 1 < nfiles ? "," : "");
-        else
+        if (o->json) { /* a file that fails to load leaves no row and no stray comma */
+            printf("%s\n", rows++ ? "," : "");
+            print_json_row(s, &r, within);
+        } else
             print_summary(s, o->idpb);
         if (!within) {
             fprintf(stderr, "dp-perform evaluate: %s: outside the budget (max norm %.9g > %g)\n",
@@ -467,7 +524,7 @@ static int cmd_evaluate(opts_t *o, int nfiles, char **files)
         }
         perf_samples_destroy(&s);
     }
-    if (o->json) printf("]\n");
+    if (o->json) printf("\n]\n");
     return rc;
 }
 
@@ -492,14 +549,25 @@ int main(int argc, char **argv)
         return 0;
     }
     o.cmd = argv[1];
+    if (strcmp(o.cmd, "train") && strcmp(o.cmd, "generate") && strcmp(o.cmd, "baseline") &&
+        strcmp(o.cmd, "evaluate")) {
+        fprintf(stderr, "dp-perform: unknown command '%s'\n", o.cmd);
+        usage(stderr);
+        return 2;
+    }
+    char prog[32]; /* getopt's own errors start with argv[0]: "dp-perform train: ..." */
+    snprintf(prog, sizeof prog, "dp-perform %s", o.cmd);
+    argv[1] = prog;
     if (parse_args(argc - 1, argv + 1, &o)) return 2;
+    int nargs = argc - 1 - optind;
+    char **args = argv + 1 + optind;
+    if (strcmp(o.cmd, "evaluate") == 0) return cmd_evaluate(&o, nargs, args);
+    if (nargs > 0) {
+        fprintf(stderr, "dp-perform %s: unexpected argument '%s'\n", o.cmd, args[0]);
+        return 2;
+    }
     if (o.threads >= 0) nn_set_threads((int)o.threads);
     if (strcmp(o.cmd, "train") == 0) return cmd_train(&o);
     if (strcmp(o.cmd, "generate") == 0) return cmd_generate(&o);
-    if (strcmp(o.cmd, "baseline") == 0) return cmd_baseline(&o);
-    if (strcmp(o.cmd, "evaluate") == 0)
-        return cmd_evaluate(&o, argc - 1 - optind, argv + 1 + optind);
-    fprintf(stderr, "dp-perform: unknown command '%s'\n", o.cmd);
-    usage(stderr);
-    return 2;
+    return cmd_baseline(&o);
 }

@@ -2,9 +2,11 @@
  * file://) from the shell. Only parses options and calls core/store. */
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -12,6 +14,9 @@
 #include "util/log.h"
 
 enum { EXIT_USAGE = 2, EXIT_NOTFOUND = 3, EXIT_AUTH = 4 };
+/* Bounds of the numeric options: S3 takes parts and single PUTs of at most
+ * 5 GiB; more retries than this only hide an outage. */
+enum { MAX_RETRIES = 100, MAX_PART_MIB = 5120 };
 
 static void usage(FILE *f)
 {
@@ -30,9 +35,10 @@ static void usage(FILE *f)
             "options:\n"
             "  --endpoint URL          S3 endpoint (env DP_STORE_ENDPOINT, AWS_ENDPOINT_URL)\n"
             "  --region NAME           region (env AWS_REGION; default us-east-1)\n"
-            "  --retries N             retries per request (default 5, 0: none)\n"
-            "  --part-size MIB         multipart part size (default 16, at least 5)\n"
-            "  --multipart-above MIB   files larger than this go multipart (default 64)\n"
+            "  --retries N             retries per request (default 5, 0: none; at most 100)\n"
+            "  --part-size MIB         multipart part size (default 16, 5 to 5120)\n"
+            "  --multipart-above MIB   files larger than this go multipart (default 64, at\n"
+            "                          most 5120)\n"
             "  --no-verify-md5         put: skip the MD5-vs-ETag check (measurements only)\n"
             "  --no-fsync              get: rename without fsync, not durable (measurements only)\n"
             "  -v, --verbose           debug log on stderr\n"
@@ -84,6 +90,20 @@ static int read_stdin(char **data, size_t *len)
     return -1;
 }
 
+/* 1 when the directory path would be written in exists, else 0 after a line
+ * naming it. */
+static int local_dir_exists(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy) return 1; /* the store reports it */
+    const char *dir = dirname(copy);
+    struct stat st;
+    int ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+    if (!ok) fprintf(stderr, "dp-store: %s: the local directory %s does not exist\n", path, dir);
+    free(copy);
+    return ok;
+}
+
 /* ls: "s3://bucket" and "s3://bucket/prefix" both work. */
 static int cmd_ls(const char *uri, const dp_store_settings_t *st)
 {
@@ -129,9 +149,15 @@ int main(int argc, char **argv)
     dp_log_set_level(DP_LOG_WARN);
     int c, idx = 0;
     while ((c = getopt_long(argc, argv, "vh", opts, &idx)) != -1) {
+        /* the numeric options: whole decimal integers, no overflow */
         char *end = NULL;
-        long v = optarg ? strtol(optarg, &end, 10) : 0;
-        int bad_num = optarg && (*end || v < 0);
+        long v = 0;
+        int bad_num = 0;
+        if (c == 'R' || c == 'p' || c == 'm') {
+            errno = 0;
+            v = strtol(optarg, &end, 10);
+            bad_num = end == optarg || *end || errno || v < 0;
+        }
         switch (c) {
         case 'e':
             st.endpoint = optarg;
@@ -140,15 +166,15 @@ int main(int argc, char **argv)
             st.region = optarg;
             break;
         case 'R':
-            if (bad_num) goto bad;
+            if (bad_num || v > MAX_RETRIES) goto bad;
             st.max_retries = v ? (int)v : -1;
             break;
         case 'p':
-            if (bad_num || v < 5) goto bad;
+            if (bad_num || v < 5 || v > MAX_PART_MIB) goto bad;
             st.part_size = (uint64_t)v << 20;
             break;
         case 'm':
-            if (bad_num) goto bad;
+            if (bad_num || v > MAX_PART_MIB) goto bad;
             st.multipart_threshold = (uint64_t)v << 20;
             if (!v) st.multipart_threshold = 1; /* 0 MiB: everything non-empty goes multipart */
             break;
@@ -170,7 +196,8 @@ int main(int argc, char **argv)
         }
         continue;
     bad:
-        fprintf(stderr, "dp-store: bad value '%s' for --%s\n", optarg, opts[idx].name);
+        fprintf(stderr, "dp-store: bad value '%s' for --%s (expects an integer in [%d, %d])\n",
+                optarg, opts[idx].name, c == 'p' ? 5 : 0, c == 'R' ? MAX_RETRIES : MAX_PART_MIB);
         return EXIT_USAGE;
     }
     argc -= optind;
@@ -188,6 +215,14 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (!strcmp(cmd, "ls")) return cmd_ls(argv[1], &st);
+
+    /* Local paths first: exit 3 means the object is missing, never a local file. */
+    if (!strcmp(cmd, "put") && strcmp(argv[1], "-") && access(argv[1], R_OK) != 0) {
+        fprintf(stderr, "dp-store: %s: cannot read the local file: %s\n", argv[1], strerror(errno));
+        return EXIT_FAILURE;
+    }
+    if (!strcmp(cmd, "get") && strcmp(argv[2], "-") && !local_dir_exists(argv[2]))
+        return EXIT_FAILURE;
 
     const char *uri = !strcmp(cmd, "put") ? argv[2] : argv[1];
     dp_store_t *s = NULL;

@@ -478,6 +478,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "dp-zoo: unknown command '%s' (train, eval, info)\n", o.cmd);
         return 2;
     }
+    char prog[16]; /* getopt's own errors start with argv[0]: "dp-zoo eval: ..." */
+    snprintf(prog, sizeof prog, "dp-zoo %s", o.cmd);
+    argv[1] = prog;
     if (parse_args(argc - 1, argv + 1, &o)) return 2;
     nn_set_threads((int)o.threads);
     if (!strcmp(o.cmd, "train")) {

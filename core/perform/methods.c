@@ -112,9 +112,15 @@ dp_err_t perf_samples_load(const char *path, perf_samples_t **out)
         err = dp_err_set(DP_ERR_FORMAT, "%s: not a sample set (metadata)", path);
         goto done;
     }
+    if (!(eps > 0 && eps <= 1e6) || (atm != 0 && atm != 1)) { /* before the casts below */
+        err = dp_err_set(DP_ERR_FORMAT, "%s: budget eps %g, l2_at_most %g out of range", path, eps,
+                         atm);
+        goto done;
+    }
     if ((err = st_find(f, "x_adv", &t))) goto done;
-    if (t.ndim != 4 || t.shape[0] < 1 || t.shape[0] > (1 << 24) || t.shape[1] > 64 ||
-        t.shape[2] > 4096 || t.shape[3] > 4096) {
+    if (t.ndim != 4 || t.shape[0] < 1 || t.shape[0] > (1 << 24) || t.shape[1] < 1 ||
+        t.shape[1] > 64 || t.shape[2] < 1 || t.shape[2] > 4096 || t.shape[3] < 1 ||
+        t.shape[3] > 4096) {
         err = dp_err_set(DP_ERR_FORMAT, "%s: x_adv has a bad shape", path);
         goto done;
     }

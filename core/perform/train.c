@@ -153,6 +153,16 @@ static dp_err_t gen_config_from(const st_file_t *f, int max_batch, perf_gen_conf
         if (meta_f(f, keys[i], &v[i]))
             return dp_err_set(DP_ERR_FORMAT, "%s: metadata '%s' missing or not a number",
                               st_path(f), keys[i]);
+    /* bounds before the casts to int: a crafted file must not reach UB */
+    static const double lo[8] = {1, 1, 1, 1, -1e3, -1e3, 1e-9, 0};
+    static const double hi[8] = {64, 4096, 4096, 1024, 1e3, 1e3, 1e6, 1};
+    for (int i = 0; i < 8; i++) {
+        int whole = i < 4 || i == 7; /* c, h, w, width, l2_at_most */
+        if (!(v[i] >= lo[i] && v[i] <= hi[i]) || (whole && v[i] != floor(v[i])))
+            return dp_err_set(DP_ERR_FORMAT, "%s: metadata '%s' is %g, expected %s in [%g, %g]",
+                              st_path(f), keys[i], v[i], whole ? "an integer" : "a number", lo[i],
+                              hi[i]);
+    }
     const char *norm = st_metadata(f, "norm");
     if (!norm || perf_norm_parse(norm) < 0)
         return dp_err_set(DP_ERR_FORMAT, "%s: metadata 'norm' missing or unknown", st_path(f));
@@ -174,6 +184,12 @@ dp_err_t perf_gen_load(const char *path, int max_batch, perf_gen_t **out, perf_b
     if (err) return err;
     perf_gen_config_t c;
     perf_gen_t *g = NULL;
+    const char *fmt = st_metadata(f, "format");
+    if (!fmt || strcmp(fmt, "dp.perform.generator.v1")) {
+        err = dp_err_set(DP_ERR_FORMAT, "%s: not a generator (format '%s', not %s)", path,
+                         fmt ? fmt : "none", "dp.perform.generator.v1");
+        goto done;
+    }
     if ((err = gen_config_from(f, max_batch, &c, b))) goto done;
     c.inference_only = 1;
     if (!(g = perf_gen_new(&c))) {

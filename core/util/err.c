@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static const char *const err_text[DP_ERR__COUNT] = {
     [DP_OK] = "success",
@@ -32,10 +33,15 @@ const char *dp_strerror(dp_err_t err)
 
 dp_err_t dp_err_set(dp_err_t err, const char *fmt, ...)
 {
+    /* Formatted aside first: callers wrap an inner error with
+     * dp_err_set(..., "%s: ...: %s", path, dp_err_detail()), and vsnprintf
+     * into the buffer it reads from is undefined (it garbled the text). */
+    char buf[sizeof err_detail];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_detail, sizeof err_detail, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(err_detail, buf, strlen(buf) + 1);
     return err;
 }
 

@@ -22,6 +22,15 @@ Test(err, strerror_and_detail)
     cr_assert_str_eq(dp_err_detail(), "");
 }
 
+/* Wrapping the inner error's detail in an outer one: the detail is an
+ * argument of the call that replaces it. */
+Test(err, detail_wraps_itself)
+{
+    dp_err_set(DP_ERR_INVALID, "width %d too small", 0);
+    dp_err_set(DP_ERR_FORMAT, "%s: config rejected: %s", "g.st", dp_err_detail());
+    cr_assert_str_eq(dp_err_detail(), "g.st: config rejected: width 0 too small");
+}
+
 struct captured {
     int count;
     char last[256];
