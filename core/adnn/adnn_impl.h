@@ -182,46 +182,7 @@ double adnn_gap_head_flops(const adnn_gap_head_t *hd, int exact);
 /* Softmax confidence: max softmax of logits (k), its argmax in *arg. */
 float adnn_confidence(const float *logits, int k, int *arg);
 
-/* Every exit's logits (logits[k] (n,K), k <= E, final last) into out
- * (n, E+1, K), as adnn_eval_batch returns them. */
-void adnn_exits_copy(const float *const *logits, int n, int E, int K, float *out);
-/* The multi-exit training objective: cross-entropy of every exit (k <= E)
- * weighted by spec.exit_weights (normalised); dl[k] (n,K) come from the arena
- * and receive d loss / d logits[k]. *correct (may be NULL): the final exit's
- * correct count. */
-dp_err_t adnn_exits_ce(adnn_model_t *m, const float *const *logits, const int32_t *y, int n,
-                       float **dl, double *loss, int *correct);
-
-/* The early-exit "spend more" rule (METHOD.md section 2), shared by the SDNs
- * and RANet. logits[k] is (n,K) for each internal exit k < E. p (n,E):
- * p_k = 1 - c_k (at least `floor`) up to and including the first exit with
- * c_k >= tau, and 1 after it; taken (n): that exit, or E if none fires. */
-void adnn_exit_pk(const float *const *logits, int n, int E, int K, float tau, double floor,
-                  float *p, int *taken);
-/* dlogits[k] (n,K) from dL/dp (n,E) through p_k = 1 - c_k; rows of exits
- * past taken[i] (where p_k is the constant 1) are left as they are. */
-void adnn_exit_pk_backward(const float *const *logits, const float *dp, const int *taken, int n,
-                           int E, int K, float *const *dlogits);
 /* Exact FLOPs of the exit decision (softmax + max) over k classes. */
 double adnn_softmax_flops(int k);
-
-/* The p_k entry points of the early-exit families (SDN-ResNet,
- * SDN-MobileNet, RANet) share everything but their forward and backward;
- * `who` names the family in out-of-memory errors ("SDN", "RANet").
- * adnn_exit_pk_clear: the preamble: dx (n images, may be NULL) and *loss
- * (may be NULL) zeroed; returns E, the number of internal exits (0: done). */
-int adnn_exit_pk_clear(const adnn_model_t *m, int n, double *loss, float *dx);
-/* After a full inference forward with internal exit logits logits[k] (n,K),
- * k < E: p (n,E) with p_k floored at 1e-30, *loss = -(1/(nE)) sum log p_k over
- * the exits each image reaches, and dl[k] (n,K, from the arena) = dL/dlogits. */
-dp_err_t adnn_exit_pk_loss(adnn_model_t *m, const float *const *logits, int n, float *p,
-                           double *loss, float **dl, const char *who);
-/* The same p (no floor), dL/dp from fn, dl[k] = dL/dlogits. */
-dp_err_t adnn_exit_pk_vjp(adnn_model_t *m, const float *const *logits, int n, adnn_pk_dloss_fn fn,
-                          void *arg, float *p, float **dl, const char *who);
-/* adnn_exits_backward: dx (n images) zeroed; dlogits (n, E+1, K) split into
- * dl[k] (n,K, from the arena) for k <= E, left NULL where all zero. */
-dp_err_t adnn_exits_split(adnn_model_t *m, const float *dlogits, int n, float *dx, float **dl,
-                          const char *who);
 
 #endif

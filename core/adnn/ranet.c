@@ -18,14 +18,14 @@
  * 2 x (conv3x3 s2 -> RANET_HEAD_WIDTH, BN, ReLU), global average pool,
  * linear. Inference at batch 1 stops at the first exit with max softmax
  * c_k >= tau: later layers, and the finer flows, are never computed.
- * Training: sum_k w_k CE_k / sum_k w_k over every exit. p_k as for SDN: one
- * per internal exit, 1 - c_k up to and including the exit taken, 1 after. */
+ * Training (weighted CE over every exit) and the spend-more probabilities p_k
+ * are every early-exit network's: exitnet.c runs them on ra_run's logits. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "adnn/adnn_impl.h"
+#include "adnn/exitnet.h"
 
 #define RANET_HEAD_WIDTH 32
 
@@ -53,11 +53,10 @@ typedef struct ra_fwd {
     adnn_cbn_act_t lay[ADNN_MAX_BLOCKS];
     float *own[ADNN_MAX_BLOCKS]; /* (n, cown, res, res) */
     ra_head_act_t head[ADNN_MAX_EXITS + 1];
-    float *logits[ADNN_MAX_EXITS + 1]; /* (n,K) each; final last */
-    int n;
 } ra_fwd_t;
 
 typedef struct ranet {
+    adnn_exitnet_t exits; /* first: what the entry points of exitnet.c see */
     int S;
     adnn_cbn_t base[ADNN_MAX_STAGES]; /* base[s]: features of scale s */
     int nblocks;
@@ -69,6 +68,9 @@ typedef struct ranet {
 } ranet_t;
 
 #define OOM(what) dp_err_set(DP_ERR_NOMEM, "out of memory in RANet %s", what)
+
+static dp_err_t ra_full_forward(adnn_model_t *m, const float *x, int n, int train);
+static dp_err_t ra_backward(adnn_model_t *m, float *const *dlogits, float *dx);
 
 /* ------------------------------------------------------------- pieces */
 
@@ -150,6 +152,8 @@ static dp_err_t ra_build(adnn_model_t *m)
                           s->scales, s->nstages);
     if (!m->fam && !(m->fam = calloc(1, sizeof(ranet_t)))) return OOM("build");
     ranet_t *f = m->fam;
+    f->exits =
+        (adnn_exitnet_t){.who = "RANet", .forward = ra_full_forward, .backward = ra_backward};
     char nm[64];
     int S = f->S = s->nstages, C0 = s->stem_width;
     int res[ADNN_MAX_STAGES];
@@ -241,7 +245,7 @@ static dp_err_t ra_run(adnn_model_t *m, const float *x, int n, int train, adnn_t
     const adnn_spec_t *s = &m->spec;
     int K = s->num_classes, E = s->nexits;
     adnn_arena_reset(m);
-    a->n = n;
+    f->exits.n = n;
     dp_err_t err = DP_OK;
     for (int sc = f->S - 1; sc >= 0 && !err; sc--) {
         err = adnn_cbn_forward(m, &f->base[sc], sc == f->S - 1 ? x : a->base[sc + 1].out, n, train,
@@ -259,13 +263,13 @@ static dp_err_t ra_run(adnn_model_t *m, const float *x, int n, int train, adnn_t
         }
         int k = f->exit_of_block[b];
         if (k < 0) continue;
-        if (!(a->logits[k] = adnn_arena_get(m, (size_t)n * K))) return OOM("forward");
-        err = head_forward(m, &f->heads[k], a->own[b], n, train, a->logits[k], &a->head[k]);
+        if (!(f->exits.logits[k] = adnn_arena_get(m, (size_t)n * K))) return OOM("forward");
+        err = head_forward(m, &f->heads[k], a->own[b], n, train, f->exits.logits[k], &a->head[k]);
         if (err || !t) continue;
         t->flops_ref += head_flops(&f->heads[k], 0);
         t->flops_exact += head_flops(&f->heads[k], 1) + (k < E ? adnn_softmax_flops(K) : 0.0);
         int arg;
-        t->conf[k] = adnn_confidence(a->logits[k], K, &arg);
+        t->conf[k] = adnn_confidence(f->exits.logits[k], K, &arg);
         if (k == E || t->conf[k] >= s->exit_tau) {
             t->pred = arg;
             t->exit_taken = k;
@@ -275,13 +279,18 @@ static dp_err_t ra_run(adnn_model_t *m, const float *x, int n, int train, adnn_t
     return err;
 }
 
+static dp_err_t ra_full_forward(adnn_model_t *m, const float *x, int n, int train)
+{
+    return ra_run(m, x, n, train, NULL);
+}
+
 /* Backward from dlogits[k] (NULL: no gradient from exit k; index nexits is
  * the final classifier) to the input; accumulates into dx (may be NULL). */
 static dp_err_t ra_backward(adnn_model_t *m, float *const *dlogits, float *dx)
 {
     ranet_t *f = m->fam;
     ra_fwd_t *a = &f->fwd;
-    int n = a->n, E = m->spec.nexits, last = -1;
+    int n = f->exits.n, E = m->spec.nexits, last = -1;
     for (int k = 0; k <= E; k++)
         if (dlogits[k] && f->block_of_exit[k] > last) last = f->block_of_exit[k];
     if (last < 0) return DP_OK;
@@ -354,81 +363,11 @@ static double ra_flops_full(const adnn_model_t *m, int exact)
     return fl;
 }
 
-static dp_err_t ra_eval_batch(adnn_model_t *m, const float *x, int n, float *out)
-{
-    dp_err_t err = ra_run(m, x, n, 0, NULL);
-    if (err) return err;
-    ranet_t *f = m->fam;
-    adnn_exits_copy((const float *const *)f->fwd.logits, n, m->spec.nexits, m->spec.num_classes,
-                    out);
-    return DP_OK;
-}
-
-static dp_err_t ra_train_step(adnn_model_t *m, const float *x, const int32_t *y, int n,
-                              double *loss, int *correct)
-{
-    dp_err_t err = ra_run(m, x, n, 1, NULL);
-    if (err) return err;
-    ranet_t *f = m->fam;
-    float *dl[ADNN_MAX_EXITS + 1];
-    if ((err = adnn_exits_ce(m, (const float *const *)f->fwd.logits, y, n, dl, loss, correct)))
-        return err;
-    return ra_backward(m, dl, NULL);
-}
-
-static int ra_pk_count(const adnn_model_t *m) { return m->spec.nexits; }
-
-static dp_err_t ra_pk_grad(adnn_model_t *m, const float *x, int n, float *p, double *loss,
-                           float *dx)
-{
-    if (adnn_exit_pk_clear(m, n, loss, dx) == 0) return DP_OK;
-    dp_err_t err = ra_run(m, x, n, 0, NULL);
-    if (err) return err;
-    ranet_t *f = m->fam;
-    float *dl[ADNN_MAX_EXITS + 1] = {0};
-    if ((err = adnn_exit_pk_loss(m, (const float *const *)f->fwd.logits, n, p, loss, dl, "RANet")))
-        return err;
-    return ra_backward(m, dl, dx);
-}
-
-/* p as in ra_pk_grad, then dlogits from the caller's dL/dp. */
-static dp_err_t ra_pk_vjp(adnn_model_t *m, const float *x, int n, adnn_pk_dloss_fn fn, void *arg,
-                          float *p, float *dx)
-{
-    if (adnn_exit_pk_clear(m, n, NULL, dx) == 0) return DP_OK;
-    dp_err_t err = ra_run(m, x, n, 0, NULL);
-    if (err) return err;
-    ranet_t *f = m->fam;
-    float *dl[ADNN_MAX_EXITS + 1] = {0};
-    if ((err =
-             adnn_exit_pk_vjp(m, (const float *const *)f->fwd.logits, n, fn, arg, p, dl, "RANet")))
-        return err;
-    return ra_backward(m, dl, dx);
-}
-
-/* After ra_eval_batch (activations in f->fwd, arena not reset). */
-static dp_err_t ra_exits_backward(adnn_model_t *m, const float *dlogits, int n, float *dx)
-{
-    ranet_t *f = m->fam;
-    if (n != f->fwd.n)
-        return dp_err_set(DP_ERR_INVALID, "adnn_exits_backward: n %d, last forward had %d", n,
-                          f->fwd.n);
-    float *dl[ADNN_MAX_EXITS + 1] = {0};
-    dp_err_t err = adnn_exits_split(m, dlogits, n, dx, dl, "RANet");
-    if (err) return err;
-    return ra_backward(m, dl, dx);
-}
-
 const adnn_family_ops_t adnn_ranet_ops = {
     .family = ADNN_FAMILY_RANET,
     .build = ra_build,
     .destroy = ra_destroy,
     .forward_adaptive = ra_forward_adaptive,
     .flops_full = ra_flops_full,
-    .eval_batch = ra_eval_batch,
-    .train_step = ra_train_step,
-    .pk_count = ra_pk_count,
-    .pk_grad = ra_pk_grad,
-    .pk_vjp = ra_pk_vjp,
-    .exits_backward = ra_exits_backward,
+    ADNN_EXITNET_OPS,
 };

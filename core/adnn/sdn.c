@@ -1,6 +1,7 @@
 /* The SDN shared by SDN-ResNet and SDN-MobileNet (sdn.h): build, full and
- * early-exit forwards, backward, FLOPs and the family entry points, over a
- * family's block (adnn_sdn_block_ops_t). The blocks and their activations
+ * early-exit forwards, backward and FLOPs, over a family's block
+ * (adnn_sdn_block_ops_t); the entry points that train and differentiate
+ * through the exits are exitnet.c's. The blocks and their activations
  * sit in two arrays allocated here with the family's struct sizes, reached
  * by index (blk, act). */
 #include "adnn/sdn.h"
@@ -9,8 +10,8 @@
 #include <stdlib.h>
 
 typedef struct sdn {
+    adnn_exitnet_t exits; /* first: what the entry points of exitnet.c see */
     const adnn_sdn_block_ops_t *bops;
-    const char *who;
     adnn_cbn_t stem;
     int nblocks;
     char *blocks; /* ADNN_MAX_BLOCKS of bops->block_size bytes */
@@ -23,15 +24,16 @@ typedef struct sdn {
     /* the last full forward, batch n */
     adnn_cbn_act_t astem;
     adnn_sdn_head_act_t ahead[ADNN_MAX_EXITS];
-    float *logits[ADNN_MAX_EXITS + 1]; /* (n,K) each; final last */
-    float *pooled;                     /* (n, C) of the final classifier */
-    int n;
+    float *pooled; /* (n, C) of the final classifier */
 } sdn_t;
 
 static void *blk(const sdn_t *f, int b) { return f->blocks + (size_t)b * f->bops->block_size; }
 static void *act(const sdn_t *f, int b) { return f->acts + (size_t)b * f->bops->act_size; }
 
 static size_t numel(adnn_sdn_dims_t d) { return (size_t)d.c * d.h * d.w; }
+
+static dp_err_t full_forward(adnn_model_t *m, const float *x, int n, int train);
+static dp_err_t backward(adnn_model_t *m, float *const *dlogits, float *dx);
 
 dp_err_t adnn_sdn_build(adnn_model_t *m, const adnn_sdn_block_ops_t *bops, const char *who)
 {
@@ -47,7 +49,8 @@ dp_err_t adnn_sdn_build(adnn_model_t *m, const adnn_sdn_block_ops_t *bops, const
         }
     }
     sdn_t *f = m->fam;
-    f->bops = bops, f->who = who;
+    f->bops = bops;
+    f->exits = (adnn_exitnet_t){.who = who, .forward = full_forward, .backward = backward};
     char nm[64];
     adnn_sdn_dims_t d = {s->stem_width, s->h, s->w};
     adnn_cbn_reg(m, &f->stem, "stem", s->c, d.c, 3, 1, 1, 1, d.h, d.w, 1);
@@ -83,7 +86,7 @@ void adnn_sdn_destroy(adnn_model_t *m)
     m->fam = NULL;
 }
 
-#define OOM(f, what) dp_err_set(DP_ERR_NOMEM, "out of memory in %s " what, (f)->who)
+#define OOM(f, what) dp_err_set(DP_ERR_NOMEM, "out of memory in %s " what, (f)->exits.who)
 
 /* Every block and every exit, batch n; activations kept for backward. */
 static dp_err_t full_forward(adnn_model_t *m, const float *x, int n, int train)
@@ -92,7 +95,7 @@ static dp_err_t full_forward(adnn_model_t *m, const float *x, int n, int train)
     const adnn_sdn_block_ops_t *bo = f->bops;
     int K = m->spec.num_classes, E = m->spec.nexits;
     adnn_arena_reset(m);
-    f->n = n;
+    f->exits.n = n;
     dp_err_t err = adnn_cbn_forward(m, &f->stem, x, n, train, &f->astem);
     const float *h = f->astem.out;
     for (int b = 0; b < f->nblocks && !err; b++) {
@@ -100,15 +103,15 @@ static dp_err_t full_forward(adnn_model_t *m, const float *x, int n, int train)
         h = bo->out(act(f, b));
         int k = f->exit_of_block[b];
         if (k >= 0) {
-            if (!(f->logits[k] = adnn_arena_get(m, (size_t)n * K))) return OOM(f, "forward");
-            err = adnn_sdn_head_forward(m, &f->heads[k], h, n, f->logits[k], &f->ahead[k]);
+            if (!(f->exits.logits[k] = adnn_arena_get(m, (size_t)n * K))) return OOM(f, "forward");
+            err = adnn_sdn_head_forward(m, &f->heads[k], h, n, f->exits.logits[k], &f->ahead[k]);
         }
     }
     if (err) return err;
-    f->logits[E] = adnn_arena_get(m, (size_t)n * K);
+    f->exits.logits[E] = adnn_arena_get(m, (size_t)n * K);
     f->pooled = adnn_arena_get(m, (size_t)n * f->final.c);
-    if (!f->logits[E] || !f->pooled) return OOM(f, "forward");
-    adnn_gap_head_forward(&f->final, h, n, f->pooled, f->logits[E]);
+    if (!f->exits.logits[E] || !f->pooled) return OOM(f, "forward");
+    adnn_gap_head_forward(&f->final, h, n, f->pooled, f->exits.logits[E]);
     return DP_OK;
 }
 
@@ -117,7 +120,7 @@ static dp_err_t full_forward(adnn_model_t *m, const float *x, int n, int train)
 static dp_err_t backward(adnn_model_t *m, float *const *dlogits, float *dx)
 {
     sdn_t *f = m->fam;
-    int n = f->n, E = m->spec.nexits;
+    int n = f->exits.n, E = m->spec.nexits;
     int last = f->nblocks - 1;
     if (!dlogits[E]) { /* start at the deepest exit that has a gradient */
         last = -1;
@@ -198,66 +201,4 @@ double adnn_sdn_flops_full(const adnn_model_t *m, int exact)
         fl += adnn_sdn_head_flops(&f->heads[k], exact) +
               (exact ? adnn_softmax_flops(m->spec.num_classes) : 0.0);
     return fl + adnn_gap_head_flops(&f->final, exact);
-}
-
-dp_err_t adnn_sdn_eval_batch(adnn_model_t *m, const float *x, int n, float *out)
-{
-    dp_err_t err = full_forward(m, x, n, 0);
-    if (err) return err;
-    sdn_t *f = m->fam;
-    adnn_exits_copy((const float *const *)f->logits, n, m->spec.nexits, m->spec.num_classes, out);
-    return DP_OK;
-}
-
-dp_err_t adnn_sdn_train_step(adnn_model_t *m, const float *x, const int32_t *y, int n, double *loss,
-                             int *correct)
-{
-    dp_err_t err = full_forward(m, x, n, 1);
-    if (err) return err;
-    sdn_t *f = m->fam;
-    float *dl[ADNN_MAX_EXITS + 1];
-    if ((err = adnn_exits_ce(m, (const float *const *)f->logits, y, n, dl, loss, correct)))
-        return err;
-    return backward(m, dl, NULL);
-}
-
-int adnn_sdn_pk_count(const adnn_model_t *m) { return m->spec.nexits; }
-
-dp_err_t adnn_sdn_pk_grad(adnn_model_t *m, const float *x, int n, float *p, double *loss, float *dx)
-{
-    if (adnn_exit_pk_clear(m, n, loss, dx) == 0) return DP_OK;
-    dp_err_t err = full_forward(m, x, n, 0);
-    if (err) return err;
-    sdn_t *f = m->fam;
-    float *dl[ADNN_MAX_EXITS + 1] = {0};
-    if ((err = adnn_exit_pk_loss(m, (const float *const *)f->logits, n, p, loss, dl, f->who)))
-        return err;
-    return backward(m, dl, dx);
-}
-
-/* p as in adnn_sdn_pk_grad, then dlogits from the caller's dL/dp. */
-dp_err_t adnn_sdn_pk_vjp(adnn_model_t *m, const float *x, int n, adnn_pk_dloss_fn fn, void *arg,
-                         float *p, float *dx)
-{
-    if (adnn_exit_pk_clear(m, n, NULL, dx) == 0) return DP_OK;
-    dp_err_t err = full_forward(m, x, n, 0);
-    if (err) return err;
-    sdn_t *f = m->fam;
-    float *dl[ADNN_MAX_EXITS + 1] = {0};
-    if ((err = adnn_exit_pk_vjp(m, (const float *const *)f->logits, n, fn, arg, p, dl, f->who)))
-        return err;
-    return backward(m, dl, dx);
-}
-
-/* After adnn_sdn_eval_batch (activations kept, arena not reset). */
-dp_err_t adnn_sdn_exits_backward(adnn_model_t *m, const float *dlogits, int n, float *dx)
-{
-    sdn_t *f = m->fam;
-    if (n != f->n)
-        return dp_err_set(DP_ERR_INVALID, "adnn_exits_backward: n %d, last forward had %d", n,
-                          f->n);
-    float *dl[ADNN_MAX_EXITS + 1] = {0};
-    dp_err_t err = adnn_exits_split(m, dlogits, n, dx, dl, f->who);
-    if (err) return err;
-    return backward(m, dl, dx);
 }

@@ -2,21 +2,20 @@
  * (sdn_resnet.c) and SDN-MobileNet (sdn_mobilenet.c) share: a conv3x3 stem,
  * a chain of backbone blocks, an internal classifier (adnn_sdn_head_t) after
  * chosen blocks, and GAP + linear at the end. All of it but the block lives
- * in sdn.c; a family names its block's functions in an adnn_sdn_block_ops_t,
- * and its ops table is ADNN_SDN_FAMILY_OPS with its build.
+ * in sdn.c (and what every early-exit network shares, in exitnet.c); a family
+ * names its block's functions in an adnn_sdn_block_ops_t, and its ops table
+ * is ADNN_SDN_FAMILY_OPS with its build.
  *
  * Inference at batch 1 stops at the first exit k whose confidence
  * c_k = max softmax >= tau: the blocks after it are never computed.
- * Training minimises sum_k w_k CE_k / sum_k w_k over every exit.
- * Spend-more probabilities (METHOD.md section 2), one per INTERNAL exit (the
- * final classifier's confidence never changes the cost): p_k = 1 - c_k for
- * every exit up to and including the one taken, p_k = 1 after it. */
+ * Training and the spend-more probabilities p_k are every early-exit
+ * network's (exitnet.h). */
 #ifndef DP_ADNN_SDN_H
 #define DP_ADNN_SDN_H
 
 #include <stddef.h>
 
-#include "adnn/adnn_impl.h"
+#include "adnn/exitnet.h"
 
 typedef struct adnn_sdn_dims {
     int c, h, w;
@@ -47,21 +46,10 @@ dp_err_t adnn_sdn_build(adnn_model_t *m, const adnn_sdn_block_ops_t *bops, const
 void adnn_sdn_destroy(adnn_model_t *m);
 void adnn_sdn_forward_adaptive(adnn_model_t *m, const float *x, adnn_trace_t *t);
 double adnn_sdn_flops_full(const adnn_model_t *m, int exact);
-dp_err_t adnn_sdn_eval_batch(adnn_model_t *m, const float *x, int n, float *out);
-dp_err_t adnn_sdn_train_step(adnn_model_t *m, const float *x, const int32_t *y, int n, double *loss,
-                             int *correct);
-int adnn_sdn_pk_count(const adnn_model_t *m);
-dp_err_t adnn_sdn_pk_grad(adnn_model_t *m, const float *x, int n, float *p, double *loss,
-                          float *dx);
-dp_err_t adnn_sdn_pk_vjp(adnn_model_t *m, const float *x, int n, adnn_pk_dloss_fn fn, void *arg,
-                         float *p, float *dx);
-dp_err_t adnn_sdn_exits_backward(adnn_model_t *m, const float *dlogits, int n, float *dx);
 
 /* An SDN family's ops table: {.family = ..., .build = ..., ADNN_SDN_FAMILY_OPS}. */
 #define ADNN_SDN_FAMILY_OPS                                                                        \
     .destroy = adnn_sdn_destroy, .forward_adaptive = adnn_sdn_forward_adaptive,                    \
-    .flops_full = adnn_sdn_flops_full, .eval_batch = adnn_sdn_eval_batch,                          \
-    .train_step = adnn_sdn_train_step, .pk_count = adnn_sdn_pk_count, .pk_grad = adnn_sdn_pk_grad, \
-    .pk_vjp = adnn_sdn_pk_vjp, .exits_backward = adnn_sdn_exits_backward
+    .flops_full = adnn_sdn_flops_full, ADNN_EXITNET_OPS
 
 #endif
