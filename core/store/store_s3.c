@@ -229,8 +229,9 @@ static int out_write(xfer_t *x, const void *data, size_t n)
     }
     x->written += n;
 #if defined SYNC_FILE_RANGE_WRITE && !defined DP_STORE_NO_WRITEBACK
-    if (x->written - x->flushed >= SYNC_STEP) {
-        /* advisory: an error here shows again at fsync */
+    if (!x->s3->cfg.no_fsync && x->written - x->flushed >= SYNC_STEP) {
+        /* advisory: an error here shows again at fsync (without one, no
+         * writeback is started: the page cache keeps the bytes, as curl's) */
         (void)sync_file_range(fd, (off_t)x->flushed, (off_t)(x->written - x->flushed),
                               SYNC_FILE_RANGE_WRITE);
         x->flushed = x->written;
