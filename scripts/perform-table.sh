@@ -15,6 +15,8 @@
 #   BATCH=32
 #   ALPHA=0  BETA=0  ILFO_ITERS=300  THREADS=1  METHODS="deepperform random ilfo deepsloth"
 #   L2_AT_MOST=0 (1: "at most eps" projection for the generator)
+#   JOBS=1 (models worked on side by side; with THREADS=1 each, JOBS=cores is
+#   the fastest setting on the shipped models: docs/PERFORM.md, Threads)
 # Reduced example (minutes, not hours):
 #   SEEDS=200 ILFO_SEEDS=50 WIDTH=16 EPOCHS=3 TRAIN_N=2000 VAL_N=200 scripts/perform-table.sh
 set -euo pipefail
@@ -49,10 +51,12 @@ DP="$BUILD/cli/dp-perform"
 [ -x "$DP" ] || { echo "perform-table: build $DP first (cmake --build $BUILD --target dp-perform)" >&2; exit 2; }
 mkdir -p "$OUT"
 log() { echo "perform-table: $*" >&2; }
+JOBS=${JOBS:-1}
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "perform-table: JOBS must be a positive integer, got '$JOBS'" >&2; exit 2; }
 common=(--threads "$THREADS" --quiet --data-dir "$DATA_DIR")
-files=()
-for model in $MODELS; do
-  [ -f "$model.safetensors" ] || { log "skip $model (no weights)"; continue; }
+# every sample set of one model, made where missing (in a subshell: exit 1 on failure)
+run_model() (
+  model=$1
   name=$(basename "$model")
   for norm in linf l2; do
     if [ "$norm" = linf ]; then epss=$LINF; else epss=$L2; fi
@@ -78,6 +82,10 @@ for model in $MODELS; do
               --out "$f" "${common[@]}"
             ;;
           *)
+            if grep -qs "not supported" "$OUT/$tag-$method.err"; then
+              log "skip $method on $name (not supported, as before)"
+              continue
+            fi
             n=$SEEDS
             [ "$method" = ilfo ] && n=$ILFO_SEEDS
             [ "$method" = deepsloth ] && n=$SLOTH_SEEDS
@@ -95,7 +103,41 @@ for model in $MODELS; do
             ;;
           esac
         fi
-        files+=("$f")
+      done
+    done
+  done
+)
+models=()
+for model in $MODELS; do
+  if [ -f "$model.safetensors" ]; then models+=("$model"); else log "skip $model (no weights)"; fi
+done
+failed=0
+running=0
+# each model in the background (where `set -e` holds; in a `||` list it would not)
+for model in "${models[@]}"; do
+  if [ $running -ge "$JOBS" ]; then
+    wait -n || failed=1
+    running=$((running - 1))
+  fi
+  [ $failed = 0 ] || break
+  run_model "$model" &
+  running=$((running + 1))
+done
+while [ $running -gt 0 ]; do
+  wait -n || failed=1
+  running=$((running - 1))
+done
+[ $failed = 0 ] || { log "a model's sample sets failed (messages above)"; exit 1; }
+# the rows: every sample set made above, in model, norm, eps, method order
+files=()
+for model in "${models[@]}"; do
+  name=$(basename "$model")
+  for norm in linf l2; do
+    if [ "$norm" = linf ]; then epss=$LINF; else epss=$L2; fi
+    for eps in $epss; do
+      for method in $METHODS; do
+        f="$OUT/$name-$norm-$eps-$method.safetensors"
+        [ -f "$f" ] && files+=("$f")
       done
     done
   done

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# scripts/perform-table.sh end to end at tiny settings: two models side by
+# side (JOBS=2), one JSON row per (model, norm, eps, method) with every key,
+# DeepSloth skipped on BlockDrop only; a second run reuses every file (no
+# training, the same rows); a model whose files are garbage fails the run
+# with exit 1 and a message naming it, and the good model's files stay.
+# Usage: perform_table_test.sh SOURCE_DIR BUILD_DIR
+set -euo pipefail
+src=$1 build=$2
+[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] ||
+  { echo "perform_table_test: Fashion-MNIST not installed"; exit 1; }
+work=$(mktemp -d "${TMPDIR:-/tmp}/dp-table-test.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+fail() { echo "perform_table_test: $*" >&2; exit 1; }
+export BUILD=$build SEEDS=8 ILFO_SEEDS=4 SLOTH_SEEDS=4 EPOCHS=1 TRAIN_N=64 VAL_N=32 WIDTH=8
+export ILFO_ITERS=2 LINF=0.09 L2=1.0 JOBS=2
+table() { (cd "$src" && bash scripts/perform-table.sh); }
+
+OUT=$work/out MODELS="$src/models/sdn_resnet $src/models/blockdrop" table >"$work/a.json" 2>"$work/a.log" ||
+  { cat "$work/a.log" >&2; fail "first run failed"; }
+python3 - "$work/a.json" <<'PY' || fail "rows wrong: $(cat "$work/a.json")"
+import json, sys
+rows = json.load(open(sys.argv[1]))
+rows = rows if isinstance(rows, list) else rows["rows"]
+keys = {"model", "norm", "eps", "method", "iflops_mean", "iflops_max", "exec_fraction_mean",
+        "psnr_mean", "seconds_per_input", "idpb_rate"}
+got = [(r["model"], r["norm"], r["eps"], r["method"]) for r in rows]
+want = [(m, n, e, t) for m in ("sdn_resnet", "blockdrop") for n, e in (("linf", 0.09), ("l2", 1.0))
+        for t in ("deepperform", "random", "ilfo", "deepsloth") if not (m == "blockdrop" and t == "deepsloth")]
+assert got == want, (got, want)
+for r in rows:
+    assert keys <= set(r), sorted(keys - set(r))
+    assert r["seconds_per_input"] > 0 and 0 <= r["idpb_rate"] <= 1, r
+PY
+grep -q "skip deepsloth on blockdrop" "$work/a.log" || fail "no skip line for DeepSloth on BlockDrop"
+[ "$(grep -c '^perform-table: train ' "$work/a.log")" = 4 ] || fail "expected 4 trainings"
+
+# again: everything is reused, the rows are the same
+OUT=$work/out MODELS="$src/models/sdn_resnet $src/models/blockdrop" table >"$work/b.json" 2>"$work/b.log" ||
+  { cat "$work/b.log" >&2; fail "second run failed"; }
+if grep -Eq '^perform-table: (train|generate|random|ilfo|deepsloth) ' "$work/b.log"; then
+  fail "second run redid work: $(cat "$work/b.log")"
+fi
+grep -q "skip deepsloth on blockdrop (not supported, as before)" "$work/b.log" ||
+  fail "second run: no cached skip line"
+cmp -s "$work/a.json" "$work/b.json" || fail "second run's rows differ"
+
+# a broken model: exit 1, named; the good one's sample sets are kept
+mkdir -p "$work/models"
+head -c 100 /dev/urandom >"$work/models/broken.pb"
+head -c 100 /dev/urandom >"$work/models/broken.safetensors"
+rc=0
+OUT=$work/out MODELS="$work/models/broken $src/models/sdn_resnet" table >"$work/c.json" 2>"$work/c.log" || rc=$?
+[ $rc = 1 ] || fail "broken model: exit $rc, expected 1: $(cat "$work/c.log")"
+grep -q "broken" "$work/c.log" || fail "broken model not named: $(cat "$work/c.log")"
+[ -f "$work/out/sdn_resnet-linf-0.09-ilfo.safetensors" ] || fail "good model's files lost"
+bad=0
+JOBS=0 OUT=$work/out MODELS="$src/models/sdn_resnet" table >/dev/null 2>"$work/d.log" || bad=$?
+[ $bad = 2 ] || fail "JOBS=0: exit $bad, expected 2"
+grep -q "JOBS must be a positive integer" "$work/d.log" || fail "JOBS=0: $(cat "$work/d.log")"
+echo "perform_table_test: ok"
