@@ -141,6 +141,11 @@ dp_err_t adnn_basic_forward(adnn_model_t *m, const adnn_basic_t *b, const float 
 /* dout CLOBBERED; accumulates into din. */
 dp_err_t adnn_basic_backward(adnn_model_t *m, const adnn_basic_t *b, const adnn_basic_act_t *a,
                              float *dout, float *din);
+/* The shortcut path alone: dsc (n,cout,hout,wout), the gradient on sc(x),
+ * CLOBBERED; accumulates into din (may be NULL) through the projection, or
+ * as is for the identity. */
+dp_err_t adnn_basic_shortcut_backward(adnn_model_t *m, const adnn_basic_t *b,
+                                      const adnn_basic_act_t *a, float *dsc, float *din);
 double adnn_basic_flops(const adnn_basic_t *b, int exact);
 
 /* SDN internal classifier: mixed max/avg adaptive pool to PxP with a learned
@@ -181,8 +186,29 @@ double adnn_gap_head_flops(const adnn_gap_head_t *hd, int exact);
 
 /* Softmax confidence: max softmax of logits (k), its argmax in *arg. */
 float adnn_confidence(const float *logits, int k, int *arg);
+/* Images of a batch whose argmax of logits (n,k) is their label y (n). */
+int adnn_count_correct(const float *logits, const int32_t *y, int n, int k);
+/* log sigmoid(z) without overflow (= -softplus(-z)). */
+double adnn_log_sigmoid(double z);
 
 /* Exact FLOPs of the exit decision (softmax + max) over k classes. */
 double adnn_softmax_flops(int k);
+
+/* ------------------------------------------------------------- batch 1 */
+
+/* The pieces of an adaptive forward (batch 1, inference mode) that add
+ * their FLOPs to the trace t as they run. Each returns its output (valid
+ * until the next arena reset), or NULL when out of memory. */
+
+/* One conv+BN(+ReLU) unit. */
+const float *adnn_cbn_adaptive(adnn_model_t *m, const adnn_cbn_t *u, const float *in,
+                               adnn_trace_t *t);
+/* Block k: run (t->ran[k], t->blocks_run) or skipped; a skipped block
+ * computes only its shortcut projection, or nothing (returns in) for the
+ * identity. */
+const float *adnn_basic_adaptive(adnn_model_t *m, const adnn_basic_t *b, int k, int run,
+                                 const float *in, adnn_trace_t *t);
+/* The final classifier as exit `exit`: t->conf[exit], t->pred, t->exit_taken. */
+void adnn_gap_head_adaptive(const adnn_gap_head_t *hd, const float *in, int exit, adnn_trace_t *t);
 
 #endif

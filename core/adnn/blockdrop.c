@@ -161,9 +161,6 @@ static double policy_flops(const bd_t *f, int exact)
 
 static double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
 
-/* log sigmoid(z) without overflow */
-static double log_sigmoid(double z) { return z >= 0 ? -log1p(exp(-z)) : z - log1p(exp(z)); }
-
 /* ------------------------------------------------------------- backbone */
 
 /* Every block computed for the whole batch; with mask (n,nblocks), image i
@@ -231,11 +228,7 @@ static dp_err_t backbone_backward(adnn_model_t *m, const float *dlogits, const u
         if (!err) err = adnn_cbn_backward(m, &blk->c1, &ba->a1, da1, dprev);
         if (err) return err;
         for (size_t j = 0; j < sz; j++) dskip[j] += dsum[j];
-        if (blk->has_sc) {
-            if ((err = adnn_cbn_backward(m, &blk->sc, &ba->asc, dskip, dprev))) return err;
-        } else {
-            for (size_t j = 0; j < sz; j++) dprev[j] += dskip[j];
-        }
+        if ((err = adnn_basic_shortcut_backward(m, blk, ba, dskip, dprev))) return err;
         d = dprev;
     }
     return adnn_cbn_backward(m, &f->stem, &a->stem, d, NULL);
@@ -246,11 +239,6 @@ static dp_err_t backbone_backward(adnn_model_t *m, const float *dlogits, const u
 static void bd_forward_adaptive(adnn_model_t *m, const float *x, adnn_trace_t *t)
 {
     bd_t *f = m->fam;
-    const adnn_spec_t *s = &m->spec;
-    adnn_cbn_act_t sa;
-    adnn_basic_act_t ba;
-    adnn_cbn_act_t sca;
-    float logits[1024], pooled[1024];
     adnn_arena_reset(m);
     t->nblocks = f->nblocks;
     t->nexits = 0;
@@ -260,32 +248,12 @@ static void bd_forward_adaptive(adnn_model_t *m, const float *x, adnn_trace_t *t
     t->flops_exact += policy_flops(f, 1);
     uint8_t run[ADNN_MAX_BLOCKS];
     for (int b = 0; b < f->nblocks; b++)
-        run[b] = sigmoid(f->pfwd.logits[b]) >= (double)s->gate_threshold;
-    if (adnn_cbn_forward(m, &f->stem, x, 1, 0, &sa)) return;
-    t->flops_ref += adnn_cbn_flops(&f->stem, 0);
-    t->flops_exact += adnn_cbn_flops(&f->stem, 1);
-    const float *h = sa.out;
-    for (int b = 0; b < f->nblocks; b++) {
-        const adnn_basic_t *blk = &f->blocks[b];
-        if (run[b]) {
-            if (adnn_basic_forward(m, blk, h, 1, 0, &ba)) return;
-            h = ba.out;
-            t->ran[b] = 1;
-            t->blocks_run++;
-            t->flops_ref += adnn_basic_flops(blk, 0);
-            t->flops_exact += adnn_basic_flops(blk, 1);
-        } else if (blk->has_sc) { /* dropped downsampling block: projection only */
-            if (adnn_cbn_forward(m, &blk->sc, h, 1, 0, &sca)) return;
-            h = sca.out;
-            t->flops_ref += adnn_cbn_flops(&blk->sc, 0);
-            t->flops_exact += adnn_cbn_flops(&blk->sc, 1);
-        }
-    }
-    adnn_gap_head_forward(&f->final, h, 1, pooled, logits);
-    t->flops_ref += adnn_gap_head_flops(&f->final, 0);
-    t->flops_exact += adnn_gap_head_flops(&f->final, 1);
-    t->conf[0] = adnn_confidence(logits, s->num_classes, &t->pred);
-    t->exit_taken = 0;
+        run[b] = sigmoid(f->pfwd.logits[b]) >= (double)m->spec.gate_threshold;
+    const float *h = adnn_cbn_adaptive(m, &f->stem, x, t);
+    /* a dropped downsampling block computes its projection only */
+    for (int b = 0; b < f->nblocks && h; b++)
+        h = adnn_basic_adaptive(m, &f->blocks[b], b, run[b], h, t);
+    if (h) adnn_gap_head_adaptive(&f->final, h, 0, t);
 }
 
 static double bd_flops_full(const adnn_model_t *m, int exact)
@@ -375,7 +343,7 @@ static dp_err_t bd_pk_grad(adnn_model_t *m, const float *x, int n, float *p, dou
     for (size_t j = 0; j < (size_t)n * K; j++) {
         double z = f->pfwd.logits[j], pv = sigmoid(z);
         p[j] = (float)(pv < 1e-30 ? 1e-30 : pv);
-        l -= scale * log_sigmoid(z);
+        l -= scale * adnn_log_sigmoid(z);
         dz[j] = (float)(-scale * (1.0 - pv)); /* d(-log sigmoid z)/dz = -(1 - p) */
     }
     *loss = l;

@@ -91,15 +91,7 @@ static dp_err_t exits_ce(adnn_model_t *m, const float *const *logits, const int3
         nn_crossentropy_backward(dl[k], probs, y, n, K, wk);
     }
     *loss = l;
-    if (correct) {
-        int c = 0;
-        for (int i = 0; i < n; i++) {
-            int arg;
-            adnn_confidence(logits[E] + (size_t)i * K, K, &arg);
-            c += arg == y[i];
-        }
-        *correct = c;
-    }
+    if (correct) *correct = adnn_count_correct(logits[E], y, n, K);
     return DP_OK;
 }
 

@@ -9,7 +9,10 @@
  *              2*in*out per linear; BN, activations, pooling ignored;
  *   exact:     conv divided by groups; BN 2/element; ReLU and residual add
  *              1/element; pooling 1 per window element read (+1 per average);
- *              linear 2*in*out + out (bias); softmax 4/class. */
+ *              linear 2*in*out + out (bias); softmax 4/class.
+ * At the end, the batch-1 steps the adaptive forwards of BlockDrop, SkipNet
+ * and SDN share: a unit, a block run or skipped, the final classifier, each
+ * adding its FLOPs to the trace. */
 #include <math.h>
 #include <stdio.h>
 
@@ -170,9 +173,16 @@ dp_err_t adnn_basic_backward(adnn_model_t *m, const adnn_basic_t *b, const adnn_
     dp_err_t err;
     if ((err = adnn_cbn_backward(m, &b->c2, &a->a2, dsum, da1))) return err;
     if ((err = adnn_cbn_backward(m, &b->c1, &a->a1, da1, din))) return err;
-    if (b->has_sc) return adnn_cbn_backward(m, &b->sc, &a->asc, dsum, din);
+    return adnn_basic_shortcut_backward(m, b, a, dsum, din);
+}
+
+dp_err_t adnn_basic_shortcut_backward(adnn_model_t *m, const adnn_basic_t *b,
+                                      const adnn_basic_act_t *a, float *dsc, float *din)
+{
+    if (b->has_sc) return adnn_cbn_backward(m, &b->sc, &a->asc, dsc, din);
+    size_t sz = (size_t)a->n * b->cout * b->hout * b->wout;
     if (din)
-        for (size_t i = 0; i < sz; i++) din[i] += dsum[i];
+        for (size_t i = 0; i < sz; i++) din[i] += dsc[i];
     return DP_OK;
 }
 
@@ -313,4 +323,52 @@ float adnn_confidence(const float *logits, int k, int *arg)
     return (float)(1.0 / s);
 }
 
+int adnn_count_correct(const float *logits, const int32_t *y, int n, int k)
+{
+    int c = 0;
+    for (int i = 0; i < n; i++) {
+        int arg;
+        adnn_confidence(logits + (size_t)i * k, k, &arg);
+        c += arg == y[i];
+    }
+    return c;
+}
+
+double adnn_log_sigmoid(double z) { return z >= 0 ? -log1p(exp(-z)) : z - log1p(exp(z)); }
+
 double adnn_softmax_flops(int k) { return 4.0 * k; }
+
+/* ------------------------------------------------------------- batch 1 */
+
+const float *adnn_cbn_adaptive(adnn_model_t *m, const adnn_cbn_t *u, const float *in,
+                               adnn_trace_t *t)
+{
+    adnn_cbn_act_t a;
+    if (adnn_cbn_forward(m, u, in, 1, 0, &a)) return NULL;
+    t->flops_ref += adnn_cbn_flops(u, 0);
+    t->flops_exact += adnn_cbn_flops(u, 1);
+    return a.out;
+}
+
+const float *adnn_basic_adaptive(adnn_model_t *m, const adnn_basic_t *b, int k, int run,
+                                 const float *in, adnn_trace_t *t)
+{
+    if (!run) return b->has_sc ? adnn_cbn_adaptive(m, &b->sc, in, t) : in;
+    adnn_basic_act_t a;
+    if (adnn_basic_forward(m, b, in, 1, 0, &a)) return NULL;
+    t->ran[k] = 1;
+    t->blocks_run++;
+    t->flops_ref += adnn_basic_flops(b, 0);
+    t->flops_exact += adnn_basic_flops(b, 1);
+    return a.out;
+}
+
+void adnn_gap_head_adaptive(const adnn_gap_head_t *hd, const float *in, int exit, adnn_trace_t *t)
+{
+    float pooled[1024], logits[1024]; /* the spec bounds widths and classes by 1024 */
+    adnn_gap_head_forward(hd, in, 1, pooled, logits);
+    t->flops_ref += adnn_gap_head_flops(hd, 0);
+    t->flops_exact += adnn_gap_head_flops(hd, 1);
+    t->conf[exit] = adnn_confidence(logits, hd->k, &t->pred);
+    t->exit_taken = exit;
+}

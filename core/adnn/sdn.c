@@ -152,7 +152,6 @@ void adnn_sdn_forward_adaptive(adnn_model_t *m, const float *x, adnn_trace_t *t)
     const adnn_sdn_block_ops_t *bo = f->bops;
     const adnn_spec_t *s = &m->spec;
     int K = s->num_classes;
-    adnn_cbn_act_t sa;
     void *ba = act(f, ADNN_MAX_BLOCKS);
     adnn_sdn_head_act_t ha;
     float logits[1024];
@@ -160,10 +159,8 @@ void adnn_sdn_forward_adaptive(adnn_model_t *m, const float *x, adnn_trace_t *t)
     t->nblocks = f->nblocks;
     t->nexits = s->nexits;
     t->pred = -1;
-    if (adnn_cbn_forward(m, &f->stem, x, 1, 0, &sa)) return;
-    t->flops_ref += adnn_cbn_flops(&f->stem, 0);
-    t->flops_exact += adnn_cbn_flops(&f->stem, 1);
-    const float *h = sa.out;
+    const float *h = adnn_cbn_adaptive(m, &f->stem, x, t);
+    if (!h) return;
     for (int b = 0; b < f->nblocks; b++) {
         if (bo->forward(m, blk(f, b), h, 1, 0, ba)) return;
         h = bo->out(ba);
@@ -184,12 +181,7 @@ void adnn_sdn_forward_adaptive(adnn_model_t *m, const float *x, adnn_trace_t *t)
             return;
         }
     }
-    float pooled[1024];
-    adnn_gap_head_forward(&f->final, h, 1, pooled, logits);
-    t->flops_ref += adnn_gap_head_flops(&f->final, 0);
-    t->flops_exact += adnn_gap_head_flops(&f->final, 1);
-    t->conf[s->nexits] = adnn_confidence(logits, K, &t->pred);
-    t->exit_taken = s->nexits;
+    adnn_gap_head_adaptive(&f->final, h, s->nexits, t);
 }
 
 double adnn_sdn_flops_full(const adnn_model_t *m, int exact)

@@ -328,13 +328,7 @@ static dp_err_t skip_backward(adnn_model_t *m, const float *dlogits, const float
             dt[i] = (float)(dp * p * (1.0 - p)) + (dt_ext ? dt_ext[(size_t)i * K + k] : 0.0f);
         }
         if (anyB && (err = adnn_basic_backward(m, b, &a->blk[k], dB, din))) return err;
-        if (anyS) {
-            if (b->has_sc) {
-                if ((err = adnn_cbn_backward(m, &b->sc, &a->blk[k].asc, dS, din))) return err;
-            } else {
-                for (size_t j = 0; j < sz; j++) din[j] += dS[j];
-            }
-        }
+        if (anyS && (err = adnn_basic_shortcut_backward(m, b, &a->blk[k], dS, din))) return err;
         float *dhp = NULL, *dcp = NULL;
         if (recurrent(m)) {
             dhp = adnn_arena_get(m, (size_t)n * D);
@@ -353,46 +347,22 @@ static dp_err_t skip_backward(adnn_model_t *m, const float *dlogits, const float
 static void skip_forward_adaptive(adnn_model_t *m, const float *x, adnn_trace_t *t)
 {
     skipnet_t *f = m->fam;
-    const adnn_spec_t *s = &m->spec;
-    adnn_cbn_act_t sa, sca;
-    adnn_basic_act_t ba;
     skip_gate_act_t ga;
-    float pooled[1024], logits[1024];
     adnn_arena_reset(m);
     t->nblocks = f->nblocks;
     t->nexits = 0;
     t->pred = -1;
-    if (adnn_cbn_forward(m, &f->stem, x, 1, 0, &sa)) return;
-    t->flops_ref += adnn_cbn_flops(&f->stem, 0);
-    t->flops_exact += adnn_cbn_flops(&f->stem, 1);
-    const float *h = sa.out, *hs = NULL, *cs = NULL;
-    for (int k = 0; k < f->nblocks; k++) {
-        const adnn_basic_t *b = &f->blocks[k];
+    const float *h = adnn_cbn_adaptive(m, &f->stem, x, t), *hs = NULL, *cs = NULL;
+    for (int k = 0; k < f->nblocks && h; k++) {
         if (gate_forward(m, k, h, 1, 0, hs, cs, &ga)) return;
         hs = ga.h, cs = ga.c;
         t->flops_ref += gate_flops(m, k, 0);
         t->flops_exact += gate_flops(m, k, 1);
-        int open = ga.p[0] > s->gate_threshold;
+        int open = ga.p[0] > m->spec.gate_threshold;
         if (f->force[k] != ADNN_SKIP_GATE_AUTO) open = f->force[k];
-        if (open) {
-            if (adnn_basic_forward(m, b, h, 1, 0, &ba)) return;
-            h = ba.out;
-            t->ran[k] = 1;
-            t->blocks_run++;
-            t->flops_ref += adnn_basic_flops(b, 0);
-            t->flops_exact += adnn_basic_flops(b, 1);
-        } else if (b->has_sc) {
-            if (adnn_cbn_forward(m, &b->sc, h, 1, 0, &sca)) return;
-            h = sca.out;
-            t->flops_ref += adnn_cbn_flops(&b->sc, 0);
-            t->flops_exact += adnn_cbn_flops(&b->sc, 1);
-        }
+        h = adnn_basic_adaptive(m, &f->blocks[k], k, open, h, t);
     }
-    adnn_gap_head_forward(&f->final, h, 1, pooled, logits);
-    t->flops_ref += adnn_gap_head_flops(&f->final, 0);
-    t->flops_exact += adnn_gap_head_flops(&f->final, 1);
-    t->conf[0] = adnn_confidence(logits, s->num_classes, &t->pred);
-    t->exit_taken = 0;
+    if (h) adnn_gap_head_adaptive(&f->final, h, 0, t);
 }
 
 static double skip_flops_full(const adnn_model_t *m, int exact)
@@ -428,13 +398,7 @@ static dp_err_t skip_train_step(adnn_model_t *m, const float *x, const int32_t *
     for (int k = 0; k < G; k++)
         for (int i = 0; i < n; i++) psum += f->fwd.gate[k].p[i];
     *loss = l + SKIP_LAMBDA * psum / ((double)n * G);
-    int c = 0;
-    for (int i = 0; i < n; i++) {
-        int arg;
-        adnn_confidence(f->fwd.logits + (size_t)i * K, K, &arg);
-        c += arg == y[i];
-    }
-    *correct = c;
+    *correct = adnn_count_correct(f->fwd.logits, y, n, K);
     return skip_backward(m, dl, NULL, SKIP_LAMBDA / (float)(n * G), NULL);
 }
 
@@ -455,10 +419,8 @@ static dp_err_t skip_pk_grad(adnn_model_t *m, const float *x, int n, float *p, d
         for (int k = 0; k < K; k++) {
             const skip_gate_act_t *ga = &f->fwd.gate[k];
             double t = ga->t[i];
-            /* log p = -softplus(-t), without overflow */
-            double lp = t >= 0 ? -log1p(exp(-t)) : t - log1p(exp(t));
             p[(size_t)i * K + k] = ga->p[i];
-            l -= scale * lp;
+            l -= scale * adnn_log_sigmoid(t); /* log p */
             dt[(size_t)i * K + k] = (float)(-scale * (1.0 - ga->p[i]));
         }
     *loss = l;
