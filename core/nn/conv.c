@@ -288,8 +288,8 @@ typedef struct gemm_rows_job {
 static void gemm_rows_unit(void *ctx, int u)
 {
     const gemm_rows_job_t *j = ctx;
-    const int q = j->m / j->nunits, rem = j->m % j->nunits;
-    const int r0 = u * q + (u < rem ? u : rem), rows = q + (u < rem);
+    int r0;
+    const int rows = nn_split_part(j->m, j->nunits, u, &r0);
     nn_sgemm(false, false, rows, j->n, j->k, 1.0f, j->a + (size_t)r0 * j->k, j->k, j->b, j->n, 0.0f,
              j->c + (size_t)r0 * j->n, j->n);
 }

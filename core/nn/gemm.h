@@ -57,4 +57,13 @@ const char *nn_gemm_path_name(nn_gemm_path_t path);
 typedef void (*nn_par_fn)(void *ctx, int unit);
 void nn_parallel_for(int nunits, int nt, nn_par_fn fn, void *ctx);
 
+/* Part u of n items split into `parts` near-equal runs (the first n % parts
+ * one longer): sets *start, returns the count. */
+static inline int nn_split_part(int n, int parts, int u, int *start)
+{
+    const int q = n / parts, rem = n % parts;
+    *start = u * q + (u < rem ? u : rem);
+    return q + (u < rem);
+}
+
 #endif

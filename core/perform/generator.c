@@ -756,8 +756,8 @@ static void fwd_slice(void *ctx, int u)
     const fwd_split_t *s = ctx;
     perf_gen_t *g = s->g;
     const size_t in_sz = conv_in(&g->dims.enc[0]), out_sz = conv_out(&g->dims.dec[2]);
-    const int q = s->n / s->nslices, rem = s->n % s->nslices;
-    const int i0 = u * q + (u < rem ? u : rem), cnt = q + (u < rem);
+    int i0;
+    const int cnt = nn_split_part(s->n, s->nslices, u, &i0);
     gen_acts_t a;
     acts_at(&a, &g->a, &g->dims, i0);
     forward_range(g, &a, u ? g->wws[u] : g->ws, s->x + (size_t)i0 * in_sz, cnt,

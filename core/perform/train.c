@@ -23,6 +23,8 @@
 #include "perform/perform.h"
 #include "util/clock.h"
 
+#define GEN_FORMAT "dp.perform.generator.v1" /* a generator file's metadata "format" */
+
 perf_train_config_t perf_train_config_default(void)
 {
     perf_train_config_t c = {0};
@@ -137,7 +139,7 @@ dp_err_t perf_gen_save(const perf_gen_t *g, const perf_budget_t *b, const char *
     st_writer_t *w = st_writer_new();
     if (!w) return dp_err_set(DP_ERR_NOMEM, "out of memory saving %s", path);
     dp_err_t err = set_gen_meta(w, g, b);
-    if (!err) err = st_writer_set_metadata(w, "format", "dp.perform.generator.v1");
+    if (!err) err = st_writer_set_metadata(w, "format", GEN_FORMAT);
     if (!err) err = add_gen_tensors(w, g, "", NULL);
     if (!err) err = st_writer_write(w, path);
     st_writer_destroy(&w);
@@ -185,9 +187,9 @@ dp_err_t perf_gen_load(const char *path, int max_batch, perf_gen_t **out, perf_b
     perf_gen_config_t c;
     perf_gen_t *g = NULL;
     const char *fmt = st_metadata(f, "format");
-    if (!fmt || strcmp(fmt, "dp.perform.generator.v1")) {
+    if (!fmt || strcmp(fmt, GEN_FORMAT)) {
         err = dp_err_set(DP_ERR_FORMAT, "%s: not a generator (format '%s', not %s)", path,
-                         fmt ? fmt : "none", "dp.perform.generator.v1");
+                         fmt ? fmt : "none", GEN_FORMAT);
         goto done;
     }
     if ((err = gen_config_from(f, max_batch, &c, b))) goto done;
