@@ -10,13 +10,16 @@
 # Variants: curl; dp-store with its guarantees (put: MD5 of the bytes sent
 # checked against the ETag; get: size check, fsync, rename); dp-store without
 # the costly one (put --no-verify-md5, get --no-fsync), to show what it costs;
-# dp-store multipart (16 MiB parts, each hashed SHA-256 + MD5 before sending).
+# dp-store multipart (16 MiB parts, each hashed SHA-256 + MD5 before sending);
+# and curl + sync FILE, curl's download made durable as dp-store's get is.
+# The last lines pair each dp-store variant with curl doing the same work.
 # s3rver (Node) is the bottleneck on a small machine. CONTROL=1 adds a second,
 # identical curl variant: its ratio to curl is the noise of the run.
 # Usage: bench/bench_store.sh [DP_STORE_BINARY] (default build/cli/dp-store)
 #   env: SIZE_MIB (64), ROUNDS (8), SEED (random order; default: $RANDOM),
 #        BASE (another dp-store binary whose put and get run in the same rounds),
-#        CONTROL (1: curl twice)
+#        CONTROL (1: curl twice), SYNC (1, default: sync before each transfer,
+#        untimed, so none pays for the previous one's writeback; 0: no sync)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/${DP_BUILD_DIR:-build}/cli/dp-store}
@@ -49,16 +52,19 @@ unsigned="x-amz-content-sha256: UNSIGNED-PAYLOAD"
 c_auth=(-sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER -H "$unsigned")
 v_curl_put() { curl "${c_auth[@]}" -T "$work/obj" "$ep/bench/curl" -o /dev/null; }
 v_curl_get() { curl "${c_auth[@]}" -o "$work/out" "$ep/bench/curl"; }
+# curl's download made as durable as dp-store's default get (fsync(2) of the
+# file by coreutils' sync, after curl exits)
+v_curl_get_sync() { v_curl_get && sync "$work/out"; }
 v_dp_put() { "$bin" put "$work/obj" s3://bench/dp; }
 v_dp_get() { "$bin" get s3://bench/dp "$work/out"; }
 v_dp_put_nomd5() { "$bin" --no-verify-md5 put "$work/obj" s3://bench/fast; }
 v_dp_get_nofsync() { "$bin" --no-fsync get s3://bench/fast "$work/out"; }
 v_mp_put() { "$bin" --multipart-above 8 --part-size 16 put "$work/obj" s3://bench/mp; }
 v_mp_get() { "$bin" get s3://bench/mp "$work/out"; }
-variants=(curl_put dp_put dp_put_nomd5 mp_put curl_get dp_get dp_get_nofsync mp_get)
+variants=(curl_put dp_put dp_put_nomd5 mp_put curl_get curl_get_sync dp_get dp_get_nofsync mp_get)
 # a binary from before --no-verify-md5/--no-fsync: its default put and get only
 if ! "$bin" --help | grep -q -- --no-fsync; then
-  variants=(curl_put dp_put mp_put curl_get dp_get mp_get)
+  variants=(curl_put dp_put mp_put curl_get curl_get_sync dp_get mp_get)
 fi
 # CONTROL=1: curl again, to show how far two identical commands differ in this run
 if [ "${CONTROL:-0}" = 1 ]; then
@@ -76,6 +82,10 @@ fi
 TIMEFORMAT='%R %U %S'
 run() { # variant: appends "wall user sys server_ticks" to t.VARIANT
   rm -f "$work/out"
+  # no transfer pays for the one before: the last put's 64 MiB are still being
+  # written back by the kernel (s3rver's copy, and the download's), which
+  # otherwise lands on whichever variant runs next (SYNC=0: no sync)
+  [ "${SYNC:-1}" = 1 ] && sync
   local s0 t
   s0=$(server_ticks)
   t=$({ time "v_$1" >/dev/null 2>"$work/err"; } 2>&1) ||
@@ -119,6 +129,7 @@ for op in put get; do
     [[ $v == *_$op* ]] || continue
     read -r m b c sc < <(stats "$v")
     case $v in
+      curl_get_sync) label="curl + sync FILE" ;;
       curl_*) label="curl" ;;
       curlb_*) label="curl again (noise)" ;;
       dp_put) label="dp-store (MD5 vs ETag)" ;;
@@ -133,3 +144,14 @@ for op in put get; do
         op, l, s / m, s / b, c, sc, cm / m, cb / b }'
   done
 done
+# the acceptance pairs: dp-store against curl doing the same work
+ratio() { # VARIANT REFERENCE: median throughput of VARIANT / that of REFERENCE
+  [ -e "$work/t.$1" ] && [ -e "$work/t.$2" ] || { echo "n/a"; return; }
+  read -r m _ < <(stats "$1")
+  read -r r _ < <(stats "$2")
+  awk -v m="$m" -v r="$r" 'BEGIN { printf "%.2fx", r / m }'
+}
+echo "same work, median throughput against curl's:"
+echo "  put  dp-store (MD5 vs ETag)  / curl                : $(ratio dp_put curl_put)"
+echo "  get  dp-store --no-fsync     / curl                : $(ratio dp_get_nofsync curl_get)"
+echo "  get  dp-store (fsync)        / curl + sync FILE    : $(ratio dp_get curl_get_sync)"
