@@ -30,6 +30,12 @@ int cli_fail(const char *what, dp_err_t err);
 /* 0 when v is set, else -1 after "PROG CMD: WHAT is required" on stderr. */
 int cli_need(const char *cmd, const char *what, const void *v);
 
+/* 1 when the directory a file at path would be written in exists and can be
+ * written, else 0 after "PROG: FLAG PATH: the directory DIR does not exist"
+ * (or "is not a directory", "is not writable: STRERROR") on stderr. For the
+ * output flags, checked before hours of work rather than at the end. */
+int cli_out_dir_ok(const char *flag, const char *path);
+
 /* The part of path p after its last '/'; borrowed from p. */
 const char *cli_base_name(const char *p);
 

@@ -211,6 +211,7 @@ static int cmd_train(opts_t *o)
                 o->family);
         return 2;
     }
+    if (!cli_out_dir_ok("--out", o->out)) return 1;
     adnn_spec_t spec;
     dp_err_t err = adnn_spec_default(fam, &spec);
     if (err) return cli_fail("train", err);

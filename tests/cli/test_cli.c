@@ -1073,7 +1073,7 @@ Test(cli_zoo, bad_files)
          {"train", "--family", "blockdrop", "--out", "@/m", "--data-dir", "@/d28", "--init",
           "@/garbage_pb", "--quiet"}}, /* SDN's weights */
         {1,
-         "dp-zoo: cannot save the model",
+         "dp-zoo: --out @/no/dir/m: the directory @/no/dir does not exist",
          {"train", "--family", "blockdrop", "--out", "@/no/dir/m", "--data-dir", "@/d28",
           "--epochs", "1", "--quiet"}},
     };
@@ -1196,10 +1196,18 @@ Test(cli_cnn, short_run)
     cr_assert(t.ndim == 2 && t.shape[0] == 10 && t.shape[1] == 128);
     st_close(&f);
 
-    /* the weights cannot be saved: exit 1 naming the path */
-    p = RUN(CNN, "--data-dir", "@/mini", "--batch", "64", "--threads", "1", "--quiet", "--save",
+    /* the weights could not be saved: exit 1 naming the path, before training */
+    p = RUN(CNN, "--data-dir", "@/mini", "--batch", "64", "--threads", "1", "--save",
             "@/no/dir/cnn.safetensors");
     expect_status(&p, 1);
-    expect_err(&p, "dp-cnn: cannot save @/no/dir/cnn.safetensors: input/output error");
+    expect_err(&p,
+               "dp-cnn: --save @/no/dir/cnn.safetensors: the directory @/no/dir does not exist");
+    cr_assert_eq(p.out_len, 0, "dp-cnn trained before finding --save unusable: %s", p.out);
+    proc_free(&p);
+    p = RUN(CNN, "--data-dir", "@/mini", "--quiet", "--save",
+            "@/mini/train-labels-idx1-ubyte.gz/w");
+    expect_status(&p, 1);
+    expect_err(&p, "dp-cnn: --save @/mini/train-labels-idx1-ubyte.gz/w: "
+                   "@/mini/train-labels-idx1-ubyte.gz is not a directory");
     proc_free(&p);
 }
