@@ -60,12 +60,12 @@ int main(int argc, char **argv)
     perf_budget_t b = c.budget;
     t0 = dp_clock_s();
     perf_samples_t *ev = perf_samples_new(500, 1, 28, 28);
-    perf_generate(g, m, &b, d->images + (size_t)5000 * 784, ev);
+    perf_generate(g, m, &b, d->images + (size_t)5000 * 784, ev, 1);
     double t_eval = dp_clock_s() - t0;
     double step_s = (t_train - t_eval) / steps;
     if (step_s < 0) step_s = t_train / steps;
     double epoch_s = step_s * (5000.0 / B) + t_eval;
-    perf_generate(g, m, &b, d->images, s);
+    perf_generate(g, m, &b, d->images, s, 1);
     double gen_s = s->seconds / s->n;
     perf_samples_t *si = perf_samples_new(nilfo, 1, 28, 28);
     perf_ilfo_config_t ic = perf_ilfo_config_default();

@@ -62,7 +62,10 @@ static void usage(FILE *f)
         "  --seed N           (default 1)\n"
         "  --idpb X           IDPB verdict threshold on the executed fraction (default 0.9)\n"
         "  --data-dir DIR     (default /usr/share/datasets/fashion-mnist)\n"
-        "  --threads N        OpenBLAS threads (default: all cores)\n"
+        "  --threads N        train: OpenBLAS threads. baseline: N seed workers, each with a\n"
+        "                     copy of the model, one OpenBLAS thread and whole --batch batches\n"
+        "                     (so at most seeds/batch workers); generate: N OpenBLAS threads\n"
+        "                     for the generator, N workers for measuring. Default: all cores\n"
         "  --json, --quiet, -h/--help\n",
         DEFAULT_TRAIN_N, DEFAULT_VAL_N, d.width, d.batch, d.epochs, d.patience, (double)d.lr);
 }
@@ -264,6 +267,11 @@ static const float *seed_images(const opts_t *o, const dp_dataset_t *test)
     return test->images + (size_t)o->offset * dp_dataset_sample_size(test);
 }
 
+/* Seed workers of baseline and generate's measuring step: what --threads set
+ * (main sets OpenBLAS to it), else OpenBLAS's default, all cores. Each
+ * worker runs one OpenBLAS thread. */
+static int seed_workers(void) { return nn_get_threads(); }
+
 static void print_summary(const perf_samples_t *s, double idpb)
 {
     perf_summary_t r;
@@ -377,7 +385,7 @@ static int cmd_generate(opts_t *o)
         rc = cli_fail("cannot load the generator", err);
         goto done;
     }
-    if ((err = perf_generate(g, m, &b, seed_images(o, test), s))) {
+    if ((err = perf_generate(g, m, &b, seed_images(o, test), s, seed_workers()))) {
         rc = cli_fail("generate", err);
         goto done;
     }
@@ -415,17 +423,24 @@ static int cmd_baseline(opts_t *o)
     if (rc) goto done;
     perf_budget_t b = budget_of(o);
     const float *x = seed_images(o, test);
+    /* --threads workers of one OpenBLAS thread each, one worker too: the
+     * same bits whatever --threads (OpenBLAS's threads may move the last
+     * bits, and they do not pay on these shapes) */
+    int workers = seed_workers();
+    nn_set_threads(1);
     if (meth == PERF_METHOD_RANDOM) {
-        err = perf_random(m, &b, (uint64_t)o->seed, x, s);
+        err = perf_random(m, &b, (uint64_t)o->seed, x, s, workers);
     } else if (meth == PERF_METHOD_ILFO) {
         perf_ilfo_config_t c = perf_ilfo_config_default();
         c.iters = (int)o->iters;
         c.batch = (int)o->batch;
+        c.workers = workers;
         err = perf_ilfo(m, &b, &c, x, s);
     } else {
         perf_sloth_config_t c = perf_sloth_config_default();
         c.batch = (int)o->batch;
         c.seed = (uint64_t)o->seed;
+        c.workers = workers;
         err = perf_deepsloth(m, &b, &c, x, s);
     }
     rc = 1;

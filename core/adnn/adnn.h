@@ -96,6 +96,13 @@ typedef struct adnn_model adnn_model_t;
 /* Builds a model with freshly initialised weights (seeded). Returns a new
  * object in *out, caller destroys. */
 dp_err_t adnn_model_new(const adnn_spec_t *spec, uint64_t seed, adnn_model_t **out);
+/* An independent copy of m for another thread: the same spec, every tensor
+ * (parameters, BatchNorm running statistics), gradient and Adam moment
+ * copied bit for bit, its own activation arena and workspaces (so it gives
+ * the same bits as m on any input). m is only read, and must not be in use
+ * on another thread meanwhile. Returns a new object in *out, caller
+ * destroys. */
+dp_err_t adnn_model_clone(const adnn_model_t *m, adnn_model_t **out);
 /* Accepts NULL; sets *m = NULL. */
 void adnn_model_destroy(adnn_model_t **m);
 

@@ -141,7 +141,9 @@ static void init_tensors(adnn_model_t *m, uint64_t seed)
     }
 }
 
-dp_err_t adnn_model_new(const adnn_spec_t *spec, uint64_t seed, adnn_model_t **out)
+/* A model of spec with every tensor registered and pointed, the blocks
+ * zeroed and no weights initialised yet. */
+static dp_err_t model_alloc(const adnn_spec_t *spec, adnn_model_t **out)
 {
     *out = NULL;
     dp_err_t err = adnn_spec_validate(spec);
@@ -174,14 +176,41 @@ dp_err_t adnn_model_new(const adnn_spec_t *spec, uint64_t seed, adnn_model_t **o
         err = dp_err_set(DP_ERR_NOMEM, "out of memory registering tensors");
         goto fail;
     }
-    init_tensors(m, seed);
     m->want_param_grads = 1;
-    m->spec.seed = seed;
     *out = m;
     return DP_OK;
 fail:
     adnn_model_destroy(&m);
     return err;
+}
+
+dp_err_t adnn_model_new(const adnn_spec_t *spec, uint64_t seed, adnn_model_t **out)
+{
+    dp_err_t err = model_alloc(spec, out);
+    if (err) return err;
+    init_tensors(*out, seed);
+    (*out)->spec.seed = seed;
+    return DP_OK;
+}
+
+dp_err_t adnn_model_clone(const adnn_model_t *m, adnn_model_t **out)
+{
+    adnn_model_t *c = NULL;
+    dp_err_t err = model_alloc(&m->spec, &c);
+    if (err) return err;
+    if (c->ntensors != m->ntensors || c->nparams != m->nparams || c->nbuffers != m->nbuffers) {
+        adnn_model_destroy(&c); /* a family whose build depends on more than the spec */
+        return dp_err_set(DP_ERR_MISMATCH,
+                          "adnn_model_clone: the %s copy has %zu tensors (%zu + %zu floats), the "
+                          "original %zu (%zu + %zu)",
+                          adnn_family_name(m->spec.family), c->ntensors, c->nparams, c->nbuffers,
+                          m->ntensors, m->nparams, m->nbuffers);
+    }
+    /* parameters, gradients, Adam moments and buffers: one block */
+    memcpy(c->params, m->params, (4 * m->nparams + m->nbuffers) * sizeof(float));
+    c->adam_t = m->adam_t;
+    *out = c;
+    return DP_OK;
 }
 
 void adnn_model_destroy(adnn_model_t **pm)

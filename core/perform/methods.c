@@ -9,6 +9,7 @@
 
 #include "nn/safetensors.h"
 #include "perform/perform.h"
+#include "perform/workers.h"
 #include "util/clock.h"
 
 static const char *const method_names[] = {"deepperform", "random", "ilfo", "deepsloth"};
@@ -152,25 +153,48 @@ done:
     return err;
 }
 
-void perf_samples_measure(adnn_model_t *m, const float *x, perf_samples_t *s)
+typedef struct measure_job {
+    const float *x;
+    perf_samples_t *s;
+} measure_job_t;
+
+static dp_err_t measure_part(const perf_part_t *pt, void *arg)
 {
+    const measure_job_t *j = arg;
+    perf_samples_t *s = j->s;
     size_t d = (size_t)s->c * s->h * s->w;
-    s->flops_full = adnn_flops_full(m, 0);
     float *delta = malloc(d * sizeof(float));
-    for (int i = 0; i < s->n; i++) {
-        const float *xi = x + (size_t)i * d, *ai = s->xadv + (size_t)i * d;
+    if (!delta) return dp_err_set(DP_ERR_NOMEM, "perf_samples_measure: out of memory");
+    for (int i = pt->i0; i < pt->i0 + pt->n && !perf_part_stopped(pt); i++) {
+        const float *xi = j->x + (size_t)i * d, *ai = s->xadv + (size_t)i * d;
         adnn_trace_t t;
-        adnn_forward_adaptive(m, xi, &t);
+        adnn_forward_adaptive(pt->m, xi, &t);
         s->flops_seed[i] = t.flops_ref;
-        adnn_forward_adaptive(m, ai, &t);
+        adnn_forward_adaptive(pt->m, ai, &t);
         s->flops_adv[i] = t.flops_ref;
-        if (delta) {
-            for (size_t j = 0; j < d; j++) delta[j] = ai[j] - xi[j];
-            s->delta_norm[i] = (float)perf_norm_of(s->budget.norm, delta, d);
-        }
+        for (size_t q = 0; q < d; q++) delta[q] = ai[q] - xi[q];
+        s->delta_norm[i] = (float)perf_norm_of(s->budget.norm, delta, d);
         s->psnr[i] = (float)perf_psnr(xi, ai, d);
     }
     free(delta);
+    return DP_OK;
+}
+
+/* perf_samples_measure on workers made for s->n seeds of m. */
+static dp_err_t measure(perf_workers_t *w, adnn_model_t *m, const float *x, perf_samples_t *s)
+{
+    s->flops_full = adnn_flops_full(m, 0);
+    measure_job_t j = {x, s};
+    return perf_workers_run(w, measure_part, &j);
+}
+
+dp_err_t perf_samples_measure(adnn_model_t *m, const float *x, perf_samples_t *s, int workers)
+{
+    perf_workers_t *w = NULL;
+    dp_err_t err = perf_workers_new(m, workers, s->n, 1, &w);
+    if (!err) err = measure(w, m, x, s);
+    perf_workers_destroy(&w);
+    return err;
 }
 
 static void fill_header(adnn_model_t *m, const perf_budget_t *b, perf_method_t meth,
@@ -186,7 +210,7 @@ static void fill_header(adnn_model_t *m, const perf_budget_t *b, perf_method_t m
 /* ------------------------------------------------------------- DeepPerform */
 
 dp_err_t perf_generate(perf_gen_t *g, adnn_model_t *m, const perf_budget_t *b, const float *x,
-                       perf_samples_t *s)
+                       perf_samples_t *s, int workers)
 {
     const perf_gen_config_t *c = perf_gen_config(g);
     size_t d = (size_t)s->c * s->h * s->w;
@@ -217,14 +241,13 @@ dp_err_t perf_generate(perf_gen_t *g, adnn_model_t *m, const perf_budget_t *b, c
     s->seconds = dp_clock_s() - t0;
     free(gb);
     free(pad);
-    perf_samples_measure(m, x, s);
-    return DP_OK;
+    return perf_samples_measure(m, x, s, workers);
 }
 
 /* ------------------------------------------------------------- random */
 
 dp_err_t perf_random(adnn_model_t *m, const perf_budget_t *b, uint64_t seed, const float *x,
-                     perf_samples_t *s)
+                     perf_samples_t *s, int workers)
 {
     size_t d = (size_t)s->c * s->h * s->w;
     float *delta = malloc(d * sizeof(float));
@@ -239,8 +262,7 @@ dp_err_t perf_random(adnn_model_t *m, const perf_budget_t *b, uint64_t seed, con
     }
     s->seconds = dp_clock_s() - t0;
     free(delta);
-    perf_samples_measure(m, x, s);
-    return DP_OK;
+    return perf_samples_measure(m, x, s, workers);
 }
 
 /* Projection of a batch of deltas onto the budget, "at most eps" for L2
@@ -256,7 +278,8 @@ static void project_ball(const perf_budget_t *b, float *delta, int n, size_t d)
 
 perf_ilfo_config_t perf_ilfo_config_default(void)
 {
-    perf_ilfo_config_t c = {.iters = 300, .lr = 0.01f, .weight = 1e6f, .margin = 0.5f, .batch = 16};
+    perf_ilfo_config_t c = {
+        .iters = 300, .lr = 0.01f, .weight = 1e6f, .margin = 0.5f, .batch = 16, .workers = 1};
     return c;
 }
 
@@ -267,11 +290,25 @@ static void ilfo_dloss(const float *p, int n, int k, float *dp, void *arg)
     for (size_t i = 0; i < (size_t)n * k; i++) dp[i] = p[i] < c->margin ? -c->weight : 0.0f;
 }
 
-dp_err_t perf_ilfo(adnn_model_t *m, const perf_budget_t *b, const perf_ilfo_config_t *cfg,
-                   const float *x, perf_samples_t *s)
+/* What every part of a method's run shares (read only, but for the part's
+ * own range of s). */
+typedef struct method_job {
+    const perf_budget_t *b;
+    const void *cfg; /* perf_ilfo_config_t or perf_sloth_config_t */
+    const float *x;
+    perf_samples_t *s;
+} method_job_t;
+
+/* ILFO on the seeds of one part, batch by batch. */
+static dp_err_t ilfo_part(const perf_part_t *pt, void *arg)
 {
+    const method_job_t *j = arg;
+    const perf_budget_t *b = j->b;
+    const perf_ilfo_config_t *cfg = j->cfg;
+    perf_samples_t *s = j->s;
+    adnn_model_t *m = pt->m;
     size_t d = (size_t)s->c * s->h * s->w;
-    int B = cfg->batch > 0 ? cfg->batch : 1, K = adnn_pk_count(m);
+    int B = cfg->batch > 0 ? cfg->batch : 1, K = adnn_pk_count(m), end = pt->i0 + pt->n;
     float *delta = malloc((size_t)B * d * sizeof(float)),
           *xa = malloc((size_t)B * d * sizeof(float)), *gx = malloc((size_t)B * d * sizeof(float)),
           *p = malloc((size_t)B * (K > 0 ? K : 1) * sizeof(float));
@@ -280,11 +317,9 @@ dp_err_t perf_ilfo(adnn_model_t *m, const perf_budget_t *b, const perf_ilfo_conf
         err = dp_err_set(DP_ERR_NOMEM, "perf_ilfo: out of memory");
         goto done;
     }
-    fill_header(m, b, PERF_METHOD_ILFO, s);
-    double t0 = dp_clock_s();
-    for (int i0 = 0; i0 < s->n; i0 += B) {
-        int nb = s->n - i0 < B ? s->n - i0 : B;
-        const float *xi = x + (size_t)i0 * d;
+    for (int i0 = pt->i0; i0 < end && !perf_part_stopped(pt); i0 += B) {
+        int nb = end - i0 < B ? end - i0 : B;
+        const float *xi = j->x + (size_t)i0 * d;
         size_t len = (size_t)nb * d;
         memset(delta, 0, len * sizeof(float)); /* delta starts at 0 */
         for (int it = 0; it < cfg->iters; it++) {
@@ -292,8 +327,8 @@ dp_err_t perf_ilfo(adnn_model_t *m, const perf_budget_t *b, const perf_ilfo_conf
             /* the gradient is recomputed from zero every iteration */
             if ((err = adnn_pk_vjp(m, xa, nb, ilfo_dloss, (void *)cfg, p, gx))) goto done;
             perf_apply_backward(xi, delta, gx, gx, len);
-            for (int j = 0; j < nb; j++) { /* + d||delta||_p / d delta */
-                float *dj = delta + (size_t)j * d, *gj = gx + (size_t)j * d;
+            for (int q0 = 0; q0 < nb; q0++) { /* + d||delta||_p / d delta */
+                float *dj = delta + (size_t)q0 * d, *gj = gx + (size_t)q0 * d;
                 double nrm = perf_norm_of(b->norm, dj, d);
                 if (nrm <= 0) continue;
                 if (b->norm == PERF_NORM_L2) {
@@ -311,14 +346,38 @@ dp_err_t perf_ilfo(adnn_model_t *m, const perf_budget_t *b, const perf_ilfo_conf
         project_ball(b, delta, nb, d); /* Linf: clamp to [-eps, eps] */
         perf_apply(xi, delta, s->xadv + (size_t)i0 * d, len);
     }
-    s->seconds = dp_clock_s() - t0;
-    perf_samples_measure(m, x, s);
 done:
     free(delta);
     free(xa);
     free(gx);
     free(p);
     return err;
+}
+
+/* Runs fn on `workers` parts of s's seeds, whole batches each (the
+ * generation, timed: s->seconds is its wall time, the model copies
+ * included), then measures on the same workers. */
+static dp_err_t run_method(adnn_model_t *m, int workers, int batch, perf_part_fn fn,
+                           method_job_t *j)
+{
+    perf_workers_t *w = NULL;
+    double t0 = dp_clock_s();
+    dp_err_t err = perf_workers_new(m, workers, j->s->n, batch > 0 ? batch : 1, &w);
+    if (!err) err = perf_workers_run(w, fn, j);
+    if (!err) {
+        j->s->seconds = dp_clock_s() - t0;
+        err = measure(w, m, j->x, j->s);
+    }
+    perf_workers_destroy(&w);
+    return err;
+}
+
+dp_err_t perf_ilfo(adnn_model_t *m, const perf_budget_t *b, const perf_ilfo_config_t *cfg,
+                   const float *x, perf_samples_t *s)
+{
+    fill_header(m, b, PERF_METHOD_ILFO, s);
+    method_job_t j = {b, cfg, x, s};
+    return run_method(m, cfg->workers, cfg->batch, ilfo_part, &j);
 }
 
 /* ------------------------------------------------------------- DeepSloth */
@@ -332,7 +391,8 @@ perf_sloth_config_t perf_sloth_config_default(void)
                              .l2_lr_max = 1.0f,
                              .l2_lr_min = 0.01f,
                              .batch = 16,
-                             .seed = 1};
+                             .seed = 1,
+                             .workers = 1};
     return c;
 }
 
@@ -358,17 +418,18 @@ static double sloth_loss(const float *logits, int n, int E, int K, float *dl)
     return l;
 }
 
-dp_err_t perf_deepsloth(adnn_model_t *m, const perf_budget_t *b, const perf_sloth_config_t *cfg,
-                        const float *x, perf_samples_t *s)
+/* DeepSloth on the seeds of one part, batch by batch. */
+static dp_err_t sloth_part(const perf_part_t *pt, void *arg)
 {
+    const method_job_t *j = arg;
+    const perf_budget_t *b = j->b;
+    const perf_sloth_config_t *cfg = j->cfg;
+    perf_samples_t *s = j->s;
+    adnn_model_t *m = pt->m;
     const adnn_spec_t *sp = adnn_model_spec(m);
-    if (sp->nexits < 1 ||
-        (sp->family != ADNN_FAMILY_SDN_RESNET && sp->family != ADNN_FAMILY_SDN_MOBILENET &&
-         sp->family != ADNN_FAMILY_RANET))
-        return dp_err_set(DP_ERR_UNSUPPORTED, "DeepSloth needs an early-exit network, not %s",
-                          adnn_family_name(sp->family));
     size_t d = (size_t)s->c * s->h * s->w;
-    int B = cfg->batch > 0 ? cfg->batch : 1, E = sp->nexits, K = sp->num_classes;
+    int B = cfg->batch > 0 ? cfg->batch : 1, E = sp->nexits, K = sp->num_classes,
+        end = pt->i0 + pt->n;
     size_t lsz = (size_t)B * (E + 1) * K;
     float *delta = malloc((size_t)B * d * sizeof(float)),
           *xa = malloc((size_t)B * d * sizeof(float)), *gx = malloc((size_t)B * d * sizeof(float)),
@@ -378,21 +439,20 @@ dp_err_t perf_deepsloth(adnn_model_t *m, const perf_budget_t *b, const perf_slot
         err = dp_err_set(DP_ERR_NOMEM, "perf_deepsloth: out of memory");
         goto done;
     }
-    fill_header(m, b, PERF_METHOD_DEEPSLOTH, s);
     int linf = b->norm == PERF_NORM_LINF;
     int steps = linf ? cfg->linf_steps : cfg->l2_steps;
-    double t0 = dp_clock_s();
-    for (int i0 = 0; i0 < s->n; i0 += B) {
-        int nb = s->n - i0 < B ? s->n - i0 : B;
-        const float *xi = x + (size_t)i0 * d;
+    for (int i0 = pt->i0; i0 < end && !perf_part_stopped(pt); i0 += B) {
+        int nb = end - i0 < B ? end - i0 : B;
+        const float *xi = j->x + (size_t)i0 * d;
         size_t len = (size_t)nb * d;
         if (linf) {
-            for (int j = 0; j < nb; j++) { /* random start, per seed index */
+            for (int q0 = 0; q0 < nb; q0++) { /* random start, per seed index */
                 dp_rng_t r;
                 dp_rng_seed(&r,
-                            cfg->seed * 0x9e3779b97f4a7c15ULL ^ (uint64_t)s->seed_index[i0 + j]);
+                            cfg->seed * 0x9e3779b97f4a7c15ULL ^ (uint64_t)s->seed_index[i0 + q0]);
                 for (size_t q = 0; q < d; q++)
-                    delta[(size_t)j * d + q] = cfg->linf_start * (2.0f * dp_rng_uniform(&r) - 1.0f);
+                    delta[(size_t)q0 * d + q] =
+                        cfg->linf_start * (2.0f * dp_rng_uniform(&r) - 1.0f);
             }
             project_ball(b, delta, nb, d);
         } else {
@@ -416,8 +476,6 @@ dp_err_t perf_deepsloth(adnn_model_t *m, const perf_budget_t *b, const perf_slot
         }
         perf_apply(xi, delta, s->xadv + (size_t)i0 * d, len);
     }
-    s->seconds = dp_clock_s() - t0;
-    perf_samples_measure(m, x, s);
 done:
     free(delta);
     free(xa);
@@ -425,4 +483,18 @@ done:
     free(lg);
     free(dl);
     return err;
+}
+
+dp_err_t perf_deepsloth(adnn_model_t *m, const perf_budget_t *b, const perf_sloth_config_t *cfg,
+                        const float *x, perf_samples_t *s)
+{
+    const adnn_spec_t *sp = adnn_model_spec(m);
+    if (sp->nexits < 1 ||
+        (sp->family != ADNN_FAMILY_SDN_RESNET && sp->family != ADNN_FAMILY_SDN_MOBILENET &&
+         sp->family != ADNN_FAMILY_RANET))
+        return dp_err_set(DP_ERR_UNSUPPORTED, "DeepSloth needs an early-exit network, not %s",
+                          adnn_family_name(sp->family));
+    fill_header(m, b, PERF_METHOD_DEEPSLOTH, s);
+    method_job_t j = {b, cfg, x, s};
+    return run_method(m, cfg->workers, cfg->batch, sloth_part, &j);
 }

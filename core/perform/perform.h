@@ -13,7 +13,10 @@
  *   x', delta norm, PSNR and executed FLOPs of seed and x' per input, stored
  *   as safetensors and summarised by perf_summarize.
  *
- * Not thread-safe: a model or generator object belongs to one thread. */
+ * Not thread-safe: a model or generator object belongs to one thread. With
+ * workers > 1, ILFO, DeepSloth and perf_samples_measure start threads of
+ * their own (on copies of the model) and set OpenBLAS, process-wide, to one
+ * thread until they return. */
 #ifndef DP_PERFORM_PERFORM_H
 #define DP_PERFORM_PERFORM_H
 
@@ -182,21 +185,27 @@ dp_err_t perf_samples_save(const perf_samples_t *s, const char *path);
 /* Returns a new set in *out, caller destroys. */
 dp_err_t perf_samples_load(const char *path, perf_samples_t **out);
 
-/* Fills flops, norms and PSNR of s from the seeds x (n,C,H,W) and s->xadv. */
-void perf_samples_measure(adnn_model_t *m, const float *x, perf_samples_t *s);
+/* Fills flops, norms and PSNR of s from the seeds x (n,C,H,W) and s->xadv.
+ * workers > 1: the seeds split into that many contiguous parts, each on a
+ * thread of its own with a copy of m, OpenBLAS at one thread meanwhile (then
+ * restored). 1 (or less): on the calling thread with m, OpenBLAS as set. The
+ * figures do not depend on workers when OpenBLAS is set to one thread (more
+ * threads may move the last bits of a forward, and so a decision). */
+dp_err_t perf_samples_measure(adnn_model_t *m, const float *x, perf_samples_t *s, int workers);
 
 /* ------------------------------------------------------------- methods */
 
-/* Each writes s->xadv for the n seeds x (n,C,H,W), then measures. The
- * timing covers the generation only. perf_generate runs batches of the
+/* Each writes s->xadv for the n seeds x (n,C,H,W), then measures (with
+ * perf_samples_measure's workers). The timing covers the generation only
+ * (wall time, whatever the workers). perf_generate runs batches of the
  * generator's max_batch (the last one padded), so input i gives the same
  * bits in any run with the same max_batch and i mod max_batch, whatever the
  * other inputs (another slot agrees to about 1e-6). */
 dp_err_t perf_generate(perf_gen_t *g, adnn_model_t *m, const perf_budget_t *b, const float *x,
-                       perf_samples_t *s);
+                       perf_samples_t *s, int workers);
 /* Random noise; deterministic per (seed, seed_index). */
 dp_err_t perf_random(adnn_model_t *m, const perf_budget_t *b, uint64_t seed, const float *x,
-                     perf_samples_t *s);
+                     perf_samples_t *s, int workers);
 
 typedef struct perf_ilfo_config {
     int iters;    /* 300 */
@@ -204,6 +213,11 @@ typedef struct perf_ilfo_config {
     float weight; /* 1e6 */
     float margin; /* 0.5 */
     int batch;    /* inputs optimised together (independent losses) */
+    int workers;  /* 1: seed workers, as perf_samples_measure's, but each part
+                     whole batches (at most ceil(n / batch) parts), so every
+                     batch holds the same seeds and x' the same bits whatever
+                     workers (with OpenBLAS at one thread, as the workers
+                     run); the measuring step runs on the same workers */
 } perf_ilfo_config_t;
 perf_ilfo_config_t perf_ilfo_config_default(void);
 dp_err_t perf_ilfo(adnn_model_t *m, const perf_budget_t *b, const perf_ilfo_config_t *cfg,
@@ -218,6 +232,7 @@ typedef struct perf_sloth_config {
     float l2_lr_min;  /* 0.01 */
     int batch;
     uint64_t seed;
+    int workers; /* 1: seed workers, as perf_ilfo_config_t's (whole batches) */
 } perf_sloth_config_t;
 perf_sloth_config_t perf_sloth_config_default(void);
 /* Early-exit families only (DP_ERR_UNSUPPORTED otherwise). */

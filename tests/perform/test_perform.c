@@ -1,6 +1,7 @@
 /* core/perform: projections and their backward, random noise in the ball,
  * every method's outputs within the budget, the adnn gradient entry points
- * the baselines use, bit-identical training and resume, file round trips. */
+ * the baselines use, bit-identical training and resume, file round trips,
+ * seed workers (the same bits whatever their number; parts, errors). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "nn/nn.h"
 #include "perform/perform.h"
+#include "perform/workers.h"
 #include "util/rng.h"
 
 #define D 784
@@ -151,9 +153,9 @@ Test(perform, budget_all_outputs, .timeout = 600)
             for (int i = 0; i < n; i++) s->seed_index[i] = i;
             dp_err_t err = DP_OK;
             if (meth == PERF_METHOD_DEEPPERFORM) {
-                err = perf_generate(g, m, b, x, s);
+                err = perf_generate(g, m, b, x, s, 1);
             } else if (meth == PERF_METHOD_RANDOM) {
-                err = perf_random(m, b, 1, x, s);
+                err = perf_random(m, b, 1, x, s, 1);
             } else if (meth == PERF_METHOD_ILFO) {
                 perf_ilfo_config_t c = perf_ilfo_config_default();
                 c.iters = 5, c.batch = 4;
@@ -326,8 +328,8 @@ Test(perform, train_deterministic_and_resume, .timeout = 600)
     cr_assert_eq(perf_gen_load(gp, 4, &g, &bud2), DP_OK, "%s", dp_err_detail());
     cr_assert(bud2.norm == bud.norm && bud2.eps == bud.eps && bud2.l2_at_most == 1);
     perf_samples_t *s1 = perf_samples_new(4, 1, 28, 28), *s2 = perf_samples_new(4, 1, 28, 28);
-    cr_assert_eq(perf_generate(a, m, &bud, x, s1), DP_OK);
-    cr_assert_eq(perf_generate(g, m, &bud, x, s2), DP_OK);
+    cr_assert_eq(perf_generate(a, m, &bud, x, s1, 1), DP_OK);
+    cr_assert_eq(perf_generate(g, m, &bud, x, s2, 1), DP_OK);
     cr_assert_eq(memcmp(s1->xadv, s2->xadv, 4 * D * sizeof(float)), 0);
     /* sample set round trip */
     snprintf(gp, sizeof gp, "%s/test_perform_%d.samples", DP_BINARY_DIR, (int)getpid());
@@ -361,20 +363,20 @@ Test(perform, generate_per_input_deterministic)
     perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
     perf_samples_t *all = perf_samples_new(5, 1, 28, 28), *one = perf_samples_new(1, 1, 28, 28),
                    *mix = perf_samples_new(5, 1, 28, 28);
-    cr_assert_eq(perf_generate(g, m, &b, x, all), DP_OK);
+    cr_assert_eq(perf_generate(g, m, &b, x, all, 1), DP_OK);
     memcpy(y + 2 * D, x + 2 * D, D * sizeof(float)); /* input 2 among other inputs */
-    cr_assert_eq(perf_generate(g, m, &b, y, mix), DP_OK);
+    cr_assert_eq(perf_generate(g, m, &b, y, mix, 1), DP_OK);
     cr_assert_eq(memcmp(mix->xadv + 2 * D, all->xadv + 2 * D, D * sizeof(float)), 0);
     for (int i = 0; i < 5; i++) {
-        cr_assert_eq(perf_generate(g, m, &b, x + i * D, one), DP_OK);
+        cr_assert_eq(perf_generate(g, m, &b, x + i * D, one, 1), DP_OK);
         for (int j = 0; j < D; j++)
             cr_assert_float_eq(one->xadv[j], all->xadv[i * D + j], 1e-6, "input %d", i);
     }
     /* 7 seeds vs the same 7 followed by 5 others: the same bits */
     float *z = seeds(12, 53);
     perf_samples_t *s7 = perf_samples_new(7, 1, 28, 28), *s12 = perf_samples_new(12, 1, 28, 28);
-    cr_assert_eq(perf_generate(g, m, &b, z, s7), DP_OK);
-    cr_assert_eq(perf_generate(g, m, &b, z, s12), DP_OK);
+    cr_assert_eq(perf_generate(g, m, &b, z, s7, 1), DP_OK);
+    cr_assert_eq(perf_generate(g, m, &b, z, s12, 1), DP_OK);
     cr_assert_eq(memcmp(s7->xadv, s12->xadv, 7 * D * sizeof(float)), 0);
     perf_samples_destroy(&s7), perf_samples_destroy(&s12);
     free(z);
@@ -382,4 +384,180 @@ Test(perform, generate_per_input_deterministic)
     perf_gen_destroy(&g);
     adnn_model_destroy(&m);
     free(x), free(y);
+}
+
+/* ------------------------------------------------------------- seed workers */
+
+static adnn_model_t *load_model(const char *name)
+{
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "%s/models/%s", DP_SOURCE_DIR, name);
+    adnn_model_t *m = NULL;
+    cr_assert_eq(adnn_model_load(prefix, &m), DP_OK, "load %s: %s", name, dp_err_detail());
+    return m;
+}
+
+/* ILFO (meth PERF_METHOD_ILFO) or DeepSloth on n seeds of x with `workers`
+ * seed workers, batch 2, a few iterations, Linf 0.09 or L2 1. */
+static perf_samples_t *run_workers(adnn_model_t *m, int meth, perf_norm_t norm, const float *x,
+                                   int n, int workers)
+{
+    perf_samples_t *s = perf_samples_new(n, 1, 28, 28);
+    cr_assert_not_null(s);
+    for (int i = 0; i < n; i++) s->seed_index[i] = 100 + i;
+    perf_budget_t b = {norm, norm == PERF_NORM_LINF ? 0.09f : 1.0f, 0};
+    dp_err_t err;
+    if (meth == PERF_METHOD_ILFO) {
+        perf_ilfo_config_t c = perf_ilfo_config_default();
+        c.iters = 4, c.batch = 2, c.workers = workers;
+        c.lr = norm == PERF_NORM_L2 ? 1e-8f : c.lr; /* steps inside the ball: no clamping */
+        err = perf_ilfo(m, &b, &c, x, s);
+    } else {
+        perf_sloth_config_t c = perf_sloth_config_default();
+        c.linf_steps = 4, c.linf_step = 0.02f, c.l2_steps = 4, c.batch = 2, c.workers = workers;
+        err = perf_deepsloth(m, &b, &c, x, s);
+    }
+    cr_assert_eq(err, DP_OK, "%s, %d workers: %s", perf_method_name(meth), workers,
+                 dp_err_detail());
+    return s;
+}
+
+static void assert_same_samples(const perf_samples_t *a, const perf_samples_t *b, const char *what)
+{
+    size_t n = (size_t)a->n;
+    cr_assert_eq(memcmp(a->xadv, b->xadv, n * D * sizeof(float)), 0, "%s: x' differ", what);
+    cr_assert_eq(memcmp(a->flops_seed, b->flops_seed, n * sizeof(double)), 0, "%s: seed FLOPs",
+                 what);
+    cr_assert_eq(memcmp(a->flops_adv, b->flops_adv, n * sizeof(double)), 0, "%s: x' FLOPs", what);
+    cr_assert_eq(memcmp(a->delta_norm, b->delta_norm, n * sizeof(float)), 0, "%s: norms", what);
+    cr_assert_eq(memcmp(a->psnr, b->psnr, n * sizeof(float)), 0, "%s: PSNR", what);
+    cr_assert(a->flops_full == b->flops_full, "%s: full FLOPs", what);
+}
+
+/* 1, 2 and 3 workers give the same bits on 7 seeds in batches of 2, on both
+ * norms (L2 steps carry the BLAS's 1e-7 into x', so a batch split
+ * differently would show). The one-worker run has OpenBLAS at one thread, as
+ * the workers do (at two threads OpenBLAS may change the last bits); the
+ * others start from two, which must be restored. */
+static void check_workers_same_bits(const char *name)
+{
+    adnn_model_t *m = load_model(name);
+    const int n = 7;
+    float *x = seeds(n, 61);
+    for (int norm = PERF_NORM_LINF; norm <= PERF_NORM_L2; norm++)
+        for (int meth = PERF_METHOD_ILFO; meth <= PERF_METHOD_DEEPSLOTH; meth++) {
+            nn_set_threads(1);
+            perf_samples_t *ref = run_workers(m, meth, norm, x, n, 1);
+            nn_set_threads(2);
+            int blas = nn_get_threads();
+            int moved = 0;
+            for (int i = 0; i < n; i++) moved += ref->delta_norm[i] > 1e-4f;
+            cr_assert_gt(moved, 0, "%s %s %s: no seed moved", name, perf_method_name(meth),
+                         perf_norm_name(norm));
+            for (int w = 2; w <= 3; w++) {
+                perf_samples_t *s = run_workers(m, meth, norm, x, n, w);
+                char what[96];
+                snprintf(what, sizeof what, "%s %s %s, %d workers", name, perf_method_name(meth),
+                         perf_norm_name(norm), w);
+                assert_same_samples(ref, s, what);
+                cr_assert_eq(nn_get_threads(), blas, "%s: OpenBLAS threads not restored", what);
+                perf_samples_destroy(&s);
+            }
+            perf_samples_destroy(&ref);
+        }
+    /* more workers than batches, and the measuring step alone */
+    nn_set_threads(1);
+    perf_samples_t *a = run_workers(m, PERF_METHOD_ILFO, PERF_NORM_LINF, x, 3, 1),
+                   *b = run_workers(m, PERF_METHOD_ILFO, PERF_NORM_LINF, x, 3, 5);
+    assert_same_samples(a, b, "3 seeds on 5 workers");
+    memset(b->flops_adv, 0, 3 * sizeof(double));
+    cr_assert_eq(perf_samples_measure(m, x, b, 3), DP_OK, "%s", dp_err_detail());
+    assert_same_samples(a, b, "measure on 3 workers");
+    perf_samples_destroy(&a), perf_samples_destroy(&b);
+    adnn_model_destroy(&m);
+    free(x);
+}
+
+Test(perform, workers_same_bits_sdn_resnet, .timeout = 600)
+{
+    check_workers_same_bits("sdn_resnet");
+}
+
+Test(perform, workers_same_bits_ranet, .timeout = 600) { check_workers_same_bits("ranet"); }
+
+/* Each part runs on its own model (part 0 on the caller's), one OpenBLAS
+ * thread meanwhile; parts cover the seeds in order. */
+typedef struct parts_seen {
+    adnn_model_t *m[4];
+    int i0[4], n[4], blas[4];
+} parts_seen_t;
+
+static dp_err_t note_part(const perf_part_t *p, void *arg)
+{
+    parts_seen_t *ps = arg;
+    ps->m[p->index] = p->m, ps->i0[p->index] = p->i0, ps->n[p->index] = p->n;
+    ps->blas[p->index] = nn_get_threads();
+    return DP_OK;
+}
+
+/* Part 1 fails at once; the others wait (bounded) for the stop flag.
+ * seen[0][k]: part k ran; seen[1][k]: it saw the stop. */
+static dp_err_t fail_part_1(const perf_part_t *p, void *arg)
+{
+    int(*seen)[3] = arg;
+    seen[0][p->index] = 1;
+    if (p->index == 1) return dp_err_set(DP_ERR_RANGE, "part failed on purpose");
+    for (int i = 0; i < 5000 && !perf_part_stopped(p); i++) usleep(1000);
+    seen[1][p->index] = perf_part_stopped(p);
+    return DP_OK;
+}
+
+Test(perform, workers_parts_and_errors)
+{
+    adnn_model_t *m = load_sdn();
+    nn_set_threads(2);
+    int blas = nn_get_threads();
+    perf_workers_t *w = NULL;
+    cr_assert_eq(perf_workers_new(m, 3, 10, 1, &w), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(perf_workers_parts(w), 3);
+    parts_seen_t ps = {0};
+    cr_assert_eq(perf_workers_run(w, note_part, &ps), DP_OK);
+    cr_assert(ps.m[0] == m && ps.m[1] && ps.m[2] && ps.m[1] != m && ps.m[2] != m &&
+              ps.m[1] != ps.m[2]);
+    int next = 0;
+    for (int k = 0; k < 3; k++) {
+        cr_assert_eq(ps.i0[k], next, "part %d starts at %d", k, ps.i0[k]);
+        cr_assert(ps.n[k] == 3 || ps.n[k] == 4);
+        cr_assert_eq(ps.blas[k], 1, "part %d ran with %d OpenBLAS threads", k, ps.blas[k]);
+        next += ps.n[k];
+    }
+    cr_assert_eq(next, 10);
+    int seen[2][3] = {{0}};
+    dp_err_t err = perf_workers_run(w, fail_part_1, seen);
+    cr_assert_eq(err, DP_ERR_RANGE);
+    cr_assert_str_eq(dp_err_detail(), "seeds [4, 7) (worker 2 of 3): part failed on purpose");
+    /* part 2 has a thread of its own; part 0, on the caller, is not started
+     * when part 1 has already failed */
+    cr_assert(seen[0][2] && seen[1][2], "part 2 did not see the stop");
+    cr_assert(!seen[0][0] || seen[1][0], "part 0 did not see the stop");
+    perf_workers_destroy(&w);
+    cr_assert_null(w);
+    cr_assert_eq(nn_get_threads(), blas, "OpenBLAS threads not restored");
+    /* whole batches: 10 seeds in batches of 3 are 4 batches, split 2, 1, 1 */
+    cr_assert_eq(perf_workers_new(m, 3, 10, 3, &w), DP_OK, "%s", dp_err_detail());
+    memset(&ps, 0, sizeof ps);
+    cr_assert_eq(perf_workers_run(w, note_part, &ps), DP_OK);
+    cr_assert(ps.i0[0] == 0 && ps.n[0] == 6 && ps.i0[1] == 6 && ps.n[1] == 3 && ps.i0[2] == 9 &&
+                  ps.n[2] == 1,
+              "parts [%d +%d) [%d +%d) [%d +%d)", ps.i0[0], ps.n[0], ps.i0[1], ps.n[1], ps.i0[2],
+              ps.n[2]);
+    perf_workers_destroy(&w);
+    /* one part (one batch): the caller's model, OpenBLAS untouched */
+    cr_assert_eq(perf_workers_new(m, 4, 5, 8, &w), DP_OK);
+    cr_assert_eq(perf_workers_parts(w), 1);
+    memset(&ps, 0, sizeof ps);
+    cr_assert_eq(perf_workers_run(w, note_part, &ps), DP_OK);
+    cr_assert(ps.m[0] == m && ps.i0[0] == 0 && ps.n[0] == 5 && ps.blas[0] == blas);
+    perf_workers_destroy(&w);
+    adnn_model_destroy(&m);
 }
