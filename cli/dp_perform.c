@@ -288,6 +288,8 @@ static int cmd_train(opts_t *o)
     if (cli_need("train", "--model", o->model) || cli_need("train", "--out", o->out) ||
         cli_need("train", "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL))
         return 2;
+    if (!cli_out_dir_ok("--out", o->out) || (o->ckpt && !cli_out_dir_ok("--checkpoint", o->ckpt)))
+        return 1;
     if (o->batch < 2) { /* BatchNorm's training statistics need two images */
         fprintf(stderr, "dp-perform train: --batch must be >= 2 for training, got %ld\n", o->batch);
         return 2;
@@ -372,6 +374,7 @@ static int cmd_generate(opts_t *o)
     if (cli_need("generate", "--model", o->model) || cli_need("generate", "--gen", o->gen) ||
         cli_need("generate", "--out", o->out))
         return 2;
+    if (!cli_out_dir_ok("--out", o->out)) return 1;
     adnn_model_t *m = NULL;
     dp_dataset_t *test = NULL;
     perf_samples_t *s = NULL;
@@ -410,6 +413,7 @@ static int cmd_baseline(opts_t *o)
         cli_need("baseline", "--out", o->out) ||
         cli_need("baseline", "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL))
         return 2;
+    if (!cli_out_dir_ok("--out", o->out)) return 1;
     int meth = perf_method_parse(o->method);
     if (meth <= PERF_METHOD_DEEPPERFORM) {
         fprintf(stderr, "dp-perform baseline: --method is random, ilfo or deepsloth\n");

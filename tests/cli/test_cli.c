@@ -609,8 +609,17 @@ Test(cli_perform, bad_files)
          "dp-perform: seeds [30, 34) exceed the 32 test images",
          {BASELINE_ARGS, "--data-dir", "@/d28", "--seed-offset", "30"}},
         {1,
-         "dp-perform: cannot save the samples: input/output error: @/no/dir/x.st",
+         "dp-perform: --out @/no/dir/x.st: the directory @/no/dir does not exist",
          {BASELINE_ARGS, "--data-dir", "@/d28", "--out", "@/no/dir/x.st"}},
+        {1,
+         "dp-perform: --out @/no/dir/g.st: the directory @/no/dir does not exist",
+         {TRAIN_ARGS, "--data-dir", "@/d28", "--out", "@/no/dir/g.st"}},
+        {1,
+         "dp-perform: --checkpoint @/no/dir/c: the directory @/no/dir does not exist",
+         {TRAIN_ARGS, "--data-dir", "@/d28", "--checkpoint", "@/no/dir/c"}},
+        {1,
+         "dp-perform: --out @/no/dir/x.st: the directory @/no/dir does not exist",
+         {GENERATE_ARGS, "--data-dir", "@/d28", "--out", "@/no/dir/x.st"}},
     };
     RUN_CASES(PERFORM, cases);
     cr_assert_not(exists(tmp("x.st")) || exists(tmp("g.st")), "a failed command wrote its output");
