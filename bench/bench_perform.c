@@ -10,8 +10,9 @@
  *   dp-perform default) and to the default epoch count (early stopping only
  *   shortens it); bench/bench_train.sh times a whole real training instead;
  * - generation: seconds per input (batch 32, 256 inputs);
- * - ILFO: seconds per input (300 iterations, batch 16) on ILFO_INPUTS inputs,
- *   and the ratio to generation. */
+ * - ILFO: seconds per input (300 iterations, batch 16, or ILFO_INPUTS/THREADS
+ *   when smaller, on THREADS seed workers) on ILFO_INPUTS inputs, and the
+ *   ratio to generation. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -69,6 +70,11 @@ int main(int argc, char **argv)
     double gen_s = s->seconds / s->n;
     perf_samples_t *si = perf_samples_new(nilfo, 1, 28, 28);
     perf_ilfo_config_t ic = perf_ilfo_config_default();
+    /* ILFO at its fastest on the same cores: one seed worker per thread
+     * (whole batches each, so at least `threads` batches) */
+    ic.workers = threads;
+    if (threads > 1 && ic.batch * threads > nilfo)
+        ic.batch = nilfo / threads > 0 ? nilfo / threads : 1;
     perf_ilfo(m, &b, &ic, d->images, si);
     double ilfo_s = si->seconds / si->n;
     printf("bench_perform: %s, generator width %d (%zu parameters), %d thread(s)\n", model, width,
@@ -77,8 +83,9 @@ int main(int argc, char **argv)
            "5,000 images, %.1f min for %d epochs\n",
            step_s, B, t_eval, epoch_s, epoch_s * defaults.epochs / 60, defaults.epochs);
     printf("  generation: %.3g s/input (batch %d, %d inputs)\n", gen_s, B, s->n);
-    printf("  ILFO (300 iterations, batch %d): %.3g s/input over %d inputs; ratio %.0fx\n",
-           ic.batch, ilfo_s, si->n, ilfo_s / gen_s);
+    printf("  ILFO (300 iterations, batch %d, %d seed worker(s)): %.3g s/input over %d inputs; "
+           "ratio %.0fx\n",
+           ic.batch, ic.workers, ilfo_s, si->n, ilfo_s / gen_s);
     perf_samples_destroy(&s);
     perf_samples_destroy(&ev);
     perf_samples_destroy(&si);
