@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang and runs each for N seconds (default 30)
-# on its seed corpus (a scratch copy, so the tree is not modified).
+# on its seed corpus (a scratch copy, so the tree is not modified). Seeds too big
+# to commit are written into the scratch copy by the fuzzer itself (fuzz_perform:
+# a generator file, through DP_FUZZ_PERFORM_SEEDS). DP_FUZZ_BUILD_DIR: the build
+# directory (default build-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}
-CC=clang cmake -S . -B build-fuzz -DDP_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzzers >/dev/null
+build=${DP_FUZZ_BUILD_DIR:-build-fuzz}
+CC=clang cmake -S . -B "$build" -DDP_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j"$(nproc)" --target fuzzers >/dev/null
 shopt -s nullglob
-for bin in build-fuzz/fuzz/fuzz_*; do
+for bin in "$build"/fuzz/fuzz_*; do
   [ -x "$bin" ] || continue
   name=$(basename "$bin"); corpus=fuzz/corpus/${name#fuzz_}
   work=$(mktemp -d); [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
+  [ "$name" = fuzz_perform ] && DP_FUZZ_PERFORM_SEEDS="$work" "$bin" >/dev/null
   echo "fuzz: $name for ${secs}s"
   "$bin" -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix=build-fuzz/ "$work" 2>&1 | tail -3
+    -artifact_prefix="$build"/ "$work" 2>&1 | tail -3
   rm -rf "$work"
 done

@@ -176,6 +176,15 @@ dp_err_t adnn_spec_validate(const adnn_spec_t *s)
             return dp_err_set(DP_ERR_RANGE, "spec: exit_pool %d out of range [1, 16]",
                               s->exit_pool);
     }
+    if (s->family == ADNN_FAMILY_SKIPNET) {
+        /* a ModelSpec gate_dim above 2^31 decodes to -1: it crashed adnn_model_new */
+        if ((int)s->gate_kind < ADNN_GATE_UNSPECIFIED || (int)s->gate_kind > ADNN_GATE_FEEDFORWARD)
+            return dp_err_set(DP_ERR_INVALID, "spec: gate_kind %d is not a known gate kind",
+                              (int)s->gate_kind);
+        if (s->gate_dim < 1 || s->gate_dim > 1024)
+            return dp_err_set(DP_ERR_RANGE, "spec: gate_dim %d out of range [1, 1024]",
+                              s->gate_dim);
+    }
     for (int k = 0; k <= s->nexits; k++)
         if (!(s->exit_weights[k] >= 0.0f && s->exit_weights[k] <= 100.0f))
             return dp_err_set(DP_ERR_RANGE, "spec: exit_weights[%d] = %g out of range", k,

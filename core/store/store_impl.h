@@ -58,6 +58,37 @@ void store_base64(const unsigned char *in, size_t n, char *out);
  * Returns 1 if found, 0 if not. */
 int store_xml_field(const char *xml, const char *tag, char *out, size_t n, size_t *pos);
 
+/* S3 answers, bytes to results (store_s3_xml.c): no I/O, so fuzz/fuzz_s3.c
+ * can call them on anything. xml is the body as received, NUL-terminated (read
+ * up to a NUL inside), or NULL for none; errors name bucket (and key).
+ *
+ * store_s3_list_page: one ListObjectsV2 page. Calls fn for each <Contents>
+ * with a <Key>, in order (key, size, mtime, ETag without quotes), until fn
+ * returns nonzero (then *stopped = 1); *count is the number of calls. *next
+ * is the continuation token when <IsTruncated> is true (a new string, caller
+ * frees), else NULL. DP_ERR_FORMAT for an unterminated <Contents> or a
+ * truncated page without a token. */
+dp_err_t store_s3_list_page(const char *xml, const char *bucket, dp_store_list_fn fn, void *arg,
+                            size_t *count, int *stopped, char **next);
+/* Code and Message of an <Error> body into code and msg (truncated to ncode
+ * and nmsg; "" when absent). */
+void store_s3_error_fields(const char *xml, char *code, size_t ncode, char *msg, size_t nmsg);
+/* The error for a final non-2xx answer of status with body: DP_ERR_NOTFOUND
+ * for 404 (but NoSuchBucket), DP_ERR_AUTH for 401 and 403, else
+ * DP_ERR_REMOTE; the detail has where ("s3://bucket/key"), method, status,
+ * the S3 code and message, and tries > 1 says it gave up after retries. */
+dp_err_t store_s3_http_error(const char *where, const char *method, long status, const char *body,
+                             int tries);
+/* The UploadId of an InitiateMultipartUpload answer into id (truncated to n
+ * bytes); DP_ERR_FORMAT when there is none. */
+dp_err_t store_s3_upload_id(const char *xml, const char *bucket, const char *key, char *id,
+                            size_t n);
+/* Checks a 200 answer to CompleteMultipartUpload for the nparts part MD5s
+ * sent: an <Error> in it is DP_ERR_REMOTE; an ETag "HEX-N" that is not the
+ * MD5 of the part MD5s with N = nparts is DP_ERR_MISMATCH. */
+dp_err_t store_s3_complete_answer(const char *xml, const char *bucket, const char *key,
+                                  const unsigned char (*md5s)[16], int nparts);
+
 /* Atomic local write: opens a new temporary file beside path (*tmp is a new
  * string, caller frees), then store_tmp_commit() fsyncs, renames it over path
  * and fsyncs the directory (durable = 0: renames only, still atomic but not

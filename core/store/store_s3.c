@@ -469,23 +469,9 @@ static void where(const s3_t *s3, const s3_req_t *r, char *out, size_t n)
 /* Turns a final non-2xx answer into an error with the S3 code and message. */
 static dp_err_t http_error(s3_t *s3, const s3_req_t *r, s3_resp_t *resp, int tries)
 {
-    char w[512], code[128] = "", msg[512] = "";
+    char w[512];
     where(s3, r, w, sizeof w);
-    if (resp->err.p) {
-        store_xml_field(resp->err.p, "Code", code, sizeof code, NULL);
-        store_xml_field(resp->err.p, "Message", msg, sizeof msg, NULL);
-    }
-    long st = resp->status;
-    if (st == 404 && strcmp(code, "NoSuchBucket"))
-        return dp_err_set(DP_ERR_NOTFOUND, "%s: not found (%s)", w, *code ? code : "HTTP 404");
-    if (st == 401 || st == 403) {
-        return dp_err_set(
-            DP_ERR_AUTH, "%s: %s: access denied by the server, check credentials (HTTP %ld %s%s%s)",
-            w, r->method, st, *code ? code : "", *msg ? ": " : "", msg);
-    }
-    return dp_err_set(DP_ERR_REMOTE, "%s: %s: HTTP %ld %s%s%s%s", w, r->method, st,
-                      *code ? code : "", *msg ? ": " : "", msg,
-                      tries > 1 ? " (gave up after retries)" : "");
+    return store_s3_http_error(w, r->method, resp->status, resp->err.p, tries);
 }
 
 /* Sends r with retries; on 2xx returns DP_OK with resp filled. resp->err is
@@ -680,8 +666,7 @@ static dp_err_t initiate(s3_t *s3, const char *key, char *upload_id, size_t n)
     r.out_mem = &body;
     s3_resp_t resp = {0};
     if (!err) err = s3_request(s3, &r, &resp);
-    if (!err && (!body.p || !store_xml_field(body.p, "UploadId", upload_id, n, NULL)))
-        err = dp_err_set(DP_ERR_FORMAT, "s3://%s/%s: no UploadId in the answer", s3->bucket, key);
+    if (!err) err = store_s3_upload_id(body.p, s3->bucket, key, upload_id, n);
     store_buf_free(&resp.err);
     store_buf_free(&body);
     store_buf_free(&q);
@@ -745,32 +730,7 @@ static dp_err_t complete(s3_t *s3, const char *key, const char *upload_id,
         r.out_mem = &body;
         err = s3_request(s3, &r, &resp);
     }
-    /* S3 may answer 200 and put the error in the body */
-    char code[128] = "", msg[256] = "";
-    if (!err && body.p && strstr(body.p, "<Error>")) {
-        store_xml_field(body.p, "Code", code, sizeof code, NULL);
-        store_xml_field(body.p, "Message", msg, sizeof msg, NULL);
-        err = dp_err_set(DP_ERR_REMOTE, "s3://%s/%s: completing the upload: %s: %s", s3->bucket,
-                         key, code, msg);
-    }
-    if (!err) { /* the ETag of a multipart object: MD5 of the parts' MD5s, "-N" */
-        char etag[72] = "";
-        if (body.p) store_xml_field(body.p, "ETag", etag, sizeof etag, NULL);
-        char *e = etag[0] == '"' ? etag + 1 : etag;
-        size_t el = strlen(e);
-        if (el && e[el - 1] == '"') e[--el] = '\0';
-        char *dash = strchr(e, '-');
-        if (dash) {
-            unsigned char all[16];
-            store_md5(md5s, (size_t)nparts * 16, all);
-            *dash = '\0';
-            if (!etag_matches(e, all) || atoi(dash + 1) != nparts)
-                err = dp_err_set(DP_ERR_MISMATCH,
-                                 "s3://%s/%s: multipart ETag %s-%s is not the "
-                                 "MD5 of the %d parts sent",
-                                 s3->bucket, key, e, dash + 1, nparts);
-        }
-    }
+    if (!err) err = store_s3_complete_answer(body.p, s3->bucket, key, md5s, nparts);
     store_buf_free(&resp.err);
     store_buf_free(&body);
     store_buf_free(&xml);
@@ -978,23 +938,11 @@ static dp_err_t s3_del(dp_store_t *s, const char *key)
     return err;
 }
 
-static int64_t parse_iso8601(const char *s)
-{
-    struct tm tm = {0};
-    if (sscanf(s, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec) != 6)
-        return 0;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm);
-}
-
 static dp_err_t s3_list(dp_store_t *s, const char *prefix, dp_store_list_fn fn, void *arg)
 {
     s3_t *s3 = s->impl;
     char *token = NULL;
-    char *key = malloc(4096), *block = NULL;
-    dp_err_t err = key ? DP_OK : dp_err_set(DP_ERR_NOMEM, "store: list");
+    dp_err_t err = DP_OK;
     int stop = 0;
     while (!err && !stop) {
         store_buf_t q = {0}, body = {0};
@@ -1009,65 +957,14 @@ static dp_err_t s3_list(dp_store_t *s, const char *prefix, dp_store_list_fn fn, 
         if (!err) err = s3_request(s3, &r, &resp);
         store_buf_free(&resp.err);
         store_buf_free(&q);
-        if (err) {
-            store_buf_free(&body);
-            break;
-        }
-        size_t pos = 0;
-        const char *xml = body.p ? body.p : "";
-        while (!stop) {
-            const char *start = strstr(xml + pos, "<Contents>");
-            if (!start) break;
-            const char *end = strstr(start, "</Contents>");
-            if (!end) {
-                err = dp_err_set(DP_ERR_FORMAT, "s3://%s: listing: unterminated <Contents>",
-                                 s3->bucket);
-                break;
-            }
-            size_t bl = (size_t)(end - start);
-            char *nb = realloc(block, bl + 1);
-            if (!nb) {
-                err = dp_err_set(DP_ERR_NOMEM, "store: list");
-                break;
-            }
-            block = nb;
-            memcpy(block, start, bl);
-            block[bl] = '\0';
-            pos = (size_t)(end - xml) + strlen("</Contents>");
-            char num[32] = "", date[64] = "";
-            dp_store_info_t info = {.key = key};
-            if (!store_xml_field(block, "Key", key, 4096, NULL)) continue;
-            if (store_xml_field(block, "Size", num, sizeof num, NULL))
-                info.size = strtoull(num, NULL, 10);
-            if (store_xml_field(block, "LastModified", date, sizeof date, NULL))
-                info.mtime = parse_iso8601(date);
-            if (store_xml_field(block, "ETag", info.etag, sizeof info.etag, NULL) &&
-                info.etag[0] == '"') {
-                size_t el = strlen(info.etag);
-                memmove(info.etag, info.etag + 1, el);
-                if (el >= 2 && info.etag[el - 2] == '"') info.etag[el - 2] = '\0';
-            }
-            stop = fn(&info, arg);
-        }
-        char trunc[16] = "";
-        store_xml_field(xml, "IsTruncated", trunc, sizeof trunc, NULL);
         free(token);
         token = NULL;
-        if (!err && !strcmp(trunc, "true")) {
-            char next[2048];
-            if (!store_xml_field(xml, "NextContinuationToken", next, sizeof next, NULL)) {
-                err = dp_err_set(DP_ERR_FORMAT, "s3://%s: truncated listing without a token",
-                                 s3->bucket);
-            } else if (!(token = strdup(next))) {
-                err = dp_err_set(DP_ERR_NOMEM, "store: list");
-            }
-        }
+        size_t count;
+        if (!err) err = store_s3_list_page(body.p, s3->bucket, fn, arg, &count, &stop, &token);
         store_buf_free(&body);
         if (!token) break;
     }
     free(token);
-    free(block);
-    free(key);
     return err;
 }
 

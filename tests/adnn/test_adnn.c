@@ -85,6 +85,24 @@ Test(adnn, spec_round_trip)
     cr_assert_eq(adnn_spec_default(ADNN_FAMILY_UNSPECIFIED, &t), DP_ERR_UNSUPPORTED);
 }
 
+/* fuzz_spec: a SkipNet ModelSpec with gate_dim 0xafffffff (decoded as -1)
+ * passed validation and overflowed the heap in adnn_model_new. */
+Test(adnn, spec_gate_dim_out_of_range)
+{
+    const uint8_t pb[] = {18, 6,  8, 1, 16, 28, 24,  28,  24,  10,  40,
+                          1,  48, 2, 8, 1,  72, 255, 255, 255, 255, 10};
+    adnn_spec_t s;
+    cr_assert_eq(adnn_spec_decode(pb, sizeof pb, "fuzz.pb", &s), DP_ERR_RANGE);
+    cr_assert_str_eq(dp_err_detail(), "fuzz.pb: spec: gate_dim -1 out of range [1, 1024]");
+    cr_assert_eq(adnn_spec_default(ADNN_FAMILY_SKIPNET, &s), DP_OK);
+    s.gate_dim = 1025;
+    cr_assert_eq(adnn_spec_validate(&s), DP_ERR_RANGE);
+    s.gate_dim = 10;
+    s.gate_kind = (adnn_gate_kind_t)7;
+    cr_assert_eq(adnn_spec_validate(&s), DP_ERR_INVALID);
+    cr_assert(strstr(dp_err_detail(), "gate_kind 7"), "%s", dp_err_detail());
+}
+
 Test(adnn, save_load_round_trip)
 {
     adnn_model_t *m = new_sdn(0.7f, 21);

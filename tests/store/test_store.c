@@ -1,7 +1,7 @@
 /* core/store without an external server: the file:// backend, the helpers
- * (RFC 3986 encoding, XML fields), URI splitting, credentials, and the s3://
- * retry policy against a loopback HTTP server in a thread that answers 503,
- * 429 or 403 a few times before 200. */
+ * (RFC 3986 encoding, XML fields), the S3 answer parsers, URI splitting,
+ * credentials, and the s3:// retry policy against a loopback HTTP server in a
+ * thread that answers 503, 429 or 403 a few times before 200. */
 #define _GNU_SOURCE /* strcasestr */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -46,6 +46,144 @@ Test(store_util, xml_field)
     cr_assert_not(store_xml_field(xml, "Key", out, sizeof out, &pos));
     cr_assert(store_xml_field(xml, "N", out, sizeof out, NULL));
     cr_assert_str_eq(out, "");
+}
+
+/* ---- S3 answers (store_s3_xml.c), the parsers fuzz/fuzz_s3.c runs ---- */
+
+typedef struct listed {
+    int n, stop_at;
+    char keys[4][64], etags[4][72];
+    uint64_t sizes[4];
+    int64_t mtimes[4];
+} listed_t;
+
+static int on_listed(const dp_store_info_t *info, void *arg)
+{
+    listed_t *l = arg;
+    if (l->n < 4) {
+        snprintf(l->keys[l->n], sizeof l->keys[0], "%s", info->key);
+        snprintf(l->etags[l->n], sizeof l->etags[0], "%s", info->etag);
+        l->sizes[l->n] = info->size;
+        l->mtimes[l->n] = info->mtime;
+    }
+    return ++l->n == l->stop_at;
+}
+
+Test(store_s3_xml, list_page)
+{
+    const char *xml = "<ListBucketResult><IsTruncated>true</IsTruncated>"
+                      "<NextContinuationToken>t/1=</NextContinuationToken>"
+                      "<Contents><Key>a&amp;b</Key><LastModified>1970-01-02T00:00:01.000Z"
+                      "</LastModified><ETag>&quot;abc&quot;</ETag><Size>12</Size></Contents>"
+                      "<Contents><Size>5</Size></Contents>" /* no key: skipped */
+                      "<Contents><Key>z</Key><ETag>\"</ETag></Contents></ListBucketResult>";
+    listed_t l = {0};
+    size_t count;
+    int stopped;
+    char *next;
+    cr_assert_eq(store_s3_list_page(xml, "b", on_listed, &l, &count, &stopped, &next), DP_OK);
+    cr_assert_eq(count, 2);
+    cr_assert_eq(l.n, 2);
+    cr_assert_not(stopped);
+    cr_assert_str_eq(l.keys[0], "a&b");
+    cr_assert_str_eq(l.etags[0], "abc");
+    cr_assert_eq(l.sizes[0], 12);
+    cr_assert_eq(l.mtimes[0], 86401);
+    cr_assert_str_eq(l.keys[1], "z");
+    cr_assert_str_eq(l.etags[1], "");
+    cr_assert_str_eq(next, "t/1=");
+    free(next);
+
+    listed_t one = {.stop_at = 1};
+    cr_assert_eq(store_s3_list_page(xml, "b", on_listed, &one, &count, &stopped, &next), DP_OK);
+    cr_assert(stopped);
+    cr_assert_eq(count, 1);
+    free(next);
+
+    cr_assert_eq(store_s3_list_page(NULL, "b", on_listed, &l, &count, &stopped, &next), DP_OK);
+    cr_assert_eq(count, 0);
+    cr_assert_null(next);
+    cr_assert_eq(store_s3_list_page("<IsTruncated>true</IsTruncated>", "bk", on_listed, &l, &count,
+                                    &stopped, &next),
+                 DP_ERR_FORMAT);
+    cr_assert(strstr(dp_err_detail(), "s3://bk: truncated listing without a token"));
+    cr_assert_null(next);
+    cr_assert_eq(
+        store_s3_list_page("<Contents><Key>k</Key>", "bk", on_listed, &l, &count, &stopped, &next),
+        DP_ERR_FORMAT);
+    cr_assert(strstr(dp_err_detail(), "unterminated <Contents>"));
+}
+
+/* A LastModified year of INT_MIN overflowed tm_year -= 1900 (UBSan): now out
+ * of range, mtime unknown (0). */
+Test(store_s3_xml, list_date_out_of_range)
+{
+    const char *bad[] = {"-2147483648-01-01T00:00:00Z", "2024--2147483648-01T00:00:00Z",
+                         "2024-13-01T00:00:00Z", "99999-01-01T00:00:00Z", "2024-01-01T24:00:00Z"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char xml[256];
+        snprintf(xml, sizeof xml,
+                 "<Contents><Key>k</Key><LastModified>%s</LastModified></Contents>", bad[i]);
+        listed_t l = {0};
+        size_t count;
+        int stopped;
+        char *next;
+        cr_assert_eq(store_s3_list_page(xml, "b", on_listed, &l, &count, &stopped, &next), DP_OK);
+        cr_assert_eq(l.n, 1);
+        cr_assert_eq(l.mtimes[0], 0, "%s", bad[i]);
+    }
+}
+
+Test(store_s3_xml, http_error_kinds)
+{
+    const char *body = "<Error><Code>NoSuchKey</Code><Message>a &lt;b&gt;</Message></Error>";
+    cr_assert_eq(store_s3_http_error("s3://b/k", "GET", 404, body, 1), DP_ERR_NOTFOUND);
+    cr_assert_str_eq(dp_err_detail(), "s3://b/k: not found (NoSuchKey)");
+    cr_assert_eq(store_s3_http_error("s3://b/k", "GET", 404, NULL, 1), DP_ERR_NOTFOUND);
+    cr_assert_str_eq(dp_err_detail(), "s3://b/k: not found (HTTP 404)");
+    cr_assert_eq(store_s3_http_error("s3://b/k", "GET", 404, "<Code>NoSuchBucket</Code>", 1),
+                 DP_ERR_REMOTE);
+    cr_assert_eq(store_s3_http_error("s3://b/k", "PUT", 403, body, 1), DP_ERR_AUTH);
+    cr_assert_eq(store_s3_http_error("s3://b/k", "PUT", 500, body, 3), DP_ERR_REMOTE);
+    cr_assert_str_eq(dp_err_detail(),
+                     "s3://b/k: PUT: HTTP 500 NoSuchKey: a <b> (gave up after retries)");
+}
+
+Test(store_s3_xml, upload_id_and_complete)
+{
+    char id[64];
+    cr_assert_eq(store_s3_upload_id("<R><UploadId>x&amp;y</UploadId></R>", "b", "k", id, sizeof id),
+                 DP_OK);
+    cr_assert_str_eq(id, "x&y");
+    cr_assert_eq(store_s3_upload_id("<R></R>", "b", "k", id, sizeof id), DP_ERR_FORMAT);
+    cr_assert_str_eq(dp_err_detail(), "s3://b/k: no UploadId in the answer");
+    cr_assert_eq(store_s3_upload_id(NULL, "b", "k", id, sizeof id), DP_ERR_FORMAT);
+
+    unsigned char md5s[2][16];
+    memset(md5s[0], 1, 16);
+    memset(md5s[1], 2, 16);
+    unsigned char all[16];
+    char hex[33], xml[256];
+    store_md5(md5s, sizeof md5s, all);
+    store_hex(all, 16, hex);
+    const unsigned char(*parts)[16] = (const unsigned char(*)[16])md5s;
+    snprintf(xml, sizeof xml, "<R><ETag>&quot;%s-2&quot;</ETag></R>", hex);
+    cr_assert_eq(store_s3_complete_answer(xml, "b", "k", parts, 2), DP_OK);
+    cr_assert_eq(store_s3_complete_answer(xml, "b", "k", parts, 1), DP_ERR_MISMATCH);
+    /* the part count was read with atoi: 2^32 + 2 passed for 2 parts */
+    snprintf(xml, sizeof xml, "<R><ETag>\"%s-4294967298\"</ETag></R>", hex);
+    cr_assert_eq(store_s3_complete_answer(xml, "b", "k", parts, 2), DP_ERR_MISMATCH);
+    cr_assert(strstr(dp_err_detail(), "is not the MD5 of the 2 parts sent"));
+    cr_assert_eq(store_s3_complete_answer("<R><ETag>\"0123-2\"</ETag></R>", "b", "k", parts, 2),
+                 DP_ERR_MISMATCH);
+    cr_assert_eq(store_s3_complete_answer("<R><ETag>\"abc\"</ETag></R>", "b", "k", parts, 2),
+                 DP_OK);
+    cr_assert_eq(store_s3_complete_answer("<Error><Code>InternalError</Code><Message>m</Message>"
+                                          "</Error>",
+                                          "b", "k", parts, 2),
+                 DP_ERR_REMOTE);
+    cr_assert_str_eq(dp_err_detail(), "s3://b/k: completing the upload: InternalError: m");
+    cr_assert_eq(store_s3_complete_answer(NULL, "b", "k", parts, 2), DP_OK);
 }
 
 Test(store_util, digests)

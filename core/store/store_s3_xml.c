@@ -1,0 +1,154 @@
+/* S3 answers, bytes to results: the ListObjectsV2 page, the error body (Code,
+ * Message) and its dp_err_t, the UploadId of InitiateMultipartUpload and the
+ * answer to CompleteMultipartUpload. No I/O here: store_s3.c hands over the
+ * bodies it received, fuzz/fuzz_s3.c hands over anything. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "store/store_impl.h"
+
+#define KEY_MAX   4096 /* S3 keys are at most 1024 bytes of UTF-8 */
+#define TOKEN_MAX 2048
+
+/* Seconds since the epoch of "YYYY-MM-DDThh:mm:ss..."; 0 if not that shape
+ * or a field is out of range (a crafted year must not overflow the tm). */
+static int64_t parse_iso8601(const char *s)
+{
+    struct tm tm = {0};
+    if (sscanf(s, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec) != 6)
+        return 0;
+    if (tm.tm_year < 1 || tm.tm_year > 9999 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+        tm.tm_mday > 31 || tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 || tm.tm_min > 59 ||
+        tm.tm_sec < 0 || tm.tm_sec > 60)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm);
+}
+
+dp_err_t store_s3_list_page(const char *xml, const char *bucket, dp_store_list_fn fn, void *arg,
+                            size_t *count, int *stopped, char **next)
+{
+    *count = 0;
+    *stopped = 0;
+    *next = NULL;
+    if (!xml) xml = "";
+    char *key = malloc(KEY_MAX), *block = NULL;
+    if (!key) return dp_err_set(DP_ERR_NOMEM, "store: list");
+    dp_err_t err = DP_OK;
+    size_t pos = 0;
+    while (!*stopped) {
+        const char *start = strstr(xml + pos, "<Contents>");
+        if (!start) break;
+        const char *end = strstr(start, "</Contents>");
+        if (!end) {
+            err = dp_err_set(DP_ERR_FORMAT, "s3://%s: listing: unterminated <Contents>", bucket);
+            break;
+        }
+        size_t bl = (size_t)(end - start);
+        char *nb = realloc(block, bl + 1);
+        if (!nb) {
+            err = dp_err_set(DP_ERR_NOMEM, "store: list");
+            break;
+        }
+        block = nb;
+        memcpy(block, start, bl);
+        block[bl] = '\0';
+        pos = (size_t)(end - xml) + strlen("</Contents>");
+        char num[32] = "", date[64] = "";
+        dp_store_info_t info = {.key = key};
+        if (!store_xml_field(block, "Key", key, KEY_MAX, NULL)) continue;
+        if (store_xml_field(block, "Size", num, sizeof num, NULL))
+            info.size = strtoull(num, NULL, 10);
+        if (store_xml_field(block, "LastModified", date, sizeof date, NULL))
+            info.mtime = parse_iso8601(date);
+        if (store_xml_field(block, "ETag", info.etag, sizeof info.etag, NULL) &&
+            info.etag[0] == '"') {
+            size_t el = strlen(info.etag);
+            memmove(info.etag, info.etag + 1, el);
+            if (el >= 2 && info.etag[el - 2] == '"') info.etag[el - 2] = '\0';
+        }
+        ++*count;
+        *stopped = fn(&info, arg) != 0;
+    }
+    free(block);
+    free(key);
+    if (err) return err;
+    char trunc[16] = "";
+    store_xml_field(xml, "IsTruncated", trunc, sizeof trunc, NULL);
+    if (strcmp(trunc, "true")) return DP_OK;
+    char token[TOKEN_MAX];
+    if (!store_xml_field(xml, "NextContinuationToken", token, sizeof token, NULL))
+        return dp_err_set(DP_ERR_FORMAT, "s3://%s: truncated listing without a token", bucket);
+    if (!(*next = strdup(token))) return dp_err_set(DP_ERR_NOMEM, "store: list");
+    return DP_OK;
+}
+
+void store_s3_error_fields(const char *xml, char *code, size_t ncode, char *msg, size_t nmsg)
+{
+    if (ncode) code[0] = '\0';
+    if (nmsg) msg[0] = '\0';
+    if (!xml) return;
+    store_xml_field(xml, "Code", code, ncode, NULL);
+    store_xml_field(xml, "Message", msg, nmsg, NULL);
+}
+
+dp_err_t store_s3_http_error(const char *where, const char *method, long status, const char *body,
+                             int tries)
+{
+    char code[128], msg[512];
+    store_s3_error_fields(body, code, sizeof code, msg, sizeof msg);
+    if (status == 404 && strcmp(code, "NoSuchBucket"))
+        return dp_err_set(DP_ERR_NOTFOUND, "%s: not found (%s)", where, *code ? code : "HTTP 404");
+    if (status == 401 || status == 403) {
+        return dp_err_set(
+            DP_ERR_AUTH, "%s: %s: access denied by the server, check credentials (HTTP %ld %s%s%s)",
+            where, method, status, code, *msg ? ": " : "", msg);
+    }
+    return dp_err_set(DP_ERR_REMOTE, "%s: %s: HTTP %ld %s%s%s%s", where, method, status, code,
+                      *msg ? ": " : "", msg, tries > 1 ? " (gave up after retries)" : "");
+}
+
+dp_err_t store_s3_upload_id(const char *xml, const char *bucket, const char *key, char *id,
+                            size_t n)
+{
+    if (!xml || !store_xml_field(xml, "UploadId", id, n, NULL))
+        return dp_err_set(DP_ERR_FORMAT, "s3://%s/%s: no UploadId in the answer", bucket, key);
+    return DP_OK;
+}
+
+dp_err_t store_s3_complete_answer(const char *xml, const char *bucket, const char *key,
+                                  const unsigned char (*md5s)[16], int nparts)
+{
+    if (!xml) return DP_OK;
+    /* S3 may answer 200 and put the error in the body */
+    if (strstr(xml, "<Error>")) {
+        char code[128], msg[256];
+        store_s3_error_fields(xml, code, sizeof code, msg, sizeof msg);
+        return dp_err_set(DP_ERR_REMOTE, "s3://%s/%s: completing the upload: %s: %s", bucket, key,
+                          code, msg);
+    }
+    /* the ETag of a multipart object: MD5 of the parts' MD5s, "-N" */
+    char etag[72] = "";
+    store_xml_field(xml, "ETag", etag, sizeof etag, NULL);
+    char *e = etag[0] == '"' ? etag + 1 : etag;
+    size_t el = strlen(e);
+    if (el && e[el - 1] == '"') e[--el] = '\0';
+    char *dash = strchr(e, '-');
+    if (!dash) return DP_OK;
+    unsigned char all[16];
+    char hex[33];
+    store_md5(md5s, (size_t)nparts * 16, all);
+    store_hex(all, 16, hex);
+    *dash = '\0';
+    long n = strtol(dash + 1, NULL, 10); /* not atoi: "4294967297" is not 1 part */
+    if (strcasecmp(e, hex) || n != nparts)
+        return dp_err_set(DP_ERR_MISMATCH,
+                          "s3://%s/%s: multipart ETag %s-%s is not the MD5 of the %d parts sent",
+                          bucket, key, e, dash + 1, nparts);
+    return DP_OK;
+}
