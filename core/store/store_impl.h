@@ -51,6 +51,8 @@ dp_err_t store_uri_encode(store_buf_t *b, const char *s, int keep_slash);
 void store_sha256_hex(const void *data, size_t len, char out[65]);
 void store_md5(const void *data, size_t len, unsigned char out[16]);
 void store_hex(const unsigned char *in, size_t n, char *out);
+/* 1 when etag (hex, either case, no quotes) is the hex of md5. */
+int store_etag_matches(const char *etag, const unsigned char md5[16]);
 void store_base64(const unsigned char *in, size_t n, char *out);
 
 /* Text of the first <tag>...</tag> at or after *pos in xml, entities decoded,

@@ -619,16 +619,9 @@ static s3_req_t req_init(const char *method, const char *key)
     return r;
 }
 
-static int etag_matches(const char *etag, const unsigned char md5[16])
-{
-    char hex[33];
-    store_hex(md5, 16, hex);
-    return !strcasecmp(etag, hex);
-}
-
 static dp_err_t check_etag(s3_t *s3, const char *key, const char *etag, const unsigned char md5[16])
 {
-    if (!*etag || etag_matches(etag, md5)) return DP_OK;
+    if (!*etag || store_etag_matches(etag, md5)) return DP_OK;
     char hex[33];
     store_hex(md5, 16, hex);
     return dp_err_set(DP_ERR_MISMATCH, "s3://%s/%s: ETag %s does not match the MD5 %s sent",
@@ -695,7 +688,7 @@ static dp_err_t upload_part(s3_t *s3, const char *key, const char *upload_id, in
     if (!err) err = s3_request(s3, &r, &resp);
     if (!err && !resp.etag[0])
         err = dp_err_set(DP_ERR_FORMAT, "s3://%s/%s: part %d: no ETag", s3->bucket, key, num);
-    if (!err && !etag_matches(resp.etag, md5))
+    if (!err && !store_etag_matches(resp.etag, md5))
         err = dp_err_set(DP_ERR_MISMATCH, "s3://%s/%s: part %d: ETag %s is not the MD5 sent",
                          s3->bucket, key, num, resp.etag);
     store_buf_free(&resp.err);

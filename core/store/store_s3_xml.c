@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "store/store_impl.h"
@@ -141,12 +140,10 @@ dp_err_t store_s3_complete_answer(const char *xml, const char *bucket, const cha
     char *dash = strchr(e, '-');
     if (!dash) return DP_OK;
     unsigned char all[16];
-    char hex[33];
     store_md5(md5s, (size_t)nparts * 16, all);
-    store_hex(all, 16, hex);
     *dash = '\0';
     long n = strtol(dash + 1, NULL, 10); /* not atoi: "4294967297" is not 1 part */
-    if (strcasecmp(e, hex) || n != nparts)
+    if (!store_etag_matches(e, all) || n != nparts)
         return dp_err_set(DP_ERR_MISMATCH,
                           "s3://%s/%s: multipart ETag %s-%s is not the MD5 of the %d parts sent",
                           bucket, key, e, dash + 1, nparts);

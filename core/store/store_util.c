@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -87,6 +88,13 @@ void store_hex(const unsigned char *in, size_t n, char *out)
         out[2 * i + 1] = hex[in[i] & 15];
     }
     out[2 * n] = '\0';
+}
+
+int store_etag_matches(const char *etag, const unsigned char md5[16])
+{
+    char hex[33];
+    store_hex(md5, 16, hex);
+    return !strcasecmp(etag, hex);
 }
 
 void store_sha256_hex(const void *data, size_t len, char out[65])
