@@ -5,9 +5,11 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nn/act.h"
 #include "nn/adam.h"
@@ -432,37 +434,43 @@ static void init_weights(perf_gen_t *g)
     }
 }
 
-perf_gen_t *perf_gen_new(const perf_gen_config_t *cfg)
+/* What perf_gen_new allocates, in floats, from the config alone: the
+ * parameter, statistics, activation and workspace blocks, the packed weights,
+ * the eval forward's extra slice workspaces and, when trainable, gradients,
+ * Adam moments and activation gradients. */
+typedef struct gen_plan {
+    gen_dims_t dims, d1;
+    size_t nparams, nstats, nacts, ndacts, nws, nwws, npacked;
+    int nworkers;
+} gen_plan_t;
+
+static size_t g_memory_limit; /* bytes; 0: this machine's physical memory */
+
+static size_t physical_memory(void)
 {
-    perf_gen_t *g = NULL;
-    if (!cfg || cfg->max_batch < 1) {
-        dp_err_set(DP_ERR_INVALID, "perf_gen_new: no config or max_batch < 1");
-        return NULL;
-    }
-    g = calloc(1, sizeof *g);
-    if (!g) goto nomem;
-    g->cfg = *cfg;
-    if (dims_init(&g->dims, cfg, cfg->max_batch)) {
-        dp_err_set(DP_ERR_INVALID, "perf_gen_new: input %dx%dx%d width %d too small or invalid",
-                   cfg->c, cfg->h, cfg->w, cfg->width);
-        free(g);
-        return NULL;
-    }
-    walker_t wk = {.recs = g->recs};
-    layout_params(&wk, &g->p, &g->dims);
-    g->nparams = wk.np, g->nstats = wk.ns, g->ntensors = wk.nrec;
-    g->nacts = layout_acts(&g->a, NULL, &g->dims, cfg->max_batch, 0);
-    gen_dims_t d1; /* kernels may choose another strategy at n = 1 */
-    dims_init(&d1, cfg, 1);
-    g->nws = max_sz(workspace_size(&g->dims, cfg->max_batch), workspace_size(&d1, 1));
-    g->params = alloc_floats(g->nparams);
-    g->stats = alloc_floats(g->nstats);
-    g->acts = alloc_floats(g->nacts);
-    g->ws = alloc_floats(g->nws);
-    if (!g->params || !g->stats || !g->acts || !g->ws) goto nomem;
-    if (!(g->pk = calloc(1, sizeof *g->pk))) goto nomem;
-    if (!(g->pk->block = alloc_floats(layout_packed(g->pk, NULL, &g->dims)))) goto nomem;
-    layout_packed(g->pk, g->pk->block, &g->dims);
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    return pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz : SIZE_MAX;
+}
+
+void perf_gen_set_memory_limit(size_t bytes) { g_memory_limit = bytes; }
+
+size_t perf_gen_memory_limit(void) { return g_memory_limit ? g_memory_limit : physical_memory(); }
+
+/* -1 on a bad shape. */
+static int gen_plan(gen_plan_t *pl, const perf_gen_config_t *cfg)
+{
+    memset(pl, 0, sizeof *pl);
+    if (dims_init(&pl->dims, cfg, cfg->max_batch)) return -1;
+    walker_t wk = {0};
+    gen_params_t p;
+    layout_params(&wk, &p, &pl->dims);
+    pl->nparams = wk.np, pl->nstats = wk.ns;
+    gen_acts_t a;
+    pl->nacts = layout_acts(&a, NULL, &pl->dims, cfg->max_batch, 0);
+    dims_init(&pl->d1, cfg, 1); /* kernels may choose another strategy at n = 1 */
+    pl->nws = max_sz(workspace_size(&pl->dims, cfg->max_batch), workspace_size(&pl->d1, 1));
+    gen_packed_t pk;
+    pl->npacked = layout_packed(&pk, NULL, &pl->dims);
     /* An eval forward splits the batch into one slice per BLAS thread (at
      * most nworkers), run on the worker pool (each slice with a one-thread
      * BLAS): one workspace per slice. Each is sized for the largest slice of
@@ -470,16 +478,77 @@ perf_gen_t *perf_gen_new(const perf_gen_config_t *cfg)
      * at the forward than here. */
     int nt = nn_get_threads();
     nt = nt < cfg->max_batch ? nt : cfg->max_batch;
-    g->nworkers = nt < 1 ? 1 : nt > GEN_MAX_WORKERS ? GEN_MAX_WORKERS : nt;
-    if (g->nworkers > 1) {
+    pl->nworkers = nt < 1 ? 1 : nt > GEN_MAX_WORKERS ? GEN_MAX_WORKERS : nt;
+    if (pl->nworkers > 1) {
         gen_dims_t ds;
         dims_init(&ds, cfg, (cfg->max_batch + 1) / 2);
-        const size_t nws = max_sz(workspace_size(&ds, ds.enc[0].n), workspace_size(&d1, 1));
-        for (int i = 1; i < g->nworkers; i++)
-            if (!(g->wws[i] = alloc_floats(nws))) goto nomem;
+        pl->nwws = max_sz(workspace_size(&ds, ds.enc[0].n), workspace_size(&pl->d1, 1));
     }
+    if (!cfg->inference_only) pl->ndacts = layout_acts(&a, NULL, &pl->dims, cfg->max_batch, 1);
+    return 0;
+}
+
+static double plan_bytes(const gen_plan_t *pl, const perf_gen_config_t *cfg)
+{
+    double f = (double)pl->nparams + (double)pl->nstats + (double)pl->nacts + (double)pl->nws +
+               (double)pl->npacked + (double)(pl->nworkers - 1) * (double)pl->nwws;
+    if (!cfg->inference_only) f += 3.0 * (double)pl->nparams + (double)pl->ndacts;
+    return f * sizeof(float);
+}
+
+double perf_gen_memory_bytes(const perf_gen_config_t *cfg)
+{
+    gen_plan_t pl;
+    if (!cfg || cfg->max_batch < 1 || gen_plan(&pl, cfg)) return 0;
+    return plan_bytes(&pl, cfg);
+}
+
+perf_gen_t *perf_gen_new(const perf_gen_config_t *cfg)
+{
+    perf_gen_t *g = NULL;
+    if (!cfg || cfg->max_batch < 1) {
+        dp_err_set(DP_ERR_INVALID, "perf_gen_new: no config or max_batch < 1");
+        return NULL;
+    }
+    gen_plan_t pl;
+    if (gen_plan(&pl, cfg)) {
+        dp_err_set(DP_ERR_INVALID, "perf_gen_new: input %dx%dx%d width %d too small or invalid",
+                   cfg->c, cfg->h, cfg->w, cfg->width);
+        return NULL;
+    }
+    /* before any allocation: a crafted generator file must not get the
+     * gigabytes its shape implies (the last self-attention alone holds
+     * (H-5)^2 x (W-5)^2 floats per image) */
+    const double need = plan_bytes(&pl, cfg), limit = (double)perf_gen_memory_limit();
+    if (need > limit) {
+        dp_err_set(DP_ERR_INVALID,
+                   "perf_gen_new: a %dx%dx%d generator of width %d at batch %d needs %.3g GiB, "
+                   "above the limit of %.3g GiB%s",
+                   cfg->c, cfg->h, cfg->w, cfg->width, cfg->max_batch, need / 1073741824.0,
+                   limit / 1073741824.0, g_memory_limit ? "" : " (this machine's memory)");
+        return NULL;
+    }
+    g = calloc(1, sizeof *g);
+    if (!g) goto nomem;
+    g->cfg = *cfg;
+    g->dims = pl.dims;
+    walker_t wk = {.recs = g->recs};
+    layout_params(&wk, &g->p, &g->dims);
+    g->nparams = pl.nparams, g->nstats = pl.nstats, g->ntensors = wk.nrec;
+    g->nacts = pl.nacts, g->nws = pl.nws;
+    g->params = alloc_floats(g->nparams);
+    g->stats = alloc_floats(g->nstats);
+    g->acts = alloc_floats(g->nacts);
+    g->ws = alloc_floats(g->nws);
+    if (!g->params || !g->stats || !g->acts || !g->ws) goto nomem;
+    if (!(g->pk = calloc(1, sizeof *g->pk))) goto nomem;
+    if (!(g->pk->block = alloc_floats(pl.npacked))) goto nomem;
+    layout_packed(g->pk, g->pk->block, &g->dims);
+    g->nworkers = pl.nworkers;
+    for (int i = 1; i < g->nworkers; i++)
+        if (!(g->wws[i] = alloc_floats(pl.nwws))) goto nomem;
     if (!cfg->inference_only) {
-        g->ndacts = layout_acts(&g->da, NULL, &g->dims, cfg->max_batch, 1);
+        g->ndacts = pl.ndacts;
         g->grads = alloc_floats(g->nparams);
         g->adam_m = alloc_floats(g->nparams);
         g->adam_v = alloc_floats(g->nparams);

@@ -40,8 +40,16 @@ typedef struct perf_gen_config {
 perf_gen_config_t perf_gen_config_default(void);
 
 /* Returns a new object, caller destroys; NULL on a bad config (detail in
- * dp_err_detail()) or no memory. */
+ * dp_err_detail()), one that needs more than perf_gen_memory_limit() bytes,
+ * or no memory. */
 perf_gen_t *perf_gen_new(const perf_gen_config_t *cfg);
+/* Bytes perf_gen_new would allocate for cfg (0 on a bad config). */
+double perf_gen_memory_bytes(const perf_gen_config_t *cfg);
+/* The most perf_gen_new allocates: by default this machine's physical memory;
+ * perf_gen_set_memory_limit(0) restores that default. */
+size_t perf_gen_memory_limit(void);
+void perf_gen_set_memory_limit(size_t bytes);
+
 /* Accepts NULL; sets *g = NULL. */
 void perf_gen_destroy(perf_gen_t **g);
 

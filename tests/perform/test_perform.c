@@ -1,7 +1,8 @@
 /* core/perform: projections and their backward, random noise in the ball,
  * every method's outputs within the budget, the adnn gradient entry points
  * the baselines use, bit-identical training and resume, file round trips,
- * seed workers (the same bits whatever their number; parts, errors). */
+ * seed workers (the same bits whatever their number; parts, errors), the
+ * generator's memory limit. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "nn/nn.h"
+#include "nn/safetensors.h"
 #include "perform/perform.h"
 #include "perform/workers.h"
 #include "util/rng.h"
@@ -560,4 +562,58 @@ Test(perform, workers_parts_and_errors)
     cr_assert(ps.m[0] == m && ps.i0[0] == 0 && ps.n[0] == 5 && ps.blas[0] == blas);
     perf_workers_destroy(&w);
     adnn_model_destroy(&m);
+}
+
+/* A generator the memory cannot hold is refused before anything is
+ * allocated: perf_gen_new against the limit, and a crafted generator file
+ * whose metadata asks for 1x4096x4096 at width 1024 (within the loader's
+ * per-field bounds) gets an error naming the file and the size. */
+Test(perform, generator_memory_limit)
+{
+    perf_gen_config_t gc = perf_gen_config_default();
+    gc.width = 16, gc.max_batch = 8, gc.inference_only = 1;
+    const double need = perf_gen_memory_bytes(&gc);
+    cr_assert(need > 4.0 * (double)perf_gen_count_params(&gc), "need %g", need);
+    gc.inference_only = 0; /* gradients, two Adam moments, activation gradients */
+    cr_assert(perf_gen_memory_bytes(&gc) > need + 12.0 * (double)perf_gen_count_params(&gc));
+    gc.inference_only = 1;
+    perf_gen_set_memory_limit((size_t)need - 1);
+    perf_gen_t *g = perf_gen_new(&gc);
+    cr_assert_null(g);
+    cr_assert(strstr(dp_err_detail(), "1x28x28 generator of width 16 at batch 8 needs"), "%s",
+              dp_err_detail());
+    perf_gen_set_memory_limit((size_t)need);
+    g = perf_gen_new(&gc);
+    cr_assert_not_null(g, "%s", dp_err_detail());
+    perf_gen_destroy(&g);
+    perf_gen_set_memory_limit(0);
+    cr_assert(perf_gen_memory_limit() > ((size_t)1 << 28), "this machine's memory");
+
+    char gp[256];
+    snprintf(gp, sizeof gp, "%s/test_perform_big_%d.gen", DP_BINARY_DIR, (int)getpid());
+    st_writer_t *w = st_writer_new();
+    const char *kv[][2] = {{"format", "dp.perform.generator.v1"},
+                           {"c", "1"},
+                           {"h", "4096"},
+                           {"w", "4096"},
+                           {"width", "1024"},
+                           {"slope", "0.01"},
+                           {"res_slope", "0.01"},
+                           {"norm", "linf"},
+                           {"eps", "0.09"},
+                           {"l2_at_most", "0"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        cr_assert_eq(st_writer_set_metadata(w, kv[i][0], kv[i][1]), DP_OK);
+    float one = 1.0f;
+    int64_t shape = 1;
+    cr_assert_eq(st_writer_add_f32(w, "enc.0.weight", 1, &shape, &one), DP_OK);
+    cr_assert_eq(st_writer_write(w, gp), DP_OK, "%s", dp_err_detail());
+    st_writer_destroy(&w);
+    perf_budget_t b;
+    cr_assert_eq(perf_gen_load(gp, 32, &g, &b), DP_ERR_FORMAT);
+    cr_assert_null(g);
+    cr_assert(strstr(dp_err_detail(), gp) && strstr(dp_err_detail(), "1x4096x4096") &&
+                  strstr(dp_err_detail(), "GiB, above the limit"),
+              "%s", dp_err_detail());
+    unlink(gp);
 }
