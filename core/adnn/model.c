@@ -265,11 +265,10 @@ dp_err_t adnn_weights_save(const adnn_model_t *m, const char *path)
     return err;
 }
 
-dp_err_t adnn_weights_load(adnn_model_t *m, const char *path)
+static dp_err_t weights_read(adnn_model_t *m, const st_file_t *f)
 {
-    st_file_t *f = NULL;
-    dp_err_t err = st_open(path, &f);
-    if (err) return err;
+    dp_err_t err = DP_OK;
+    const char *path = st_path(f);
     for (size_t i = 0; i < m->ntensors && !err; i++) {
         adnn_tensor_info_t t;
         adnn_tensor_at(m, i, &t);
@@ -291,6 +290,15 @@ dp_err_t adnn_weights_load(adnn_model_t *m, const char *path)
             }
         }
     }
+    return err;
+}
+
+dp_err_t adnn_weights_load(adnn_model_t *m, const char *path)
+{
+    st_file_t *f = NULL;
+    dp_err_t err = st_open(path, &f);
+    if (err) return err;
+    err = weights_read(m, f);
     st_close(&f);
     return err;
 }
@@ -312,17 +320,64 @@ dp_err_t adnn_model_save(const adnn_model_t *m, const char *prefix)
     return err;
 }
 
+/* The floats a spec's model holds (parameters and buffers), from the
+ * counting build pass alone: no block is allocated. */
+static dp_err_t spec_count_floats(const adnn_spec_t *spec, size_t *out)
+{
+    dp_err_t err = adnn_spec_validate(spec);
+    if (err) return err;
+    const adnn_family_ops_t *ops = family_ops(spec->family);
+    if (!ops)
+        return dp_err_set(DP_ERR_UNSUPPORTED, "model family '%s' is not implemented yet",
+                          adnn_family_name(spec->family));
+    adnn_model_t *m = calloc(1, sizeof *m);
+    if (!m) return dp_err_set(DP_ERR_NOMEM, "out of memory building a model");
+    m->spec = *spec;
+    m->ops = ops;
+    err = ops->build(m);
+    *out = m->nparams + m->nbuffers;
+    adnn_model_destroy(&m);
+    return err;
+}
+
+/* Before the model's blocks are allocated: the weights file must hold at
+ * least as many floats as the spec needs, so a crafted spec (widths and
+ * shapes within adnn_spec_validate's bounds can ask for gigabytes) beside a
+ * small weights file is refused here, not after allocating and initialising
+ * 4x its parameter count. */
+static dp_err_t check_weights_cover(const adnn_spec_t *spec, const char *spec_path,
+                                    const st_file_t *f)
+{
+    size_t need = 0;
+    dp_err_t err = spec_count_floats(spec, &need);
+    if (err) return err;
+    size_t have = 0;
+    for (size_t i = 0; i < st_count(f); i++) {
+        st_tensor_t t;
+        if (st_tensor_at(f, i, &t) == DP_OK && t.dtype == ST_F32) have += t.numel;
+    }
+    if (have < need)
+        return dp_err_set(DP_ERR_MISMATCH,
+                          "%s: the %s model of %s needs %zu weights, the file holds %zu",
+                          st_path(f), adnn_family_name(spec->family), spec_path, need, have);
+    return DP_OK;
+}
+
 dp_err_t adnn_model_load(const char *prefix, adnn_model_t **out)
 {
     *out = NULL;
-    char p[4096];
+    char p[4096], wp[4096];
     adnn_spec_t spec;
     adnn_model_t *m = NULL;
+    st_file_t *f = NULL;
     dp_err_t err = join(p, sizeof p, prefix, ".pb");
+    if (!err) err = join(wp, sizeof wp, prefix, ".safetensors");
     if (!err) err = adnn_spec_read(p, &spec);
+    if (!err) err = st_open(wp, &f);
+    if (!err) err = check_weights_cover(&spec, p, f);
     if (!err) err = adnn_model_new(&spec, spec.seed, &m);
-    if (!err) err = join(p, sizeof p, prefix, ".safetensors");
-    if (!err) err = adnn_weights_load(m, p);
+    if (!err) err = weights_read(m, f);
+    st_close(&f);
     if (err) {
         adnn_model_destroy(&m);
         return err;

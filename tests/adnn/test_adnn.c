@@ -148,6 +148,33 @@ Test(adnn, malformed_weights_name_the_problem)
     adnn_model_destroy(&m);
 }
 
+/* A spec that needs more weights than its weights file holds is refused
+ * before the model's blocks are allocated: widths within the spec's bounds
+ * can ask for gigabytes. */
+Test(adnn, spec_larger_than_its_weights)
+{
+    adnn_model_t *m = new_sdn(0.9f, 33);
+    char pre[256], path[300];
+    adnn_test_tmp_prefix(pre, sizeof pre, "adnn", "big");
+    cr_assert_eq(adnn_model_save(m, pre), DP_OK, "%s", dp_err_detail());
+    adnn_model_t *l = NULL;
+    cr_assert_eq(adnn_model_load(pre, &l), DP_OK, "%s", dp_err_detail());
+    adnn_model_destroy(&l);
+    adnn_spec_t s = *adnn_model_spec(m);
+    for (int i = 0; i < ADNN_MAX_STAGES; i++)
+        if (s.widths[i]) s.widths[i] *= 4;
+    snprintf(path, sizeof path, "%s.pb", pre);
+    cr_assert_eq(adnn_spec_write(&s, path), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(adnn_model_load(pre, &l), DP_ERR_MISMATCH, "%s", dp_err_detail());
+    cr_assert_null(l);
+    char want[800];
+    snprintf(want, sizeof want, "%s.safetensors: the sdn-resnet model of %s needs ", pre, path);
+    cr_assert(strstr(dp_err_detail(), want) && strstr(dp_err_detail(), "weights, the file holds"),
+              "%s", dp_err_detail());
+    adnn_test_remove(pre);
+    adnn_model_destroy(&m);
+}
+
 Test(adnn, training_lowers_the_loss)
 {
     adnn_model_t *m = new_sdn(0.9f, 41);
