@@ -1,13 +1,11 @@
 /* Helpers shared by the user commands (cli_util.h). */
 #include "cli_util.h"
 
-#include <errno.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "util/path.h"
 
 static const char *g_prog = "dp";
 
@@ -66,22 +64,9 @@ int cli_need(const char *cmd, const char *what, const void *v)
 
 int cli_out_dir_ok(const char *flag, const char *path)
 {
-    char *copy = strdup(path);
-    if (!copy) return 1; /* the write reports it */
-    const char *dir = dirname(copy);
-    struct stat st;
-    int ok = 0;
-    if (stat(dir, &st) != 0)
-        fprintf(stderr, "%s: %s %s: the directory %s does not exist\n", g_prog, flag, path, dir);
-    else if (!S_ISDIR(st.st_mode))
-        fprintf(stderr, "%s: %s %s: %s is not a directory\n", g_prog, flag, path, dir);
-    else if (access(dir, W_OK | X_OK) != 0)
-        fprintf(stderr, "%s: %s %s: the directory %s is not writable: %s\n", g_prog, flag, path,
-                dir, strerror(errno));
-    else
-        ok = 1;
-    free(copy);
-    return ok;
+    if (dp_path_parent_writable(path) == DP_OK) return 1;
+    fprintf(stderr, "%s: %s %s: %s\n", g_prog, flag, path, dp_err_detail());
+    return 0;
 }
 
 const char *cli_base_name(const char *p)

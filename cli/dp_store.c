@@ -2,15 +2,14 @@
  * file://) from the shell. Only parses options and calls core/store. */
 #include <errno.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "store/store.h"
+#include "util/path.h"
 #include "util/log.h"
 
 enum { EXIT_USAGE = 2, EXIT_NOTFOUND = 3, EXIT_AUTH = 4 };
@@ -88,20 +87,6 @@ static int read_stdin(char **data, size_t *len)
     free(p);
     fprintf(stderr, "dp-store: reading stdin: %s\n", strerror(errno));
     return -1;
-}
-
-/* 1 when the directory path would be written in exists, else 0 after a line
- * naming it. */
-static int local_dir_exists(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy) return 1; /* the store reports it */
-    const char *dir = dirname(copy);
-    struct stat st;
-    int ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
-    if (!ok) fprintf(stderr, "dp-store: %s: the local directory %s does not exist\n", path, dir);
-    free(copy);
-    return ok;
 }
 
 /* ls: "s3://bucket" and "s3://bucket/prefix" both work. */
@@ -221,8 +206,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "dp-store: %s: cannot read the local file: %s\n", argv[1], strerror(errno));
         return EXIT_FAILURE;
     }
-    if (!strcmp(cmd, "get") && strcmp(argv[2], "-") && !local_dir_exists(argv[2]))
+    if (!strcmp(cmd, "get") && strcmp(argv[2], "-") && dp_path_parent_writable(argv[2])) {
+        fprintf(stderr, "dp-store: %s: %s\n", argv[2], dp_err_detail());
         return EXIT_FAILURE;
+    }
 
     const char *uri = !strcmp(cmd, "put") ? argv[2] : argv[1];
     dp_store_t *s = NULL;

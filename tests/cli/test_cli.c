@@ -331,7 +331,8 @@ static const struct {
     {"@/garbage_pb", "@/garbage_pb.pb: not a dp.v1.ModelSpec protobuf"},
     {"@/garbage_st", "cannot load the model: value out of range: @/garbage_st.safetensors"},
     {"@/truncated", "cannot load the model: truncated data: @/truncated.safetensors"},
-    {"@/mixed", "cannot load the model: not found: @/mixed.safetensors: no tensor"},
+    {"@/mixed", "cannot load the model: mismatch: @/mixed.safetensors: the sdn-resnet model of "
+                "@/mixed.pb needs 202065 weights, the file holds 195208"},
     {"@/empty", "@/empty.pb: ModelSpec has no input shape"},
 };
 
@@ -972,7 +973,7 @@ Test(cli_store, bad_uris_and_s3)
          "dp-store: @/nonexistent.local: cannot read the local file: No such file",
          {"put", "@/nonexistent.local", "file://@/s/k"}},
         {1,
-         "dp-store: @/no/dir/o: the local directory @/no/dir does not exist",
+         "dp-store: @/no/dir/o: the directory @/no/dir does not exist",
          {"get", "file://@/s/k", "@/no/dir/o"}},
         {4,
          "s3://bucket/key: authentication failed: s3://bucket: no credentials: set "

@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/path.h"
 #include "util/rng.h"
 
 Test(err, strerror_and_detail)
@@ -130,4 +132,30 @@ Test(clock, monotonic)
     uint64_t b = dp_clock_ns();
     cr_assert(b >= a);
     cr_assert(s > 0);
+}
+
+Test(path, parent_writable)
+{
+    char dir[] = "/tmp/dp-path-XXXXXX", p[128];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(p, sizeof p, "%s/out.st", dir);
+    cr_assert_eq(dp_path_parent_writable(p), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(dp_path_parent_writable("relative-name"), DP_OK, "the working directory");
+    snprintf(p, sizeof p, "%s/no/out.st", dir);
+    cr_assert_eq(dp_path_parent_writable(p), DP_ERR_NOTFOUND);
+    char want[160];
+    snprintf(want, sizeof want, "the directory %s/no does not exist", dir);
+    cr_assert_str_eq(dp_err_detail(), want);
+    /* a file where the directory should be */
+    snprintf(p, sizeof p, "%s/f", dir);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/f/out.st", dir);
+    cr_assert_eq(dp_path_parent_writable(p), DP_ERR_INVALID);
+    snprintf(want, sizeof want, "%s/f is not a directory", dir);
+    cr_assert_str_eq(dp_err_detail(), want);
+    snprintf(p, sizeof p, "%s/f", dir);
+    unlink(p);
+    rmdir(dir);
 }

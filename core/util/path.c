@@ -1,0 +1,25 @@
+#include "util/path.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+dp_err_t dp_path_parent_writable(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy) return dp_err_set(DP_ERR_NOMEM, "out of memory checking %s", path);
+    const char *dir = dirname(copy);
+    struct stat st;
+    dp_err_t err = DP_OK;
+    if (stat(dir, &st) != 0)
+        err = dp_err_set(DP_ERR_NOTFOUND, "the directory %s does not exist", dir);
+    else if (!S_ISDIR(st.st_mode))
+        err = dp_err_set(DP_ERR_INVALID, "%s is not a directory", dir);
+    else if (access(dir, W_OK | X_OK) != 0)
+        err = dp_err_set(DP_ERR_IO, "the directory %s is not writable: %s", dir, strerror(errno));
+    free(copy);
+    return err;
+}
