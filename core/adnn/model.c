@@ -141,9 +141,9 @@ static void init_tensors(adnn_model_t *m, uint64_t seed)
     }
 }
 
-/* A model of spec with every tensor registered and pointed, the blocks
- * zeroed and no weights initialised yet. */
-static dp_err_t model_alloc(const adnn_spec_t *spec, adnn_model_t **out)
+/* A model of spec after the counting build pass: every tensor registered,
+ * nparams and nbuffers known, no block allocated. */
+static dp_err_t model_counted(const adnn_spec_t *spec, adnn_model_t **out)
 {
     *out = NULL;
     dp_err_t err = adnn_spec_validate(spec);
@@ -156,8 +156,23 @@ static dp_err_t model_alloc(const adnn_spec_t *spec, adnn_model_t **out)
     if (!m) return dp_err_set(DP_ERR_NOMEM, "out of memory building a model");
     m->spec = *spec;
     m->ops = ops;
-    err = ops->build(m);
-    if (err) goto fail;
+    if ((err = ops->build(m))) {
+        adnn_model_destroy(&m);
+        return err;
+    }
+    *out = m;
+    return DP_OK;
+}
+
+/* A model of spec with every tensor registered and pointed, the blocks
+ * zeroed and no weights initialised yet. */
+static dp_err_t model_alloc(const adnn_spec_t *spec, adnn_model_t **out)
+{
+    *out = NULL;
+    adnn_model_t *m = NULL;
+    dp_err_t err = model_counted(spec, &m);
+    if (err) return err;
+    const adnn_family_ops_t *ops = m->ops;
     size_t counted = m->ntensors;
     m->params = calloc(4 * m->nparams + m->nbuffers + 1, sizeof(float));
     if (!m->params || m->ntensors == 0) {
@@ -324,20 +339,12 @@ dp_err_t adnn_model_save(const adnn_model_t *m, const char *prefix)
  * counting build pass alone: no block is allocated. */
 static dp_err_t spec_count_floats(const adnn_spec_t *spec, size_t *out)
 {
-    dp_err_t err = adnn_spec_validate(spec);
+    adnn_model_t *m = NULL;
+    dp_err_t err = model_counted(spec, &m);
     if (err) return err;
-    const adnn_family_ops_t *ops = family_ops(spec->family);
-    if (!ops)
-        return dp_err_set(DP_ERR_UNSUPPORTED, "model family '%s' is not implemented yet",
-                          adnn_family_name(spec->family));
-    adnn_model_t *m = calloc(1, sizeof *m);
-    if (!m) return dp_err_set(DP_ERR_NOMEM, "out of memory building a model");
-    m->spec = *spec;
-    m->ops = ops;
-    err = ops->build(m);
     *out = m->nparams + m->nbuffers;
     adnn_model_destroy(&m);
-    return err;
+    return DP_OK;
 }
 
 /* Before the model's blocks are allocated: the weights file must hold at
