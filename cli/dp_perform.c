@@ -439,12 +439,14 @@ static int cmd_baseline(opts_t *o)
         c.iters = (int)o->iters;
         c.batch = (int)o->batch;
         c.workers = workers;
+        c.progress_every = o->quiet ? 0 : 5.0;
         err = perf_ilfo(m, &b, &c, x, s);
     } else {
         perf_sloth_config_t c = perf_sloth_config_default();
         c.batch = (int)o->batch;
         c.seed = (uint64_t)o->seed;
         c.workers = workers;
+        c.progress_every = o->quiet ? 0 : 5.0;
         err = perf_deepsloth(m, &b, &c, x, s);
     }
     rc = 1;

@@ -3,6 +3,7 @@
  * ball, ILFO (per-input SGD) and DeepSloth (early-exit networks), and the
  * sample sets they fill (safetensors files). */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,12 +298,32 @@ typedef struct method_job {
     const void *cfg; /* perf_ilfo_config_t or perf_sloth_config_t */
     const float *x;
     perf_samples_t *s;
+    /* progress: seeds finished by every part; part 0 (on the caller's
+     * thread) prints a line at most every `every` seconds (0: none) */
+    const char *name;
+    double every;
+    atomic_int done;
+    double t0, last;
 } method_job_t;
+
+/* After a part finished nb seeds: counts them, and part 0 says how far the
+ * whole run is ("ilfo: 320/1000 seeds, 41 s, about 87 s left"). */
+static void method_progress(method_job_t *j, const perf_part_t *pt, int nb)
+{
+    int done = atomic_fetch_add(&j->done, nb) + nb;
+    if (j->every <= 0 || pt->index != 0) return;
+    double now = dp_clock_s(), t = now - j->t0;
+    if (now - j->last < j->every || done >= j->s->n) return;
+    j->last = now;
+    printf("%s: %d/%d seeds, %.0f s, about %.0f s left\n", j->name, done, j->s->n, t,
+           t * (j->s->n - done) / (done > 0 ? done : 1));
+    fflush(stdout);
+}
 
 /* ILFO on the seeds of one part, batch by batch. */
 static dp_err_t ilfo_part(const perf_part_t *pt, void *arg)
 {
-    const method_job_t *j = arg;
+    method_job_t *j = arg;
     const perf_budget_t *b = j->b;
     const perf_ilfo_config_t *cfg = j->cfg;
     perf_samples_t *s = j->s;
@@ -345,6 +366,7 @@ static dp_err_t ilfo_part(const perf_part_t *pt, void *arg)
         }
         project_ball(b, delta, nb, d); /* Linf: clamp to [-eps, eps] */
         perf_apply(xi, delta, s->xadv + (size_t)i0 * d, len);
+        method_progress(j, pt, nb);
     }
 done:
     free(delta);
@@ -362,6 +384,8 @@ static dp_err_t run_method(adnn_model_t *m, int workers, int batch, perf_part_fn
 {
     perf_workers_t *w = NULL;
     double t0 = dp_clock_s();
+    j->t0 = j->last = t0;
+    atomic_init(&j->done, 0);
     dp_err_t err = perf_workers_new(m, workers, j->s->n, batch > 0 ? batch : 1, &w);
     if (!err) err = perf_workers_run(w, fn, j);
     if (!err) {
@@ -376,7 +400,8 @@ dp_err_t perf_ilfo(adnn_model_t *m, const perf_budget_t *b, const perf_ilfo_conf
                    const float *x, perf_samples_t *s)
 {
     fill_header(m, b, PERF_METHOD_ILFO, s);
-    method_job_t j = {b, cfg, x, s};
+    method_job_t j = {
+        .b = b, .cfg = cfg, .x = x, .s = s, .name = "ilfo", .every = cfg->progress_every};
     return run_method(m, cfg->workers, cfg->batch, ilfo_part, &j);
 }
 
@@ -421,7 +446,7 @@ static double sloth_loss(const float *logits, int n, int E, int K, float *dl)
 /* DeepSloth on the seeds of one part, batch by batch. */
 static dp_err_t sloth_part(const perf_part_t *pt, void *arg)
 {
-    const method_job_t *j = arg;
+    method_job_t *j = arg;
     const perf_budget_t *b = j->b;
     const perf_sloth_config_t *cfg = j->cfg;
     perf_samples_t *s = j->s;
@@ -475,6 +500,7 @@ static dp_err_t sloth_part(const perf_part_t *pt, void *arg)
             project_ball(b, delta, nb, d);
         }
         perf_apply(xi, delta, s->xadv + (size_t)i0 * d, len);
+        method_progress(j, pt, nb);
     }
 done:
     free(delta);
@@ -495,6 +521,7 @@ dp_err_t perf_deepsloth(adnn_model_t *m, const perf_budget_t *b, const perf_slot
         return dp_err_set(DP_ERR_UNSUPPORTED, "DeepSloth needs an early-exit network, not %s",
                           adnn_family_name(sp->family));
     fill_header(m, b, PERF_METHOD_DEEPSLOTH, s);
-    method_job_t j = {b, cfg, x, s};
+    method_job_t j = {
+        .b = b, .cfg = cfg, .x = x, .s = s, .name = "deepsloth", .every = cfg->progress_every};
     return run_method(m, cfg->workers, cfg->batch, sloth_part, &j);
 }

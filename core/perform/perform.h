@@ -208,16 +208,17 @@ dp_err_t perf_random(adnn_model_t *m, const perf_budget_t *b, uint64_t seed, con
                      perf_samples_t *s, int workers);
 
 typedef struct perf_ilfo_config {
-    int iters;    /* 300 */
-    float lr;     /* 0.01 */
-    float weight; /* 1e6 */
-    float margin; /* 0.5 */
-    int batch;    /* inputs optimised together (independent losses) */
-    int workers;  /* 1: seed workers, as perf_samples_measure's, but each part
-                     whole batches (at most ceil(n / batch) parts), so every
-                     batch holds the same seeds and x' the same bits whatever
-                     workers (with OpenBLAS at one thread, as the workers
-                     run); the measuring step runs on the same workers */
+    int iters;             /* 300 */
+    float lr;              /* 0.01 */
+    float weight;          /* 1e6 */
+    float margin;          /* 0.5 */
+    int batch;             /* inputs optimised together (independent losses) */
+    int workers;           /* 1: seed workers, as perf_samples_measure's, but each part
+                              whole batches (at most ceil(n / batch) parts), so every
+                              batch holds the same seeds and x' the same bits whatever
+                              workers (with OpenBLAS at one thread, as the workers
+                              run); the measuring step runs on the same workers */
+    double progress_every; /* seconds between progress lines on stdout (0: none) */
 } perf_ilfo_config_t;
 perf_ilfo_config_t perf_ilfo_config_default(void);
 dp_err_t perf_ilfo(adnn_model_t *m, const perf_budget_t *b, const perf_ilfo_config_t *cfg,
@@ -232,7 +233,8 @@ typedef struct perf_sloth_config {
     float l2_lr_min;  /* 0.01 */
     int batch;
     uint64_t seed;
-    int workers; /* 1: seed workers, as perf_ilfo_config_t's (whole batches) */
+    int workers;           /* 1: seed workers, as perf_ilfo_config_t's (whole batches) */
+    double progress_every; /* as perf_ilfo_config_t's */
 } perf_sloth_config_t;
 perf_sloth_config_t perf_sloth_config_default(void);
 /* Early-exit families only (DP_ERR_UNSUPPORTED otherwise). */

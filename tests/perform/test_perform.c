@@ -4,6 +4,7 @@
  * seed workers (the same bits whatever their number; parts, errors), the
  * generator's memory limit. */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -616,4 +617,43 @@ Test(perform, generator_memory_limit)
                   strstr(dp_err_detail(), "GiB, above the limit"),
               "%s", dp_err_detail());
     unlink(gp);
+}
+
+/* Progress lines of a baseline run: part 0 reports the seeds every part has
+ * finished, after each of its batches but the last (here 3 of 2 seeds). */
+Test(perform, baseline_progress_lines, .init = cr_redirect_stdout)
+{
+    adnn_model_t *m = load_sdn();
+    float *x = seeds(6, 91);
+    perf_samples_t *s = perf_samples_new(6, 1, 28, 28);
+    for (int i = 0; i < 6; i++) s->seed_index[i] = i;
+    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    perf_ilfo_config_t c = perf_ilfo_config_default();
+    c.iters = 2, c.batch = 2, c.progress_every = 1e-9;
+    cr_assert_eq(perf_ilfo(m, &b, &c, x, s), DP_OK, "%s", dp_err_detail());
+    perf_sloth_config_t sc = perf_sloth_config_default();
+    sc.linf_steps = 2, sc.batch = 3; /* quiet by default */
+    cr_assert_eq(perf_deepsloth(m, &b, &sc, x, s), DP_OK, "%s", dp_err_detail());
+    sc.progress_every = 1e-9;
+    cr_assert_eq(perf_deepsloth(m, &b, &sc, x, s), DP_OK, "%s", dp_err_detail());
+    fflush(stdout);
+    char out[1024] = {0};
+    size_t len = fread(out, 1, sizeof out - 1, cr_get_redirected_stdout());
+    out[len] = '\0';
+    const char *want[] = {"ilfo: 2/6 seeds, ", "ilfo: 4/6 seeds, ", "deepsloth: 3/6 seeds, "};
+    const char *at = out;
+    for (int i = 0; i < 3; i++) {
+        const char *f = strstr(at, want[i]);
+        cr_assert_not_null(f, "no '%s' in order in:\n%s", want[i], out);
+        at = f + strlen(want[i]);
+    }
+    cr_assert_null(strstr(out, "6/6"), "a line for the last batch:\n%s", out);
+    cr_assert(strstr(out, " s left\n"), "%s", out);
+    /* three lines in all: the quiet DeepSloth run printed none */
+    int lines = 0;
+    for (const char *p = out; *p; p++) lines += *p == '\n';
+    cr_assert_eq(lines, 3, "%s", out);
+    perf_samples_destroy(&s);
+    adnn_model_destroy(&m);
+    free(x);
 }
