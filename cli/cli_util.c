@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "util/path.h"
 
@@ -66,6 +67,22 @@ int cli_out_dir_ok(const char *flag, const char *path)
 {
     if (dp_path_parent_writable(path) == DP_OK) return 1;
     fprintf(stderr, "%s: %s %s: %s\n", g_prog, flag, path, dp_err_detail());
+    return 0;
+}
+
+int cli_out_file_ok(const char *flag, const char *path)
+{
+    if (dp_path_file_writable(path) == DP_OK) return 1;
+    fprintf(stderr, "%s: %s %s: %s\n", g_prog, flag, path, dp_err_detail());
+    return 0;
+}
+
+int cli_out_not_input(const char *flag, const char *out, const char *what, const char *in)
+{
+    struct stat a, b;
+    if (stat(out, &a) != 0 || stat(in, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+        return 1;
+    fprintf(stderr, "%s: %s %s is %s, it would be overwritten\n", g_prog, flag, out, what);
     return 0;
 }
 

@@ -36,6 +36,15 @@ int cli_need(const char *cmd, const char *what, const void *v);
  * output flags, checked before hours of work rather than at the end. */
 int cli_out_dir_ok(const char *flag, const char *path);
 
+/* cli_out_dir_ok for an output file: also 0 when path is empty, ends in '/'
+ * or is a directory ("PROG: FLAG PATH: it is a directory"). */
+int cli_out_file_ok(const char *flag, const char *path);
+
+/* 1 when out is not the file in (or either does not exist yet), else 0 after
+ * "PROG: FLAG OUT is WHAT, it would be overwritten" on stderr: an output must
+ * not replace an input of the same run. */
+int cli_out_not_input(const char *flag, const char *out, const char *what, const char *in);
+
 /* The part of path p after its last '/'; borrowed from p. */
 const char *cli_base_name(const char *p);
 

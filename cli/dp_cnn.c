@@ -340,7 +340,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (save && !cli_out_dir_ok("--save", save)) return 1;
+    if (save && !cli_out_file_ok("--save", save)) return 1;
     nn_set_threads((int)threads);
 
     dp_dataset_t *train = NULL, *test = NULL;

@@ -242,6 +242,16 @@ static int check_shape(const adnn_model_t *m, const dp_dataset_t *d, const char 
     return 1;
 }
 
+/* 1 when --out is neither file of --model, else 0 after a line naming it. */
+static int out_not_model(const opts_t *o)
+{
+    char pb[4096], st[4096];
+    snprintf(pb, sizeof pb, "%s.pb", o->model);
+    snprintf(st, sizeof st, "%s.safetensors", o->model);
+    return cli_out_not_input("--out", o->out, "the --model spec", pb) &&
+           cli_out_not_input("--out", o->out, "the --model weights", st);
+}
+
 /* Model and the seed images of the test split: the caller destroys both. */
 static int load_model_seeds(const opts_t *o, adnn_model_t **m, dp_dataset_t **test,
                             perf_samples_t **s)
@@ -288,7 +298,8 @@ static int cmd_train(opts_t *o)
     if (cli_need("train", "--model", o->model) || cli_need("train", "--out", o->out) ||
         cli_need("train", "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL))
         return 2;
-    if (!cli_out_dir_ok("--out", o->out) || (o->ckpt && !cli_out_dir_ok("--checkpoint", o->ckpt)))
+    if (!cli_out_file_ok("--out", o->out) || !out_not_model(o) ||
+        (o->ckpt && !cli_out_file_ok("--checkpoint", o->ckpt)))
         return 1;
     if (o->batch < 2) { /* BatchNorm's training statistics need two images */
         fprintf(stderr, "dp-perform train: --batch must be >= 2 for training, got %ld\n", o->batch);
@@ -374,7 +385,9 @@ static int cmd_generate(opts_t *o)
     if (cli_need("generate", "--model", o->model) || cli_need("generate", "--gen", o->gen) ||
         cli_need("generate", "--out", o->out))
         return 2;
-    if (!cli_out_dir_ok("--out", o->out)) return 1;
+    if (!cli_out_file_ok("--out", o->out) || !out_not_model(o) ||
+        !cli_out_not_input("--out", o->out, "the --gen generator", o->gen))
+        return 1;
     adnn_model_t *m = NULL;
     dp_dataset_t *test = NULL;
     perf_samples_t *s = NULL;
@@ -413,7 +426,7 @@ static int cmd_baseline(opts_t *o)
         cli_need("baseline", "--out", o->out) ||
         cli_need("baseline", "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL))
         return 2;
-    if (!cli_out_dir_ok("--out", o->out)) return 1;
+    if (!cli_out_file_ok("--out", o->out) || !out_not_model(o)) return 1;
     int meth = perf_method_parse(o->method);
     if (meth <= PERF_METHOD_DEEPPERFORM) {
         fprintf(stderr, "dp-perform baseline: --method is random, ilfo or deepsloth\n");

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -99,7 +100,7 @@ static int cmd_ls(const char *uri, const dp_store_settings_t *st)
         char root[128];
         snprintf(root, sizeof root, "%s", uri);
         size_t n = strlen(root);
-        if (n && root[n - 1] == '/') root[n - 1] = '\0';
+        if (n > 5 && root[n - 1] == '/') root[n - 1] = '\0'; /* not the one of "s3://" */
         err = dp_store_new(root, st, &s);
         if (!err && !(prefix = strdup(""))) err = DP_ERR_NOMEM;
     } else {
@@ -202,11 +203,17 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "ls")) return cmd_ls(argv[1], &st);
 
     /* Local paths first: exit 3 means the object is missing, never a local file. */
-    if (!strcmp(cmd, "put") && strcmp(argv[1], "-") && access(argv[1], R_OK) != 0) {
+    struct stat lst;
+    if (!strcmp(cmd, "put") && strcmp(argv[1], "-") &&
+        (access(argv[1], R_OK) != 0 || stat(argv[1], &lst) != 0)) {
         fprintf(stderr, "dp-store: %s: cannot read the local file: %s\n", argv[1], strerror(errno));
         return EXIT_FAILURE;
     }
-    if (!strcmp(cmd, "get") && strcmp(argv[2], "-") && dp_path_parent_writable(argv[2])) {
+    if (!strcmp(cmd, "put") && strcmp(argv[1], "-") && !S_ISREG(lst.st_mode)) {
+        fprintf(stderr, "dp-store: %s: the local file is not a regular file\n", argv[1]);
+        return EXIT_FAILURE;
+    }
+    if (!strcmp(cmd, "get") && strcmp(argv[2], "-") && dp_path_file_writable(argv[2])) {
         fprintf(stderr, "dp-store: %s: %s\n", argv[2], dp_err_detail());
         return EXIT_FAILURE;
     }

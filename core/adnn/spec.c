@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "adnn/adnn.h"
 #include "dp/v1/model.pb-c.h"
@@ -303,6 +304,11 @@ dp_err_t adnn_spec_read(const char *path, adnn_spec_t *out)
     if (!f)
         return dp_err_set(errno == ENOENT ? DP_ERR_NOTFOUND : DP_ERR_IO, "%s: %s", path,
                           strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return dp_err_set(DP_ERR_IO, "%s: not a regular file", path);
+    }
     uint8_t *buf = NULL;
     size_t len = 0, cap = 0;
     dp_err_t err = DP_OK;

@@ -23,3 +23,14 @@ dp_err_t dp_path_parent_writable(const char *path)
     free(copy);
     return err;
 }
+
+dp_err_t dp_path_file_writable(const char *path)
+{
+    size_t n = strlen(path);
+    struct stat st;
+    if (n == 0) return dp_err_set(DP_ERR_INVALID, "an empty path");
+    if (path[n - 1] == '/') return dp_err_set(DP_ERR_INVALID, "no file name after the last '/'");
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return dp_err_set(DP_ERR_INVALID, "it is a directory");
+    return dp_path_parent_writable(path);
+}

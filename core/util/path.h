@@ -12,4 +12,12 @@
  * output path fails at once, not after the work. */
 dp_err_t dp_path_parent_writable(const char *path);
 
+/* DP_OK when a file can be written (or replaced) at path: it names a file
+ * (not empty, no trailing '/'), is not a directory, and its directory passes
+ * dp_path_parent_writable. Otherwise an error whose detail says which ("an
+ * empty path", "no file name after the last '/'", "it is a directory", or
+ * dp_path_parent_writable's); the caller adds the path. For output files;
+ * dp_path_parent_writable alone for a prefix that several files extend. */
+dp_err_t dp_path_file_writable(const char *path);
+
 #endif

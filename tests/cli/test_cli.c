@@ -621,9 +621,29 @@ Test(cli_perform, bad_files)
         {1,
          "dp-perform: --out @/no/dir/x.st: the directory @/no/dir does not exist",
          {GENERATE_ARGS, "--data-dir", "@/d28", "--out", "@/no/dir/x.st"}},
+        /* an output that cannot be a file: refused before the work, not at the save */
+        {1, "dp-perform: --out @/d28: it is a directory", {BASELINE_ARGS, "--out", "@/d28"}},
+        {1, "dp-perform: --out @/d28: it is a directory", {GENERATE_ARGS, "--out", "@/d28"}},
+        {1, "dp-perform: --out @/: no file name after the last '/'", {TRAIN_ARGS, "--out", "@/"}},
+        {1, "dp-perform: --out : an empty path", {TRAIN_ARGS, "--out", ""}},
+        {1,
+         "dp-perform: --checkpoint @/d28: it is a directory",
+         {TRAIN_ARGS, "--data-dir", "@/d28", "--checkpoint", "@/d28"}},
+        /* an output that is an input of the run */
+        {1,
+         "dp-perform: --out @/mc.safetensors is the --model weights, it would be overwritten",
+         {BASELINE_ARGS, "--model", "@/mc", "--out", "@/mc.safetensors"}},
+        {1,
+         "dp-perform: --out @/mc.pb is the --model spec, it would be overwritten",
+         {TRAIN_ARGS, "--model", "@/mc", "--out", "@/mc.pb"}},
     };
+    copy_file(SDN ".pb", tmp("mc.pb"), SIZE_MAX);
+    copy_file(SDN ".safetensors", tmp("mc.safetensors"), SIZE_MAX);
     RUN_CASES(PERFORM, cases);
     cr_assert_not(exists(tmp("x.st")) || exists(tmp("g.st")), "a failed command wrote its output");
+    cr_assert_not(exists(tmp("d28.ckpt")) || exists(tmp(".ckpt")), "a failed train checkpointed");
+    struct stat st;
+    cr_assert(stat(tmp("mc.safetensors"), &st) == 0 && st.st_size > 100000, "the model was lost");
 }
 
 /* Generator files that cannot be used (the seeds come from the 28x28
@@ -651,6 +671,9 @@ Test(cli_perform, bad_generators)
          "@/small.st: generator config rejected: perf_gen_new: input 1x4x4 width 8 too small",
          {GEN("@/small.st")}},
         {1, "@/empty.st: no tensor", {GEN("@/empty.st")}},
+        {1,
+         "dp-perform: --out @/ckpt.st is the --gen generator, it would be overwritten",
+         {GEN("@/ckpt.st"), "--out", "@/ckpt.st"}},
     };
 #undef GEN
     /* a sample set given as a generator */
@@ -659,6 +682,11 @@ Test(cli_perform, bad_generators)
     proc_free(&p);
     RUN_CASES(PERFORM, cases);
     cr_assert_not(exists(tmp("x.st")), "a failed command wrote its output");
+    st_file_t *f = NULL;
+    cr_assert_eq(st_open(tmp("ckpt.st"), &f), DP_OK, "the --gen file was lost: %s",
+                 dp_err_detail());
+    cr_assert_str_eq(st_metadata(f, "format"), "dp.perform.checkpoint.v1");
+    st_close(&f);
 }
 
 /* Every sample set must hold n inputs of the method and budget, from the
@@ -981,6 +1009,11 @@ Test(cli_store, bad_uris_and_s3)
          {"put", "@/f", "s3://bucket/key"}},
         {4, "no credentials", {"get", "s3://bucket/key", "@/o"}},
         {4, "no credentials", {"ls", "s3://bucket"}},
+        /* a local path that cannot be the file: refused before the transfer */
+        {1, "dp-store: @/s: it is a directory", {"get", "file://@/s/k", "@/s"}},
+        {1, "dp-store: : an empty path", {"get", "file://@/s/k", ""}},
+        {1, "dp-store: @/s: the local file is not a regular file", {"put", "@/s", "file://@/s/d"}},
+        {1, "dp-store: s3://: invalid argument: s3://: bad bucket name", {"ls", "s3://"}},
         {1,
          "endpoint 'ftp://example.com' is not http:// or https://",
          {"--endpoint", "ftp://example.com", "get", "s3://bucket/key", "@/o"}},
@@ -1061,7 +1094,11 @@ Test(cli_zoo, bad_files)
             proc_free(&p);
         }
     }
+    cr_assert_eq(mkdir(tmp("dir.pb"), 0755), 0);
     static const bad_case_t cases[] = {
+        {1,
+         "dp-zoo: cannot load the model: input/output error: @/dir.pb: not a regular file",
+         {"info", "@/dir"}},
         {1,
          "dp-zoo: cannot load Fashion-MNIST: not found: @/none/t10k-images-idx3-ubyte.gz",
          {"eval", "--data-dir", "@/none", SDN}},
@@ -1163,6 +1200,7 @@ Test(cli_cnn, usage_and_bad_files)
         {1, "dp-cnn: not found: @/none/train-images-idx3-ubyte.gz", {"--data-dir", "@/none"}},
         {1, "dp-cnn: truncated data: @/bad/train-images-idx3-ubyte.gz", {"--data-dir", "@/bad"}},
         {1, "dp-cnn: expected 1x28x28 images, got 1x10x10", {"--data-dir", "@/d10"}},
+        {1, "dp-cnn: --save @/d28: it is a directory", {"--data-dir", "@/d28", "--save", "@/d28"}},
     };
     RUN_CASES(CNN, cases);
 }
