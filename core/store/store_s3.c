@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,6 @@ typedef struct s3_req {
     const char *mem;      /* body from memory ... */
     int fd;               /* ... or from fd at off (-1: none) */
     uint64_t off, len;    /* body length */
-    struct md5_pipe *md5; /* if set: MD5 of the body as sent, restarted per try */
     store_buf_t *out_mem; /* 2xx response body to memory ... */
     int out_fd;           /* ... or to fd (-1: none) */
 } s3_req_t;
@@ -93,126 +93,84 @@ typedef struct xfer {
     uint64_t written, flushed; /* bytes written to req->out_fd; of those, handed to writeback */
 } xfer_t;
 
-/* ---- MD5 of an upload, off the send path ----------------------------------------------- */
+/* ---- MD5 of an uploaded file, beside the send path --------------------------------------- */
 
-/* The read callback reads each chunk into one of MD5_SLOTS slots (1 MiB
- * each, allocated on first use), copies it to curl's buffer and queues the
- * slot to a hashing thread; a slot is reused only once it is hashed, so the
- * MD5 is of the very bytes sent while the sending thread goes on (inline, the
- * MD5 serialised with sending: 0.80-0.82x curl's PUT throughput on 2 cores).
- * 8 slots let the hasher lag up to 8 MiB and catch up while the server
- * finishes. Without a thread (pthread_create failed) it hashes inline. */
-#define MD5_SLOTS 8
-#define MD5_SLOT  ((size_t)UPLOAD_BUFFER)
+/* A thread reads the file itself (pread, from the page cache the upload
+ * reads too) and hashes it while the upload runs; the sending thread reads
+ * straight into curl's buffer, as without the check. Both read the same
+ * range, so a match means the server holds the bytes this thread hashed;
+ * a file changed during the upload can only make them differ, which the
+ * check reports (it never passes a wrong object). The sum does not depend
+ * on the try, so retries reuse it. Without a thread (pthread_create
+ * failed) the file is hashed before the upload. */
+#define MD5_CHUNK ((size_t)256 << 10)
 
-typedef struct md5_pipe {
-    EVP_MD_CTX *ctx;
-    char *slot[MD5_SLOTS];
-    size_t len[MD5_SLOTS];
-    unsigned head, tail; /* slots queued, slots hashed (mod MD5_SLOTS: the index) */
-    int quit, threaded, failed;
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* head, tail or quit changed */
+typedef struct file_md5 {
+    int fd;
+    uint64_t off, len;
+    unsigned char sum[16];
+    int ok, threaded;
+    atomic_int stop;  /* the upload failed: the sum is not wanted */
+    char detail[160]; /* why not ok */
     pthread_t thread;
-} md5_pipe_t;
+} file_md5_t;
 
-static void *md5_main(void *arg)
+static void *file_md5_main(void *arg)
 {
-    md5_pipe_t *p = arg;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (p->tail == p->head && !p->quit) pthread_cond_wait(&p->cv, &p->mu);
-        if (p->tail == p->head) break; /* quit, all hashed */
-        unsigned i = p->tail % MD5_SLOTS;
-        pthread_mutex_unlock(&p->mu);
-        int ok = EVP_DigestUpdate(p->ctx, p->slot[i], p->len[i]);
-        pthread_mutex_lock(&p->mu);
-        if (!ok) p->failed = 1;
-        p->tail++;
-        pthread_cond_broadcast(&p->cv);
+    file_md5_t *h = arg;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    char *buf = malloc(MD5_CHUNK);
+    uint64_t pos = 0;
+    if (!ctx || !buf || !EVP_DigestInit_ex(ctx, EVP_md5(), NULL)) {
+        snprintf(h->detail, sizeof h->detail, "out of memory for the MD5");
+        goto done;
     }
-    pthread_mutex_unlock(&p->mu);
+    while (pos < h->len) {
+        if (atomic_load(&h->stop)) {
+            snprintf(h->detail, sizeof h->detail, "MD5 stopped");
+            goto done;
+        }
+        size_t want = h->len - pos < MD5_CHUNK ? (size_t)(h->len - pos) : MD5_CHUNK;
+        ssize_t got;
+        do got = pread(h->fd, buf, want, (off_t)(h->off + pos));
+        while (got < 0 && errno == EINTR);
+        if (got <= 0) {
+            snprintf(h->detail, sizeof h->detail, "reading for the MD5: %s",
+                     got < 0 ? strerror(errno) : "file shrank during upload");
+            goto done;
+        }
+        if (!EVP_DigestUpdate(ctx, buf, (size_t)got)) {
+            snprintf(h->detail, sizeof h->detail, "MD5 failed");
+            goto done;
+        }
+        pos += (uint64_t)got;
+    }
+    h->ok = EVP_DigestFinal_ex(ctx, h->sum, NULL);
+    if (!h->ok) snprintf(h->detail, sizeof h->detail, "MD5 failed");
+done:
+    free(buf);
+    EVP_MD_CTX_free(ctx);
     return NULL;
 }
 
-static void md5_pipe_free(md5_pipe_t *p)
+/* Starts hashing len bytes of fd at off (in a thread, else at once). */
+static void file_md5_start(file_md5_t *h, int fd, uint64_t off, uint64_t len)
 {
-    if (!p) return;
-    if (p->threaded) {
-        pthread_mutex_lock(&p->mu);
-        p->quit = 1;
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-        pthread_join(p->thread, NULL);
-    }
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
-    for (int i = 0; i < MD5_SLOTS; i++) free(p->slot[i]);
-    EVP_MD_CTX_free(p->ctx);
-    free(p);
+    memset(h, 0, sizeof *h);
+    h->fd = fd, h->off = off, h->len = len;
+    atomic_init(&h->stop, 0);
+    h->threaded = pthread_create(&h->thread, NULL, file_md5_main, h) == 0;
+    if (!h->threaded) file_md5_main(h);
 }
 
-static md5_pipe_t *md5_pipe_new(void)
+/* Waits for the sum (wanted = 0: stops the thread early); 0 and h->detail
+ * when it could not be taken. */
+static int file_md5_finish(file_md5_t *h, int wanted)
 {
-    md5_pipe_t *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    if (!(p->ctx = EVP_MD_CTX_new())) {
-        md5_pipe_free(p);
-        return NULL;
-    }
-    p->threaded = pthread_create(&p->thread, NULL, md5_main, p) == 0;
-    return p;
-}
-
-/* Waits until every queued slot is hashed (the thread is then idle). */
-static void md5_pipe_drain(md5_pipe_t *p)
-{
-    pthread_mutex_lock(&p->mu);
-    while (p->tail != p->head) pthread_cond_wait(&p->cv, &p->mu);
-    pthread_mutex_unlock(&p->mu);
-}
-
-/* Restarts the hash (a new try sends the body again). */
-static int md5_pipe_reset(md5_pipe_t *p)
-{
-    md5_pipe_drain(p);
-    p->failed = 0;
-    return EVP_DigestInit_ex(p->ctx, EVP_md5(), NULL);
-}
-
-/* The next free slot (MD5_SLOT bytes), waiting for one to be hashed; NULL:
- * out of memory (slots are allocated on first use). */
-static char *md5_pipe_slot(md5_pipe_t *p)
-{
-    pthread_mutex_lock(&p->mu);
-    while (p->head - p->tail >= MD5_SLOTS) pthread_cond_wait(&p->cv, &p->mu);
-    unsigned i = p->head % MD5_SLOTS;
-    pthread_mutex_unlock(&p->mu);
-    if (!p->slot[i]) p->slot[i] = malloc(MD5_SLOT);
-    return p->slot[i];
-}
-
-/* Queues the slot md5_pipe_slot() gave, with its first n bytes. */
-static void md5_pipe_push(md5_pipe_t *p, size_t n)
-{
-    unsigned i = p->head % MD5_SLOTS;
-    p->len[i] = n;
-    if (!p->threaded) {
-        if (!EVP_DigestUpdate(p->ctx, p->slot[i], n)) p->failed = 1;
-        return;
-    }
-    pthread_mutex_lock(&p->mu);
-    p->head++;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-}
-
-static int md5_pipe_final(md5_pipe_t *p, unsigned char out[16])
-{
-    md5_pipe_drain(p);
-    return !p->failed && EVP_DigestFinal_ex(p->ctx, out, NULL);
+    if (!wanted) atomic_store(&h->stop, 1);
+    if (h->threaded) pthread_join(h->thread, NULL);
+    h->threaded = 0;
+    return h->ok;
 }
 
 /* Writes n body bytes to the output file and starts the writeback of every
@@ -255,19 +213,12 @@ static size_t read_cb(char *buf, size_t size, size_t n, void *arg)
     const s3_req_t *r = x->req;
     size_t want = size * n;
     if (want > r->len - x->pos) want = (size_t)(r->len - x->pos);
-    if (r->md5 && want > MD5_SLOT) want = MD5_SLOT;
     if (!want) return 0;
-    char *dst = r->md5 ? md5_pipe_slot(r->md5) : buf; /* read into the slot, then copy */
-    if (!dst) {
-        x->resp->werr = DP_ERR_NOMEM;
-        snprintf(x->resp->werr_detail, sizeof x->resp->werr_detail, "MD5 buffer");
-        return CURL_READFUNC_ABORT;
-    }
     if (r->mem) {
-        memcpy(dst, r->mem + x->pos, want);
+        memcpy(buf, r->mem + x->pos, want);
     } else {
         ssize_t got;
-        do got = pread(r->fd, dst, want, (off_t)(r->off + x->pos));
+        do got = pread(r->fd, buf, want, (off_t)(r->off + x->pos));
         while (got < 0 && errno == EINTR);
         if (got <= 0) {
             x->resp->werr = got < 0 ? DP_ERR_IO : DP_ERR_TRUNCATED;
@@ -276,10 +227,6 @@ static size_t read_cb(char *buf, size_t size, size_t n, void *arg)
             return CURL_READFUNC_ABORT;
         }
         want = (size_t)got;
-    }
-    if (r->md5) {
-        memcpy(buf, dst, want);
-        md5_pipe_push(r->md5, want);
     }
     x->pos += want;
     return want;
@@ -516,10 +463,6 @@ static dp_err_t s3_request(s3_t *s3, const s3_req_t *r, s3_resp_t *resp)
         resp->werr = DP_OK;
         resp->etag[0] = '\0';
         resp->has_length = 0;
-        if (r->md5 && !md5_pipe_reset(r->md5)) {
-            err = dp_err_set(DP_ERR_NOMEM, "%s: MD5 init", w);
-            break;
-        }
         if (r->out_fd >= 0 && attempt > 0) {
             if (ftruncate(r->out_fd, 0) != 0 || lseek(r->out_fd, 0, SEEK_SET) != 0) {
                 err = dp_err_set(DP_ERR_IO, "%s: rewinding the download: %s", w, strerror(errno));
@@ -824,30 +767,26 @@ static dp_err_t s3_put_file(dp_store_t *s, const char *key, const char *path)
         return err;
     }
     /* single PUT, streamed: the body is signed as UNSIGNED-PAYLOAD (a first
-     * pass to hash it cost ~30% of the throughput); its MD5 is taken over the
-     * very bytes sent (restarted on a retry) by a hashing thread fed from the
-     * read callback (md5_pipe_t), then checked against the ETag; a
-     * mismatching object is deleted. The MD5 is the one cost curl does not
-     * pay: ~0.09 s of CPU per 64 MiB (OpenSSL, ~720 MB/s), now beside the
-     * sending; settings.no_verify_md5 drops it, for measurements only. */
-    md5_pipe_t *md5 = NULL;
-    if (!s3->cfg.no_verify_md5 && !(md5 = md5_pipe_new())) {
-        close(fd);
-        return dp_err_set(DP_ERR_NOMEM, "store: MD5");
-    }
+     * pass to hash it cost ~30% of the throughput); the file's MD5, taken
+     * by a thread beside the upload (file_md5_t), is checked against the
+     * ETag and a mismatching object is deleted. The MD5 is the one cost
+     * curl does not pay: ~0.09 s of CPU per 64 MiB (OpenSSL, ~720 MB/s);
+     * settings.no_verify_md5 drops it, for measurements only. */
+    file_md5_t md5;
+    const int check = !s3->cfg.no_verify_md5;
+    if (check) file_md5_start(&md5, fd, 0, len);
     s3_req_t r = req_init("PUT", key);
     r.sha256 = UNSIGNED;
     r.ctype = "application/octet-stream";
     r.fd = fd;
     r.len = len;
-    r.md5 = md5;
     s3_resp_t resp = {0};
     err = s3_request(s3, &r, &resp);
     store_buf_free(&resp.err);
-    unsigned char sum[16];
-    if (!err && md5 && !md5_pipe_final(md5, sum)) err = dp_err_set(DP_ERR_NOMEM, "%s: MD5", path);
-    if (!err && md5) {
-        err = check_etag(s3, key, resp.etag, sum);
+    if (check && !file_md5_finish(&md5, !err) && !err)
+        err = dp_err_set(DP_ERR_IO, "%s: %s", path, md5.detail);
+    if (!err && check) {
+        err = check_etag(s3, key, resp.etag, md5.sum);
         if (err) {
             char saved[1024];
             snprintf(saved, sizeof saved, "%s", dp_err_detail());
@@ -860,7 +799,6 @@ static dp_err_t s3_put_file(dp_store_t *s, const char *key, const char *path)
             dp_err_set(err, "%s (object deleted)", saved);
         }
     }
-    md5_pipe_free(md5);
     close(fd);
     return err;
 }
