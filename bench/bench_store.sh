@@ -9,7 +9,8 @@
 #
 # Variants: curl; dp-store with its guarantees (put: MD5 of the file, taken
 # beside the upload, checked against the ETag; get: size check, fsync,
-# rename); dp-store without the costly one (put --no-verify-md5, get --no-fsync), to show what it costs;
+# rename); dp-store without the costly one (put --no-verify-md5, get
+# --no-fsync), to show what it costs;
 # dp-store multipart (16 MiB parts, each hashed SHA-256 + MD5 before sending);
 # and curl + sync FILE, curl's download made durable as dp-store's get is.
 # The last lines pair each dp-store variant with curl doing the same work.
