@@ -66,7 +66,10 @@ static dp_err_t make_parents(const char *path)
     return DP_OK;
 }
 
-static dp_err_t open_read(const char *path, int *fd, uint64_t *size)
+/* Opens a regular file for reading. not_regular: the error for anything
+ * else: DP_ERR_NOTFOUND for an object (a directory under the root is no
+ * object), DP_ERR_INVALID for a local file to upload (as the s3 backend's). */
+static dp_err_t open_read(const char *path, int *fd, uint64_t *size, dp_err_t not_regular)
 {
     *fd = open(path, O_RDONLY | O_CLOEXEC);
     if (*fd < 0)
@@ -76,7 +79,7 @@ static dp_err_t open_read(const char *path, int *fd, uint64_t *size)
     if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(*fd);
         *fd = -1;
-        return dp_err_set(DP_ERR_NOTFOUND, "%s: not a regular file", path);
+        return dp_err_set(not_regular, "%s: not a regular file", path);
     }
     *size = (uint64_t)st.st_size;
     return DP_OK;
@@ -130,7 +133,7 @@ static dp_err_t file_put_file(dp_store_t *s, const char *key, const char *src)
     char *path = NULL, *tmp = NULL;
     int in = -1, fd = -1;
     uint64_t size = 0;
-    dp_err_t err = open_read(src, &in, &size);
+    dp_err_t err = open_read(src, &in, &size, DP_ERR_INVALID);
     if (!err) err = key_path(s, key, &path);
     if (!err) err = make_parents(path);
     if (!err) err = store_tmp_open(path, &tmp, &fd);
@@ -152,7 +155,7 @@ static dp_err_t file_get_mem(dp_store_t *s, const char *key, void **data, size_t
     int fd = -1;
     uint64_t size = 0;
     dp_err_t err = key_path(s, key, &path);
-    if (!err) err = open_read(path, &fd, &size);
+    if (!err) err = open_read(path, &fd, &size, DP_ERR_NOTFOUND);
     if (!err && size > SIZE_MAX - 1) err = dp_err_set(DP_ERR_RANGE, "%s: too large", path);
     if (!err && !(buf = malloc((size_t)size + 1))) err = dp_err_set(DP_ERR_NOMEM, "%s", path);
     size_t done = 0;
@@ -184,7 +187,7 @@ static dp_err_t file_get_file(dp_store_t *s, const char *key, const char *dst)
     int in = -1, fd = -1;
     uint64_t size = 0;
     dp_err_t err = key_path(s, key, &path);
-    if (!err) err = open_read(path, &in, &size);
+    if (!err) err = open_read(path, &in, &size, DP_ERR_NOTFOUND);
     if (!err) err = store_tmp_open(dst, &tmp, &fd);
     if (!err) err = copy_fd(in, fd, size, path);
     if (!err) {

@@ -317,6 +317,11 @@ Test(store_file, files_stream_and_writes_are_atomic)
     free(d);
     /* a failed put leaves the old object whole */
     cr_assert_eq(dp_store_put_file(s, "obj/big.bin", "/nonexistent/file"), DP_ERR_NOTFOUND);
+    /* a directory to upload is a bad argument, not a missing object (as s3's) */
+    cr_assert_eq(dp_store_put_file(s, "obj/big.bin", dir), DP_ERR_INVALID);
+    cr_assert(strstr(dp_err_detail(), "not a regular file"), "%s", dp_err_detail());
+    /* while a key naming a directory under the root is no object */
+    cr_assert_eq(dp_store_get_mem(s, "obj", &d, &n), DP_ERR_NOTFOUND);
     dp_store_info_t info;
     cr_assert_eq(dp_store_head(s, "obj/big.bin", &info), DP_OK);
     cr_assert_eq(info.size, big);
