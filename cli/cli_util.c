@@ -63,18 +63,22 @@ int cli_need(const char *cmd, const char *what, const void *v)
     return -1;
 }
 
-int cli_out_dir_ok(const char *flag, const char *path)
+/* 1 when a path check passed, else 0 after "PROG: FLAG PATH: DETAIL". */
+static int out_ok(const char *flag, const char *path, dp_err_t err)
 {
-    if (dp_path_parent_writable(path) == DP_OK) return 1;
+    if (err == DP_OK) return 1;
     fprintf(stderr, "%s: %s %s: %s\n", g_prog, flag, path, dp_err_detail());
     return 0;
 }
 
+int cli_out_dir_ok(const char *flag, const char *path)
+{
+    return out_ok(flag, path, dp_path_parent_writable(path));
+}
+
 int cli_out_file_ok(const char *flag, const char *path)
 {
-    if (dp_path_file_writable(path) == DP_OK) return 1;
-    fprintf(stderr, "%s: %s %s: %s\n", g_prog, flag, path, dp_err_detail());
-    return 0;
+    return out_ok(flag, path, dp_path_file_writable(path));
 }
 
 int cli_out_not_input(const char *flag, const char *out, const char *what, const char *in)

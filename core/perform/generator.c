@@ -439,7 +439,7 @@ static void init_weights(perf_gen_t *g)
  * the eval forward's extra slice workspaces and, when trainable, gradients,
  * Adam moments and activation gradients. */
 typedef struct gen_plan {
-    gen_dims_t dims, d1;
+    gen_dims_t dims;
     size_t nparams, nstats, nacts, ndacts, nws, nwws, npacked;
     int nworkers;
 } gen_plan_t;
@@ -467,8 +467,9 @@ static int gen_plan(gen_plan_t *pl, const perf_gen_config_t *cfg)
     pl->nparams = wk.np, pl->nstats = wk.ns;
     gen_acts_t a;
     pl->nacts = layout_acts(&a, NULL, &pl->dims, cfg->max_batch, 0);
-    dims_init(&pl->d1, cfg, 1); /* kernels may choose another strategy at n = 1 */
-    pl->nws = max_sz(workspace_size(&pl->dims, cfg->max_batch), workspace_size(&pl->d1, 1));
+    gen_dims_t d1; /* kernels may choose another strategy at n = 1 */
+    dims_init(&d1, cfg, 1);
+    pl->nws = max_sz(workspace_size(&pl->dims, cfg->max_batch), workspace_size(&d1, 1));
     gen_packed_t pk;
     pl->npacked = layout_packed(&pk, NULL, &pl->dims);
     /* An eval forward splits the batch into one slice per BLAS thread (at
@@ -482,7 +483,7 @@ static int gen_plan(gen_plan_t *pl, const perf_gen_config_t *cfg)
     if (pl->nworkers > 1) {
         gen_dims_t ds;
         dims_init(&ds, cfg, (cfg->max_batch + 1) / 2);
-        pl->nwws = max_sz(workspace_size(&ds, ds.enc[0].n), workspace_size(&pl->d1, 1));
+        pl->nwws = max_sz(workspace_size(&ds, ds.enc[0].n), workspace_size(&d1, 1));
     }
     if (!cfg->inference_only) pl->ndacts = layout_acts(&a, NULL, &pl->dims, cfg->max_batch, 1);
     return 0;

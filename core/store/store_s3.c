@@ -107,7 +107,7 @@ typedef struct xfer {
 
 typedef struct file_md5 {
     int fd;
-    uint64_t off, len;
+    uint64_t len;
     unsigned char sum[16];
     int ok, threaded;
     atomic_int stop;  /* the upload failed: the sum is not wanted */
@@ -132,7 +132,7 @@ static void *file_md5_main(void *arg)
         }
         size_t want = h->len - pos < MD5_CHUNK ? (size_t)(h->len - pos) : MD5_CHUNK;
         ssize_t got;
-        do got = pread(h->fd, buf, want, (off_t)(h->off + pos));
+        do got = pread(h->fd, buf, want, (off_t)pos);
         while (got < 0 && errno == EINTR);
         if (got <= 0) {
             snprintf(h->detail, sizeof h->detail, "reading for the MD5: %s",
@@ -153,11 +153,11 @@ done:
     return NULL;
 }
 
-/* Starts hashing len bytes of fd at off (in a thread, else at once). */
-static void file_md5_start(file_md5_t *h, int fd, uint64_t off, uint64_t len)
+/* Starts hashing the first len bytes of fd (in a thread, else at once). */
+static void file_md5_start(file_md5_t *h, int fd, uint64_t len)
 {
     memset(h, 0, sizeof *h);
-    h->fd = fd, h->off = off, h->len = len;
+    h->fd = fd, h->len = len;
     atomic_init(&h->stop, 0);
     h->threaded = pthread_create(&h->thread, NULL, file_md5_main, h) == 0;
     if (!h->threaded) file_md5_main(h);
@@ -774,7 +774,7 @@ static dp_err_t s3_put_file(dp_store_t *s, const char *key, const char *path)
      * settings.no_verify_md5 drops it, for measurements only. */
     file_md5_t md5;
     const int check = !s3->cfg.no_verify_md5;
-    if (check) file_md5_start(&md5, fd, 0, len);
+    if (check) file_md5_start(&md5, fd, len);
     s3_req_t r = req_init("PUT", key);
     r.sha256 = UNSIGNED;
     r.ctype = "application/octet-stream";
