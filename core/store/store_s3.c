@@ -783,21 +783,21 @@ static dp_err_t s3_put_file(dp_store_t *s, const char *key, const char *path)
     s3_resp_t resp = {0};
     err = s3_request(s3, &r, &resp);
     store_buf_free(&resp.err);
-    if (check && !file_md5_finish(&md5, !err) && !err)
+    const int sent = !err;
+    if (check && !file_md5_finish(&md5, sent) && sent)
         err = dp_err_set(DP_ERR_IO, "%s: %s", path, md5.detail);
-    if (!err && check) {
+    else if (check && sent)
         err = check_etag(s3, key, resp.etag, md5.sum);
-        if (err) {
-            char saved[1024];
-            snprintf(saved, sizeof saved, "%s", dp_err_detail());
-            s3_req_t d = req_init("DELETE", key);
-            s3_resp_t dr = {0};
-            if (s3_request(s3, &d, &dr))
-                dp_warn(LOG_COMP, "could not delete the corrupt s3://%s/%s: %s", s3->bucket, key,
-                        dp_err_detail());
-            store_buf_free(&dr.err);
-            dp_err_set(err, "%s (object deleted)", saved);
-        }
+    if (check && sent && err) { /* stored but not verified, or not matching: it goes */
+        char saved[1024];
+        snprintf(saved, sizeof saved, "%s", dp_err_detail());
+        s3_req_t d = req_init("DELETE", key);
+        s3_resp_t dr = {0};
+        if (s3_request(s3, &d, &dr))
+            dp_warn(LOG_COMP, "could not delete the corrupt s3://%s/%s: %s", s3->bucket, key,
+                    dp_err_detail());
+        store_buf_free(&dr.err);
+        dp_err_set(err, "%s (object deleted)", saved);
     }
     close(fd);
     return err;
