@@ -113,13 +113,8 @@ void nn_attention_forward(float *out, float *cache, const float *inp, const floa
                           const float *bq, const float *wk, const float *bk, const float *wv,
                           const float *bv, const float *gamma, int n, int c, int hw)
 {
-    /* the row blocks run on the pool with a one-thread BLAS (OpenBLAS
-     * threads these thin products and the softmax not at all, and its idle
-     * workers spin) */
-    const int saved = nn_get_threads();
-    if (saved > 1) nn_set_threads(1);
-    nn_attention_forward_mt(out, cache, inp, wq, bq, wk, bk, wv, bv, gamma, n, c, hw, saved);
-    if (saved > 1) nn_set_threads(saved);
+    nn_attention_forward_mt(out, cache, inp, wq, bq, wk, bk, wv, bv, gamma, n, c, hw,
+                            nn_get_threads());
 }
 
 void nn_attention_forward_mt(float *out, float *cache, const float *inp, const float *wq,

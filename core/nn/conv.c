@@ -248,61 +248,11 @@ static void bias_backward(float *dbias, const float *dout, int N, int C, int P)
     }
 }
 
-/* ---- one image's product over row blocks on the worker pool ----
- * A single image's conv is a thin product (on the generator's 5x5 maps, N = 25
- * columns against a 512 x 4608 weight); OpenBLAS threads it poorly (measured:
- * two threads slower than one). Instead the output channels are split into
- * one row block per thread, each an independent one-thread sgemm, run on the
- * nn_gemm worker pool (nn_parallel_for). More blocks than threads would cost
- * (measured on one thread: 8 blocks of 512 x 4608 x 25 are 15-25% slower
- * than one sgemm). OpenBLAS computes a row of C the same whatever rows are
- * beside it, so the result does not depend on the thread count either
- * (test_conv checks it on 1, 2 and 5 threads). */
-#define NN_CONV_SPLIT_MIN_MACS ((size_t)2 << 20) /* per thread; less: one thread is faster */
-#define NN_CONV_SPLIT_MAX      8
-
+/* The packed path's product runs on c->threads threads of the worker pool
+ * (0: the caller's nn_get_threads()); nn_sgemm cuts the others itself. */
 static int conv_threads(const nn_conv_t *c)
 {
     return c->threads > 0 ? c->threads : nn_get_threads();
-}
-
-/* Row blocks for one image's product (1 = plain sgemm): only for a single
- * image (batches are parallel across images) and enough work per thread. */
-static int split_rows(const nn_conv_t *c, int m, int k, int p)
-{
-    if (c->n != 1) return 1;
-    int t = conv_threads(c);
-    t = t < NN_CONV_SPLIT_MAX ? t : NN_CONV_SPLIT_MAX;
-    const size_t macs = (size_t)m * k * p;
-    while (t > 1 && (macs / (size_t)t < NN_CONV_SPLIT_MIN_MACS || m / t < 16)) t--;
-    return t;
-}
-
-typedef struct gemm_rows_job {
-    int nunits, m, n, k;
-    const float *a, *b;
-    float *c;
-} gemm_rows_job_t;
-
-/* Row block u of c = a b: m/nunits rows, one more for the first m%nunits. */
-static void gemm_rows_unit(void *ctx, int u)
-{
-    const gemm_rows_job_t *j = ctx;
-    int r0;
-    const int rows = nn_split_part(j->m, j->nunits, u, &r0);
-    nn_sgemm(false, false, rows, j->n, j->k, 1.0f, j->a + (size_t)r0 * j->k, j->k, j->b, j->n, 0.0f,
-             j->c + (size_t)r0 * j->n, j->n);
-}
-
-/* c (m,n) = a (m,k) b (k,n) as t row blocks on t threads, the BLAS set to
- * one thread meanwhile (and restored). */
-static void gemm_rows_parallel(int t, int m, int n, int k, const float *a, const float *b, float *c)
-{
-    gemm_rows_job_t j = {t, m, n, k, a, b, c};
-    const int saved = nn_get_threads();
-    if (saved != 1) nn_set_threads(1);
-    nn_parallel_for(t, t, gemm_rows_unit, &j);
-    if (saved != 1) nn_set_threads(saved);
 }
 
 static int is_pointwise(const nn_conv_t *c)
@@ -367,7 +317,6 @@ void nn_conv2d_forward(const nn_conv_t *c, float *out, const float *inp, const f
         return;
     }
     const int direct = is_pointwise(c);
-    const int split = split_rows(c, og, K, P);
     for (int i = 0; i < c->n; i++) {
         for (int g = 0; g < G; g++) {
             const float *img = inp + ((size_t)i * c->cin + (size_t)g * cg) * HW;
@@ -379,11 +328,7 @@ void nn_conv2d_forward(const nn_conv_t *c, float *out, const float *inp, const f
             }
             float *o = out + ((size_t)i * c->cout + (size_t)g * og) * P;
             const float *w = weight + (size_t)g * og * K;
-            if (split > 1) {
-                gemm_rows_parallel(split, og, P, K, w, col, o);
-            } else {
-                nn_sgemm(false, false, og, P, K, 1.0f, w, K, col, P, 0.0f, o, P);
-            }
+            nn_sgemm(false, false, og, P, K, 1.0f, w, K, col, P, 0.0f, o, P);
             if (bias) add_bias(o, bias + (size_t)g * og, og, P);
         }
     }

@@ -19,10 +19,11 @@ typedef struct nn_conv {
     int batch_gemm; /* images per sgemm, set by init: > 1 only with groups == 1, n > 1 and
                        small images; 0 or 1 = per image. May be changed (e.g. 0 to force
                        the per-image path) before sizing the workspace. */
-    int threads;    /* conv2d forward of a single image (n == 1): its product is split
-                       over this many threads of the worker pool (nn/gemm.h) by
-                       output-channel blocks, each a one-thread sgemm, when large
-                       enough. 0 (init's value) = nn_get_threads(). */
+    int threads;    /* the packed forwards' products (nn_gemm) and im2col run on this
+                       many threads of the worker pool (nn/gemm.h); 0 (init's value)
+                       = the caller's nn_get_threads(). The plain forward's sgemm is
+                       cut into shape-fixed units by nn_sgemm itself. Results do not
+                       depend on it. */
 } nn_conv_t;
 
 /* Fills hout/wout: (h + 2p - kh)/s + 1. Returns 0, or -1 if the shape is invalid. */

@@ -20,6 +20,8 @@
  * differ in the last bits but a path is deterministic. */
 #include "nn/gemm.h"
 
+#include "nn/blas.h"
+
 #include <assert.h>
 #include <pthread.h>
 #include <sched.h>
@@ -412,8 +414,12 @@ void nn_parallel_for(int nunits, int nt, nn_par_fn fn, void *ctx)
 {
     if (nt > POOL_MAX) nt = POOL_MAX;
     if (nt > nunits) nt = nunits;
+    /* units see a thread count of 1: a nested call runs inline */
+    const int caller_threads = nn_get_threads();
+    nn_set_threads(1);
     if (nt <= 1 || pthread_mutex_trylock(&g_pool.run_mu) != 0) {
         for (int u = 0; u < nunits; u++) fn(ctx, u);
+        nn_set_threads(caller_threads);
         return;
     }
     while (g_pool.nworkers < nt - 1) { /* first use: start the workers */
@@ -447,4 +453,5 @@ void nn_parallel_for(int nunits, int nt, nn_par_fn fn, void *ctx)
         }
     }
     pthread_mutex_unlock(&g_pool.run_mu);
+    nn_set_threads(caller_threads);
 }

@@ -53,7 +53,10 @@ const char *nn_gemm_path_name(nn_gemm_path_t path);
  * the calling thread and a persistent pool of workers (created at first use,
  * never joined) claim units one at a time. If the pool is busy (another
  * caller, or a call from inside a unit), the calling thread runs them all.
- * So which thread runs a unit varies: a unit's result must not depend on it. */
+ * So which thread runs a unit varies: a unit's result must not depend on it.
+ * While the units run, the calling thread's nn_get_threads() is 1 (the pool's
+ * workers are always at 1), so a nested nn_sgemm or nn_parallel_for runs its
+ * units inline, the same units. */
 typedef void (*nn_par_fn)(void *ctx, int unit);
 void nn_parallel_for(int nunits, int nt, nn_par_fn fn, void *ctx);
 

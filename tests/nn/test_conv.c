@@ -340,15 +340,13 @@ Test(convt, backward_accumulates)
 }
 
 /* ---- thread count ----
- * Forward (plain and packed) and backward with the BLAS (and so the convs'
- * own split, nn_conv_t.threads = 0) on 1, 2 and 5 threads: bit-identical.
- * A single image's forward is cut into one row block per thread, as many as
- * its size allows (the first two shapes: 1, 2, 3 and 1, 2, 5 blocks), each a
- * one-thread sgemm. The backward's
- * products are OpenBLAS's own threading, bit-identical on these shapes but
- * not on every one (OpenBLAS 0.3.21: the weight gradient of a one-image
- * 64->64 conv at 28x28, 64x576 over 784 columns, differs in the last bits on
- * 2 threads). */
+ * Forward (plain and packed) and backward on 1, 2 and 5 threads:
+ * bit-identical. Every product goes through nn_sgemm, which cuts large ones
+ * into units fixed by the shape (row or column blocks, each a one-thread
+ * OpenBLAS call), or nn_gemm, which splits by 16-row panels; neither
+ * depends on the thread count. The last shape is a one-image 64->64 conv at
+ * 28x28 whose weight gradient (64x576 over 784 columns) OpenBLAS's own
+ * threading computed differently on 2 threads. */
 
 static const shape_t thread_table[] = {
     /* n cin h w cout kh kw s p g op */
@@ -356,6 +354,7 @@ static const shape_t thread_table[] = {
     {1, 256, 7, 7, 128, 3, 3, 1, 1, 1, 0}, /* uneven row blocks */
     {3, 16, 5, 5, 32, 3, 3, 1, 1, 1, 0},   /* batched columns */
     {2, 8, 12, 11, 16, 3, 3, 2, 1, 2, 0},  /* groups, per image */
+    {1, 64, 28, 28, 64, 3, 3, 1, 1, 1, 0}, /* weight gradient cut by columns */
 };
 static const shape_t thread_table_t[] = {
     {1, 64, 5, 5, 32, 3, 3, 2, 0, 1, 0},
