@@ -22,7 +22,7 @@
 
 #define GEN_MAX_TENSORS  96
 #define GEN_CHUNK_FLOATS ((size_t)1 << 21) /* column matrix of a batched conv */
-#define GEN_MAX_WORKERS  8                 /* eval forward: batch slices run on the pool */
+#define GEN_MAX_WORKERS  8                 /* eval forward: most batch slices on the pool */
 #define GEN_NAME_LEN     40
 #define BN_MOMENTUM      0.1f
 #define NORM_EPS         1e-5f
@@ -349,15 +349,14 @@ struct perf_gen {
     size_t nparams, nstats, nacts, ndacts, nws;
     float *params, *grads, *adam_m, *adam_v, *stats, *acts, *dacts, *ws;
     float *wws[GEN_MAX_WORKERS]; /* workspaces of the eval forward's slices 1.. */
-    int nworkers;                /* 1 + extra workspaces allocated: most slices */
+    int nworkers;                /* slices of an eval batch: min(max_batch, 8) */
     gen_params_t p, gp;          /* named pointers into params (and stats), grads */
     gen_acts_t a, da;
     nn_adam_t adam;
-    gen_packed_t *pk;  /* packed conv weights for the eval forward (own block: the
-                          const accessors invalidate it) */
-    int split_threads; /* nn_conv_t.threads for the forward's convs (0 = BLAS's) */
-    int last_n;        /* batch of the last training forward, 0 if none */
-    int fwd_n;         /* batch of the last forward */
+    gen_packed_t *pk; /* packed conv weights for the eval forward (own block: the
+                         const accessors invalidate it) */
+    int last_n;       /* batch of the last training forward, 0 if none */
+    int fwd_n;        /* batch of the last forward */
     int ntensors;
     tensor_rec_t recs[GEN_MAX_TENSORS];
 };
@@ -472,17 +471,15 @@ static int gen_plan(gen_plan_t *pl, const perf_gen_config_t *cfg)
     pl->nws = max_sz(workspace_size(&pl->dims, cfg->max_batch), workspace_size(&d1, 1));
     gen_packed_t pk;
     pl->npacked = layout_packed(&pk, NULL, &pl->dims);
-    /* An eval forward splits the batch into one slice per BLAS thread (at
-     * most nworkers), run on the worker pool (each slice with a one-thread
-     * BLAS): one workspace per slice. Each is sized for the largest slice of
-     * any split, half the batch, since the BLAS's thread count may be lower
-     * at the forward than here. */
-    int nt = nn_get_threads();
-    nt = nt < cfg->max_batch ? nt : cfg->max_batch;
-    pl->nworkers = nt < 1 ? 1 : nt > GEN_MAX_WORKERS ? GEN_MAX_WORKERS : nt;
+    /* An eval forward of n > 1 images runs min(n, nworkers) slices of the
+     * batch on the worker pool, each with a workspace of its own (slice 0:
+     * the main one) sized for the largest slice of any n <= max_batch,
+     * ceil(max_batch / nworkers) images. */
+    pl->nworkers = cfg->max_batch < GEN_MAX_WORKERS ? cfg->max_batch : GEN_MAX_WORKERS;
     if (pl->nworkers > 1) {
+        const int most = (cfg->max_batch + pl->nworkers - 1) / pl->nworkers;
         gen_dims_t ds;
-        dims_init(&ds, cfg, (cfg->max_batch + 1) / 2);
+        dims_init(&ds, cfg, most);
         pl->nwws = max_sz(workspace_size(&ds, ds.enc[0].n), workspace_size(&d1, 1));
     }
     if (!cfg->inference_only) pl->ndacts = layout_acts(&a, NULL, &pl->dims, cfg->max_batch, 1);
@@ -747,7 +744,6 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
     }
     for (int i = 0; i < 3; i++) {
         nn_conv_t c = conv_n(&d->enc[i], n);
-        c.threads = g->split_threads;
         const int hw = c.hout * c.wout;
         conv_fwd(&c, a->enc_c[i], cur, p->enc_w[i], pk ? pk->enc[i] : NULL, p->enc_b[i], ws);
         nn_instnorm_forward(a->enc_n[i], a->enc_m[i], a->enc_r[i], a->enc_c[i], n, c.cout, hw,
@@ -762,7 +758,6 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
         const int ci = d->rcin[r], co = d->rcout[r];
         const size_t sz = (size_t)n * co * hw;
         nn_conv_t c1 = conv_n(&d->rc1[r], n), c2 = conv_n(&d->rc2[r], n);
-        c1.threads = c2.threads = g->split_threads;
         nn_reflpad2d_forward(ra->pad1, cur, n, ci, rh, rw, 1);
         conv_fwd(&c1, ra->c1, ra->pad1, rp->c1w, pk ? pk->rc1[r] : NULL, NULL, ws);
         bn_forward(g, ra->bn1, ra->m1, ra->r1, ra->c1, &rp->bn1, n, co, hw, training);
@@ -773,7 +768,6 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
         const float *sc = cur;
         if (ci != co) {
             nn_conv_t cs = conv_n(&d->rsc[r], n);
-            cs.threads = g->split_threads;
             conv_fwd(&cs, ra->sc, cur, rp->scw, pk ? pk->rsc[r] : NULL, NULL, ws);
             bn_forward(g, ra->scbn, ra->msc, ra->rsc, ra->sc, &rp->scbn, n, co, hw, training);
             sc = ra->scbn;
@@ -785,7 +779,6 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
         nn_conv_t c = convt_n(&d->dec[i], n);
         const int ahw = d->ahw[i], ch = d->ac[i];
         const att_params_t *ap = &p->att[i];
-        c.threads = g->split_threads;
         if (pk)
             nn_convt2d_forward_packed(&c, a->dec_c[i], cur, pk->dec[i], p->dec_b[i], ws);
         else
@@ -793,19 +786,11 @@ static void forward_range(perf_gen_t *g, gen_acts_t *a, float *ws, const float *
         nn_instnorm_forward(a->dec_n[i], a->dec_m[i], a->dec_r[i], a->dec_c[i], n, ch, ahw,
                             NORM_EPS);
         nn_leakyrelu_forward(a->dec_a[i], a->dec_n[i], (size_t)n * ch * ahw, slope);
-        /* at n = 1 (split_threads set, BLAS on one thread), the attention
-         * splits its rows over the pool; the BLAS stays on one thread */
-        if (g->split_threads > 1)
-            nn_attention_forward_mt(a->att[i], a->att_cache[i], a->dec_a[i], ap->wq, ap->bq, ap->wk,
-                                    ap->bk, ap->wv, ap->bv, ap->gamma, n, ch, ahw,
-                                    g->split_threads);
-        else
-            nn_attention_forward(a->att[i], a->att_cache[i], a->dec_a[i], ap->wq, ap->bq, ap->wk,
-                                 ap->bk, ap->wv, ap->bv, ap->gamma, n, ch, ahw);
+        nn_attention_forward(a->att[i], a->att_cache[i], a->dec_a[i], ap->wq, ap->bq, ap->wk,
+                             ap->bk, ap->wv, ap->bv, ap->gamma, n, ch, ahw);
         cur = a->att[i];
     }
     nn_conv_t c = convt_n(&d->dec[2], n);
-    c.threads = g->split_threads;
     const size_t osz = (size_t)n * conv_out(&c);
     nn_convt2d_forward(&c, a->dec_c[2], cur, p->dec_w[2], p->dec_b[2], ws);
     nn_tanh_forward(a->out, a->dec_c[2], osz);
@@ -837,35 +822,22 @@ static void fwd_slice(void *ctx, int u)
 void perf_gen_forward(perf_gen_t *g, const float *x, int n, float *out, int training)
 {
     assert(g && x && out && n >= 1 && n <= g->cfg.max_batch);
-    const int blas_threads = nn_get_threads();
-    int nt = blas_threads < g->nworkers ? blas_threads : g->nworkers;
-    nt = nt < n ? nt : n;
     if (use_packed(training) && !g->pk->valid) pack_weights(g->pk, &g->p, &g->dims);
-    if (!training && n == 1 && blas_threads > 1) {
-        /* One image: the BLAS stays on one thread (its threading of these thin
-         * products costs more than it gains, and its idle workers spin), and
-         * the large convs split their output channels over blas_threads
-         * threads themselves (nn_conv_t.threads). */
-        nn_set_threads(1);
-        g->split_threads = blas_threads;
-        forward_range(g, &g->a, g->ws, x, n, out, training);
-        g->split_threads = 0;
-        nn_set_threads(blas_threads);
-    } else if (training || nt < 2) {
+    if (training || n == 1) {
+        /* the products (nn_sgemm's units, nn_gemm's panels) and the
+         * attention's row blocks run on the caller's threads */
         forward_range(g, &g->a, g->ws, x, n, out, training);
     } else {
         /* Eval: every layer is per image (BatchNorm uses running statistics),
          * so slices of the batch run in parallel on the worker pool
-         * (nn_parallel_for), each with a one-thread BLAS: no BLAS thread
-         * handoff per layer, and the im2col, norm, attention work between the
-         * products runs in parallel too. With packed weights an image's
-         * result does not depend on its slice, so not on the thread count;
-         * on OpenBLAS alone (portable path) the slicing changes which images
-         * share a batched sgemm, and so can change the last bits. */
-        fwd_split_t sp = {.g = g, .x = x, .out = out, .n = n, .nslices = nt};
-        nn_set_threads(1);
-        nn_parallel_for(nt, nt, fwd_slice, &sp);
-        nn_set_threads(blas_threads);
+         * (nn_parallel_for), each on one thread with its own workspace: the
+         * im2col, norm and attention work between the products runs in
+         * parallel too. The slices are fixed by n alone (min(n, nworkers)
+         * of them), never by the thread count, so the images that share a
+         * batched product are the same on 1 thread or 16. */
+        const int nslices = n < g->nworkers ? n : g->nworkers;
+        fwd_split_t sp = {.g = g, .x = x, .out = out, .n = n, .nslices = nslices};
+        nn_parallel_for(nslices, nn_get_threads(), fwd_slice, &sp);
     }
     g->last_n = training ? n : 0;
     g->fwd_n = n;

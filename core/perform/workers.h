@@ -2,9 +2,10 @@
  * step: seeds are independent, so W workers split them into W contiguous
  * parts and run the method's usual per-batch loop on their own part, each on
  * its own thread with its own copy of the model (adnn_model_clone), writing a
- * disjoint range of the sample set. OpenBLAS's threads do not pay on the
- * zoo's small shapes (docs/PERFORM.md, "Threads"), so it is set to one thread
- * while the workers run and restored afterwards.
+ * disjoint range of the sample set. The caller's thread count
+ * (nn_set_threads, per thread) is set to one while the workers run and
+ * restored afterwards: the workers take the other cores, and worker threads
+ * start at one.
  *
  * Parts are runs of whole batches (nn_split_part over the batches), so each
  * batch holds the same seeds whatever W: an input's bits do depend on the
