@@ -21,6 +21,10 @@ static const char *const err_text[DP_ERR__COUNT] = {
     [DP_ERR_REMOTE] = "remote error",
     [DP_ERR_EXISTS] = "already exists",
     [DP_ERR_INTERRUPTED] = "interrupted",
+    [DP_ERR_TIMEOUT] = "timed out",
+    [DP_ERR_CANCELLED] = "cancelled",
+    [DP_ERR_CLOSED] = "closed",
+    [DP_ERR_PROTOCOL] = "protocol error",
 };
 
 static _Thread_local char err_detail[1024];

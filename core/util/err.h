@@ -19,7 +19,11 @@ typedef enum dp_err {
     DP_ERR_AUTH,        /* credentials rejected */
     DP_ERR_REMOTE,      /* the server answered with an error */
     DP_ERR_EXISTS,      /* already exists */
-    DP_ERR_INTERRUPTED, /* cancelled or signalled */
+    DP_ERR_INTERRUPTED, /* signalled (SIGINT, SIGTERM) */
+    DP_ERR_TIMEOUT,     /* a deadline passed (a lease, a reply, a retry window) */
+    DP_ERR_CANCELLED,   /* the work was cancelled by its owner (a campaign cancel) */
+    DP_ERR_CLOSED,      /* the peer or the object was closed */
+    DP_ERR_PROTOCOL,    /* a message that breaks the wire protocol */
     DP_ERR__COUNT
 } dp_err_t;
 
