@@ -2,10 +2,10 @@
  * (proto/dp/v1/journal.proto), each made durable before the state change it
  * records is acknowledged. Restart = open = replay in order.
  *
- * File: a 16-byte header (magic "DPJOURNL", u32 version 1, u32 CRC-32 of the
- * first 12 bytes), then frames [u32 length][u32 CRC-32][payload], little
- * endian, the CRC (zlib's crc32) taken over the 4 length bytes and the
- * payload, so that a zero-filled tail is never a valid frame. docs/PIPELINE.md
+ * File: a 16-byte header (magic "DPJOURNL", u32 version 1, u32 CRC-32C of the
+ * first 12 bytes), then frames [u32 length][u32 CRC-32C][payload], little
+ * endian, the CRC (crc32c.h) taken over the 4 length bytes and the payload,
+ * so that a zero-filled tail is never a valid frame. docs/PIPELINE.md
  * has the details.
  *
  * Shaped for group commit: appends only pack into a buffer; one commit writes
@@ -132,7 +132,7 @@ dp_err_t dp_journal_scan(const uint8_t *data, size_t n, const dp_journal_opts_t 
 /* The 16 header bytes of a new journal, for tools and tests. */
 void dp_journal_header(uint8_t out[DP_JOURNAL_HEADER_SIZE]);
 
-/* The frame CRC: CRC-32 over the little-endian length then the payload. */
+/* The frame CRC: CRC-32C over the little-endian length then the payload. */
 uint32_t dp_journal_frame_crc(const uint8_t *payload, uint32_t len);
 
 #endif

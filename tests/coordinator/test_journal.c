@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "crc32c.h"
 #include "journal.h"
 #include "util/log.h"
 
@@ -265,6 +266,23 @@ static void three_records(size_t *second, size_t *third)
 }
 
 TestSuite(journal, .init = setup, .fini = teardown);
+
+Test(crc32c, check_value_and_paths_agree)
+{
+    cr_assert_eq(dp_crc32c(0, "123456789", 9), 0xe3069283u);
+    cr_assert_eq(dp_crc32c_portable(0, "123456789", 9), 0xe3069283u);
+    cr_assert_eq(dp_crc32c(0, "", 0), 0);
+    uint8_t zeros[32] = {0};
+    cr_assert_eq(dp_crc32c(0, zeros, 32), 0x8a9136aau); /* RFC 3720 B.4 */
+    uint8_t b[1031];
+    for (size_t i = 0; i < sizeof b; i++) b[i] = (uint8_t)(i * 131 + 7);
+    for (size_t at = 0; at < 9; at++)
+        for (size_t n = 0; n + at <= sizeof b; n += 1 + n / 3) {
+            uint32_t c = dp_crc32c(0, b + at, n);
+            cr_assert_eq(c, dp_crc32c_portable(0, b + at, n), "at %zu n %zu", at, n);
+            cr_assert_eq(dp_crc32c(dp_crc32c(0, b + at, n / 2), b + at + n / 2, n - n / 2), c);
+        }
+}
 
 Test(journal, round_trip_and_group_commit)
 {
