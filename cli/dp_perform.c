@@ -23,6 +23,7 @@
 #include "nn/nn.h"
 #include "perform/perform.h"
 #include "util/err.h"
+#include "util/utf8.h"
 
 /* Defaults of the generator's data that live here rather than in
  * perf_train_config_t (which takes arrays, not counts). */
@@ -405,7 +406,7 @@ static int cmd_generate(opts_t *o)
         rc = cli_fail("generate", err);
         goto done;
     }
-    snprintf(s->model, sizeof s->model, "%s", cli_base_name(o->model));
+    dp_utf8_copy(s->model, sizeof s->model, cli_base_name(o->model)); /* whole characters */
     if ((err = perf_samples_save(s, o->out))) {
         rc = cli_fail("cannot save the samples", err);
         goto done;
@@ -467,7 +468,7 @@ static int cmd_baseline(opts_t *o)
         rc = cli_fail(o->method, err);
         goto done;
     }
-    snprintf(s->model, sizeof s->model, "%s", cli_base_name(o->model));
+    dp_utf8_copy(s->model, sizeof s->model, cli_base_name(o->model)); /* whole characters */
     if ((err = perf_samples_save(s, o->out))) {
         rc = cli_fail("cannot save the samples", err);
         goto done;
@@ -482,18 +483,23 @@ done:
 }
 
 /* A JSON string: quotes, backslashes and control bytes escaped (the model
- * name comes from a file name or a file's metadata). */
+ * name comes from a file name or a file's metadata), and always UTF-8: a
+ * byte that does not start a valid character is written as U+FFFD. */
 static void json_str(const char *s)
 {
     putchar('"');
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
+    for (size_t i = 0, n = strlen(s), k; i < n; i += k) {
+        unsigned char ch = (unsigned char)s[i];
+        k = dp_utf8_char_len(s + i, n - i);
+        if (!k) {
+            printf("\\ufffd");
+            k = 1;
+        } else if (ch == '"' || ch == '\\')
             printf("\\%c", ch);
         else if (ch < 0x20)
             printf("\\u%04x", ch);
         else
-            putchar(ch);
+            fwrite(s + i, 1, k, stdout);
     }
     putchar('"');
 }

@@ -12,6 +12,7 @@
 #include "perform/perform.h"
 #include "perform/workers.h"
 #include "util/clock.h"
+#include "util/utf8.h"
 
 static const char *const method_names[] = {"deepperform", "random", "ilfo", "deepsloth"};
 
@@ -64,12 +65,58 @@ static dp_err_t meta_num(st_writer_t *w, const char *k, double v)
     return st_writer_set_metadata(w, k, b);
 }
 
+/* Largest budget eps of a sample set (the generator files and dp-perform's
+ * --eps allow the same). */
+#define SAMPLES_EPS_MAX 1e6
+
+/* What a sample set may hold beyond its shapes: a model name that is UTF-8
+ * and fits s->model, known method and norm, a budget (eps checked as the
+ * float it is used as: a double > 0 can round to 0), the full network's
+ * FLOPs finite and > 0 (the executed fraction divides by them), a finite wall
+ * time >= 0 and per-input FLOPs finite and >= 0. perf_samples_save refuses
+ * what perf_samples_load would, so whatever saves loads back, bit for bit
+ * (%.17g does not keep a NaN's payload); and a loaded set never carries a
+ * NaN or an infinity into the metrics. tag goes between path and reason. */
+static dp_err_t check_samples(const perf_samples_t *s, const char *path, dp_err_t kind,
+                              const char *tag)
+{
+    size_t ml = strnlen(s->model, sizeof s->model);
+    if (ml == sizeof s->model || !dp_utf8_valid(s->model, ml))
+        return dp_err_set(kind, "%s: %smodel name is not UTF-8 of at most %zu bytes", path, tag,
+                          sizeof s->model - 1);
+    if ((unsigned)s->method > PERF_METHOD_DEEPSLOTH ||
+        (s->budget.norm != PERF_NORM_LINF && s->budget.norm != PERF_NORM_L2))
+        return dp_err_set(kind, "%s: %smethod %d or norm %d unknown", path, tag, (int)s->method,
+                          (int)s->budget.norm);
+    if (!(s->budget.eps > 0 && s->budget.eps <= SAMPLES_EPS_MAX) ||
+        (s->budget.l2_at_most != 0 && s->budget.l2_at_most != 1))
+        return dp_err_set(kind, "%s: %sbudget eps %g, l2_at_most %d out of range", path, tag,
+                          s->budget.eps, s->budget.l2_at_most);
+    if (!(isfinite(s->flops_full) && s->flops_full > 0))
+        return dp_err_set(kind, "%s: %sflops_full is %g, expected a finite number > 0", path, tag,
+                          s->flops_full);
+    if (!(isfinite(s->seconds) && s->seconds >= 0))
+        return dp_err_set(kind, "%s: %sseconds is %g, expected a finite number >= 0", path, tag,
+                          s->seconds);
+    for (int i = 0; i < s->n; i++) {
+        double fs = s->flops_seed[i], fa = s->flops_adv[i];
+        if (!(isfinite(fs) && fs >= 0 && isfinite(fa) && fa >= 0))
+            return dp_err_set(kind,
+                              "%s: %sinput %d: FLOPs %g (seed), %g (x'), expected finite "
+                              "numbers >= 0",
+                              path, tag, i, fs, fa);
+    }
+    return DP_OK;
+}
+
 dp_err_t perf_samples_save(const perf_samples_t *s, const char *path)
 {
+    dp_err_t err = check_samples(s, path, DP_ERR_INVALID, "not saved: ");
+    if (err) return err;
     st_writer_t *w = st_writer_new();
     if (!w) return dp_err_set(DP_ERR_NOMEM, "out of memory saving %s", path);
     int64_t n = s->n, img[4] = {s->n, s->c, s->h, s->w};
-    dp_err_t err = st_writer_set_metadata(w, "format", "dp.perform.samples.v1");
+    err = st_writer_set_metadata(w, "format", "dp.perform.samples.v1");
     if (!err) err = st_writer_set_metadata(w, "model", s->model);
     if (!err) err = st_writer_set_metadata(w, "method", perf_method_name(s->method));
     if (!err) err = st_writer_set_metadata(w, "norm", perf_norm_name(s->budget.norm));
@@ -88,13 +135,14 @@ dp_err_t perf_samples_save(const perf_samples_t *s, const char *path)
     return err;
 }
 
+/* A metadata number: the whole string, not empty (strtod reads "" as 0). */
 static int get_num(const st_file_t *f, const char *k, double *v)
 {
     const char *s = st_metadata(f, k);
     char *end;
     if (!s) return -1;
     *v = strtod(s, &end);
-    return *end ? -1 : 0;
+    return end == s || *end ? -1 : 0;
 }
 
 dp_err_t perf_samples_load(const char *path, perf_samples_t **out)
@@ -114,9 +162,21 @@ dp_err_t perf_samples_load(const char *path, perf_samples_t **out)
         err = dp_err_set(DP_ERR_FORMAT, "%s: not a sample set (metadata)", path);
         goto done;
     }
-    if (!(eps > 0 && eps <= 1e6) || (atm != 0 && atm != 1)) { /* before the casts below */
-        err = dp_err_set(DP_ERR_FORMAT, "%s: budget eps %g, l2_at_most %g out of range", path, eps,
-                         atm);
+    /* before the casts below; eps also after its own (1e-50 is 0 as a float) */
+    if (!(eps > 0 && eps <= SAMPLES_EPS_MAX) || !((float)eps > 0) || (atm != 0 && atm != 1)) {
+        err = dp_err_set(DP_ERR_FORMAT, "%s: budget eps %g%s, l2_at_most %g out of range", path,
+                         eps, eps > 0 && eps <= SAMPLES_EPS_MAX ? " (0 as a float)" : "", atm);
+        goto done;
+    }
+    if (strlen(model) >= sizeof s->model) { /* it was cut to fit, inside a character maybe */
+        err = dp_err_set(DP_ERR_FORMAT, "%s: metadata 'model' is %zu bytes, at most %zu", path,
+                         strlen(model), sizeof s->model - 1);
+        goto done;
+    }
+    if (!(isfinite(full) && full > 0) || !(isfinite(secs) && secs >= 0)) {
+        const char *k = isfinite(full) && full > 0 ? "seconds" : "flops_full";
+        err = dp_err_set(DP_ERR_FORMAT, "%s: metadata '%s' is '%s', expected a finite number %s",
+                         path, k, st_metadata(f, k), k[0] == 's' ? ">= 0" : "> 0");
         goto done;
     }
     if ((err = st_find(f, "x_adv", &t))) goto done;
@@ -146,6 +206,7 @@ dp_err_t perf_samples_load(const char *path, perf_samples_t **out)
     s->flops_full = full;
     s->seconds = secs;
     snprintf(s->model, sizeof s->model, "%s", model);
+    if ((err = check_samples(s, path, DP_ERR_FORMAT, ""))) goto done;
     *out = s;
     s = NULL;
 done:
@@ -203,9 +264,10 @@ static void fill_header(adnn_model_t *m, const perf_budget_t *b, perf_method_t m
 {
     s->method = meth;
     s->budget = *b;
-    snprintf(s->model, sizeof s->model, "%s", adnn_model_spec(m)->name);
+    /* whole characters: a name cut inside one could not be saved */
+    dp_utf8_copy(s->model, sizeof s->model, adnn_model_spec(m)->name);
     if (!s->model[0])
-        snprintf(s->model, sizeof s->model, "%s", adnn_family_name(adnn_model_spec(m)->family));
+        dp_utf8_copy(s->model, sizeof s->model, adnn_family_name(adnn_model_spec(m)->family));
 }
 
 /* ------------------------------------------------------------- DeepPerform */

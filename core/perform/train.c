@@ -155,12 +155,18 @@ static dp_err_t gen_config_from(const st_file_t *f, int max_batch, perf_gen_conf
         if (meta_f(f, keys[i], &v[i]))
             return dp_err_set(DP_ERR_FORMAT, "%s: metadata '%s' missing or not a number",
                               st_path(f), keys[i]);
-    /* bounds before the casts to int: a crafted file must not reach UB */
+    /* bounds before the casts to int: a crafted file must not reach UB. The
+     * slopes and eps are checked as the floats they become, against float
+     * bounds: eps 1e-9 (dp-perform's least --eps) is 9.99999972e-10 as a
+     * float, below the double 1e-9, and its saved file was refused. */
     static const double lo[8] = {1, 1, 1, 1, -1e3, -1e3, 1e-9, 0};
     static const double hi[8] = {64, 4096, 4096, 1024, 1e3, 1e3, 1e6, 1};
     for (int i = 0; i < 8; i++) {
         int whole = i < 4 || i == 7; /* c, h, w, width, l2_at_most */
-        if (!(v[i] >= lo[i] && v[i] <= hi[i]) || (whole && v[i] != floor(v[i])))
+        double x = v[i], l = lo[i], h = hi[i];
+        if (i >= 4 && i <= 6 && fabs(x) <= 1e30) /* in float range; NaN stays NaN */
+            x = (float)x, l = (float)l, h = (float)h;
+        if (!(x >= l && x <= h) || (whole && v[i] != floor(v[i])))
             return dp_err_set(DP_ERR_FORMAT, "%s: metadata '%s' is %g, expected %s in [%g, %g]",
                               st_path(f), keys[i], v[i], whole ? "an integer" : "a number", lo[i],
                               hi[i]);

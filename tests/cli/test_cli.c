@@ -36,6 +36,7 @@
 #include "data/dataset.h"
 #include "nn/safetensors.h"
 #include "perform/perform.h"
+#include "util/utf8.h"
 
 extern char **environ;
 
@@ -687,6 +688,65 @@ Test(cli_perform, bad_generators)
                  dp_err_detail());
     cr_assert_str_eq(st_metadata(f, "format"), "dp.perform.checkpoint.v1");
     st_close(&f);
+}
+
+/* Issue 18: a model whose file name is 62 ASCII bytes and a 3-byte
+ * character. The sample set's 64-byte name was cut inside the character, so
+ * the save failed after the run; now the name is cut before it, and
+ * evaluate --json prints it, valid UTF-8. Hand-made sets whose metadata the
+ * old loader took and could not save back are refused, naming the field. */
+Test(cli_perform, model_names_and_metadata)
+{
+    make_pattern_sets();
+    char name[80], prefix[128], pb[160], st[160];
+    memset(name, 'a', 62);
+    strcpy(name + 62, "\xe2\x82\xac"); /* U+20AC */
+    snprintf(prefix, sizeof prefix, "@/%s", name);
+    snprintf(pb, sizeof pb, "%s.pb", name);
+    snprintf(st, sizeof st, "%s.safetensors", name);
+    copy_file(SDN ".pb", tmp(pb), SIZE_MAX);
+    copy_file(SDN ".safetensors", tmp(st), SIZE_MAX);
+    proc_t p =
+        RUN(PERFORM, "baseline", "--model", prefix, "--method", "random", "--norm", "linf", "--eps",
+            "0.09", "--seeds", "4", "--data-dir", "@/d28", "--out", "@/long.st", "--quiet");
+    expect_ok(&p);
+    proc_free(&p);
+    p = RUN(PERFORM, "evaluate", "--json", "@/long.st");
+    expect_ok(&p);
+    cr_assert(dp_utf8_valid(p.out, p.out_len), "not UTF-8:\n%s", p.out);
+    char *rows[2], buf[128];
+    cr_assert_eq(json_rows(p.out, rows, 2), 1);
+    name[62] = '\0'; /* the whole characters that fit 63 bytes */
+    cr_assert_str_eq(json_text(rows[0], "model", buf, sizeof buf), name);
+    free(rows[0]);
+    proc_free(&p);
+
+    memset(name, 'b', 62);
+    strcpy(name + 62, "\xe2\x82\xac");
+#define SAMPLES_META(model, eps, flops_full)                                                       \
+    ARGV("format", "dp.perform.samples.v1", "method", "random", "norm", "linf", "model", model,    \
+         "eps", eps, "l2_at_most", "0", "flops_full", flops_full, "seconds", "0")
+    write_meta_only(tmp("name.st"), SAMPLES_META(name, "0.09", "1"));
+    write_meta_only(tmp("eps.st"), SAMPLES_META("m", "1e-50", "1"));
+    write_meta_only(tmp("nan.st"), SAMPLES_META("m", "0.09", "nan(123)"));
+#undef SAMPLES_META
+    static const bad_case_t cases[] = {
+        {1, "@/name.st: metadata 'model' is 65 bytes, at most 63", {"evaluate", "@/name.st"}},
+        {1,
+         "@/eps.st: budget eps 1e-50 (0 as a float), l2_at_most 0 out of range",
+         {"evaluate", "@/eps.st"}},
+        {1,
+         "@/nan.st: metadata 'flops_full' is 'nan(123)', expected a finite number > 0",
+         {"evaluate", "@/nan.st"}},
+    };
+    RUN_CASES(PERFORM, cases);
+    /* --json: the refused files leave no row; the output stays a valid array */
+    p = RUN(PERFORM, "evaluate", "--json", "@/name.st", "@/long.st", "@/nan.st");
+    expect_status(&p, 1);
+    cr_assert(dp_utf8_valid(p.out, p.out_len), "not UTF-8:\n%s", p.out);
+    cr_assert_eq(json_rows(p.out, rows, 2), 1);
+    free(rows[0]);
+    proc_free(&p);
 }
 
 /* Every sample set must hold n inputs of the method and budget, from the
