@@ -12,17 +12,28 @@
  *
  * Seeds: DP_FUZZ_PERFORM_SEEDS=DIR ./fuzz_perform writes small valid files
  * with the project's own writers (perf_samples_save, perf_gen_save) into DIR
- * and exits (fuzz/corpus/perform was made so). */
+ * and exits (fuzz/corpus/perform was made so).
+ *
+ * Scratch: one directory per run, $TMPDIR/dp-fuzz-XXXXXX, emptied after each
+ * input and removed however the run ends. libFuzzer ends a crash, a timeout,
+ * an out-of-memory or an interrupt with _Exit (atexit handlers do not run),
+ * and a process can be killed: a watcher process, forked at start, waits
+ * for the fuzzer's end (its pipe closes) and removes the directory; an atexit
+ * handler does it at once on a normal exit. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "nn/blas.h"
 #include "perform/perform.h"
+#include "util/utf8.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -43,6 +54,38 @@ static void remove_scratch(void)
     rmdir(scratch);
 }
 
+/* Forks the watcher: it holds the read end of a pipe whose write end only
+ * this process holds (close-on-exec), so read() returns when this process
+ * is gone, however it went; it ignores the signals that end a fuzzing
+ * session (a group-wide ^C or kill reaches it too) and removes the scratch
+ * directory. Without a watcher (fork failed) the atexit handler remains. */
+static void start_watcher(void)
+{
+    int fds[2];
+    if (pipe(fds)) return;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return;
+    }
+    if (pid == 0) {
+        close(fds[1]);
+        signal(SIGINT, SIG_IGN), signal(SIGTERM, SIG_IGN), signal(SIGHUP, SIG_IGN);
+        signal(SIGQUIT, SIG_IGN), signal(SIGPIPE, SIG_IGN);
+        int null = open("/dev/null", O_RDWR); /* let go of the fuzzer's output pipes */
+        if (null >= 0) dup2(null, 0), dup2(null, 1), dup2(null, 2);
+        char c;
+        ssize_t r;
+        do r = read(fds[0], &c, 1);
+        while (r > 0 || (r < 0 && errno == EINTR));
+        remove_scratch();
+        _exit(0);
+    }
+    close(fds[0]);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC); /* the write end stays open until this process ends */
+}
+
 static void write_file(const char *path, const void *data, size_t size)
 {
     FILE *f = fopen(path, "wb");
@@ -60,7 +103,13 @@ static void check_samples(const perf_samples_t *s)
     CHECK((unsigned)s->method <= PERF_METHOD_DEEPSLOTH);
     CHECK(s->budget.norm == PERF_NORM_LINF || s->budget.norm == PERF_NORM_L2);
     CHECK(s->budget.eps > 0 && (s->budget.l2_at_most == 0 || s->budget.l2_at_most == 1));
-    CHECK(memchr(s->model, '\0', sizeof s->model));
+    CHECK(memchr(s->model, '\0', sizeof s->model) && dp_utf8_valid(s->model, strlen(s->model)));
+    /* no NaN or infinity reaches the metrics */
+    CHECK(isfinite(s->budget.eps) && isfinite(s->flops_full) && s->flops_full > 0);
+    CHECK(isfinite(s->seconds) && s->seconds >= 0);
+    for (int i = 0; i < s->n; i++)
+        CHECK(isfinite(s->flops_seed[i]) && s->flops_seed[i] >= 0 && isfinite(s->flops_adv[i]) &&
+              s->flops_adv[i] >= 0);
     /* save, load again: the same set */
     CHECK(perf_samples_save(s, out_path) == DP_OK);
     perf_samples_t *t = NULL;
@@ -85,7 +134,9 @@ static void check_gen(perf_gen_t *g, const perf_budget_t *b)
 {
     const perf_gen_config_t *c = perf_gen_config(g);
     CHECK(c->c >= 1 && c->h >= 13 && c->w >= 13 && c->width >= 1 && c->inference_only);
-    CHECK(b->eps > 0 && (b->norm == PERF_NORM_LINF || b->norm == PERF_NORM_L2));
+    CHECK(b->eps >= (float)1e-9 && b->eps <= 1e6f);
+    CHECK(b->norm == PERF_NORM_LINF || b->norm == PERF_NORM_L2);
+    CHECK(isfinite(c->slope) && isfinite(c->res_slope));
     CHECK(b->l2_at_most == 0 || b->l2_at_most == 1);
     /* save, load again: the same tensors, config and budget */
     CHECK(perf_gen_save(g, b, out_path) == DP_OK);
@@ -161,6 +212,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(in_path, sizeof in_path, "%s/in.st", scratch);
     snprintf(out_path, sizeof out_path, "%s/out.st", scratch);
     atexit(remove_scratch);
+    start_watcher();
     return 0;
 }
 
@@ -184,5 +236,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_gen(g, &b);
         perf_gen_destroy(&g);
     }
+    unlink(in_path); /* nothing of an input outlives it */
+    unlink(out_path);
     return 0;
 }
