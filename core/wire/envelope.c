@@ -326,6 +326,9 @@ static dp_err_t check_body(const Dp__V1__Envelope *e)
         return need_id(e->cancel->campaign_id, "envelope: cancel", "campaign_id");
     case DP__V1__ENVELOPE__BODY_CANCEL_REPLY:
         return need_id(e->cancel_reply->campaign_id, "envelope: cancel_reply", "campaign_id");
+    case DP__V1__ENVELOPE__BODY_ACK:
+        if ((err = need_id(e->ack->task_id, "envelope: ack", "task_id"))) return err;
+        return need_attempt(e->ack->attempt, "envelope: ack");
     case DP__V1__ENVELOPE__BODY_ERROR:
         if (e->error->code == DP__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED)
             return dp_err_set(DP_ERR_PROTOCOL, "envelope: error.code is unspecified");
