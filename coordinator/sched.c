@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NO_WORKER (-1)
+#define NO_WORKER               (-1)
+#define CAMPAIGN_LIST_MAX_LOCAL 256 /* campaign_validate's list bound */
 
 typedef struct stask {
     dp_plan_task_t p;
@@ -41,6 +42,8 @@ typedef struct scamp {
     queue_t tq;              /* trainer tasks */
     queue_t *mq;             /* MEASURE tasks per device class */
     size_t ndev;
+    char (*bword)[48]; /* "N-EPS" of each flattened budget, as in task ids */
+    uint32_t nb;
 } scamp_t;
 
 typedef struct sworker {
@@ -102,6 +105,7 @@ static void camp_free(scamp_t *c)
     if (c->c) dp__v1__campaign__free_unpacked(c->c, NULL);
     free(c->mq);
     free(c->tq.v);
+    free(c->bword);
     free(c->t);
     free(c->slots);
     free(c->dep_off);
@@ -164,11 +168,21 @@ static int q_push(queue_t *q, uint32_t v)
     return 0;
 }
 
-static uint64_t fnv(const char *s)
+/* Hash of a task's plan tuple: the id table is keyed by it, so planning and
+ * lookups build no strings. */
+static uint64_t tuple_hash(const dp_plan_task_t *t)
 {
     uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    const uint32_t v[6] = {(uint32_t)t->kind, (uint32_t)t->method, t->model, t->budget, t->shard,
+                           t->device};
+    for (int i = 0; i < 6; i++) h = (h ^ v[i]) * 1099511628211ULL, h ^= h >> 29;
     return h;
+}
+
+static int tuple_eq(const dp_plan_task_t *a, const dp_plan_task_t *b)
+{
+    return a->kind == b->kind && a->method == b->method && a->model == b->model &&
+           a->budget == b->budget && a->shard == b->shard && a->device == b->device;
 }
 
 static int task_id(const scamp_t *c, uint32_t i, char *buf, size_t size)
@@ -197,16 +211,114 @@ void dp_sched_campaign_of(const char *task_id, char *buf, size_t size)
     snprintf(buf, size, "%.*s", (int)n, task_id);
 }
 
+/* Task index of the tuple in c, or -1. */
+static long tuple_find(const scamp_t *c, const dp_plan_task_t *p)
+{
+    if (!c->nslots) return -1;
+    for (uint64_t h = tuple_hash(p) & (c->nslots - 1);; h = (h + 1) & (c->nslots - 1)) {
+        const uint32_t v = c->slots[h];
+        if (!v) return -1;
+        if (tuple_eq(&c->t[v - 1].p, p)) return (long)(v - 1);
+    }
+}
+
+/* Next '/'-separated field of *s into [*f, *f + *n); advances *s. */
+static int field(const char **s, const char **f, size_t *n)
+{
+    if (!**s) return -1;
+    *f = *s;
+    const char *e = strchr(*s, '/');
+    *n = e ? (size_t)(e - *s) : strlen(*s);
+    *s = e ? e + 1 : *s + *n;
+    return *n ? 0 : -1;
+}
+
+static int field_is(const char *f, size_t n, const char *w)
+{
+    return strlen(w) == n && !strncmp(f, w, n);
+}
+
+static uint32_t find_name(const char *f, size_t n, char *const *names, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (field_is(f, n, names[i])) return (uint32_t)i;
+    return DP_PLAN_NONE;
+}
+
+/* The plan tuple of task id (plan.h's id forms, the campaign id already
+ * matched); -1 when it is not one of c's. */
+static int parse_id(const scamp_t *c, const char *id, dp_plan_task_t *t)
+{
+    const char *s = id, *f;
+    size_t n;
+    *t = (dp_plan_task_t){.model = DP_PLAN_NONE,
+                          .budget = DP_PLAN_NONE,
+                          .shard = DP_PLAN_NONE,
+                          .device = DP_PLAN_NONE};
+    if (field(&s, &f, &n) || field(&s, &f, &n)) return -1; /* campaign id, kind */
+    if (field_is(f, n, "report")) {
+        t->kind = DP__V1__TASK_KIND__TASK_KIND_REPORT;
+        return *s ? -1 : 0;
+    }
+    const Dp__V1__Campaign *cp = c->c;
+    char *models[CAMPAIGN_LIST_MAX_LOCAL];
+    char *classes[CAMPAIGN_LIST_MAX_LOCAL];
+    const size_t nm =
+        cp->n_models < CAMPAIGN_LIST_MAX_LOCAL ? cp->n_models : CAMPAIGN_LIST_MAX_LOCAL;
+    const size_t nd = c->ndev < CAMPAIGN_LIST_MAX_LOCAL ? c->ndev : CAMPAIGN_LIST_MAX_LOCAL;
+    for (size_t i = 0; i < nm; i++) models[i] = cp->models[i]->name;
+    for (size_t i = 0; i < nd; i++) classes[i] = cp->device_classes[i]->name;
+    if (field_is(f, n, "train"))
+        t->kind = DP__V1__TASK_KIND__TASK_KIND_TRAIN,
+        t->method = DP__V1__METHOD__METHOD_DEEPPERFORM;
+    else if (field_is(f, n, "generate"))
+        t->kind = DP__V1__TASK_KIND__TASK_KIND_GENERATE,
+        t->method = DP__V1__METHOD__METHOD_DEEPPERFORM;
+    else if (field_is(f, n, "baseline"))
+        t->kind = DP__V1__TASK_KIND__TASK_KIND_BASELINE;
+    else if (field_is(f, n, "measure")) {
+        t->kind = DP__V1__TASK_KIND__TASK_KIND_MEASURE;
+        if (field(&s, &f, &n) || (t->device = find_name(f, n, classes, nd)) == DP_PLAN_NONE)
+            return -1;
+    } else
+        return -1;
+    if (field(&s, &f, &n) || (t->model = find_name(f, n, models, nm)) == DP_PLAN_NONE) return -1;
+    if (field(&s, &f, &n)) return -1;
+    if (t->kind == DP__V1__TASK_KIND__TASK_KIND_MEASURE && field_is(f, n, "seeds")) {
+        t->method = DP__V1__METHOD__METHOD_SEEDS;
+    } else {
+        for (uint32_t b = 0; b < c->nb && t->budget == DP_PLAN_NONE; b++)
+            if (field_is(f, n, c->bword[b])) t->budget = b;
+        if (t->budget == DP_PLAN_NONE) return -1;
+        if (t->kind == DP__V1__TASK_KIND__TASK_KIND_TRAIN) return *s ? -1 : 0;
+        if (t->kind != DP__V1__TASK_KIND__TASK_KIND_GENERATE) {
+            if (field(&s, &f, &n)) return -1;
+            static const Dp__V1__Method ms[] = {
+                DP__V1__METHOD__METHOD_DEEPPERFORM, DP__V1__METHOD__METHOD_RANDOM,
+                DP__V1__METHOD__METHOD_ILFO, DP__V1__METHOD__METHOD_DEEPSLOTH};
+            t->method = DP__V1__METHOD__METHOD_UNSPECIFIED;
+            for (size_t k = 0; k < 4; k++)
+                if (field_is(f, n, dp_plan_method_word(ms[k]))) t->method = ms[k];
+            if (t->method == DP__V1__METHOD__METHOD_UNSPECIFIED) return -1;
+        }
+    }
+    if (field(&s, &f, &n) || f[0] != 's' || n < 2 || n > 11 || *s) return -1;
+    uint64_t k = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (f[i] < '0' || f[i] > '9') return -1;
+        k = k * 10 + (uint64_t)(f[i] - '0');
+    }
+    if (k >= UINT32_MAX) return -1;
+    t->shard = (uint32_t)k;
+    return 0;
+}
+
 /* Task index of id in c, or -1. */
 static long task_find(const scamp_t *c, const char *id)
 {
-    if (!c->nslots) return -1;
-    char buf[DP_PLAN_ID_MAX];
-    for (uint64_t h = fnv(id) & (c->nslots - 1);; h = (h + 1) & (c->nslots - 1)) {
-        const uint32_t v = c->slots[h];
-        if (!v) return -1;
-        if (!task_id(c, v - 1, buf, sizeof buf) && !strcmp(buf, id)) return (long)(v - 1);
-    }
+    dp_plan_task_t t;
+    if (parse_id(c, id, &t)) return -1;
+    return tuple_find(c, &t);
 }
 
 /* Campaign and task of a task id; 0, or -1 when unknown. */
@@ -410,14 +522,25 @@ static dp_err_t camp_new(dp_sched_t *s, const char *cid, const Dp__V1__Campaign 
     if (!c->id || !c->c || !c->t || !c->slots || !c->dep_off || !c->mq) goto nomem;
     plan_fill_t f = {c, 0};
     dp_plan_each(c->c, plan_one, &f);
+    c->nb = dp_plan_budgets(c->c);
+    if (!(c->bword = calloc(c->nb ? c->nb : 1, sizeof *c->bword))) goto nomem;
+    for (uint32_t b = 0; b < c->nb; b++) {
+        const dp_plan_budget_t pb = dp_plan_budget_at(c->c, b);
+        snprintf(c->bword[b], sizeof c->bword[b], "%s-%g", dp_plan_norm_word(&pb), (double)pb.eps);
+    }
+    if (c->c->n_models > CAMPAIGN_LIST_MAX_LOCAL || c->ndev > CAMPAIGN_LIST_MAX_LOCAL) {
+        camp_free(c);
+        return dp_err_set(DP_ERR_RANGE, "campaign: more than %d models or device classes",
+                          CAMPAIGN_LIST_MAX_LOCAL);
+    }
     char id[DP_PLAN_ID_MAX];
     for (uint32_t i = 0; i < n; i++) {
-        if (task_id(c, i, id, sizeof id)) {
+        if ((i == 0 || i == n - 1) && task_id(c, i, id, sizeof id)) { /* the longest ids */
             camp_free(c);
             return dp_err_set(DP_ERR_RANGE, "campaign: task ids longer than %d bytes",
                               DP_PLAN_ID_MAX - 1);
         }
-        uint64_t h = fnv(id) & (c->nslots - 1);
+        uint64_t h = tuple_hash(&c->t[i].p) & (c->nslots - 1);
         while (c->slots[h]) h = (h + 1) & (c->nslots - 1);
         c->slots[h] = i + 1;
     }
@@ -427,9 +550,8 @@ static dp_err_t camp_new(dp_sched_t *s, const char *cid, const Dp__V1__Campaign 
     for (uint32_t i = 0; i < n; i++) {
         dp_plan_task_t d;
         src_of[i] = UINT32_MAX;
-        if (dp_plan_deps(c->c, &c->t[i].p, &d) == 1 &&
-            !dp_plan_task_id(c->c, cid, &d, id, sizeof id)) {
-            const long j = task_find(c, id);
+        if (dp_plan_deps(c->c, &c->t[i].p, &d) == 1) {
+            const long j = tuple_find(c, &d);
             if (j >= 0) {
                 src_of[i] = (uint32_t)j;
                 c->dep_off[j + 1]++;
