@@ -220,6 +220,7 @@ static void on_signal(int sig)
 }
 
 static const char *kind_word[] = {"?", "train", "generate", "baseline", "measure", "report"};
+static const char *kind_short[] = {"?", "train", "gen", "base", "meas", "report"};
 
 static const char *state_word(Dp__V1__CampaignState s)
 {
@@ -259,10 +260,12 @@ typedef struct progress {
     uint64_t last_line_ms; /* plain lines: when the last one was printed */
     int printed;
     int drawn; /* a bar is on the terminal's last line */
+    uint64_t polls;
 } progress_t;
 
 /* done/total per kind ("train 4/4 generate 10/40 ..."), or "" without tasks. */
-static void kinds_line(const Dp__V1__CampaignStatus *cs, char *buf, size_t size)
+static void kinds_line(const Dp__V1__CampaignStatus *cs, const char *const *word, char *buf,
+                       size_t size)
 {
     uint32_t done[6] = {0}, all[6] = {0};
     for (size_t i = 0; i < cs->n_tasks; i++) {
@@ -275,19 +278,22 @@ static void kinds_line(const Dp__V1__CampaignStatus *cs, char *buf, size_t size)
     buf[0] = '\0';
     for (unsigned k = 1; k < 6 && n < size; k++)
         if (all[k])
-            n += (size_t)snprintf(buf + n, size - n, "%s%s %u/%u", n ? " " : "", kind_word[k],
-                                  done[k], all[k]);
+            n += (size_t)snprintf(buf + n, size - n, "%s%s %u/%u", n ? " " : "", word[k], done[k],
+                                  all[k]);
 }
 
-/* "x86-local: no live measurer (12 tasks wait)", for each such class. */
-static void warn_line(const Dp__V1__StatusReply *r, char *buf, size_t size)
+/* "x86-local: no live measurer (12 tasks wait)", for each such class;
+ * short: "x86-local: no measurer (12 wait)". */
+static void warn_line(const Dp__V1__StatusReply *r, int short_form, char *buf, size_t size)
 {
     size_t n = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < r->n_device_classes && n < size; i++) {
         const Dp__V1__DeviceClassStatus *d = r->device_classes[i];
         if (d->live_measurers) continue;
-        n += (size_t)snprintf(buf + n, size - n, "%s%s: no live measurer (%u tasks wait)",
+        n += (size_t)snprintf(buf + n, size - n,
+                              short_form ? "%s%s: no measurer (%u wait)"
+                                         : "%s%s: no live measurer (%u tasks wait)",
                               n ? "; " : "", d->name, d->waiting_tasks);
     }
 }
@@ -295,25 +301,27 @@ static void warn_line(const Dp__V1__StatusReply *r, char *buf, size_t size)
 static void on_progress(void *arg, const Dp__V1__StatusReply *r, uint64_t elapsed_ms)
 {
     progress_t *p = arg;
+    p->polls++;
     const Dp__V1__CampaignStatus *cs = r->campaigns[0];
     const Dp__V1__TaskCounts *k = cs->counts;
     const uint64_t total = total_of(k);
     const uint32_t done = k ? k->done : 0, failed = k ? k->failed : 0, running = k ? k->leased : 0;
     char el[32], kinds[256], warn[512];
     fmt_elapsed(elapsed_ms, el, sizeof el);
-    kinds_line(cs, kinds, sizeof kinds);
-    warn_line(r, warn, sizeof warn);
+    kinds_line(cs, p->tty ? kind_short : kind_word, kinds, sizeof kinds);
+    warn_line(r, p->tty, warn, sizeof warn);
     if (p->tty) {
         struct winsize ws;
         int width = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col ? ws.ws_col : 80;
-        char bar[21];
-        const int fill = total ? (int)((done + failed) * 20 / total) : 0;
-        for (int i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
-        bar[20] = '\0';
+        char bar[13];
+        const int fill = total ? (int)((done + failed) * 12 / total) : 0;
+        for (int i = 0; i < 12; i++) bar[i] = i < fill ? '#' : '.';
+        bar[12] = '\0';
         char line[1024];
-        snprintf(line, sizeof line, "%s [%s] %u/%llu done, %u failed, %u running%s%s | %s%s%s",
-                 cs->campaign_id, bar, done, (unsigned long long)total, failed, running,
-                 *kinds ? " | " : "", kinds, el, *warn ? " | ! " : "", warn);
+        /* what matters most first: the line is cut at the terminal's width */
+        snprintf(line, sizeof line, "%s [%s] %u/%llu, %u failed, %u running, %s%s%s%s%s",
+                 cs->campaign_id, bar, done, (unsigned long long)total, failed, running, el,
+                 *warn ? " | ! " : "", warn, *kinds ? " | " : "", kinds);
         if (width > 1 && strlen(line) >= (size_t)width) line[width - 1] = '\0';
         fprintf(stderr, "\r\033[K%s", line);
         fflush(stderr);
@@ -323,9 +331,9 @@ static void on_progress(void *arg, const Dp__V1__StatusReply *r, uint64_t elapse
     if (p->printed && elapsed_ms < p->last_line_ms + 5000) return;
     p->printed = 1;
     p->last_line_ms = elapsed_ms;
-    fprintf(stderr, PROG ": %s: %u/%llu tasks done, %u failed, %u running%s%s, %s elapsed\n",
-            cs->campaign_id, done, (unsigned long long)total, failed, running, *kinds ? "; " : "",
-            kinds, el);
+    fprintf(stderr, PROG ": %s: %u/%llu tasks done, %u failed, %u running, %s elapsed%s%s\n",
+            cs->campaign_id, done, (unsigned long long)total, failed, running, el,
+            *kinds ? "; " : "", kinds);
     if (*warn) fprintf(stderr, PROG ": warning: %s\n", warn);
 }
 
@@ -411,7 +419,7 @@ static void print_status(const Dp__V1__StatusReply *r)
         const Dp__V1__CampaignStatus *cs = r->campaigns[i];
         const Dp__V1__TaskCounts *k = cs->counts;
         char kinds[256];
-        kinds_line(cs, kinds, sizeof kinds);
+        kinds_line(cs, kind_word, kinds, sizeof kinds);
         printf("%s  %-9s %u/%llu done, %u failed, %u running, %u queued, %u blocked, "
                "%u cancelled%s%s%s%s\n",
                cs->campaign_id, state_word(cs->state), k ? k->done : 0,
@@ -476,7 +484,8 @@ static int follow(dp_client_t *c, const char *id, double poll_s, int json, const
             return EXIT_OTHER;
         }
         const int rc = request_failed("waiting", c, err);
-        return rc == EXIT_USAGE ? EXIT_OTHER : rc; /* the campaign vanished: not the user's */
+        /* unknown at once: the user's id; gone later: not the user's doing */
+        return rc == EXIT_USAGE && p.polls ? EXIT_OTHER : rc;
     }
     const Dp__V1__CampaignStatus *cs = fin->campaigns[0];
     const int rc = exit_of_state(cs->state);
