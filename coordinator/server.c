@@ -1282,7 +1282,10 @@ void dp_coord_server_destroy(dp_coord_server_t **ps)
 {
     if (!ps || !*ps) return;
     dp_coord_server_t *s = *ps;
-    if (s->router) zmq_close(s->router); /* before the ZAP handler goes */
+    if (s->router) {
+        zmq_unbind(s->router, s->endpoint); /* at once: a restart may bind it again */
+        zmq_close(s->router);               /* before the ZAP handler goes */
+    }
     dp_wire_zap_destroy(&s->zap);
     if (s->own_ctx && s->ctx) zmq_ctx_term(s->ctx);
     dp_journal_destroy(&s->j);

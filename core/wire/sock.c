@@ -212,14 +212,24 @@ static dp_err_t recv_fail(void)
     return dp_err_set(DP_ERR_NETWORK, "wire: recv: %s", zmq_strerror(e));
 }
 
+/* The next frame of a message whose first frame arrived (frames arrive
+ * together: this does not wait, but a signal may still interrupt it). */
+static int next_frame(void *sock, zmq_msg_t *m)
+{
+    zmq_msg_close(m);
+    zmq_msg_init(m);
+    int rc;
+    while ((rc = zmq_msg_recv(m, sock, 0)) < 0 && errno == EINTR) {
+    }
+    return rc;
+}
+
 /* Receives and throws away the rest of a multi-frame message; their count. */
 static size_t drain(void *sock, zmq_msg_t *m)
 {
     size_t n = 0;
     while (zmq_msg_more(m)) {
-        zmq_msg_close(m);
-        zmq_msg_init(m);
-        if (zmq_msg_recv(m, sock, 0) < 0) break;
+        if (next_frame(sock, m) < 0) break;
         n++;
     }
     return n;
@@ -250,9 +260,7 @@ dp_err_t dp_wire_recv(void *sock, int flags, size_t max, dp_wire_peer_t *from,
             zmq_msg_close(&m);
             return dp_err_set(DP_ERR_PROTOCOL, "wire: a routing id with no envelope");
         }
-        zmq_msg_close(&m);
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, sock, 0) < 0) {
+        if (next_frame(sock, &m) < 0) {
             zmq_msg_close(&m);
             return recv_fail();
         }

@@ -373,6 +373,15 @@ static void send_heartbeat(client_t *c, const char *const *running, const uint32
     client_send(c, &e);
 }
 
+/* An Error for the bad message, with the code. */
+static void expect_error(client_t *c, Dp__V1__ErrorCode code, const char *what)
+{
+    Dp__V1__Envelope *e = client_expect(c, DP__V1__ENVELOPE__BODY_ERROR, WAIT_MS);
+    cr_assert_not_null(e, "no Error after %s", what);
+    cr_assert_eq(e->error->code, code, "%s: code %d (%s)", what, e->error->code, e->error->message);
+    dp_wire_free(&e);
+}
+
 /* ---------------------------------------------------------------- the campaign driver */
 
 #define MAX_TASKS 64
@@ -535,6 +544,162 @@ Test(server, campaign_tcp, .timeout = 60)
     rm_dir(dir);
 }
 
+/* A journal compacted while the campaign ran replays to the same state. */
+Test(server, compaction_keeps_state, .timeout = 60)
+{
+    log_capture();
+    char *dir = tmp_dir(), journal[128];
+    snprintf(journal, sizeof journal, "%s/j", dir);
+    void *ctx = zmq_ctx_new();
+    dp_coord_server_opts_t o;
+    test_opts(&o, "inproc://compact", journal);
+    o.zmq_ctx = ctx;
+    o.compact_bytes = 1024;
+    server_thread_t st;
+    server_start(&st, &o);
+    campaign_to_done(ctx, "inproc://compact");
+    server_stop(&st, NULL);
+    cr_assert(log_has("compacted to"), "%s", log_buf);
+
+    server_start(&st, &o);
+    client_t c;
+    client_open(&c, ctx, "inproc://compact", NULL, NULL);
+    hello(&c, DP__V1__ROLE__ROLE_SUBMITTER, "sub", NULL, NULL);
+    Dp__V1__Envelope *r = status(&c, "tiny-1", 1, WAIT_MS);
+    cr_assert_not_null(r);
+    const Dp__V1__CampaignStatus *cs = r->status_reply->campaigns[0];
+    cr_assert_eq(cs->state, DP__V1__CAMPAIGN_STATE__CAMPAIGN_STATE_DONE);
+    cr_assert_eq(cs->counts->done, cs->n_tasks);
+    cr_assert(strstr(cs->summary_json, "{\"ok\":true}"), "%s", cs->summary_json);
+    dp_wire_free(&r);
+    client_close(&c);
+    server_stop(&st, NULL);
+    zmq_ctx_term(ctx);
+    rm_dir(dir);
+}
+
+/* A worker that goes silent loses its lease to a live one, and must say
+ * Hello again. */
+Test(server, silent_worker_loses_its_lease, .timeout = 60)
+{
+    log_capture();
+    char *dir = tmp_dir(), journal[128];
+    snprintf(journal, sizeof journal, "%s/j", dir);
+    void *ctx = zmq_ctx_new();
+    dp_coord_server_opts_t o;
+    test_opts(&o, "inproc://silent", journal);
+    o.zmq_ctx = ctx;
+    server_thread_t st;
+    server_start(&st, &o);
+    client_t a, b, sub;
+    client_open(&a, ctx, "inproc://silent", "tr-a", NULL);
+    client_open(&b, ctx, "inproc://silent", "tr-b", NULL);
+    client_open(&sub, ctx, "inproc://silent", NULL, NULL);
+    hello(&a, DP__V1__ROLE__ROLE_TRAINER, "tr-a", NULL, NULL);
+    hello(&sub, DP__V1__ROLE__ROLE_SUBMITTER, "sub", NULL, NULL);
+    tiny_t t;
+    tiny_init(&t, "tiny", 4, 2);
+    t.c.n_device_classes = 0;
+    char *cid = submit(&sub, &t.c, NULL, NULL, NULL);
+    send_ready(&a, 1);
+    Dp__V1__Envelope *as = client_expect(&a, DP__V1__ENVELOPE__BODY_ASSIGN, WAIT_MS);
+    cr_assert_not_null(as);
+    char id[DP_PLAN_ID_MAX];
+    snprintf(id, sizeof id, "%s", as->assign->task->id);
+    cr_assert_eq(as->assign->task->attempt, 1);
+    dp_wire_free(&as);
+
+    hello(&b, DP__V1__ROLE__ROLE_TRAINER, "tr-b", NULL, NULL);
+    send_ready(&b, 1);
+    Dp__V1__Envelope *got = NULL;
+    const uint64_t end = mono_ms() + WAIT_MS;
+    while (!got && mono_ms() < end) {
+        send_heartbeat(&b, NULL, NULL, 0);
+        got = client_expect(&b, DP__V1__ENVELOPE__BODY_ASSIGN, 50);
+    }
+    cr_assert_not_null(got, "the silent worker's task was not leased again");
+    cr_assert_str_eq(got->assign->task->id, id);
+    cr_assert_eq(got->assign->task->attempt, 2);
+    dp_wire_free(&got);
+    cr_assert(log_has("attempt 1: lease expired"), "%s", log_buf);
+
+    usleep(300 * 1000); /* past its liveness (0.3 s) for sure */
+    send_heartbeat(&a, NULL, NULL, 0);
+    expect_error(&a, DP__V1__ERROR_CODE__ERROR_CODE_NOT_REGISTERED, "a dead worker's heartbeat");
+    free(cid);
+    client_close(&a);
+    client_close(&b);
+    client_close(&sub);
+    server_stop(&st, NULL);
+    zmq_ctx_term(ctx);
+    rm_dir(dir);
+}
+
+/* A failure that is not retryable fails its task and the tasks after it; the
+ * campaign ends FAILED with the reason in its summary. */
+Test(server, final_failure_fails_the_cell, .timeout = 60)
+{
+    log_capture();
+    char *dir = tmp_dir(), journal[128];
+    snprintf(journal, sizeof journal, "%s/j", dir);
+    void *ctx = zmq_ctx_new();
+    dp_coord_server_opts_t o;
+    test_opts(&o, "inproc://fail", journal);
+    o.zmq_ctx = ctx;
+    server_thread_t st;
+    server_start(&st, &o);
+    client_t tr, sub;
+    client_open(&tr, ctx, "inproc://fail", "tr-1", NULL);
+    client_open(&sub, ctx, "inproc://fail", NULL, NULL);
+    hello(&tr, DP__V1__ROLE__ROLE_TRAINER, "tr-1", NULL, NULL);
+    hello(&sub, DP__V1__ROLE__ROLE_SUBMITTER, "sub", NULL, NULL);
+    tiny_t t;
+    tiny_init(&t, "tiny", 4, 2);
+    t.c.n_device_classes = 0; /* TRAIN, GENERATE x2, REPORT */
+    char *cid = submit(&sub, &t.c, NULL, NULL, NULL);
+    send_ready(&tr, 1);
+    Dp__V1__Envelope *as = client_expect(&tr, DP__V1__ENVELOPE__BODY_ASSIGN, WAIT_MS);
+    cr_assert_not_null(as);
+    cr_assert_eq(as->assign->task->kind, DP__V1__TASK_KIND__TASK_KIND_TRAIN);
+    Dp__V1__Envelope e = DP__V1__ENVELOPE__INIT;
+    Dp__V1__Failure f = DP__V1__FAILURE__INIT;
+    f.task_id = as->assign->task->id;
+    f.attempt = as->assign->task->attempt;
+    f.reason = "boom";
+    f.retryable = 0;
+    e.body_case = DP__V1__ENVELOPE__BODY_FAILURE;
+    e.failure = &f;
+    const uint64_t seq = client_send(&tr, &e);
+    dp_wire_free(&as);
+    Dp__V1__Envelope *ack = client_expect(&tr, DP__V1__ENVELOPE__BODY_ACK, WAIT_MS);
+    cr_assert_not_null(ack);
+    cr_assert_eq(ack->reply_to, seq);
+    dp_wire_free(&ack);
+    send_ready(&tr, 1);
+    as = client_expect(&tr, DP__V1__ENVELOPE__BODY_ASSIGN, WAIT_MS);
+    cr_assert_not_null(as, "REPORT runs once every other task has ended");
+    cr_assert_eq(as->assign->task->kind, DP__V1__TASK_KIND__TASK_KIND_REPORT);
+    send_result(&tr, as->assign->task->id, as->assign->task->attempt);
+    dp_wire_free(&as);
+    cr_assert_not_null(ack = client_expect(&tr, DP__V1__ENVELOPE__BODY_ACK, WAIT_MS));
+    dp_wire_free(&ack);
+    Dp__V1__Envelope *r = status(&sub, cid, 0, WAIT_MS);
+    cr_assert_not_null(r);
+    const Dp__V1__CampaignStatus *cs = r->status_reply->campaigns[0];
+    cr_assert_eq(cs->state, DP__V1__CAMPAIGN_STATE__CAMPAIGN_STATE_FAILED);
+    cr_assert_eq(cs->counts->failed, 3);
+    cr_assert(strstr(cs->summary_json, "worker tr-1: boom"), "%s", cs->summary_json);
+    cr_assert(strstr(cs->summary_json, "did not complete"), "%s", cs->summary_json);
+    dp_wire_free(&r);
+    cr_assert(log_has("ended FAILED"), "%s", log_buf);
+    free(cid);
+    client_close(&tr);
+    client_close(&sub);
+    server_stop(&st, NULL);
+    zmq_ctx_term(ctx);
+    rm_dir(dir);
+}
+
 /* Raw frames on a DEALER: whatever bytes the test wants. */
 static void send_raw(client_t *c, const void *buf, size_t n, int more)
 {
@@ -550,15 +715,6 @@ static void send_packed(client_t *c, Dp__V1__Envelope *e)
     dp__v1__envelope__pack(e, b);
     send_raw(c, b, n, 0);
     free(b);
-}
-
-/* An Error for the bad message, with the code. */
-static void expect_error(client_t *c, Dp__V1__ErrorCode code, const char *what)
-{
-    Dp__V1__Envelope *e = client_expect(c, DP__V1__ENVELOPE__BODY_ERROR, WAIT_MS);
-    cr_assert_not_null(e, "no Error after %s", what);
-    cr_assert_eq(e->error->code, code, "%s: code %d (%s)", what, e->error->code, e->error->message);
-    dp_wire_free(&e);
 }
 
 Test(server, bad_messages_are_dropped, .timeout = 60)
