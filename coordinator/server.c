@@ -1,18 +1,8 @@
-/* The coordinator's loop (server.h): peers, the message handlers, group
- * commit, heartbeats, lease reconciliation and compaction.
- *
- * Every state change goes through record(): append to the journal, apply to
- * the scheduler. Replies are packed into the outbox as they are decided and
- * sent only after the iteration's one commit. Peers are kept by routing id
- * in an open-addressing table; a worker peer also remembers the leases it
- * was given (or held before a restart), so that a lease whose Assign never
- * reached it (lost in a reconnect, or a crash between commit and send) is
- * failed when the worker's heartbeats keep leaving it out. */
-#include "server.h"
-
+/* The coordinator's loop (server.h): lifecycle, the loop, replies and
+ * records, heartbeats and peer expiry, compaction. server_impl.h says how
+ * the three files of the loop share the work. */
 #include <errno.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,92 +10,15 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "campaign/campaign.h"
-#include "journal.h"
-#include "plan.h"
-#include "sched.h"
+#include "server_impl.h"
 #include "util/log.h"
 #include "wire/envelope.h"
-#include "wire/sock.h"
-
-#define LOG_COMP           "coordinator"
-#define DROP_LOG_WINDOW_MS 10000u /* at most DROP_LOG_LINES drop lines per window */
-#define DROP_LOG_LINES     20u
-#define SUBMITTER_IDLE_MS  60000u /* a submitter silent this long is forgotten */
-
-typedef struct lease {
-    char *task_id;
-    uint32_t attempt;
-    uint64_t since_ms; /* assigned, or last listed in the worker's heartbeat */
-} lease_t;
-
-typedef struct peer {
-    dp_wire_peer_t rid;
-    char *worker_id; /* from Hello */
-    Dp__V1__Role role;
-    uint64_t last_ms;
-    uint32_t want; /* free slots of the last Ready not yet filled */
-    lease_t *leases;
-    size_t nleases, capleases;
-} peer_t;
-
-/* A lease held before a restart, until its worker says Hello again. */
-typedef struct orphan {
-    char *worker_id;
-    lease_t l;
-} orphan_t;
-
-typedef struct outmsg {
-    dp_wire_peer_t to;
-    uint8_t *buf;
-    size_t len;
-} outmsg_t;
-
-struct dp_coord_server {
-    dp_coord_server_opts_t o;
-    char *bind, *journal_path, *coord_id;
-    char endpoint[256];
-    void *ctx;
-    int own_ctx;
-    void *router;
-    dp_wire_zap_t *zap;
-    dp_journal_t *j;
-    dp_sched_t *sched;
-    uint64_t now, session, seq, period_ms;
-    uint64_t next_hb_ms, compacted_bytes;
-    atomic_int stop;
-    dp_err_t fatal;
-    int dirty; /* records changed the state this iteration: try the waiting workers */
-    peer_t **slots;
-    size_t nslots, npeers;
-    orphan_t *orphans;
-    size_t norphans;
-    outmsg_t *out;
-    size_t nout, capout;
-    char (*ended)[DP_PLAN_ID_MAX]; /* campaigns that ended this iteration */
-    size_t nended, capended;
-    uint64_t drop_window_ms;
-    uint32_t drop_lines, drop_suppressed;
-    dp_coord_server_stats_t st;
-};
 
 static uint64_t wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) return 0;
-    size_t n = *cap ? *cap : 8;
-    while (n < need) n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q) return -1;
-    *p = q;
-    *cap = n;
-    return 0;
 }
 
 void dp_coord_server_opts_init(dp_coord_server_opts_t *o)
@@ -121,134 +34,9 @@ void dp_coord_server_opts_init(dp_coord_server_opts_t *o)
     o->drain = 1024;
 }
 
-/* ---------------------------------------------------------------- peers */
-
-static uint64_t rid_hash(const dp_wire_peer_t *r)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < r->len; i++) h = (h ^ r->id[i]) * 1099511628211ULL;
-    return h;
-}
-
-static int rid_eq(const dp_wire_peer_t *a, const dp_wire_peer_t *b)
-{
-    return a->len == b->len && !memcmp(a->id, b->id, a->len);
-}
-
-static peer_t *peer_find(const dp_coord_server_t *s, const dp_wire_peer_t *r)
-{
-    if (!s->nslots) return NULL;
-    for (size_t h = rid_hash(r) & (s->nslots - 1);; h = (h + 1) & (s->nslots - 1)) {
-        peer_t *p = s->slots[h];
-        if (!p) return NULL;
-        if (rid_eq(&p->rid, r)) return p;
-    }
-}
-
-static void slot_put(peer_t **slots, size_t nslots, peer_t *p)
-{
-    size_t h = rid_hash(&p->rid) & (nslots - 1);
-    while (slots[h]) h = (h + 1) & (nslots - 1);
-    slots[h] = p;
-}
-
-static peer_t *peer_add(dp_coord_server_t *s, const dp_wire_peer_t *r)
-{
-    if (2 * (s->npeers + 1) > s->nslots) {
-        const size_t n = s->nslots ? 2 * s->nslots : 64;
-        peer_t **ns = calloc(n, sizeof *ns);
-        if (!ns) return NULL;
-        for (size_t i = 0; i < s->nslots; i++)
-            if (s->slots[i]) slot_put(ns, n, s->slots[i]);
-        free(s->slots);
-        s->slots = ns;
-        s->nslots = n;
-    }
-    peer_t *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
-    p->rid = *r;
-    slot_put(s->slots, s->nslots, p);
-    s->npeers++;
-    return p;
-}
-
-static void leases_clear(peer_t *p)
-{
-    for (size_t i = 0; i < p->nleases; i++) free(p->leases[i].task_id);
-    free(p->leases);
-    p->leases = NULL;
-    p->nleases = p->capleases = 0;
-}
-
-static void peer_free(peer_t *p)
-{
-    leases_clear(p);
-    free(p->worker_id);
-    free(p);
-}
-
-/* Removes p from the table (backward-shift deletion) and frees it. */
-static void peer_remove(dp_coord_server_t *s, peer_t *p)
-{
-    size_t i = rid_hash(&p->rid) & (s->nslots - 1);
-    while (s->slots[i] != p) i = (i + 1) & (s->nslots - 1);
-    s->slots[i] = NULL;
-    for (size_t j = (i + 1) & (s->nslots - 1); s->slots[j]; j = (j + 1) & (s->nslots - 1)) {
-        peer_t *q = s->slots[j];
-        s->slots[j] = NULL;
-        slot_put(s->slots, s->nslots, q);
-    }
-    s->npeers--;
-    peer_free(p);
-}
-
-static int is_worker(const peer_t *p)
-{
-    return p->worker_id &&
-           (p->role == DP__V1__ROLE__ROLE_TRAINER || p->role == DP__V1__ROLE__ROLE_MEASURER);
-}
-
-static peer_t *peer_by_worker(const dp_coord_server_t *s, const char *worker_id)
-{
-    for (size_t i = 0; i < s->nslots; i++)
-        if (s->slots[i] && is_worker(s->slots[i]) && !strcmp(s->slots[i]->worker_id, worker_id))
-            return s->slots[i];
-    return NULL;
-}
-
-static int lease_add(peer_t *p, const char *task_id, uint32_t attempt, uint64_t since)
-{
-    for (size_t i = 0; i < p->nleases; i++)
-        if (!strcmp(p->leases[i].task_id, task_id)) {
-            p->leases[i].attempt = attempt;
-            p->leases[i].since_ms = since;
-            return 0;
-        }
-    if (grow((void **)&p->leases, &p->capleases, p->nleases + 1, sizeof *p->leases)) return -1;
-    char *id = strdup(task_id);
-    if (!id) return -1;
-    p->leases[p->nleases++] = (lease_t){id, attempt, since};
-    return 0;
-}
-
-static void lease_drop(peer_t *p, size_t i)
-{
-    free(p->leases[i].task_id);
-    p->leases[i] = p->leases[--p->nleases];
-}
-
-static void lease_forget(peer_t *p, const char *task_id)
-{
-    for (size_t i = 0; i < p->nleases; i++)
-        if (!strcmp(p->leases[i].task_id, task_id)) {
-            lease_drop(p, i);
-            return;
-        }
-}
-
 /* ---------------------------------------------------------------- logging */
 
-static void drop_log(dp_coord_server_t *s, const dp_wire_peer_t *from, const char *why)
+void srv_drop_log(dp_coord_server_t *s, const dp_wire_peer_t *from, const char *why)
 {
     if (s->now >= s->drop_window_ms + DROP_LOG_WINDOW_MS) {
         if (s->drop_suppressed)
@@ -266,7 +54,7 @@ static void drop_log(dp_coord_server_t *s, const dp_wire_peer_t *from, const cha
     dp_warn(LOG_COMP, "dropped a message from peer %s: %s", who, why);
 }
 
-static void task_context(const char *task_id)
+void srv_task_context(const char *task_id)
 {
     char cid[DP_PLAN_ID_MAX];
     dp_sched_campaign_of(task_id, cid, sizeof cid);
@@ -276,14 +64,14 @@ static void task_context(const char *task_id)
 /* ---------------------------------------------------------------- replies */
 
 /* Packs env for peer `to` into the outbox (sent after the commit). */
-static void reply(dp_coord_server_t *s, const dp_wire_peer_t *to, Dp__V1__Envelope *env,
-                  uint64_t reply_to)
+void srv_reply(dp_coord_server_t *s, const dp_wire_peer_t *to, Dp__V1__Envelope *env,
+               uint64_t reply_to)
 {
     env->reply_to = reply_to;
     env->sender_id = s->coord_id;
     uint8_t *buf;
     size_t len;
-    if (grow((void **)&s->out, &s->capout, s->nout + 1, sizeof *s->out) ||
+    if (srv_grow((void **)&s->out, &s->capout, s->nout + 1, sizeof *s->out) ||
         dp_wire_pack(env, &s->seq, &buf, &len)) {
         s->st.send_failed++;
         dp_warn(LOG_COMP, "a reply (%s) was not sent: out of memory", dp_wire_body_name(env));
@@ -292,11 +80,8 @@ static void reply(dp_coord_server_t *s, const dp_wire_peer_t *to, Dp__V1__Envelo
     s->out[s->nout++] = (outmsg_t){*to, buf, len};
 }
 
-static void reply_error(dp_coord_server_t *s, const dp_wire_peer_t *to, uint64_t reply_to,
-                        Dp__V1__ErrorCode code, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void reply_error(dp_coord_server_t *s, const dp_wire_peer_t *to, uint64_t reply_to,
-                        Dp__V1__ErrorCode code, const char *fmt, ...)
+void srv_reply_error(dp_coord_server_t *s, const dp_wire_peer_t *to, uint64_t reply_to,
+                     Dp__V1__ErrorCode code, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -309,7 +94,7 @@ static void reply_error(dp_coord_server_t *s, const dp_wire_peer_t *to, uint64_t
     er.message = msg;
     e.body_case = DP__V1__ENVELOPE__BODY_ERROR;
     e.error = &er;
-    reply(s, to, &e, reply_to);
+    srv_reply(s, to, &e, reply_to);
 }
 
 static void send_outbox(dp_coord_server_t *s)
@@ -334,7 +119,7 @@ static void send_outbox(dp_coord_server_t *s)
 
 static void campaign_ended(dp_coord_server_t *s, const char *cid)
 {
-    if (grow((void **)&s->ended, &s->capended, s->nended + 1, sizeof *s->ended)) return;
+    if (srv_grow((void **)&s->ended, &s->capended, s->nended + 1, sizeof *s->ended)) return;
     snprintf(s->ended[s->nended++], DP_PLAN_ID_MAX, "%s", cid);
 }
 
@@ -342,7 +127,7 @@ static void campaign_ended(dp_coord_server_t *s, const char *cid)
  * fit in a record (nothing changed); a failure to apply an appended record
  * is fatal (the journal and the state would disagree): the loop stops
  * before the commit. */
-static dp_err_t record(dp_coord_server_t *s, Dp__V1__JournalRecord *rec)
+dp_err_t srv_record(dp_coord_server_t *s, Dp__V1__JournalRecord *rec)
 {
     if (s->fatal) return s->fatal;
     rec->unix_ms = s->now;
@@ -376,8 +161,8 @@ static dp_err_t record(dp_coord_server_t *s, Dp__V1__JournalRecord *rec)
     return DP_OK;
 }
 
-static dp_err_t record_failed(dp_coord_server_t *s, const char *task_id, uint32_t attempt,
-                              const char *reason, int final)
+dp_err_t srv_record_failed(dp_coord_server_t *s, const char *task_id, uint32_t attempt,
+                           const char *reason, int final)
 {
     Dp__V1__JournalRecord rec = DP__V1__JOURNAL_RECORD__INIT;
     Dp__V1__TaskFailed f = DP__V1__TASK_FAILED__INIT;
@@ -387,7 +172,7 @@ static dp_err_t record_failed(dp_coord_server_t *s, const char *task_id, uint32_
     f.final = final;
     rec.body_case = DP__V1__JOURNAL_RECORD__BODY_TASK_FAILED;
     rec.task_failed = &f;
-    dp_err_t err = record(s, &rec);
+    dp_err_t err = srv_record(s, &rec);
     if (!err) s->st.failed++;
     return err;
 }
@@ -396,525 +181,12 @@ static void on_expired(void *ctx, const char *task_id, uint32_t attempt, const c
                        const char *reason, int final)
 {
     dp_coord_server_t *s = ctx;
-    task_context(task_id);
+    srv_task_context(task_id);
     dp_warn(LOG_COMP, "attempt %u: %s%s", attempt, reason, final ? " (final)" : "");
     dp_log_set_context(NULL, NULL);
-    record_failed(s, task_id, attempt, reason, final);
-    peer_t *p = worker_id && *worker_id ? peer_by_worker(s, worker_id) : NULL;
-    if (p) lease_forget(p, task_id);
-}
-
-/* ---------------------------------------------------------------- assigning */
-
-/* Leases tasks to p while it wants them and the scheduler has one for it. */
-static void assign(dp_coord_server_t *s, peer_t *p, uint64_t reply_to)
-{
-    char id[DP_PLAN_ID_MAX];
-    uint32_t attempt;
-    while (p->want > 0 && !s->fatal &&
-           dp_sched_pick(s->sched, p->worker_id, s->now, id, sizeof id, &attempt)) {
-        Dp__V1__JournalRecord rec = DP__V1__JOURNAL_RECORD__INIT;
-        Dp__V1__TaskAssigned a = DP__V1__TASK_ASSIGNED__INIT;
-        a.task_id = id;
-        a.attempt = attempt;
-        a.worker_id = p->worker_id;
-        a.lease_deadline_unix_ms = dp_sched_lease_deadline(s->sched, s->now);
-        rec.body_case = DP__V1__JOURNAL_RECORD__BODY_TASK_ASSIGNED;
-        rec.task_assigned = &a;
-        if (record(s, &rec)) return;
-        Dp__V1__Task t;
-        dp_plan_strings_t strs;
-        if (dp_sched_task_msg(s->sched, id, &t, &strs)) continue; /* cannot happen: just picked */
-        Dp__V1__Envelope e = DP__V1__ENVELOPE__INIT;
-        Dp__V1__Assign as = DP__V1__ASSIGN__INIT;
-        as.task = &t;
-        as.lease_ms = s->period_ms;
-        e.body_case = DP__V1__ENVELOPE__BODY_ASSIGN;
-        e.assign = &as;
-        reply(s, &p->rid, &e, reply_to);
-        lease_add(p, id, attempt, s->now);
-        p->want--;
-        s->st.assigned++;
-        dp_debug(LOG_COMP, "assigned %s attempt %u to %s", id, attempt, p->worker_id);
-    }
-}
-
-static void assign_waiting(dp_coord_server_t *s)
-{
-    for (size_t i = 0; i < s->nslots && !s->fatal; i++)
-        if (s->slots[i] && s->slots[i]->want && is_worker(s->slots[i])) assign(s, s->slots[i], 0);
-}
-
-/* ---------------------------------------------------------------- handlers */
-
-static void on_hello(dp_coord_server_t *s, peer_t *p, const dp_wire_peer_t *from,
-                     const Dp__V1__Envelope *env)
-{
-    const Dp__V1__Hello *h = env->hello;
-    const uint32_t lo = h->protocol_min ? h->protocol_min : 1;
-    const uint32_t hi = h->protocol_max ? h->protocol_max : lo;
-    if (lo > DP_WIRE_VERSION || hi < DP_WIRE_VERSION) {
-        reply_error(s, from, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_VERSION,
-                    "protocol %u..%u not spoken here (%u)", lo, hi, DP_WIRE_VERSION);
-        return;
-    }
-    const int worker =
-        h->role == DP__V1__ROLE__ROLE_TRAINER || h->role == DP__V1__ROLE__ROLE_MEASURER;
-    if (worker) {
-        dp_sched_hello_t sh = {.worker_id = h->worker_id,
-                               .device_class = h->device_class,
-                               .host = h->host && *h->host ? h->host : NULL,
-                               .role = h->role,
-                               .capacity = h->capacity};
-        if (dp_sched_worker_hello(s->sched, &sh, s->now)) {
-            reply_error(s, from, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_BUSY,
-                        "worker %s could not be registered", h->worker_id);
-            return;
-        }
-    }
-    /* the same worker on another connection: that one is gone */
-    peer_t *old = worker ? peer_by_worker(s, h->worker_id) : NULL;
-    if (!p && !(p = peer_add(s, from))) {
-        reply_error(s, from, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_BUSY, "out of memory");
-        return;
-    }
-    if (is_worker(p) && (!worker || strcmp(p->worker_id, h->worker_id))) {
-        dp_sched_worker_bye(s->sched, p->worker_id, s->now); /* this connection was another */
-        leases_clear(p);
-    }
-    if (old && old != p) {
-        leases_clear(p);
-        p->leases = old->leases, p->nleases = old->nleases, p->capleases = old->capleases;
-        old->leases = NULL, old->nleases = old->capleases = 0;
-        peer_remove(s, old);
-    }
-    char *id = strdup(h->worker_id);
-    if (!id) return;
-    free(p->worker_id);
-    p->worker_id = id;
-    p->role = h->role;
-    p->last_ms = s->now;
-    p->want = 0;
-    if (worker)
-        for (size_t i = 0; i < s->norphans;) {
-            orphan_t *o = &s->orphans[i];
-            if (strcmp(o->worker_id, id)) {
-                i++;
-                continue;
-            }
-            lease_add(p, o->l.task_id, o->l.attempt, s->now);
-            free(o->worker_id);
-            free(o->l.task_id);
-            s->orphans[i] = s->orphans[--s->norphans];
-        }
-    if (worker)
-        dp_info(LOG_COMP, "hello from %s %s%s%s, capacity %u%s%s",
-                h->role == DP__V1__ROLE__ROLE_MEASURER ? "measurer" : "trainer", h->worker_id,
-                h->role == DP__V1__ROLE__ROLE_MEASURER ? " of class " : "",
-                h->role == DP__V1__ROLE__ROLE_MEASURER ? h->device_class : "", h->capacity,
-                h->host && *h->host ? " on " : "", h->host ? h->host : "");
-    else
-        dp_debug(LOG_COMP, "hello from submitter %s", h->worker_id);
-    Dp__V1__Envelope e = DP__V1__ENVELOPE__INIT;
-    Dp__V1__Welcome w = DP__V1__WELCOME__INIT;
-    w.protocol_version = DP_WIRE_VERSION;
-    w.heartbeat_ms = s->o.heartbeat_ms;
-    w.liveness = s->o.liveness;
-    w.coordinator_id = s->coord_id;
-    w.session = s->session;
-    e.body_case = DP__V1__ENVELOPE__BODY_WELCOME;
-    e.welcome = &w;
-    reply(s, from, &e, env->seq);
-}
-
-static void on_submit(dp_coord_server_t *s, const dp_wire_peer_t *from, const Dp__V1__Envelope *env)
-{
-    const Dp__V1__Submit *sub = env->submit;
-    const char *token = sub->client_token && *sub->client_token ? sub->client_token : NULL;
-    uint32_t n = 0;
-    Dp__V1__Envelope e = DP__V1__ENVELOPE__INIT;
-    Dp__V1__SubmitReply r = DP__V1__SUBMIT_REPLY__INIT;
-    e.body_case = DP__V1__ENVELOPE__BODY_SUBMIT_REPLY;
-    e.submit_reply = &r;
-    const char *known = dp_sched_campaign_by_token(s->sched, token);
-    if (known) {
-        char cid[DP_PLAN_ID_MAX];
-        snprintf(cid, sizeof cid, "%s", known);
-        if (dp_plan_count(sub->campaign, &n)) n = 0;
-        r.campaign_id = cid;
-        r.tasks = n;
-        r.duplicate = 1;
-        dp_info(LOG_COMP, "campaign %s: submitted again with its token, nothing new", cid);
-        reply(s, from, &e, env->seq);
-        return;
-    }
-    dp_err_t err = campaign_validate(sub->campaign);
-    if (!err) err = dp_plan_count(sub->campaign, &n);
-    if (err) {
-        dp_info(LOG_COMP, "a campaign was refused: %s", dp_err_detail());
-        reply_error(s, from, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_BAD_CAMPAIGN, "%s",
-                    dp_err_detail());
-        return;
-    }
-    char cid[DP_PLAN_ID_MAX];
-    dp_sched_next_campaign_id(s->sched, sub->campaign->name, cid, sizeof cid);
-    Dp__V1__JournalRecord rec = DP__V1__JOURNAL_RECORD__INIT;
-    Dp__V1__CampaignAccepted a = DP__V1__CAMPAIGN_ACCEPTED__INIT;
-    a.campaign_id = cid;
-    a.campaign = sub->campaign;
-    a.tasks_total = n;
-    a.client_token = token ? (char *)token : "";
-    a.accepted_unix_ms = s->now;
-    rec.body_case = DP__V1__JOURNAL_RECORD__BODY_CAMPAIGN_ACCEPTED;
-    rec.campaign_accepted = &a;
-    if ((err = record(s, &rec))) {
-        if (!s->fatal)
-            reply_error(s, from, env->seq,
-                        err == DP_ERR_RANGE ? DP__V1__ERROR_CODE__ERROR_CODE_BAD_CAMPAIGN
-                                            : DP__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
-                        "campaign not accepted: %s", dp_err_detail());
-        return;
-    }
-    s->st.campaigns_accepted++;
-    dp_log_set_context(cid, NULL);
-    dp_info(LOG_COMP, "accepted: %u tasks", n);
-    dp_log_set_context(NULL, NULL);
-    r.campaign_id = cid;
-    r.tasks = n;
-    reply(s, from, &e, env->seq);
-}
-
-static void on_ready(dp_coord_server_t *s, peer_t *p, const Dp__V1__Envelope *env)
-{
-    p->want = env->ready->slots ? env->ready->slots : 1;
-    assign(s, p, env->seq);
-}
-
-static int listed(const Dp__V1__Heartbeat *hb, const char *task_id)
-{
-    for (size_t i = 0; i < hb->n_running; i++)
-        if (!strcmp(hb->running[i]->task_id, task_id)) return 1;
-    return 0;
-}
-
-static void send_cancel(dp_coord_server_t *s, const dp_wire_peer_t *to, const char *task_id,
-                        const char *why)
-{
-    char cid[DP_PLAN_ID_MAX];
-    dp_sched_campaign_of(task_id, cid, sizeof cid);
-    Dp__V1__Envelope e = DP__V1__ENVELOPE__INIT;
-    Dp__V1__Cancel c = DP__V1__CANCEL__INIT;
-    c.campaign_id = cid;
-    c.task_id = (char *)task_id;
-    c.reason = (char *)why;
-    e.body_case = DP__V1__ENVELOPE__BODY_CANCEL;
-    e.cancel = &c;
-    reply(s, to, &e, 0);
-}
-
-/* The worker says what it runs: a task that ended is cancelled on it; a
- * lease it keeps leaving out for a whole period never reached it. */
-static void on_heartbeat(dp_coord_server_t *s, peer_t *p, const Dp__V1__Envelope *env)
-{
-    const Dp__V1__Heartbeat *hb = env->heartbeat;
-    for (size_t i = 0; i < hb->n_running; i++) {
-        const char *id = hb->running[i]->task_id;
-        if (dp_sched_task_stopped(s->sched, id)) {
-            task_context(id);
-            dp_info(LOG_COMP, "%s still runs it: cancelled", p->worker_id);
-            dp_log_set_context(NULL, NULL);
-            send_cancel(s, &p->rid, id, "the task has ended or its campaign was cancelled");
-        }
-    }
-    for (size_t i = 0; i < p->nleases;) {
-        lease_t *l = &p->leases[i];
-        int final = 0;
-        if (dp_sched_failure_new(s->sched, l->task_id, l->attempt, 1, &final) != 1) {
-            lease_drop(p, i); /* no longer this worker's lease */
-            continue;
-        }
-        if (listed(hb, l->task_id)) {
-            l->since_ms = s->now;
-        } else if (s->now > l->since_ms + s->period_ms) {
-            char why[256];
-            snprintf(why, sizeof why, "worker %s does not hold the lease (its Assign was lost)",
-                     p->worker_id);
-            task_context(l->task_id);
-            dp_warn(LOG_COMP, "attempt %u: %s%s", l->attempt, why, final ? " (final)" : "");
-            dp_log_set_context(NULL, NULL);
-            if (record_failed(s, l->task_id, l->attempt, why, final)) return;
-            lease_drop(p, i);
-            continue;
-        }
-        i++;
-    }
-}
-
-static void ack(dp_coord_server_t *s, const dp_wire_peer_t *to, const char *task_id,
-                uint32_t attempt, uint64_t reply_to)
-{
-    Dp__V1__Envelope e = DP__V1__ENVELOPE__INIT;
-    Dp__V1__Ack a = DP__V1__ACK__INIT;
-    a.task_id = (char *)task_id;
-    a.attempt = attempt;
-    e.body_case = DP__V1__ENVELOPE__BODY_ACK;
-    e.ack = &a;
-    reply(s, to, &e, reply_to);
-}
-
-static void on_result(dp_coord_server_t *s, peer_t *p, const Dp__V1__Envelope *env)
-{
-    const Dp__V1__Result *r = env->result;
-    task_context(r->task_id);
-    const int fresh = dp_sched_result_new(s->sched, r->task_id, r->attempt);
-    if (fresh < 0) {
-        dp_warn(LOG_COMP, "a result from %s for an unknown task", p->worker_id);
-        reply_error(s, &p->rid, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND, "no task '%s'",
-                    r->task_id);
-        dp_log_set_context(NULL, NULL);
-        return;
-    }
-    if (fresh) {
-        Dp__V1__TaskResult res = *r->result;
-        if (!res.worker_id || !*res.worker_id) res.worker_id = p->worker_id;
-        Dp__V1__JournalRecord rec = DP__V1__JOURNAL_RECORD__INIT;
-        Dp__V1__TaskDone d = DP__V1__TASK_DONE__INIT;
-        d.task_id = r->task_id;
-        d.attempt = r->attempt;
-        d.result = &res;
-        rec.body_case = DP__V1__JOURNAL_RECORD__BODY_TASK_DONE;
-        rec.task_done = &d;
-        const dp_err_t err = record(s, &rec);
-        if (err) {
-            if (!s->fatal)
-                reply_error(s, &p->rid, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
-                            "result not kept: %s", dp_err_detail());
-            dp_log_set_context(NULL, NULL);
-            return;
-        }
-        s->st.done++;
-        dp_debug(LOG_COMP, "done by %s (attempt %u, %.3f s)", p->worker_id, r->attempt,
-                 r->result->seconds);
-    } else {
-        dp_debug(LOG_COMP, "a repeated result from %s: acknowledged", p->worker_id);
-    }
-    dp_log_set_context(NULL, NULL);
-    lease_forget(p, r->task_id);
-    ack(s, &p->rid, r->task_id, r->attempt, env->seq);
-}
-
-static void on_failure(dp_coord_server_t *s, peer_t *p, const Dp__V1__Envelope *env)
-{
-    const Dp__V1__Failure *f = env->failure;
-    int final = 0;
-    const int fresh = dp_sched_failure_new(s->sched, f->task_id, f->attempt, f->retryable, &final);
-    task_context(f->task_id);
-    if (fresh < 0) {
-        reply_error(s, &p->rid, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND, "no task '%s'",
-                    f->task_id);
-        dp_log_set_context(NULL, NULL);
-        return;
-    }
-    if (fresh) {
-        char why[1024];
-        snprintf(why, sizeof why, "worker %s: %s", p->worker_id, f->reason);
-        dp_warn(LOG_COMP, "attempt %u failed: %s%s", f->attempt, why, final ? " (final)" : "");
-        if (record_failed(s, f->task_id, f->attempt, why, final)) {
-            if (!s->fatal)
-                reply_error(s, &p->rid, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
-                            "failure not kept: %s", dp_err_detail());
-            dp_log_set_context(NULL, NULL);
-            return;
-        }
-    }
-    dp_log_set_context(NULL, NULL);
-    lease_forget(p, f->task_id);
-    ack(s, &p->rid, f->task_id, f->attempt, env->seq);
-}
-
-/* The counts of one campaign, or zeros. */
-static Dp__V1__TaskCounts counts_of(const dp_coord_server_t *s, const char *cid)
-{
-    Dp__V1__TaskCounts tc = DP__V1__TASK_COUNTS__INIT;
-    Dp__V1__StatusRequest rq = DP__V1__STATUS_REQUEST__INIT;
-    rq.campaign_id = (char *)cid;
-    dp_err_t err;
-    Dp__V1__StatusReply *r = dp_sched_status(s->sched, &rq, s->now, &err);
-    if (r && r->n_campaigns == 1 && r->campaigns[0]->counts) tc = *r->campaigns[0]->counts;
-    dp_sched_status_free(&r);
-    return tc;
-}
-
-static void on_cancel(dp_coord_server_t *s, peer_t *p, const Dp__V1__Envelope *env)
-{
-    const Dp__V1__Cancel *c = env->cancel;
-    if (!dp_sched_campaign_exists(s->sched, c->campaign_id)) {
-        reply_error(s, &p->rid, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND,
-                    "no campaign '%s'", c->campaign_id);
-        return;
-    }
-    Dp__V1__Envelope e = DP__V1__ENVELOPE__INIT;
-    Dp__V1__CancelReply r = DP__V1__CANCEL_REPLY__INIT;
-    r.campaign_id = c->campaign_id;
-    e.body_case = DP__V1__ENVELOPE__BODY_CANCEL_REPLY;
-    e.cancel_reply = &r;
-    if (dp_sched_campaign_running(s->sched, c->campaign_id)) {
-        const uint32_t before = counts_of(s, c->campaign_id).cancelled;
-        char why[1024];
-        snprintf(why, sizeof why, "cancelled by %s%s%s", p->worker_id,
-                 c->reason && *c->reason ? ": " : "", c->reason ? c->reason : "");
-        Dp__V1__JournalRecord rec = DP__V1__JOURNAL_RECORD__INIT;
-        Dp__V1__CampaignCancelled x = DP__V1__CAMPAIGN_CANCELLED__INIT;
-        x.campaign_id = c->campaign_id;
-        x.reason = why;
-        rec.body_case = DP__V1__JOURNAL_RECORD__BODY_CAMPAIGN_CANCELLED;
-        rec.campaign_cancelled = &x;
-        if (record(s, &rec)) {
-            if (!s->fatal)
-                reply_error(s, &p->rid, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
-                            "cancel not kept: %s", dp_err_detail());
-            return;
-        }
-        r.tasks_cancelled = counts_of(s, c->campaign_id).cancelled - before;
-    }
-    reply(s, &p->rid, &e, env->seq);
-}
-
-static void on_status(dp_coord_server_t *s, const dp_wire_peer_t *from, const Dp__V1__Envelope *env)
-{
-    const Dp__V1__StatusRequest *rq = env->status_request;
-    dp_err_t err;
-    Dp__V1__StatusReply *r = dp_sched_status(s->sched, rq, s->now, &err);
-    if (!r) {
-        reply_error(s, from, env->seq,
-                    err == DP_ERR_NOTFOUND ? DP__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND
-                                           : DP__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
-                    "%s", dp_err_detail());
-        return;
-    }
-    dp_journal_stats_t js;
-    dp_journal_stats(s->j, &js);
-    r->journal_lsn = js.last_lsn;
-    const int named = rq->campaign_id && *rq->campaign_id;
-    for (size_t i = 0; named && i < r->n_campaigns; i++) {
-        Dp__V1__CampaignStatus *cs = r->campaigns[i];
-        if (cs->state == DP__V1__CAMPAIGN_STATE__CAMPAIGN_STATE_RUNNING) continue;
-        char *json = dp_sched_summary_json(s->sched, cs->campaign_id);
-        if (json && strlen(json) <= DP_WIRE_MAX_JSON)
-            cs->summary_json = json;
-        else {
-            if (json)
-                dp_warn(LOG_COMP,
-                        "campaign %s: the summary (%zu bytes) is too large for a status "
-                        "reply",
-                        cs->campaign_id, strlen(json));
-            free(json);
-        }
-    }
-    Dp__V1__Envelope e = DP__V1__ENVELOPE__INIT;
-    e.body_case = DP__V1__ENVELOPE__BODY_STATUS_REPLY;
-    e.status_reply = r;
-    reply(s, from, &e, env->seq);
-    for (size_t i = 0; i < r->n_campaigns; i++)
-        if (r->campaigns[i]->summary_json != protobuf_c_empty_string) {
-            free(r->campaigns[i]->summary_json);
-            r->campaigns[i]->summary_json = NULL;
-        }
-    dp_sched_status_free(&r);
-}
-
-static void on_disconnect(dp_coord_server_t *s, peer_t *p, const Dp__V1__Envelope *env)
-{
-    dp_info(LOG_COMP, "%s disconnected%s%s", p->worker_id,
-            env->disconnect->reason && *env->disconnect->reason ? ": " : "",
-            env->disconnect->reason ? env->disconnect->reason : "");
-    if (is_worker(p)) dp_sched_worker_bye(s->sched, p->worker_id, s->now);
-    peer_remove(s, p);
-}
-
-/* One valid envelope from `from`. */
-static void handle(dp_coord_server_t *s, const dp_wire_peer_t *from, const Dp__V1__Envelope *env)
-{
-    peer_t *p = peer_find(s, from);
-    const Dp__V1__Envelope__BodyCase b = env->body_case;
-    if (b == DP__V1__ENVELOPE__BODY_HELLO) {
-        on_hello(s, p, from, env);
-        return;
-    }
-    if (!p || !p->worker_id) {
-        char why[128];
-        snprintf(why, sizeof why, "%s before Hello", dp_wire_body_name(env));
-        s->st.unregistered++;
-        drop_log(s, from, why);
-        reply_error(s, from, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_NOT_REGISTERED,
-                    "send Hello first");
-        return;
-    }
-    p->last_ms = s->now;
-    const int worker_body =
-        b == DP__V1__ENVELOPE__BODY_READY || b == DP__V1__ENVELOPE__BODY_HEARTBEAT ||
-        b == DP__V1__ENVELOPE__BODY_PROGRESS || b == DP__V1__ENVELOPE__BODY_RESULT ||
-        b == DP__V1__ENVELOPE__BODY_FAILURE;
-    if (worker_body && is_worker(p) && dp_sched_worker_seen(s->sched, p->worker_id, s->now)) {
-        /* silent past its liveness: its leases went back; it must register again */
-        char why[DP_WIRE_MAX_ID + 64];
-        snprintf(why, sizeof why, "%s from %s, which was declared dead", dp_wire_body_name(env),
-                 p->worker_id);
-        s->st.unregistered++;
-        drop_log(s, from, why);
-        reply_error(s, from, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_NOT_REGISTERED,
-                    "declared dead: send Hello again");
-        peer_remove(s, p);
-        return;
-    }
-    if (worker_body && !is_worker(p)) {
-        char why[128];
-        snprintf(why, sizeof why, "%s from a submitter", dp_wire_body_name(env));
-        s->st.dropped++;
-        drop_log(s, from, why);
-        reply_error(s, from, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_PROTOCOL,
-                    "%s is a worker's message", dp_wire_body_name(env));
-        return;
-    }
-    switch (b) {
-    case DP__V1__ENVELOPE__BODY_READY:
-        on_ready(s, p, env);
-        break;
-    case DP__V1__ENVELOPE__BODY_HEARTBEAT:
-        on_heartbeat(s, p, env);
-        break;
-    case DP__V1__ENVELOPE__BODY_PROGRESS:
-        dp_debug(LOG_COMP, "progress of %s: %llu/%llu %s", env->progress->task_id,
-                 (unsigned long long)env->progress->done, (unsigned long long)env->progress->total,
-                 env->progress->message ? env->progress->message : "");
-        break;
-    case DP__V1__ENVELOPE__BODY_RESULT:
-        on_result(s, p, env);
-        break;
-    case DP__V1__ENVELOPE__BODY_FAILURE:
-        on_failure(s, p, env);
-        break;
-    case DP__V1__ENVELOPE__BODY_SUBMIT:
-        on_submit(s, from, env);
-        break;
-    case DP__V1__ENVELOPE__BODY_STATUS_REQUEST:
-        on_status(s, from, env);
-        break;
-    case DP__V1__ENVELOPE__BODY_CANCEL:
-        on_cancel(s, p, env);
-        break;
-    case DP__V1__ENVELOPE__BODY_DISCONNECT:
-        on_disconnect(s, p, env);
-        break;
-    default: {
-        char why[128];
-        snprintf(why, sizeof why, "%s is not a message for the coordinator",
-                 dp_wire_body_name(env));
-        s->st.dropped++;
-        drop_log(s, from, why);
-        reply_error(s, from, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_PROTOCOL, "%s", why);
-    }
-    }
+    srv_record_failed(s, task_id, attempt, reason, final);
+    peer_t *p = worker_id && *worker_id ? srv_peer_by_worker(s, worker_id) : NULL;
+    if (p) srv_lease_forget(p, task_id);
 }
 
 /* ---------------------------------------------------------------- periodic */
@@ -932,7 +204,7 @@ static void tick(dp_coord_server_t *s)
         peer_t *p = s->slots[i];
         if (!p) continue;
         int drop = 0;
-        if (is_worker(p)) {
+        if (srv_is_worker(p)) {
             if (!dp_sched_worker_known(s->sched, p->worker_id)) {
                 dp_warn(LOG_COMP, "worker %s: no message for %llu ms, dead", p->worker_id,
                         (unsigned long long)(s->now - p->last_ms));
@@ -942,14 +214,14 @@ static void tick(dp_coord_server_t *s)
                 Dp__V1__Heartbeat hb = DP__V1__HEARTBEAT__INIT;
                 e.body_case = DP__V1__ENVELOPE__BODY_HEARTBEAT;
                 e.heartbeat = &hb;
-                reply(s, &p->rid, &e, 0);
+                srv_reply(s, &p->rid, &e, 0);
             }
         } else {
             drop = s->now > p->last_ms + idle;
         }
-        if (drop && !grow((void **)&gone, &capgone, ngone + 1, sizeof *gone)) gone[ngone++] = p;
+        if (drop && !srv_grow((void **)&gone, &capgone, ngone + 1, sizeof *gone)) gone[ngone++] = p;
     }
-    for (size_t i = 0; i < ngone; i++) peer_remove(s, gone[i]);
+    for (size_t i = 0; i < ngone; i++) srv_peer_remove(s, gone[i]);
     free(gone);
     /* leases held before the restart whose worker never came back end by expiry */
     for (size_t i = 0; i < s->norphans;) {
@@ -1018,7 +290,7 @@ static dp_err_t adopt_leases(dp_coord_server_t *s)
         for (size_t k = 0; c && c->n_campaigns && k < c->campaigns[0]->n_tasks; k++) {
             const Dp__V1__TaskStatus *t = c->campaigns[0]->tasks[k];
             if (t->state != DP__V1__TASK_STATE__TASK_STATE_LEASED) continue;
-            if (grow((void **)&s->orphans, &cap, s->norphans + 1, sizeof *s->orphans)) {
+            if (srv_grow((void **)&s->orphans, &cap, s->norphans + 1, sizeof *s->orphans)) {
                 err = DP_ERR_NOMEM;
                 break;
             }
@@ -1193,20 +465,21 @@ dp_err_t dp_coord_server_run(dp_coord_server_t *s, volatile sig_atomic_t *stop)
             s->st.received++;
             if (err) {
                 s->st.dropped++;
-                drop_log(s, &from, dp_err_detail());
+                srv_drop_log(s, &from, dp_err_detail());
                 /* a peer that speaks another version or sends a broken envelope hears why */
                 if (from.len && (err == DP_ERR_UNSUPPORTED || err == DP_ERR_PROTOCOL))
-                    reply_error(s, &from, 0,
-                                err == DP_ERR_UNSUPPORTED ? DP__V1__ERROR_CODE__ERROR_CODE_VERSION
-                                                          : DP__V1__ERROR_CODE__ERROR_CODE_PROTOCOL,
-                                "%s", dp_err_detail());
+                    srv_reply_error(s, &from, 0,
+                                    err == DP_ERR_UNSUPPORTED
+                                        ? DP__V1__ERROR_CODE__ERROR_CODE_VERSION
+                                        : DP__V1__ERROR_CODE__ERROR_CODE_PROTOCOL,
+                                    "%s", dp_err_detail());
                 continue;
             }
-            handle(s, &from, env);
+            srv_handle(s, &from, env);
             dp_wire_free(&env);
         }
         if (!s->fatal) dp_sched_expired(s->sched, s->now, on_expired, s);
-        if (s->dirty && !s->fatal) assign_waiting(s);
+        if (s->dirty && !s->fatal) srv_assign_waiting(s);
         if (!s->fatal) tick(s);
         if (s->fatal) {
             ret = s->fatal;
@@ -1291,7 +564,7 @@ void dp_coord_server_destroy(dp_coord_server_t **ps)
     dp_journal_destroy(&s->j);
     dp_sched_destroy(&s->sched);
     for (size_t i = 0; i < s->nslots; i++)
-        if (s->slots[i]) peer_free(s->slots[i]);
+        if (s->slots[i]) srv_peer_free(s->slots[i]);
     free(s->slots);
     for (size_t i = 0; i < s->norphans; i++) {
         free(s->orphans[i].worker_id);
