@@ -136,6 +136,10 @@ dp_err_t adnn_weights_load(adnn_model_t *m, const char *path);
  * adnn_model_load returns a new object, caller destroys. */
 dp_err_t adnn_model_save(const adnn_model_t *m, const char *prefix);
 dp_err_t adnn_model_load(const char *prefix, adnn_model_t **out);
+/* The same from a spec file and a weights file that need not share a
+ * prefix (a campaign names a spec URI and a weights URI). The weights are
+ * checked to cover the spec before the model is allocated. */
+dp_err_t adnn_model_load_files(const char *spec_path, const char *weights_path, adnn_model_t **out);
 
 /* ------------------------------------------------------------- inference */
 

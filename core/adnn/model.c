@@ -374,14 +374,21 @@ dp_err_t adnn_model_load(const char *prefix, adnn_model_t **out)
 {
     *out = NULL;
     char p[4096], wp[4096];
+    dp_err_t err = join(p, sizeof p, prefix, ".pb");
+    if (!err) err = join(wp, sizeof wp, prefix, ".safetensors");
+    if (!err) err = adnn_model_load_files(p, wp, out);
+    return err;
+}
+
+dp_err_t adnn_model_load_files(const char *spec_path, const char *weights_path, adnn_model_t **out)
+{
+    *out = NULL;
     adnn_spec_t spec;
     adnn_model_t *m = NULL;
     st_file_t *f = NULL;
-    dp_err_t err = join(p, sizeof p, prefix, ".pb");
-    if (!err) err = join(wp, sizeof wp, prefix, ".safetensors");
-    if (!err) err = adnn_spec_read(p, &spec);
-    if (!err) err = st_open(wp, &f);
-    if (!err) err = check_weights_cover(&spec, p, f);
+    dp_err_t err = adnn_spec_read(spec_path, &spec);
+    if (!err) err = st_open(weights_path, &f);
+    if (!err) err = check_weights_cover(&spec, spec_path, f);
     if (!err) err = adnn_model_new(&spec, spec.seed, &m);
     if (!err) err = weights_read(m, f);
     st_close(&f);

@@ -1,6 +1,9 @@
+#define _GNU_SOURCE /* nftw */
 #include "util/path.h"
 
 #include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,4 +36,16 @@ dp_err_t dp_path_file_writable(const char *path)
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return dp_err_set(DP_ERR_INVALID, "it is a directory");
     return dp_path_parent_writable(path);
+}
+
+static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void dp_path_remove_tree(const char *path)
+{
+    if (path && *path) nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -20,4 +20,9 @@ dp_err_t dp_path_parent_writable(const char *path);
  * dp_path_parent_writable alone for a prefix that several files extend. */
 dp_err_t dp_path_file_writable(const char *path);
 
+/* Removes path and, when it is a directory, everything below it (symbolic
+ * links are removed, not followed). Best effort: what cannot be removed
+ * stays. For scratch directories. */
+void dp_path_remove_tree(const char *path);
+
 #endif
