@@ -655,7 +655,9 @@ int main(int argc, char **argv)
     if (err) {
         fprintf(stderr, PROG ": %s\n", dp_err_detail());
         campaign_free(&camp);
-        return err == DP_ERR_INVALID ? EXIT_USAGE : EXIT_OTHER;
+        /* a bad endpoint, a key file that is missing or holds no key */
+        return err == DP_ERR_INVALID || err == DP_ERR_NOTFOUND || err == DP_ERR_FORMAT ? EXIT_USAGE
+                                                                                       : EXIT_OTHER;
     }
     if (do_cancel)
         rc = cancel(c, str(C_CANCEL));

@@ -157,52 +157,79 @@ static void result_free(result_t *r)
     free(r->err);
 }
 
-/* Runs SUBMIT with the arguments (NULL-terminated, "@/" expanded); fails
- * the test when it is killed by a signal or runs past CHILD_TIMEOUT_S. */
-static result_t run(const char *first, ...)
+typedef struct child {
+    pid_t pid;
+    char out_path[128], err_path[128], what[256];
+} child_t;
+
+/* Starts SUBMIT with the arguments (NULL-terminated, "@/" expanded). */
+static child_t spawn_va(const char *first, va_list ap)
 {
     char *args[MAX_ARGS + 2];
     int n = 0;
     args[n++] = strdup(SUBMIT);
-    va_list ap;
-    va_start(ap, first);
     for (const char *a = first; a; a = va_arg(ap, const char *)) {
         cr_assert_lt(n, MAX_ARGS);
         args[n++] = expand(a);
     }
-    va_end(ap);
     args[n] = NULL;
     static int serial;
-    char out_path[128], err_path[128];
-    snprintf(out_path, sizeof out_path, "%s/out-%d", g_dir, serial);
-    snprintf(err_path, sizeof err_path, "%s/err-%d", g_dir, serial++);
+    child_t c;
+    snprintf(c.out_path, sizeof c.out_path, "%s/out-%d", g_dir, serial);
+    snprintf(c.err_path, sizeof c.err_path, "%s/err-%d", g_dir, serial++);
+    snprintf(c.what, sizeof c.what, "dp-submit %s %s", n > 1 ? args[1] : "", n > 2 ? args[2] : "");
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    pid_t pid;
-    const int e = posix_spawn(&pid, args[0], &fa, NULL, args, environ);
+    posix_spawn_file_actions_addopen(&fa, 1, c.out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, c.err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int e = posix_spawn(&c.pid, args[0], &fa, NULL, args, environ);
     posix_spawn_file_actions_destroy(&fa);
     cr_assert_eq(e, 0, "posix_spawn %s: %s", args[0], strerror(e));
+    for (int i = 0; i < n; i++) free(args[i]);
+    return c;
+}
+
+static child_t spawn(const char *first, ...)
+{
+    va_list ap;
+    va_start(ap, first);
+    child_t c = spawn_va(first, ap);
+    va_end(ap);
+    return c;
+}
+
+/* Waits for c; fails the test when it is killed by a signal or runs past
+ * CHILD_TIMEOUT_S. */
+static result_t finish(child_t *c)
+{
     int st = 0;
     for (int waited = 0;; waited++) {
-        const pid_t w = waitpid(pid, &st, WNOHANG);
-        if (w == pid) break;
+        const pid_t w = waitpid(c->pid, &st, WNOHANG);
+        if (w == c->pid) break;
         cr_assert_eq(w, 0, "waitpid: %s", strerror(errno));
         if (waited >= CHILD_TIMEOUT_S * 100) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            cr_assert_fail("dp-submit %s ran past %d s", args[1], CHILD_TIMEOUT_S);
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, &st, 0);
+            cr_assert_fail("%s ran past %d s", c->what, CHILD_TIMEOUT_S);
         }
         usleep(10000);
     }
-    result_t r = {.out = slurp(out_path), .err = slurp(err_path)};
-    cr_assert(WIFEXITED(st), "dp-submit %s %s: killed by signal %d\nstderr: %s", args[1],
-              n > 2 ? args[2] : "", WIFSIGNALED(st) ? WTERMSIG(st) : 0, r.err);
+    result_t r = {.out = slurp(c->out_path), .err = slurp(c->err_path)};
+    cr_assert(WIFEXITED(st), "%s: killed by signal %d\nstderr: %s", c->what,
+              WIFSIGNALED(st) ? WTERMSIG(st) : 0, r.err);
     r.status = WEXITSTATUS(st);
-    for (int i = 0; i < n; i++) free(args[i]);
     return r;
+}
+
+/* Runs SUBMIT with the arguments to its end. */
+static result_t run(const char *first, ...)
+{
+    va_list ap;
+    va_start(ap, first);
+    child_t c = spawn_va(first, ap);
+    va_end(ap);
+    return finish(&c);
 }
 
 #define expect_exit(r, code, needle)                                                               \
@@ -755,17 +782,24 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* dp-coordinator on a free port, journal in the temporary directory. */
-static void coordinator_start(char *ep, size_t size)
+/* dp-coordinator on ep (a free port when *ep is ""), journal in the
+ * temporary directory, with up to 4 more arguments (NULL-terminated). */
+static void coordinator_start(char *ep, size_t size, ...)
 {
-    snprintf(ep, size, "tcp://127.0.0.1:%d", free_port());
+    if (!*ep) snprintf(ep, size, "tcp://127.0.0.1:%d", free_port());
     char *journal = expand("@/coord.journal"), *log = expand("@/coord.log");
-    char *args[] = {COORD,         "--bind",         ep,    "--journal",
-                    journal,       "--heartbeat-ms", "100", "--no-fsync",
-                    "--log-level", "info",           NULL};
+    char *args[16] = {
+        COORD,        "--bind",      ep,    "--journal", journal, "--heartbeat-ms", "100",
+        "--no-fsync", "--log-level", "info"};
+    int n = 10;
+    va_list ap;
+    va_start(ap, size);
+    for (char *a; n < 15 && (a = va_arg(ap, char *));) args[n++] = a;
+    va_end(ap);
+    args[n] = NULL;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
     const int e = posix_spawn(&g_coord, COORD, &fa, NULL, args, environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -786,8 +820,8 @@ TestSuite(submit_e2e, .init = setup, .fini = teardown, .timeout = 180);
 
 Test(submit_e2e, wait_status_cancel)
 {
-    char ep[64];
-    coordinator_start(ep, sizeof ep);
+    char ep[64] = "";
+    coordinator_start(ep, sizeof ep, NULL);
     write_pb(tmp("tiny.pb"), "tiny");
     write_pb(tmp("held.pb"), "held");
 
@@ -864,4 +898,71 @@ Test(submit_e2e, wait_status_cancel)
     wk.stop = 1;
     pthread_join(th, NULL);
     free(held);
+}
+
+/* dp-coordinator killed with SIGKILL while dp-submit --wait follows a
+ * campaign, and restarted on its journal: the wait goes on (Hello again)
+ * and ends with the campaign done. */
+Test(submit_e2e, wait_survives_a_coordinator_restart)
+{
+    char ep[64] = "";
+    coordinator_start(ep, sizeof ep, NULL);
+    write_pb(tmp("tiny.pb"), "tiny");
+    child_t w = spawn("--coordinator", ep, "@/tiny.pb", "--wait", "--poll", "0.2", NULL);
+    usleep(800000);
+    kill(g_coord, SIGKILL);
+    waitpid(g_coord, NULL, 0);
+    g_coord = -1;
+    usleep(300000);
+    coordinator_start(ep, sizeof ep, NULL);
+    worker_t wk = {.endpoint = ep};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, worker_main, &wk), 0);
+    result_t r = finish(&w);
+    expect_exit(r, 0, "campaign tiny-1 (tiny): done");
+    cr_expect(strstr(r.out, "tasks: 8, 8 done"), "%s", r.out);
+    result_free(&r);
+    wk.stop = 1;
+    pthread_join(th, NULL);
+}
+
+/* CURVE: with the coordinator's public key and a listed key pair dp-submit
+ * is answered; without CURVE, or with a key not listed, nothing answers. */
+Test(submit_e2e, curve)
+{
+    dp_wire_keypair_t server, client, other;
+    cr_assert_eq(dp_wire_keygen(g_dir, "server", &server), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(dp_wire_keygen(g_dir, "client", &client), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(dp_wire_keygen(g_dir, "other", &other), DP_OK, "%s", dp_err_detail());
+    char line[128];
+    snprintf(line, sizeof line, "%s dp-submit\n", client.public_key);
+    write_file(tmp("authorized"), line, strlen(line));
+    char *secret = expand("@/server.key"), *auth = expand("@/authorized");
+    char ep[64] = "";
+    coordinator_start(ep, sizeof ep, "--curve-secret", secret, "--curve-authorized", auth, NULL);
+    free(secret);
+    free(auth);
+    result_t r = run("--coordinator", ep, "--curve-key", "@/client.key", "--curve-server-key",
+                     "@/server.pub", "--status", NULL);
+    expect_exit(r, 0, "no campaigns");
+    result_free(&r);
+    r = run("--coordinator", ep, "--timeout", "0.5", "--status", NULL);
+    expect_exit(r, 5, "cannot reach the coordinator at");
+    result_free(&r);
+    r = run("--coordinator", ep, "--timeout", "0.5", "--curve-key", "@/other.key",
+            "--curve-server-key", "@/server.pub", "--status", NULL);
+    expect_exit(r, 5, "cannot reach the coordinator at");
+    result_free(&r);
+    r = run("--coordinator", ep, "--curve-key", "@/missing.key", "--curve-server-key",
+            "@/server.pub", "--status", NULL);
+    expect_exit(r, 2, "missing.key");
+    result_free(&r);
+    write_text(tmp("junk.key"), "not a key\n");
+    r = run("--coordinator", ep, "--curve-key", "@/junk.key", "--curve-server-key", "@/server.pub",
+            "--status", NULL);
+    expect_exit(r, 2, "junk.key");
+    result_free(&r);
+    dp_wire_keypair_wipe(&server);
+    dp_wire_keypair_wipe(&client);
+    dp_wire_keypair_wipe(&other);
 }
