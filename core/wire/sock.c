@@ -335,7 +335,7 @@ static dp_err_t read_small(const char *path, size_t max, int warn_shared, char *
 }
 
 /* Next line of *p as [*tok, *tok + *toklen): its first token; 0 at the end.
- * Comment lines ("#" then a space or the end) and blank lines give toklen 0. */
+ * Comment lines ("#...") and blank lines give toklen 0. */
 static int next_line(char **p, char **tok, size_t *toklen, size_t *lineno)
 {
     if (!**p) return 0;
@@ -346,8 +346,7 @@ static int next_line(char **p, char **tok, size_t *toklen, size_t *lineno)
     while (line < end && (*line == ' ' || *line == '\t')) line++;
     char *t = line;
     while (t < end && *t != ' ' && *t != '\t' && *t != '\r') t++;
-    const int comment =
-        line[0] == '#' && (t - line == 1 || line[1] == ' ' || line[1] == '\t' || line[1] == '\r');
+    const int comment = line < end && line[0] == '#';
     *tok = line;
     *toklen = comment ? 0 : (size_t)(t - line);
     return 1;

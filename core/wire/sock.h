@@ -13,8 +13,8 @@
  * goes on. Nothing here prints or exits.
  *
  * CURVE: a key file holds one Z85 key (40 characters) on its first line
- * that is not a comment ("#" then a space or the end of the line: Z85 keys
- * may start with "#"). NAME.key holds the secret key (mode 0600), NAME.pub
+ * that is neither blank nor a comment (starting with "#", which no Z85
+ * encoding of 32 bytes does). NAME.key holds the secret key (mode 0600), NAME.pub
  * the public one; the public key is derived from the secret one, so a peer
  * needs only its secret file plus, for a client, the server's public file.
  * An authorized-keys file lists one public key per line (anything after the

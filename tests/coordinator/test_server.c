@@ -1000,6 +1000,47 @@ Test(server, curve_admits_listed_keys_only, .timeout = 60)
     rm_dir(dir);
 }
 
+/* Key files: comments and blank lines, a bad line named by its number, and
+ * a CURVE server refused without a ZAP handler. */
+Test(server, key_files)
+{
+    log_capture();
+    char *dir = tmp_dir(), path[128];
+    char pub[DP_WIRE_KEY_Z85 + 1], sec[DP_WIRE_KEY_Z85 + 1];
+    cr_assert_eq(zmq_curve_keypair(pub, sec), 0);
+    snprintf(path, sizeof path, "%s/shared.key", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "# a comment\n#\n\n  %s  \n", sec);
+    fclose(f);
+    dp_wire_keypair_t kp;
+    cr_assert_eq(dp_wire_key_load_secret(path, &kp), DP_OK, "%s", dp_err_detail());
+    cr_assert_str_eq(kp.public_key, pub);
+    cr_assert(log_has("others can read"), "a world-readable secret key is worth a warning");
+
+    snprintf(path, sizeof path, "%s/auth", dir);
+    f = fopen(path, "w");
+    fprintf(f, "%s first\nnot-a-key\n", pub);
+    fclose(f);
+    void *ctx = zmq_ctx_new();
+    dp_wire_zap_t *z = NULL;
+    cr_assert_eq(dp_wire_zap_new(ctx, path, &z), DP_ERR_FORMAT);
+    cr_assert(strstr(dp_err_detail(), "auth:2:"), "%s", dp_err_detail());
+    cr_assert_null(z);
+    snprintf(path, sizeof path, "%s/missing", dir);
+    cr_assert_eq(dp_wire_key_load_public(path, pub), DP_ERR_NOTFOUND);
+
+    dp_wire_sock_opts_t o;
+    dp_wire_sock_opts_init(&o);
+    o.curve_server = &kp;
+    void *sock = NULL;
+    cr_assert_eq(dp_wire_socket(ctx, ZMQ_ROUTER, &o, &sock), DP_ERR_INVALID,
+                 "a CURVE server without a ZAP handler would admit everyone");
+    cr_assert_null(sock);
+    dp_wire_keypair_wipe(&kp);
+    zmq_ctx_term(ctx);
+    rm_dir(dir);
+}
+
 Test(server, cancel_reaches_the_worker, .timeout = 60)
 {
     log_capture();
