@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "journal.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "util/clock.h"
 
 static long rss_kib(void)

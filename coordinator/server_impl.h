@@ -22,7 +22,7 @@
 #include "dp/v1/wire.pb-c.h"
 #include "journal.h"
 #include "plan.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "server.h"
 #include "wire/sock.h"
 

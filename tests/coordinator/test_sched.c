@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "plan.h"
-#include "sched.h"
+#include "scheduler.h"
 
 static Dp__V1__Campaign *make_campaign(uint32_t seeds, uint32_t shard, int classes)
 {

@@ -11,8 +11,8 @@
  *
  * Time is passed in (now_ms, wall-clock milliseconds), so tests drive it.
  * Not thread-safe: one loop owns it. */
-#ifndef DP_COORDINATOR_SCHED_H
-#define DP_COORDINATOR_SCHED_H
+#ifndef DP_COORDINATOR_SCHEDULER_H
+#define DP_COORDINATOR_SCHEDULER_H
 
 #include <stddef.h>
 #include <stdint.h>

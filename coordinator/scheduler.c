@@ -1,8 +1,8 @@
-/* The coordinator's state (sched.h): campaigns planned into compact task
+/* The coordinator's state (scheduler.h): campaigns planned into compact task
  * arrays, per-campaign id hash tables and ready queues, dependents in CSR
  * form, the list of leased tasks, and the workers. About 100 bytes per task
  * beside the campaign itself. */
-#include "sched.h"
+#include "scheduler.h"
 
 #include <stdarg.h>
 #include <stdio.h>
