@@ -551,15 +551,16 @@ static int cmd_evaluate(opts_t *o, int nfiles, char **files)
         }
         perf_summary_t r;
         perf_summarize(s, o->idpb, &r);
-        int within = r.norm_max <= s->budget.eps + 1e-6 && r.pixels_ok;
+        int within = r.within_budget;
         if (o->json) { /* a file that fails to load leaves no row and no stray comma */
             printf("%s\n", rows++ ? "," : "");
             print_json_row(s, &r, within);
         } else
             print_summary(s, o->idpb);
         if (!within) {
-            fprintf(stderr, "dp-perform evaluate: %s: outside the budget (max norm %.9g > %g)\n",
-                    files[i], r.norm_max, s->budget.eps);
+            fprintf(
+                stderr, "dp-perform evaluate: %s: outside the budget (max norm %.9g, eps %.9g%s)\n",
+                files[i], r.norm_max, s->budget.eps, r.pixels_ok ? "" : ", a pixel outside [0, 1]");
             rc = 1;
         }
         perf_samples_destroy(&s);

@@ -1,5 +1,7 @@
 /* Budgets, projections and the per-input figures of core/perform: plain loops
- * over (n, d) buffers, in double where a sum is taken. */
+ * over (n, d) buffers, in double where a sum is taken. The budget is checked
+ * on the float32 values as stored, with no tolerance (perf_within_budget),
+ * and every method's output is made to pass it (perf_apply_budget). */
 #include <math.h>
 #include <string.h>
 
@@ -84,6 +86,95 @@ void perf_apply(const float *x, const float *delta, float *xadv, size_t len)
     }
 }
 
+/* ||x' - x||_p with the differences taken in float32 (in_double 0) or in
+ * double (exact for pixels of 0 or above 2^-29: then the real norm, but for
+ * the rounding of the sum and the square root); the sums in double, in index
+ * order. A NaN difference makes it NaN. */
+static double dist(perf_norm_t norm, const float *x, const float *xadv, size_t d, int in_double)
+{
+    double acc = 0;
+    for (size_t i = 0; i < d; i++) {
+        float dl = xadv[i] - x[i];
+        double a = in_double ? fabs((double)xadv[i] - (double)x[i]) : fabs((double)dl);
+        if (norm == PERF_NORM_LINF)
+            acc = (a > acc || a != a) ? a : acc;
+        else
+            acc += a * a;
+    }
+    return norm == PERF_NORM_LINF ? acc : sqrt(acc);
+}
+
+/* The larger of the two (NaN if either is). */
+static double budget_dist(perf_norm_t norm, const float *x, const float *xadv, size_t d)
+{
+    double a = dist(norm, x, xadv, d, 0), b = dist(norm, x, xadv, d, 1);
+    return (a != a || a > b) ? a : b;
+}
+
+float perf_budget_norm(perf_norm_t norm, const float *x, const float *xadv, size_t d)
+{
+    double v = budget_dist(norm, x, xadv, d);
+    float f = (float)v;
+    return (double)f < v ? nextafterf(f, INFINITY) : f; /* rounded up */
+}
+
+int perf_within_budget(const perf_budget_t *b, const float *x, const float *xadv, size_t d)
+{
+    for (size_t i = 0; i < d; i++)
+        if (!(xadv[i] >= 0.0f && xadv[i] <= 1.0f)) return 0;
+    return perf_budget_norm(b->norm, x, xadv, d) <= b->eps;
+}
+
+/* |v - x| <= eps in float32 and in double, one pixel. */
+static int linf_ok(float x, float v, float eps)
+{
+    return fabsf(v - x) <= eps && fabs((double)v - (double)x) <= (double)eps;
+}
+
+/* One Linf pixel: clamp(x + clamp(delta, -eps, eps), 0, 1), then one float
+ * at a time toward x while over eps (a few steps at most: the excess is the
+ * rounding of x + delta). Never leaves [0, 1]: a seed outside it, or a NaN,
+ * stops the steps. */
+static float apply_linf(float x, float delta, float eps)
+{
+    float dl = delta > eps ? eps : (delta < -eps ? -eps : delta);
+    float v = x + dl;
+    v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+    while (v != x && !linf_ok(x, v, eps)) {
+        float nv = nextafterf(v, x);
+        if (!(nv >= 0.0f && nv <= 1.0f)) break;
+        v = nv;
+    }
+    return v;
+}
+
+/* Shrinks of the L2 scale before x' = x (the factor's margin doubles from
+ * 2^-24 each time, so the 25th is 0). */
+#define L2_SHRINKS 25
+
+void perf_apply_budget(const perf_budget_t *b, const float *x, const float *delta, float *xadv,
+                       int n, size_t d)
+{
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * d, *di = delta + (size_t)i * d;
+        float *ai = xadv + (size_t)i * d;
+        if (b->norm == PERF_NORM_LINF) {
+            for (size_t j = 0; j < d; j++) ai[j] = apply_linf(xi[j], di[j], b->eps);
+            continue;
+        }
+        perf_apply(xi, di, ai, d); /* scale 1: perf_apply's bits */
+        double s = 1.0, nrm = budget_dist(PERF_NORM_L2, xi, ai, d);
+        for (int k = 0; k < L2_SHRINKS && nrm > (double)b->eps; k++) {
+            s *= (double)b->eps / nrm * (1.0 - ldexp(1.0, k - 24));
+            for (size_t j = 0; j < d; j++) {
+                float v = xi[j] + (float)(s * di[j]);
+                ai[j] = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+            }
+            nrm = budget_dist(PERF_NORM_L2, xi, ai, d);
+        }
+    }
+}
+
 void perf_apply_backward(const float *x, const float *delta, const float *dxadv, float *ddelta,
                          size_t len)
 {
@@ -161,6 +252,7 @@ void perf_summarize(const perf_samples_t *s, double idpb_threshold, perf_summary
     memset(out, 0, sizeof *out);
     out->n = s->n;
     out->pixels_ok = 1;
+    out->within_budget = 1;
     if (s->n <= 0) return;
     size_t d = (size_t)s->c * s->h * s->w;
     double imax = -1e300, nmax = 0;
@@ -176,6 +268,7 @@ void perf_summarize(const perf_samples_t *s, double idpb_threshold, perf_summary
         out->psnr_mean += s->psnr[i];
         out->norm_mean += s->delta_norm[i];
         nmax = s->delta_norm[i] > nmax ? s->delta_norm[i] : nmax;
+        if (!(s->delta_norm[i] <= s->budget.eps)) out->within_budget = 0;
         for (size_t j = 0; j < d; j++) {
             float v = s->xadv[(size_t)i * d + j];
             if (!(v >= 0.0f && v <= 1.0f)) out->pixels_ok = 0;
@@ -189,6 +282,7 @@ void perf_summarize(const perf_samples_t *s, double idpb_threshold, perf_summary
     out->psnr_mean /= n;
     out->norm_mean /= n;
     out->norm_max = nmax;
+    out->within_budget = out->within_budget && out->pixels_ok;
     out->idpb_rate = idpb / n;
     out->seconds_per_input = s->seconds / n;
 }

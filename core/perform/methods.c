@@ -225,8 +225,6 @@ static dp_err_t measure_part(const perf_part_t *pt, void *arg)
     const measure_job_t *j = arg;
     perf_samples_t *s = j->s;
     size_t d = (size_t)s->c * s->h * s->w;
-    float *delta = malloc(d * sizeof(float));
-    if (!delta) return dp_err_set(DP_ERR_NOMEM, "perf_samples_measure: out of memory");
     for (int i = pt->i0; i < pt->i0 + pt->n && !perf_part_stopped(pt); i++) {
         const float *xi = j->x + (size_t)i * d, *ai = s->xadv + (size_t)i * d;
         adnn_trace_t t;
@@ -234,11 +232,9 @@ static dp_err_t measure_part(const perf_part_t *pt, void *arg)
         s->flops_seed[i] = t.flops_ref;
         adnn_forward_adaptive(pt->m, ai, &t);
         s->flops_adv[i] = t.flops_ref;
-        for (size_t q = 0; q < d; q++) delta[q] = ai[q] - xi[q];
-        s->delta_norm[i] = (float)perf_norm_of(s->budget.norm, delta, d);
+        s->delta_norm[i] = perf_budget_norm(s->budget.norm, xi, ai, d);
         s->psnr[i] = (float)perf_psnr(xi, ai, d);
     }
-    free(delta);
     return DP_OK;
 }
 
@@ -299,7 +295,7 @@ dp_err_t perf_generate(perf_gen_t *g, adnn_model_t *m, const perf_budget_t *b, c
         }
         perf_gen_forward(g, xi, xi == pad ? B : nb, gb, 0);
         perf_project(b, gb, gb, nb, d);
-        perf_apply(x + (size_t)i * d, gb, s->xadv + (size_t)i * d, (size_t)nb * d);
+        perf_apply_budget(b, x + (size_t)i * d, gb, s->xadv + (size_t)i * d, nb, d);
     }
     s->seconds = dp_clock_s() - t0;
     free(gb);
@@ -321,7 +317,7 @@ dp_err_t perf_random(adnn_model_t *m, const perf_budget_t *b, uint64_t seed, con
         dp_rng_t r;
         dp_rng_seed(&r, seed * 0x9e3779b97f4a7c15ULL ^ (uint64_t)s->seed_index[i]);
         perf_random_delta(b, &r, delta, d);
-        perf_apply(x + (size_t)i * d, delta, s->xadv + (size_t)i * d, d);
+        perf_apply_budget(b, x + (size_t)i * d, delta, s->xadv + (size_t)i * d, 1, d);
     }
     s->seconds = dp_clock_s() - t0;
     free(delta);
@@ -427,7 +423,7 @@ static dp_err_t ilfo_part(const perf_part_t *pt, void *arg)
             for (size_t q = 0; q < len; q++) delta[q] -= cfg->lr * gx[q];
         }
         project_ball(b, delta, nb, d); /* Linf: clamp to [-eps, eps] */
-        perf_apply(xi, delta, s->xadv + (size_t)i0 * d, len);
+        perf_apply_budget(b, xi, delta, s->xadv + (size_t)i0 * d, nb, d);
         method_progress(j, pt, nb);
     }
 done:
@@ -561,7 +557,7 @@ static dp_err_t sloth_part(const perf_part_t *pt, void *arg)
             }
             project_ball(b, delta, nb, d);
         }
-        perf_apply(xi, delta, s->xadv + (size_t)i0 * d, len);
+        perf_apply_budget(b, xi, delta, s->xadv + (size_t)i0 * d, nb, d);
         method_progress(j, pt, nb);
     }
 done:

@@ -2,7 +2,9 @@
  * 5, 6) on the model zoo's spend-more probabilities p_k (core/adnn).
  *
  * - Budgets and projections: Linf clamp, L2 "exactly eps" (the published
- *   code) or "at most eps"; x' = clamp(x + delta, 0, 1).
+ *   code) or "at most eps"; x' = clamp(x + delta, 0, 1), for the outputs
+ *   made to pass the budget check in float32 with no tolerance
+ *   (perf_apply_budget, perf_within_budget).
  * - Losses: L_adv = -(1/B) sum_b (1/K) sum_k log p_bk, L_GAN (least-squares,
  *   the small discriminator of METHOD.md), L_per = mean_b max(0, ||g_b||_p -
  *   eps) on the raw generator output g (after projection it would be 0).
@@ -53,6 +55,28 @@ void perf_project_backward(const perf_budget_t *b, const float *g, const float *
                            int n, size_t d);
 /* xadv = clamp(x + delta, 0, 1), len floats. */
 void perf_apply(const float *x, const float *delta, float *xadv, size_t len);
+/* ||x' - x||_p as the budget is checked (a sample set's delta_norm): the
+ * larger of two norms, rounded up to a float, so that it is <= eps exactly
+ * when both are. Both take the differences x'_j - x_j, one in float32, one
+ * in double (exact for pixels of 0 or above 2^-29, as every k/255 is), then
+ * in double the largest |.| (Linf) or the square root of the sum of squares
+ * in index order (L2). NaN if a difference is. */
+float perf_budget_norm(perf_norm_t norm, const float *x, const float *xadv, size_t d);
+/* 1 iff x' (d floats) is within budget b of x, with no tolerance: every
+ * pixel in [0, 1] (not NaN) and perf_budget_norm <= eps. Both L2 modes
+ * alike. */
+int perf_within_budget(const perf_budget_t *b, const float *x, const float *xadv, size_t d);
+/* xadv (n,d) = clamp(x + delta, 0, 1) made to pass perf_within_budget for
+ * seeds x in [0, 1] (what every method's output goes through). Linf: delta
+ * clamped to [-eps, eps]; a pixel still over eps (the rounding of x +
+ * delta, in the float32 or the double difference) steps one float at a
+ * time toward x until it is not. L2 (both modes): while the norm (the
+ * larger of perf_budget_norm's two) is over eps, the scale s of delta
+ * shrinks, s *= eps / norm * (1 - 2^(k-24)) at try k = 0, 1, ..., x' =
+ * clamp(x + (float)(s delta), 0, 1); x' = x at the latest (k = 24). Where
+ * perf_apply's x' passes (Linf: pixel by pixel), xadv is its bits. */
+void perf_apply_budget(const perf_budget_t *b, const float *x, const float *delta, float *xadv,
+                       int n, size_t d);
 /* Backward of perf_apply: ddelta = dxadv where 0 <= x + delta <= 1, else 0
  * (OVERWRITTEN; may alias dxadv). */
 void perf_apply_backward(const float *x, const float *delta, const float *dxadv, float *ddelta,
@@ -167,7 +191,7 @@ typedef struct perf_samples {
     int n, c, h, w;
     int64_t *seed_index; /* (n) index of the seed in its dataset */
     float *xadv;         /* (n,C,H,W) */
-    float *delta_norm;   /* (n) ||x' - x||_p */
+    float *delta_norm;   /* (n) ||x' - x||_p: perf_budget_norm */
     float *psnr;         /* (n) */
     double *flops_seed;  /* (n) executed FLOPs (reference convention) of x */
     double *flops_adv;   /* (n) ... of x' */
@@ -249,8 +273,10 @@ typedef struct perf_summary {
     double exec_seed_mean, exec_mean; /* executed fraction of x and x' */
     double psnr_mean, norm_mean, norm_max;
     double seconds_per_input;
-    double idpb_rate; /* share with exec fraction >= threshold */
-    int pixels_ok;    /* every pixel of x' in [0, 1] */
+    double idpb_rate;  /* share with exec fraction >= threshold */
+    int pixels_ok;     /* every pixel of x' in [0, 1] */
+    int within_budget; /* pixels_ok and every stored delta_norm <= eps (float32, no
+                          tolerance; a NaN norm fails) */
 } perf_summary_t;
 void perf_summarize(const perf_samples_t *s, double idpb_threshold, perf_summary_t *out);
 

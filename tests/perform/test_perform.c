@@ -1,8 +1,9 @@
 /* core/perform: projections and their backward, random noise in the ball,
- * every method's outputs within the budget, the adnn gradient entry points
- * the baselines use, bit-identical training and resume, file round trips,
- * seed workers (the same bits whatever their number; parts, errors), the
- * generator's memory limit. */
+ * every method's outputs within the budget (group budget: next to its
+ * boundary in float32, the checker, perf_apply_budget, every method on 8-bit
+ * seeds), the adnn gradient entry points the baselines use, bit-identical
+ * training and resume, file round trips, seed workers (the same bits
+ * whatever their number; parts, errors), the generator's memory limit. */
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
 #include <math.h>
@@ -127,9 +128,15 @@ static void check_budget(const perf_samples_t *s, const float *x, const char *wh
             dl[j] = v - x[(size_t)i * D + j];
         }
         double n = perf_norm_of(s->budget.norm, dl, D);
-        cr_assert_leq(n, s->budget.eps + 1e-6, "%s: input %d norm %.9g > eps %g", what, i, n,
+        cr_assert_leq(n, s->budget.eps, "%s: input %d norm %.9g > eps %.9g", what, i, n,
                       s->budget.eps);
+        cr_assert(perf_within_budget(&s->budget, x + (size_t)i * D, s->xadv + (size_t)i * D, D),
+                  "%s: input %d outside the budget", what, i);
         cr_assert_float_eq(s->delta_norm[i], n, 1e-6);
+        cr_assert_eq(
+            s->delta_norm[i],
+            perf_budget_norm(s->budget.norm, x + (size_t)i * D, s->xadv + (size_t)i * D, D),
+            "%s: input %d", what, i);
     }
 }
 
@@ -176,10 +183,345 @@ Test(perform, budget_all_outputs, .timeout = 600)
                     cr_assert_gt(s->delta_norm[i], 0.3 * b->eps);
             perf_summary_t r;
             perf_summarize(s, 0.9, &r);
-            cr_assert(r.pixels_ok && r.norm_max <= b->eps + 1e-6);
+            cr_assert(r.pixels_ok && r.norm_max <= b->eps && r.within_budget);
             perf_samples_destroy(&s);
         }
     }
+    perf_gen_destroy(&g);
+    adnn_model_destroy(&m);
+    free(x);
+}
+
+/* ------------------------------------------------------------- budget, in float32 */
+
+/* The paper's Linf grid, DeepSloth's 8/255 and two odd ones. */
+static const float edge_eps[] = {0.03f, 0.06f, 0.09f, 0.12f, 0.15f, 8.0f / 255.0f, 0.5f, 1e-3f};
+#define N_EDGE_EPS (sizeof edge_eps / sizeof edge_eps[0])
+
+/* |v - x| <= eps in real arithmetic (long double: exact for these floats)
+ * and as the checkers compute it (float32 difference). */
+static int linf_within(float x, float v, float eps)
+{
+    long double e = (long double)v - (long double)x;
+    return fabsl(e) <= eps && fabsf(v - x) <= eps;
+}
+
+/* The float in [0, 1] farthest from x in direction dir (+1, -1) that is
+ * within eps of it, found by single steps from the nearest float to x +
+ * dir * eps (independent of budget.c). */
+static float linf_edge(float x, float eps, int dir)
+{
+    float v = (float)((long double)x + dir * (long double)eps);
+    v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+    while (!linf_within(x, v, eps)) v = nextafterf(v, x);
+    for (;;) {
+        float nv = nextafterf(v, dir > 0 ? 2.0f : -1.0f);
+        if (!(nv >= 0.0f && nv <= 1.0f) || !linf_within(x, nv, eps)) return v;
+        v = nv;
+    }
+}
+
+/* Seeds: every 8-bit pixel value k/255, values next to 0 and 1 (clamping),
+ * eps itself and 1 - eps, and uniform floats. */
+static int edge_seeds(float *x, int cap, float eps)
+{
+    int n = 0;
+    for (int k = 0; k <= 255; k++) x[n++] = (float)k / 255.0f;
+    const float fixed[] = {0.0f,
+                           1.0f,
+                           1e-30f,
+                           1e-8f,
+                           nextafterf(0.0f, 1.0f),
+                           nextafterf(1.0f, 0.0f),
+                           eps,
+                           nextafterf(eps, 0.0f),
+                           nextafterf(eps, 1.0f),
+                           1.0f - eps,
+                           nextafterf(1.0f - eps, 0.0f),
+                           nextafterf(1.0f - eps, 1.0f),
+                           0.5f,
+                           nextafterf(0.5f, 0.0f),
+                           0.25f};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) x[n++] = fixed[i];
+    dp_rng_t r;
+    dp_rng_seed(&r, 77);
+    while (n < cap) x[n++] = dp_rng_uniform(&r);
+    return n;
+}
+
+/* The case of the report: seed 187/255 at Linf 0.09. perf_apply's x' is
+ * 0.0900000334 from the seed in float32, over float32(0.09) = 0.0900000036;
+ * the checker refuses it, perf_apply_budget gives the last float within. */
+Test(budget, reported_case)
+{
+    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    float x = 187.0f / 255.0f, delta = 0.09f, old, v;
+    cr_assert_eq(x, 0.733333349f);
+    perf_apply(&x, &delta, &old, 1);
+    cr_assert_eq(old, 0.823333383f);
+    cr_assert_eq(old - x, 0.0900000334f);
+    cr_assert_gt(old - x, b.eps);
+    cr_assert_not(perf_within_budget(&b, &x, &old, 1), "1 ulp over is refused");
+    perf_apply_budget(&b, &x, &delta, &v, 1, 1);
+    cr_assert(perf_within_budget(&b, &x, &v, 1));
+    cr_assert_eq(v, nextafterf(old, 0.0f), "%.9g: one float below perf_apply's", v);
+    cr_assert_eq(v, linf_edge(x, b.eps, 1));
+    cr_assert_eq(perf_budget_norm(PERF_NORM_LINF, &x, &v, 1), v - x);
+    cr_assert_leq(v - x, b.eps);
+}
+
+/* The checker accepts the last float within eps of the seed and refuses
+ * the next one (1 ulp over), on both sides, for every eps; NaN and pixels
+ * outside [0, 1] are refused whatever the norm. */
+Test(budget, checker_refuses_one_ulp_over)
+{
+    static float xs[2000], x[D], xa[D];
+    for (size_t e = 0; e < N_EDGE_EPS; e++) {
+        perf_budget_t b = {PERF_NORM_LINF, edge_eps[e], 0};
+        int n = edge_seeds(xs, 2000, b.eps), refused = 0;
+        for (int i = 0; i < n; i++)
+            for (int dir = -1; dir <= 1; dir += 2) {
+                for (int j = 0; j < D; j++) x[j] = xa[j] = xs[(i + j) % n];
+                float v = linf_edge(xs[i], b.eps, dir), over = nextafterf(v, dir * 2.0f);
+                xa[0] = v;
+                cr_assert(perf_within_budget(&b, x, xa, D), "eps %.9g x %.9g v %.9g", b.eps, xs[i],
+                          v);
+                if (!(over >= 0.0f && over <= 1.0f)) continue; /* the edge is 0 or 1 */
+                cr_assert_not(linf_within(xs[i], over, b.eps));
+                xa[0] = over;
+                cr_assert_not(perf_within_budget(&b, x, xa, D), "eps %.9g x %.9g over %.9g", b.eps,
+                              xs[i], over);
+                refused++;
+            }
+        cr_assert_gt(refused, n / 2, "eps %.9g: %d of %d refused", b.eps, refused, 2 * n);
+    }
+    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    for (int j = 0; j < D; j++) x[j] = xa[j] = 0.5f;
+    xa[3] = NAN;
+    cr_assert_not(perf_within_budget(&b, x, xa, D), "NaN");
+    x[3] = xa[3] = nextafterf(1.0f, 2.0f);
+    cr_assert_not(perf_within_budget(&b, x, xa, D), "a pixel above 1, even at distance 0");
+    x[3] = xa[3] = -0.0f;
+    cr_assert(perf_within_budget(&b, x, xa, D), "-0 is in [0, 1]");
+    /* L2: 4 pixels at eps/2 each (norm about eps), the first walked to the
+     * last float within and one beyond. The excess there is below half an
+     * ulp of eps, which plain rounding of the norm to float32 would hide:
+     * perf_budget_norm (a set's delta_norm) rounds up and shows it. */
+    const float eps_l2[] = {0.25f, 0.5f, 1.0f, 1.5f, 0.1f, 0.03f}; /* x + eps/2 < 1 */
+    int hidden = 0;
+    for (size_t e = 0; e < sizeof eps_l2 / sizeof eps_l2[0]; e++)
+        for (int m = 0; m < 2; m++) {
+            perf_budget_t l2 = {PERF_NORM_L2, eps_l2[e], m};
+            for (int j = 0; j < D; j++) x[j] = xa[j] = (float)(j % 256) / 255.0f * 0.5f + 0.2f;
+            for (int j = 0; j < 4; j++) xa[j] = x[j] + l2.eps / 2;
+            while (!perf_within_budget(&l2, x, xa, D)) xa[0] = nextafterf(xa[0], 0.0f);
+            while (perf_within_budget(&l2, x, xa, D)) xa[0] = nextafterf(xa[0], 2.0f);
+            long double ss = 0, s32 = 0; /* really over, in long double: the real
+                                            differences or the float32 ones */
+            for (int j = 0; j < D; j++) {
+                long double q = (long double)xa[j] - x[j], q32 = xa[j] - x[j];
+                ss += q * q, s32 += q32 * q32;
+            }
+            long double nrm = sqrtl(ss > s32 ? ss : s32);
+            cr_assert_gt(nrm, (long double)l2.eps, "eps %g", l2.eps);
+            cr_assert_gt(perf_budget_norm(PERF_NORM_L2, x, xa, D), l2.eps);
+            hidden += (float)nrm == l2.eps;
+            xa[0] = nextafterf(xa[0], 0.0f);
+            cr_assert(perf_within_budget(&l2, x, xa, D));
+            cr_assert_leq(perf_budget_norm(PERF_NORM_L2, x, xa, D), l2.eps);
+        }
+    cr_assert_gt(hidden, 0, "no case below half an ulp of eps was reached");
+}
+
+/* perf_apply_budget on single pixels next to the boundary: within (exactly
+ * and in float32), in [0, 1], the farthest float within when delta is +-eps
+ * or beyond (nothing given up but what rounding takes), and perf_apply's
+ * bits wherever those were within. */
+Test(budget, apply_linf_boundary)
+{
+    static float xs[3000];
+    int nudged = 0;
+    for (size_t e = 0; e < N_EDGE_EPS; e++) {
+        perf_budget_t b = {PERF_NORM_LINF, edge_eps[e], 0};
+        int n = edge_seeds(xs, 3000, b.eps);
+        dp_rng_t r;
+        dp_rng_seed(&r, 5 + e);
+        for (int i = 0; i < n; i++) {
+            float x = xs[i], eps = b.eps;
+            float deltas[] = {eps,
+                              -eps,
+                              nextafterf(eps, 0.0f),
+                              -nextafterf(eps, 0.0f),
+                              2 * eps,
+                              -2 * eps,
+                              eps * (2.0f * dp_rng_uniform(&r) - 1.0f),
+                              0.0f};
+            for (size_t k = 0; k < sizeof deltas / sizeof deltas[0]; k++) {
+                float dl = deltas[k], v, old;
+                perf_apply_budget(&b, &x, &dl, &v, 1, 1);
+                cr_assert(v >= 0.0f && v <= 1.0f);
+                cr_assert(linf_within(x, v, eps), "eps %.9g x %.9g delta %.9g: x' %.9g", eps, x, dl,
+                          v);
+                cr_assert(perf_within_budget(&b, &x, &v, 1));
+                if (fabsf(dl) >= eps) {
+                    float edge = linf_edge(x, eps, dl > 0 ? 1 : -1);
+                    cr_assert_eq(v, edge, "eps %.9g x %.9g delta %.9g: %.9g, edge %.9g", eps, x, dl,
+                                 v, edge);
+                }
+                if (fabsf(dl) > eps) continue; /* perf_apply does not project */
+                perf_apply(&x, &dl, &old, 1);
+                if (linf_within(x, old, eps))
+                    cr_assert_eq(v, old);
+                else
+                    nudged++;
+            }
+        }
+    }
+    cr_assert_gt(nudged, 100, "the boundary cases were reached (%d)", nudged);
+    /* a whole image and a batch: the same as pixel by pixel */
+    static float x[3 * D], dl[3 * D], xa[3 * D];
+    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    fill_uniform(dl, 3 * D, 8, -0.2f, 0.2f);
+    for (int j = 0; j < 3 * D; j++) x[j] = (float)(j % 256) / 255.0f;
+    perf_apply_budget(&b, x, dl, xa, 3, D);
+    for (int j = 0; j < 3 * D; j++) {
+        float v;
+        perf_apply_budget(&b, x + j, dl + j, &v, 1, 1);
+        cr_assert_eq(xa[j], v);
+    }
+    for (int i = 0; i < 3; i++) cr_assert(perf_within_budget(&b, x + i * D, xa + i * D, D));
+}
+
+/* L2, both modes: within eps (no tolerance) on image-like seeds, clipped or
+ * not; "exactly eps" where no pixel clips stays within the documented
+ * tolerance, eps - ||x' - x|| <= sqrt(d) 2^-24 + eps 2^-20; perf_apply's
+ * bits wherever those were within; a delta far outside the ball still ends
+ * within. */
+Test(budget, apply_l2_boundary)
+{
+    static float x[D], g[D], dl[D], xa[D], old[D];
+    const float eps_l2[] = {0.5f, 1.0f, 1.5f, 2.0f, 2.5f, 0.1f};
+    int shrunk = 0, trials = 0;
+    for (size_t e = 0; e < sizeof eps_l2 / sizeof eps_l2[0]; e++)
+        for (int t = 0; t < 200; t++) {
+            int clip = t % 2, at_most = t % 4 >= 2;
+            perf_budget_t b = {PERF_NORM_L2, eps_l2[e], at_most};
+            fill_uniform(x, D, 1000 + t, 0.0f, 1.0f);
+            for (int j = 0; j < D; j++) /* 8-bit pixels; interior ones unless clip */
+                x[j] = clip ? (float)(int)(x[j] * x[j] * 255.0f + 0.5f) / 255.0f
+                            : (float)(int)(x[j] * 127.0f + 64.0f) / 255.0f;
+            fill_uniform(g, D, 5000 + t, -1.0f, 1.0f);
+            if (at_most) /* a norm right at eps: the projection's own rounding */
+                for (int j = 0; j < D; j++) g[j] *= (float)(b.eps / perf_norm_of(b.norm, g, D));
+            perf_project(&b, g, dl, 1, D);
+            perf_apply_budget(&b, x, dl, xa, 1, D);
+            perf_apply(x, dl, old, D);
+            float nrm = perf_budget_norm(b.norm, x, xa, D);
+            cr_assert(perf_within_budget(&b, x, xa, D), "eps %g trial %d: %.17g", b.eps, t, nrm);
+            long double ss = 0;
+            for (int j = 0; j < D; j++)
+                ss += ((long double)xa[j] - x[j]) * ((long double)xa[j] - x[j]);
+            cr_assert_leq(sqrtl(ss), (long double)b.eps * (1 + 1e-12L));
+            if (perf_within_budget(&b, x, old, D))
+                cr_assert_eq(memcmp(xa, old, sizeof xa), 0, "eps %g trial %d", b.eps, t);
+            else
+                shrunk++;
+            if (!clip && !at_most && b.eps <= 1.0f) /* no pixel clips at these */
+                cr_assert_geq(nrm, b.eps - (sqrt(D) * 0x1p-24 + b.eps * 0x1p-20),
+                              "eps %g trial %d: %.17g", b.eps, t, nrm);
+            trials++;
+        }
+    cr_assert_gt(shrunk, trials / 10, "%d of %d needed a shrink", shrunk, trials);
+    /* far outside the ball, and a delta of zeros */
+    perf_budget_t b = {PERF_NORM_L2, 1.0f, 1};
+    fill_uniform(dl, D, 9, -1.0f, 1.0f);
+    for (int j = 0; j < D; j++) x[j] = (float)(j % 256) / 255.0f;
+    perf_apply_budget(&b, x, dl, xa, 1, D);
+    cr_assert(perf_within_budget(&b, x, xa, D));
+    cr_assert_gt(perf_budget_norm(b.norm, x, xa, D), 0.9f);
+    memset(dl, 0, sizeof dl);
+    perf_apply_budget(&b, x, dl, xa, 1, D);
+    cr_assert_eq(memcmp(xa, x, sizeof xa), 0);
+}
+
+/* perf_summarize's within_budget (what dp-perform evaluate reports): the
+ * stored norms against eps with no slack. */
+Test(budget, summary_no_slack)
+{
+    perf_samples_t *s = perf_samples_new(2, 1, 2, 2);
+    s->budget = (perf_budget_t){PERF_NORM_LINF, 0.09f, 0};
+    s->flops_full = 10;
+    for (int i = 0; i < 2; i++) s->flops_seed[i] = s->flops_adv[i] = 5;
+    for (int j = 0; j < 8; j++) s->xadv[j] = 0.5f;
+    perf_summary_t r;
+    s->delta_norm[0] = 0.09f, s->delta_norm[1] = 0.01f;
+    perf_summarize(s, 0.9, &r);
+    cr_assert(r.within_budget && r.pixels_ok, "at eps");
+    s->delta_norm[0] = 0.0900000334f; /* the reported sets' norm, 4 ulps of 0.09 over */
+    perf_summarize(s, 0.9, &r);
+    cr_assert_not(r.within_budget, "the reported norm");
+    cr_assert(r.pixels_ok);
+    s->delta_norm[0] = nextafterf(0.09f, 1.0f);
+    perf_summarize(s, 0.9, &r);
+    cr_assert_not(r.within_budget, "1 ulp over");
+    s->delta_norm[0] = NAN;
+    perf_summarize(s, 0.9, &r);
+    cr_assert_not(r.within_budget, "NaN norm");
+    s->delta_norm[0] = 0.09f;
+    s->xadv[5] = nextafterf(1.0f, 2.0f);
+    perf_summarize(s, 0.9, &r);
+    cr_assert_not(r.within_budget || r.pixels_ok, "pixel above 1");
+    perf_samples_destroy(&s);
+}
+
+/* Every method on 8-bit seeds (k/255, as Fashion-MNIST's) at the budgets of
+ * the report: every output passes the strict checker, and delta_norm is
+ * perf_budget_norm's value. */
+Test(budget, methods_strict_on_8bit_seeds, .timeout = 600)
+{
+    adnn_model_t *m = load_sdn();
+    const int n = 8;
+    float *x = seeds(n, 41);
+    for (int i = 0; i < n * D; i++) x[i] = (float)(int)(x[i] * 255.0f + 0.5f) / 255.0f;
+    perf_gen_config_t gc = perf_gen_config_default();
+    gc.width = 8, gc.max_batch = 4, gc.inference_only = 1, gc.seed = 7;
+    perf_gen_t *g = perf_gen_new(&gc);
+    cr_assert_not_null(g);
+    perf_budget_t budgets[] = {{PERF_NORM_LINF, 0.09f, 0},
+                               {PERF_NORM_LINF, 8.0f / 255.0f, 0},
+                               {PERF_NORM_LINF, 0.03f, 0},
+                               {PERF_NORM_L2, 1.0f, 0},
+                               {PERF_NORM_L2, 0.5f, 1}};
+    for (size_t bi = 0; bi < sizeof budgets / sizeof budgets[0]; bi++)
+        for (int meth = 0; meth < 4; meth++) {
+            const perf_budget_t *b = &budgets[bi];
+            perf_samples_t *s = perf_samples_new(n, 1, 28, 28);
+            for (int i = 0; i < n; i++) s->seed_index[i] = i;
+            dp_err_t err;
+            if (meth == PERF_METHOD_DEEPPERFORM) {
+                err = perf_generate(g, m, b, x, s, 1);
+            } else if (meth == PERF_METHOD_RANDOM) {
+                err = perf_random(m, b, 3, x, s, 1);
+            } else if (meth == PERF_METHOD_ILFO) {
+                perf_ilfo_config_t c = perf_ilfo_config_default();
+                c.iters = 3, c.batch = 4, c.lr = 1.0f; /* large steps reach the boundary */
+                err = perf_ilfo(m, b, &c, x, s);
+            } else {
+                perf_sloth_config_t c = perf_sloth_config_default();
+                c.linf_steps = 3, c.l2_steps = 3, c.batch = 4, c.linf_step = 0.05f;
+                err = perf_deepsloth(m, b, &c, x, s);
+            }
+            cr_assert_eq(err, DP_OK, "%s: %s", perf_method_name(meth), dp_err_detail());
+            check_budget(s, x, perf_method_name(meth));
+            for (int i = 0; i < n; i++)
+                cr_assert_eq(s->delta_norm[i],
+                             perf_budget_norm(b->norm, x + i * D, s->xadv + i * D, D));
+            perf_summary_t r;
+            perf_summarize(s, 0.9, &r);
+            cr_assert(r.within_budget, "%s %s %g", perf_method_name(meth), perf_norm_name(b->norm),
+                      b->eps);
+            perf_samples_destroy(&s);
+        }
     perf_gen_destroy(&g);
     adnn_model_destroy(&m);
     free(x);
