@@ -531,6 +531,10 @@ static void print_json_row(const perf_samples_t *s, const perf_summary_t *r, int
     printf(",\"within_budget\":%s", within ? "true" : "false");
     json_num("seconds_per_input", r->seconds_per_input, "%.6g");
     json_num("idpb_rate", r->idpb_rate, "%.4f");
+    printf(",\"blas_core\":");
+    json_str(s->blas_core);
+    printf(",\"gemm_path\":");
+    json_str(s->gemm_path);
     printf("}");
 }
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/blas.h"
+#include "nn/gemm.h"
 #include "nn/safetensors.h"
 #include "perform/perform.h"
 #include "perform/workers.h"
@@ -124,6 +126,8 @@ dp_err_t perf_samples_save(const perf_samples_t *s, const char *path)
     if (!err) err = meta_num(w, "l2_at_most", s->budget.l2_at_most);
     if (!err) err = meta_num(w, "flops_full", s->flops_full);
     if (!err) err = meta_num(w, "seconds", s->seconds);
+    if (!err && s->blas_core[0]) err = st_writer_set_metadata(w, "blas_core", s->blas_core);
+    if (!err && s->gemm_path[0]) err = st_writer_set_metadata(w, "gemm_path", s->gemm_path);
     if (!err) err = st_writer_add_i64(w, "seed_index", 1, &n, s->seed_index);
     if (!err) err = st_writer_add_f32(w, "x_adv", 4, img, s->xadv);
     if (!err) err = st_writer_add_f32(w, "delta_norm", 1, &n, s->delta_norm);
@@ -133,6 +137,17 @@ dp_err_t perf_samples_save(const perf_samples_t *s, const char *path)
     if (!err) err = st_writer_write(w, path);
     st_writer_destroy(&w);
     return err;
+}
+
+/* An optional provenance name: absent, or 1..size-1 printable ASCII bytes. */
+static int provenance_ok(const char *v, size_t size)
+{
+    if (!v) return 1;
+    const size_t n = strlen(v);
+    if (n == 0 || n >= size) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] < 0x21 || v[i] > 0x7e) return 0;
+    return 1;
 }
 
 /* A metadata number: the whole string, not empty (strtod reads "" as 0). */
@@ -179,6 +194,13 @@ dp_err_t perf_samples_load(const char *path, perf_samples_t **out)
                          path, k, st_metadata(f, k), k[0] == 's' ? ">= 0" : "> 0");
         goto done;
     }
+    const char *core = st_metadata(f, "blas_core"), *gpath = st_metadata(f, "gemm_path");
+    if (!provenance_ok(core, sizeof s->blas_core) || !provenance_ok(gpath, sizeof s->gemm_path)) {
+        err = dp_err_set(DP_ERR_FORMAT,
+                         "%s: metadata 'blas_core' or 'gemm_path' is not a short printable name",
+                         path);
+        goto done;
+    }
     if ((err = st_find(f, "x_adv", &t))) goto done;
     if (t.ndim != 4 || t.shape[0] < 1 || t.shape[0] > (1 << 24) || t.shape[1] < 1 ||
         t.shape[1] > 64 || t.shape[2] < 1 || t.shape[2] > 4096 || t.shape[3] < 1 ||
@@ -206,6 +228,8 @@ dp_err_t perf_samples_load(const char *path, perf_samples_t **out)
     s->flops_full = full;
     s->seconds = secs;
     snprintf(s->model, sizeof s->model, "%s", model);
+    snprintf(s->blas_core, sizeof s->blas_core, "%s", core ? core : "unknown");
+    snprintf(s->gemm_path, sizeof s->gemm_path, "%s", gpath ? gpath : "unknown");
     if ((err = check_samples(s, path, DP_ERR_FORMAT, ""))) goto done;
     *out = s;
     s = NULL;
@@ -242,6 +266,8 @@ static dp_err_t measure_part(const perf_part_t *pt, void *arg)
 static dp_err_t measure(perf_workers_t *w, adnn_model_t *m, const float *x, perf_samples_t *s)
 {
     s->flops_full = adnn_flops_full(m, 0);
+    snprintf(s->blas_core, sizeof s->blas_core, "%s", nn_blas_corename());
+    snprintf(s->gemm_path, sizeof s->gemm_path, "%s", nn_gemm_path_name(nn_gemm_get_path()));
     measure_job_t j = {x, s};
     return perf_workers_run(w, measure_part, &j);
 }

@@ -200,6 +200,11 @@ typedef struct perf_samples {
     perf_method_t method;
     perf_budget_t budget;
     char model[64];
+    /* provenance: the OpenBLAS core type and nn_gemm path of the process that
+       measured the set (docs/NUMERICS.md: they decide the last bits);
+       "unknown" in files written before they were recorded */
+    char blas_core[32];
+    char gemm_path[16];
 } perf_samples_t;
 
 /* Returns a new zeroed set of n inputs, caller destroys. */

@@ -251,3 +251,32 @@ Test(samples_meta, generator_eps_checked_as_float)
     unlink(p);
     perf_gen_destroy(&g);
 }
+
+/* Provenance: the OpenBLAS core type and nn_gemm path a set was made with
+ * round-trip; a file without them loads as "unknown"; a name that is not a
+ * short printable one is refused, naming the file. */
+Test(samples_meta, provenance_recorded)
+{
+    perf_samples_t *s = valid_set();
+    snprintf(s->blas_core, sizeof s->blas_core, "Haswell");
+    snprintf(s->gemm_path, sizeof s->gemm_path, "avx2");
+    const char *p = path_of("prov.st");
+    cr_assert_eq(perf_samples_save(s, p), DP_OK, "%s", dp_err_detail());
+    perf_samples_t *t = NULL;
+    cr_assert_eq(perf_samples_load(p, &t), DP_OK, "%s", dp_err_detail());
+    cr_expect_str_eq(t->blas_core, "Haswell");
+    cr_expect_str_eq(t->gemm_path, "avx2");
+    perf_samples_destroy(&t);
+    unlink(p);
+    perf_samples_destroy(&s);
+    p = write_set("noprov.st", NULL);
+    cr_assert_eq(perf_samples_load(p, &t), DP_OK, "%s", dp_err_detail());
+    cr_expect_str_eq(t->blas_core, "unknown");
+    cr_expect_str_eq(t->gemm_path, "unknown");
+    perf_samples_destroy(&t);
+    unlink(p);
+    expect_refused(write_set("badprov.st", KV("blas_core", "Has well")), DP_ERR_FORMAT,
+                   "blas_core");
+    expect_refused(write_set("longprov.st", KV("gemm_path", "avx512-and-then-some-more")),
+                   DP_ERR_FORMAT, "gemm_path");
+}
