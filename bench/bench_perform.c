@@ -49,8 +49,8 @@ int main(int argc, char **argv)
     perf_gen_t *g = NULL;
     perf_train_result_t res;
     double t0 = dp_clock_s();
-    dp_err_t err = perf_train(m, d->images, steps * B, d->images + (size_t)5000 * 784, 500, &c,
-                              NULL, &g, &res);
+    dp_err_t err =
+        perf_train(m, d->images, steps * B, d->images + (size_t)5000 * 784, 500, &c, &g, &res);
     double t_train = dp_clock_s() - t0;
     if (err) {
         fprintf(stderr, "bench_perform: %s\n", dp_err_detail());

@@ -1,5 +1,8 @@
 /* dp-perform: DeepPerform test-input generation and its baselines on local
- * files, through the same core/perform functions the pipeline's worker calls.
+ * files, through the task layer the pipeline's workers run (core/task): the
+ * flags become task settings (their defaults are the task layer's), the
+ * files are loaded here, and dp_task_train / _generate / _baseline do the
+ * work; this file parses, loads, prints and picks the exit status.
  *
  *   dp-perform train    --model M --norm linf --eps 0.09 --out G.safetensors
  *   dp-perform generate --model M --gen G.safetensors --out S.safetensors
@@ -9,8 +12,11 @@
  * M is a model prefix (M.pb + M.safetensors). Seeds are the first --seeds
  * Fashion-MNIST test images (from --seed-offset); the generator trains on the
  * first --train-n training images and keeps the best epoch by the executed
- * fraction of the next --val-n training images (held out). */
+ * fraction of the next --val-n training images (held out). Every flag can
+ * also be set in the environment (DP_PERFORM_<FLAG>, e.g. DP_PERFORM_THREADS);
+ * flags win. */
 #include <getopt.h>
+#include <stddef.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,226 +28,276 @@
 #include "data/dataset.h"
 #include "nn/nn.h"
 #include "perform/perform.h"
+#include "task/task.h"
 #include "util/err.h"
 #include "util/utf8.h"
 
-/* Defaults of the generator's data that live here rather than in
- * perf_train_config_t (which takes arrays, not counts). */
-#define DEFAULT_TRAIN_N 5000
-#define DEFAULT_VAL_N   500
+/* ------------------------------------------------------------- settings */
 
-static void usage(FILE *f)
-{
-    const perf_train_config_t d = perf_train_config_default();
-    fprintf(
-        f,
-        "usage: dp-perform train    --model M --norm N --eps X --out GEN [options]\n"
-        "       dp-perform generate --model M --gen GEN --out SAMPLES [options]\n"
-        "       dp-perform baseline --model M --method random|ilfo|deepsloth --norm N --eps X\n"
-        "                           --out SAMPLES [options]\n"
-        "       dp-perform evaluate [--json] [--idpb X] SAMPLES...\n"
-        "\n"
-        "M is a model prefix (M.pb, M.safetensors). Norms: linf, l2.\n"
-        "options:\n"
-        "  --l2-at-most       L2 projection scales down only above eps (default: exactly eps)\n"
-        "  --seeds N          test seeds: test images [offset, offset+N) (default 1000)\n"
-        "  --seed-offset N    (default 0)\n"
-        "  --train-n N        training images for the generator (default %d)\n"
-        "  --val-n N          held-out training images after them (default %d)\n"
-        "  --width N          generator base width (default %d; the paper's 64 is for 3x32x32)\n"
-        "  --batch N          training / generation / baseline batch (default %d)\n"
-        "  --epochs N         at most N epochs (default %d)\n"
-        "  --patience N       early stop after N epochs without improvement (default %d)\n"
-        "  --lr-step1 N       lr x0.1 from epoch N (default: half of --epochs)\n"
-        "  --lr-step2 N       lr x0.01 from epoch N (default: 80%% of --epochs)\n"
-        "  --alpha X          L_GAN weight (default 0: no discriminator)\n"
-        "  --beta X           L_per weight (default 0)\n"
-        "  --lr X             Adam learning rate (default %g)\n"
-        "  --checkpoint PATH  (default GEN.ckpt; resumed from when present)\n"
-        "  --time-limit S     train: start no epoch after S seconds; keep the best so far\n"
-        "  --iters N          ILFO iterations (default 300)\n"
-        "  --seed N           (default 1)\n"
-        "  --idpb X           IDPB verdict threshold on the executed fraction (default 0.9)\n"
-        "  --data-dir DIR     (default /usr/share/datasets/fashion-mnist)\n"
-        "  --threads N        train: OpenBLAS threads. baseline: N seed workers, each with a\n"
-        "                     copy of the model, one OpenBLAS thread and whole --batch batches\n"
-        "                     (so at most seeds/batch workers); generate: N OpenBLAS threads\n"
-        "                     for the generator, N workers for measuring. Default: all cores\n"
-        "  --json, --quiet, -h/--help\n",
-        DEFAULT_TRAIN_N, DEFAULT_VAL_N, d.width, d.batch, d.epochs, d.patience, (double)d.lr);
-}
+typedef enum { T_STR, T_LONG, T_DOUBLE, T_FLAG, T_NORM } ftype_t;
 
 typedef struct opts {
     const char *cmd, *model, *gen, *out, *ckpt, *data_dir, *method;
-    int norm, l2_at_most, json, quiet;
+    long norm, l2_at_most, l2_exact, json, quiet;
     double eps, alpha, beta, lr, idpb, time_limit;
     long seeds, offset, train_n, val_n, width, batch, epochs, patience, iters, seed, threads;
     long lr_step1, lr_step2;
 } opts_t;
 
-static volatile int g_stop;
-static void on_signal(int sig)
+/* One setting: its flag, environment variable, type, bounds, where it goes
+ * and its help ("%D" in help: the default). Defaults are the task layer's,
+ * set in opts_default. */
+typedef struct flag {
+    const char *name, *env, *arg;
+    ftype_t type;
+    double lo, hi;
+    size_t off; /* into opts_t */
+    const char *help;
+} flag_t;
+
+#define O(f) offsetof(opts_t, f)
+static const flag_t flags[] = {
+    {"model", "DP_PERFORM_MODEL", "M", T_STR, 0, 0, O(model), NULL},
+    {"gen", "DP_PERFORM_GEN", "GEN", T_STR, 0, 0, O(gen), NULL},
+    {"out", "DP_PERFORM_OUT", "OUT", T_STR, 0, 0, O(out), NULL},
+    {"method", "DP_PERFORM_METHOD", "M", T_STR, 0, 0, O(method), NULL},
+    {"norm", "DP_PERFORM_NORM", "N", T_NORM, 0, 0, O(norm), NULL},
+    {"eps", "DP_PERFORM_EPS", "X", T_DOUBLE, 1e-9, 1e6, O(eps), NULL},
+    {"l2-at-most", "DP_PERFORM_L2_AT_MOST", NULL, T_FLAG, 0, 0, O(l2_at_most),
+     "L2 projection scales down only above eps (the default)"},
+    {"l2-exact", "DP_PERFORM_L2_EXACT", NULL, T_FLAG, 0, 0, O(l2_exact),
+     "L2 projection sets the norm to exactly eps (the published code)"},
+    {"seeds", "DP_PERFORM_SEEDS", "N", T_LONG, 1, 1 << 24, O(seeds),
+     "test seeds: test images [offset, offset+N) (default %D)"},
+    {"seed-offset", "DP_PERFORM_SEED_OFFSET", "N", T_LONG, 0, 1 << 24, O(offset), "(default %D)"},
+    {"train-n", "DP_PERFORM_TRAIN_N", "N", T_LONG, 2, 1 << 24, O(train_n),
+     "training images for the generator (default %D)"},
+    {"val-n", "DP_PERFORM_VAL_N", "N", T_LONG, 1, 1 << 24, O(val_n),
+     "held-out training images after them (default %D)"},
+    {"width", "DP_PERFORM_WIDTH", "N", T_LONG, 8, 256, O(width),
+     "generator base width (default %D; the paper's 64 is for 3x32x32)"},
+    {"batch", "DP_PERFORM_BATCH", "N", T_LONG, 1, 4096, O(batch),
+     "training / generation / baseline batch (default %D)"},
+    {"epochs", "DP_PERFORM_EPOCHS", "N", T_LONG, 1, 100000, O(epochs),
+     "at most N epochs (default %D)"},
+    {"patience", "DP_PERFORM_PATIENCE", "N", T_LONG, 1, 100000, O(patience),
+     "early stop after N epochs without improvement (default %D)"},
+    {"lr-step1", "DP_PERFORM_LR_STEP1", "N", T_LONG, 1, 100000, O(lr_step1),
+     "lr x0.1 from epoch N (default: half of --epochs)"},
+    {"lr-step2", "DP_PERFORM_LR_STEP2", "N", T_LONG, 1, 100000, O(lr_step2),
+     "lr x0.01 from epoch N (default: 80% of --epochs)"},
+    {"alpha", "DP_PERFORM_ALPHA", "X", T_DOUBLE, 0, 1e6, O(alpha),
+     "L_GAN weight (default %D: no discriminator)"},
+    {"beta", "DP_PERFORM_BETA", "X", T_DOUBLE, 0, 1e6, O(beta), "L_per weight (default %D)"},
+    {"lr", "DP_PERFORM_LR", "X", T_DOUBLE, 1e-9, 1, O(lr), "Adam learning rate (default %D)"},
+    {"checkpoint", "DP_PERFORM_CHECKPOINT", "PATH", T_STR, 0, 0, O(ckpt),
+     "(default GEN.ckpt; resumed from when present)"},
+    {"time-limit", "DP_PERFORM_TIME_LIMIT", "S", T_DOUBLE, 0, 1e9, O(time_limit),
+     "train: start no epoch after S seconds; keep the best so far"},
+    {"iters", "DP_PERFORM_ITERS", "N", T_LONG, 1, 1000000, O(iters),
+     "ILFO iterations (default %D)"},
+    {"seed", "DP_PERFORM_SEED", "N", T_LONG, 0, 0x7fffffff, O(seed), "(default %D)"},
+    {"idpb", "DP_PERFORM_IDPB", "X", T_DOUBLE, 0, 1, O(idpb),
+     "IDPB verdict threshold on the executed fraction (default %D)"},
+    {"data-dir", "DP_PERFORM_DATA_DIR", "DIR", T_STR, 0, 0, O(data_dir), "(default %D)"},
+    {"threads", "DP_PERFORM_THREADS", "N", T_LONG, 0, 256, O(threads),
+     "train: threads. baseline: N seed workers, each with a copy of the model, one thread\n"
+     "and whole --batch batches (so at most seeds/batch workers); generate: N threads for\n"
+     "the generator, N workers for measuring. Default (0): all cores"},
+    {"json", "DP_PERFORM_JSON", NULL, T_FLAG, 0, 0, O(json), NULL},
+    {"quiet", "DP_PERFORM_QUIET", NULL, T_FLAG, 0, 0, O(quiet), NULL},
+};
+#undef O
+#define NFLAGS (sizeof flags / sizeof flags[0])
+
+#define DATA_DIR_DEFAULT "/usr/share/datasets/fashion-mnist"
+
+/* The task layer's defaults, in dp-perform's terms. */
+static void opts_default(opts_t *o)
 {
-    (void)sig;
-    g_stop = 1;
+    const dp_task_settings_t d = dp_task_settings_default();
+    memset(o, 0, sizeof *o);
+    o->norm = -1;
+    o->data_dir = DATA_DIR_DEFAULT;
+    o->seeds = (long)(d.seed_end - d.seed_begin), o->offset = (long)d.seed_begin;
+    o->val_n = (long)d.heldout;
+    o->train_n = (long)(d.train_end - d.train_begin) - o->val_n;
+    o->width = d.width, o->batch = d.batch, o->epochs = d.epochs, o->patience = d.patience;
+    o->lr = d.lr, o->alpha = d.alpha, o->beta = d.beta;
+    o->lr_step1 = d.lr_step1, o->lr_step2 = d.lr_step2;
+    o->iters = d.ilfo_iters, o->seed = (long)d.seed, o->idpb = d.idpb_exec;
+    o->threads = d.threads;
 }
 
-static int parse_args(int argc, char **argv, opts_t *o)
+static void default_text(const flag_t *f, const opts_t *d, char *buf, size_t size)
 {
-    enum { O_L2M = 256, O_OFF, O_TRN, O_VAL, O_PAT, O_CKPT, O_IDPB, O_DATA, O_TL, O_LS1, O_LS2 };
-    static const struct option lo[] = {{"model", required_argument, 0, 'm'},
-                                       {"gen", required_argument, 0, 'g'},
-                                       {"out", required_argument, 0, 'o'},
-                                       {"method", required_argument, 0, 'M'},
-                                       {"norm", required_argument, 0, 'n'},
-                                       {"eps", required_argument, 0, 'e'},
-                                       {"l2-at-most", no_argument, 0, O_L2M},
-                                       {"seeds", required_argument, 0, 'S'},
-                                       {"seed-offset", required_argument, 0, O_OFF},
-                                       {"train-n", required_argument, 0, O_TRN},
-                                       {"val-n", required_argument, 0, O_VAL},
-                                       {"width", required_argument, 0, 'w'},
-                                       {"batch", required_argument, 0, 'b'},
-                                       {"epochs", required_argument, 0, 'E'},
-                                       {"patience", required_argument, 0, O_PAT},
-                                       {"lr-step1", required_argument, 0, O_LS1},
-                                       {"lr-step2", required_argument, 0, O_LS2},
-                                       {"alpha", required_argument, 0, 'a'},
-                                       {"beta", required_argument, 0, 'B'},
-                                       {"lr", required_argument, 0, 'l'},
-                                       {"checkpoint", required_argument, 0, O_CKPT},
-                                       {"iters", required_argument, 0, 'i'},
-                                       {"seed", required_argument, 0, 's'},
-                                       {"idpb", required_argument, 0, O_IDPB},
-                                       {"data-dir", required_argument, 0, O_DATA},
-                                       {"time-limit", required_argument, 0, O_TL},
-                                       {"threads", required_argument, 0, 't'},
-                                       {"json", no_argument, 0, 'j'},
-                                       {"quiet", no_argument, 0, 'q'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-        int bad = 0;
-        switch (c) {
-        case 'm':
-            o->model = optarg;
-            break;
-        case 'g':
-            o->gen = optarg;
-            break;
-        case 'o':
-            o->out = optarg;
-            break;
-        case 'M':
-            o->method = optarg;
-            break;
-        case 'n':
-            if ((o->norm = perf_norm_parse(optarg)) < 0) {
-                fprintf(stderr, "dp-perform: --norm is linf or l2, got '%s'\n", optarg);
-                bad = 1;
-            }
-            break;
-        case 'e':
-            bad = cli_parse_double("--eps", optarg, 1e-9, 1e6, &o->eps);
-            break;
-        case O_L2M:
-            o->l2_at_most = 1;
-            break;
-        case 'S':
-            bad = cli_parse_long("--seeds", optarg, 1, 1 << 24, &o->seeds);
-            break;
-        case O_OFF:
-            bad = cli_parse_long("--seed-offset", optarg, 0, 1 << 24, &o->offset);
-            break;
-        case O_TRN:
-            bad = cli_parse_long("--train-n", optarg, 2, 1 << 24, &o->train_n);
-            break;
-        case O_VAL:
-            bad = cli_parse_long("--val-n", optarg, 1, 1 << 24, &o->val_n);
-            break;
-        case 'w':
-            bad = cli_parse_long("--width", optarg, 8, 256, &o->width);
-            break;
-        case 'b':
-            bad = cli_parse_long("--batch", optarg, 1, 4096, &o->batch);
-            break;
-        case 'E':
-            bad = cli_parse_long("--epochs", optarg, 1, 100000, &o->epochs);
-            break;
-        case O_PAT:
-            bad = cli_parse_long("--patience", optarg, 1, 100000, &o->patience);
-            break;
-        case O_LS1:
-            bad = cli_parse_long("--lr-step1", optarg, 1, 100000, &o->lr_step1);
-            break;
-        case O_LS2:
-            bad = cli_parse_long("--lr-step2", optarg, 1, 100000, &o->lr_step2);
-            break;
-        case 'a':
-            bad = cli_parse_double("--alpha", optarg, 0, 1e6, &o->alpha);
-            break;
-        case 'B':
-            bad = cli_parse_double("--beta", optarg, 0, 1e6, &o->beta);
-            break;
-        case 'l':
-            bad = cli_parse_double("--lr", optarg, 1e-9, 1, &o->lr);
-            break;
-        case O_CKPT:
-            o->ckpt = optarg;
-            break;
-        case 'i':
-            bad = cli_parse_long("--iters", optarg, 1, 1000000, &o->iters);
-            break;
-        case 's':
-            bad = cli_parse_long("--seed", optarg, 0, 0x7fffffff, &o->seed);
-            break;
-        case O_IDPB:
-            bad = cli_parse_double("--idpb", optarg, 0, 1, &o->idpb);
-            break;
-        case O_TL:
-            bad = cli_parse_double("--time-limit", optarg, 0, 1e9, &o->time_limit);
-            break;
-        case O_DATA:
-            o->data_dir = optarg;
-            break;
-        case 't':
-            bad = cli_parse_long("--threads", optarg, 0, 256, &o->threads);
-            break;
-        case 'j':
-            o->json = 1;
-            break;
-        case 'q':
-            o->quiet = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            usage(stderr);
+    const char *p = (const char *)d + f->off;
+    if (f->type == T_LONG)
+        snprintf(buf, size, "%ld", *(const long *)p);
+    else if (f->type == T_DOUBLE)
+        snprintf(buf, size, "%g", *(const double *)p);
+    else if (f->type == T_STR)
+        snprintf(buf, size, "%s", *(const char *const *)p ? *(const char *const *)p : "");
+    else
+        buf[0] = '\0';
+}
+
+static void usage(FILE *f)
+{
+    opts_t d;
+    opts_default(&d);
+    fprintf(f,
+            "usage: dp-perform train    --model M --norm N --eps X --out GEN [options]\n"
+            "       dp-perform generate --model M --gen GEN --out SAMPLES [options]\n"
+            "       dp-perform baseline --model M --method random|ilfo|deepsloth --norm N --eps X\n"
+            "                           --out SAMPLES [options]\n"
+            "       dp-perform evaluate [--json] [--idpb X] SAMPLES...\n"
+            "\n"
+            "M is a model prefix (M.pb, M.safetensors). Norms: linf, l2.\n"
+            "options (each also from the environment variable DP_PERFORM_<FLAG>; flags win):\n");
+    for (size_t i = 0; i < NFLAGS; i++) {
+        const flag_t *fl = &flags[i];
+        if (!fl->help) continue;
+        char left[40], def[64], help[512];
+        snprintf(left, sizeof left, "--%s%s%s", fl->name, fl->arg ? " " : "",
+                 fl->arg ? fl->arg : "");
+        default_text(fl, &d, def, sizeof def);
+        const char *at = strstr(fl->help, "%D");
+        if (at)
+            snprintf(help, sizeof help, "%.*s%s%s", (int)(at - fl->help), fl->help, def, at + 2);
+        else
+            snprintf(help, sizeof help, "%s", fl->help);
+        fprintf(f, "  %-18s ", left);
+        for (const char *p = help; *p; p++) { /* continuation lines indented */
+            fputc(*p, f);
+            if (*p == '\n') fprintf(f, "%21s", "");
+        }
+        fputc('\n', f);
+    }
+    fprintf(f, "  --json, --quiet, -h/--help\n");
+}
+
+/* One setting's text into opts; 0, or -1 after the reason on stderr. */
+static int set_value(opts_t *o, const flag_t *f, const char *label, const char *v)
+{
+    char *p = (char *)o + f->off;
+    if (f->type == T_STR) {
+        *(const char **)p = v;
+    } else if (f->type == T_FLAG) {
+        *(long *)p = 1;
+    } else if (f->type == T_NORM) {
+        if ((*(long *)p = perf_norm_parse(v)) < 0) {
+            fprintf(stderr, "dp-perform: %s is linf or l2, got '%s'\n", label, v);
             return -1;
         }
-        if (bad) return -1;
+    } else if (f->type == T_LONG) {
+        return cli_parse_long(label, v, (long)f->lo, (long)f->hi, (long *)p);
+    } else {
+        return cli_parse_double(label, v, f->lo, f->hi, (double *)p);
     }
     return 0;
 }
 
-static perf_budget_t budget_of(const opts_t *o)
+/* The environment, then the flags. */
+static int parse_args(int argc, char **argv, opts_t *o)
 {
-    perf_budget_t b = {(perf_norm_t)o->norm, (float)o->eps, o->l2_at_most};
-    return b;
+    for (size_t i = 0; i < NFLAGS; i++) {
+        const char *e = getenv(flags[i].env);
+        if (!e || (flags[i].type == T_FLAG && (!*e || !strcmp(e, "0")))) continue;
+        if (set_value(o, &flags[i], flags[i].env, e)) return -1;
+    }
+    struct option lo[NFLAGS + 2];
+    for (size_t i = 0; i < NFLAGS; i++)
+        lo[i] = (struct option){flags[i].name,
+                                flags[i].type == T_FLAG ? no_argument : required_argument, NULL,
+                                1000 + (int)i};
+    lo[NFLAGS] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[NFLAGS + 1] = (struct option){NULL, 0, NULL, 0};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            exit(0);
+        }
+        if (c < 1000 || c >= 1000 + (int)NFLAGS) {
+            usage(stderr);
+            return -1;
+        }
+        const flag_t *f = &flags[c - 1000];
+        char label[40];
+        snprintf(label, sizeof label, "--%s", f->name);
+        if (set_value(o, f, label, optarg)) return -1;
+    }
+    return 0;
 }
 
-/* 0 when the images of d have the model's input shape, else 1 after a line
- * naming both (the model would read past the images otherwise). */
-static int check_shape(const adnn_model_t *m, const dp_dataset_t *d, const char *dir)
+/* The task settings the flags describe. */
+static dp_task_settings_t settings_of(const opts_t *o)
 {
-    const adnn_spec_t *s = adnn_model_spec(m);
-    if ((int)d->c == s->c && (int)d->h == s->h && (int)d->w == s->w) return 0;
-    fprintf(stderr, "dp-perform: the images in %s are %ux%ux%u, the model expects %dx%dx%d\n", dir,
-            d->c, d->h, d->w, s->c, s->h, s->w);
+    dp_task_settings_t s = dp_task_settings_default();
+    if (o->norm >= 0) s.budget.norm = (perf_norm_t)o->norm;
+    s.budget.eps = (float)o->eps;
+    s.budget.l2_at_most = !o->l2_exact;
+    s.model_name = o->model ? cli_base_name(o->model) : "";
+    s.width = (int)o->width, s.batch = (int)o->batch, s.epochs = (int)o->epochs;
+    s.patience = (int)o->patience, s.lr_step1 = (int)o->lr_step1, s.lr_step2 = (int)o->lr_step2;
+    s.alpha = (float)o->alpha, s.beta = (float)o->beta, s.lr = (float)o->lr;
+    s.seed = (uint64_t)o->seed;
+    s.time_limit_s = o->time_limit;
+    s.train_begin = 0;
+    s.train_end = (uint32_t)(o->train_n + o->val_n);
+    s.heldout = (uint32_t)o->val_n;
+    s.seed_begin = (uint32_t)o->offset;
+    s.seed_end = (uint32_t)(o->offset + o->seeds);
+    s.ilfo_iters = (int)o->iters;
+    s.progress_secs = o->quiet ? 0 : 5;
+    s.idpb_exec = o->idpb;
+    s.threads = (int)o->threads;
+    return s;
+}
+
+/* ------------------------------------------------------------- hooks */
+
+static volatile sig_atomic_t g_signals;
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_signals++;
+}
+
+/* The first SIGINT/SIGTERM ends a training after its epoch (checkpoint
+ * written) and a baseline at its next batch; the second ends a training at
+ * its next batch too. */
+static int signalled(void *ctx)
+{
+    (void)ctx;
+    return g_signals == 0 ? PERF_GO_ON : g_signals == 1 ? PERF_STOP_AFTER_EPOCH : PERF_STOP_NOW;
+}
+
+static void print_line(void *ctx, const char *stage, uint64_t done, uint64_t total,
+                       const char *line)
+{
+    (void)ctx, (void)stage, (void)done, (void)total;
+    printf("%s\n", line);
+    fflush(stdout);
+}
+
+static perf_hooks_t hooks_of(const opts_t *o)
+{
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    perf_hooks_t h = {o->quiet ? NULL : print_line, signalled, NULL, NULL};
+    return h;
+}
+
+/* "dp-perform: DETAIL" (the task layer's detail names the stage); 1. */
+static int task_fail(void)
+{
+    fprintf(stderr, "dp-perform: %s\n", dp_err_detail());
     return 1;
 }
+
+/* ------------------------------------------------------------- inputs */
 
 /* 1 when --out is neither file of --model, else 0 after a line naming it. */
 static int out_not_model(const opts_t *o)
@@ -253,35 +309,26 @@ static int out_not_model(const opts_t *o)
            cli_out_not_input("--out", o->out, "the --model weights", st);
 }
 
-/* Model and the seed images of the test split: the caller destroys both. */
-static int load_model_seeds(const opts_t *o, adnn_model_t **m, dp_dataset_t **test,
-                            perf_samples_t **s)
+/* The model and a split of --data-dir, the split's shape checked: 0, or the
+ * exit status after a line. The caller destroys both. */
+static int load_inputs(const opts_t *o, const char *split, adnn_model_t **m, dp_dataset_t **d)
 {
     dp_err_t err = adnn_model_load(o->model, m);
     if (err) return cli_fail("cannot load the model", err);
-    if ((err = cli_load_split(o->data_dir, "t10k", test)))
+    if ((err = cli_load_split(o->data_dir, split, d)))
         return cli_fail("cannot load Fashion-MNIST", err);
-    if (check_shape(*m, *test, o->data_dir)) return 1;
-    if ((uint32_t)(o->offset + o->seeds) > (*test)->n) {
-        fprintf(stderr, "dp-perform: seeds [%ld, %ld) exceed the %u test images\n", o->offset,
-                o->offset + o->seeds, (*test)->n);
-        return 1;
-    }
-    *s = perf_samples_new((int)o->seeds, (int)(*test)->c, (int)(*test)->h, (int)(*test)->w);
-    if (!*s) return cli_fail("samples", DP_ERR_NOMEM);
-    for (long i = 0; i < o->seeds; i++) (*s)->seed_index[i] = o->offset + i;
+    if (dp_task_check_shape(*m, *d, o->data_dir)) return task_fail();
     return 0;
 }
 
-static const float *seed_images(const opts_t *o, const dp_dataset_t *test)
+/* The seeds [offset, offset + seeds) must be test images. */
+static int check_seeds(const opts_t *o, const dp_dataset_t *test)
 {
-    return test->images + (size_t)o->offset * dp_dataset_sample_size(test);
+    if ((uint32_t)(o->offset + o->seeds) <= test->n) return 0;
+    fprintf(stderr, "dp-perform: seeds [%ld, %ld) exceed the %u test images\n", o->offset,
+            o->offset + o->seeds, test->n);
+    return 1;
 }
-
-/* Seed workers of baseline and generate's measuring step: what --threads set
- * (main sets OpenBLAS to it), else OpenBLAS's default, all cores. Each
- * worker runs one OpenBLAS thread. */
-static int seed_workers(void) { return nn_get_threads(); }
 
 static void print_summary(const perf_samples_t *s, double idpb)
 {
@@ -293,6 +340,8 @@ static void print_summary(const perf_samples_t *s, double idpb)
            r.n, r.iflops_mean, r.iflops_max, r.exec_mean, r.exec_seed_mean, r.psnr_mean, r.norm_max,
            r.seconds_per_input, r.idpb_rate);
 }
+
+/* ------------------------------------------------------------- commands */
 
 static int cmd_train(opts_t *o)
 {
@@ -315,172 +364,94 @@ static int cmd_train(opts_t *o)
     snprintf(ckpt, sizeof ckpt, "%s.ckpt", o->out);
     adnn_model_t *m = NULL;
     dp_dataset_t *train = NULL;
-    perf_gen_t *g = NULL;
-    int rc = 1;
-    dp_err_t err = adnn_model_load(o->model, &m);
-    if (err) return cli_fail("cannot load the model", err);
-    if ((err = cli_load_split(o->data_dir, "train", &train))) {
-        rc = cli_fail("cannot load Fashion-MNIST", err);
-        goto done;
-    }
-    if (check_shape(m, train, o->data_dir)) goto done;
+    dp_task_output_t out = {0};
+    int rc = load_inputs(o, "train", &m, &train);
+    if (rc) goto done;
+    rc = 1;
     if ((uint32_t)(o->train_n + o->val_n) > train->n) {
         fprintf(stderr, "dp-perform train: --train-n + --val-n exceed %u images\n", train->n);
         goto done;
     }
-    perf_train_config_t c = perf_train_config_default();
-    c.budget = budget_of(o);
-    c.width = (int)o->width;
-    c.batch = (int)o->batch;
-    c.epochs = (int)o->epochs;
-    c.patience = (int)o->patience;
-    c.lr_step1 = (int)o->lr_step1;
-    c.lr_step2 = (int)o->lr_step2;
-    c.alpha = (float)o->alpha;
-    c.beta = (float)o->beta;
-    c.lr = (float)o->lr;
-    c.seed = (uint64_t)o->seed;
-    c.checkpoint = o->ckpt ? o->ckpt : ckpt;
-    c.time_limit_s = o->time_limit;
-    c.verbose = !o->quiet;
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    size_t isz = dp_dataset_sample_size(train);
+    const dp_task_settings_t s = settings_of(o);
+    dp_task_io_t io = {.model = m, .train = train, .checkpoint = o->ckpt ? o->ckpt : ckpt};
+    io.out = o->out;
+    io.hooks = hooks_of(o);
     if (!o->quiet) {
+        const perf_train_config_t c = dp_task_train_config(&s);
         int s1, s2;
         perf_lr_steps(&c, &s1, &s2);
         printf("dp-perform train: %s, %s eps %g%s, width %d, batch %d, <= %d epochs (lr %g, x0.1 "
                "from epoch %d, x0.01 from %d, patience %d), %ld training + %ld held-out images, "
                "%d threads, checkpoint %s\n",
                cli_base_name(o->model), perf_norm_name(c.budget.norm), c.budget.eps,
-               c.budget.l2_at_most ? " (at most)" : "", c.width, c.batch, c.epochs, (double)c.lr,
-               s1, s2, c.patience, o->train_n, o->val_n, nn_get_threads(), c.checkpoint);
+               c.budget.norm == PERF_NORM_L2 && !c.budget.l2_at_most ? " (exactly)" : "", c.width,
+               c.batch, c.epochs, (double)c.lr, s1, s2, c.patience, o->train_n, o->val_n,
+               nn_get_threads(), io.checkpoint);
     }
-    perf_train_result_t res;
-    err = perf_train(m, train->images, (int)o->train_n, train->images + (size_t)o->train_n * isz,
-                     (int)o->val_n, &c, &g_stop, &g, &res);
-    if (err) {
-        rc = cli_fail("train", err);
+    if (dp_task_train(&s, &io, &out)) {
+        rc = task_fail();
         goto done;
     }
-    if ((err = perf_gen_save(g, &c.budget, o->out))) {
-        rc = cli_fail("cannot save the generator", err);
-        goto done;
-    }
+    const perf_train_result_t *r = &out.train;
     if (!o->quiet)
         printf("dp-perform train: %.0f s this run, %d epochs (resumed after %d), best held-out "
                "executed fraction %.4f at epoch %d%s; wrote %s\n",
-               res.seconds, res.epochs_run, res.resumed_from, res.best_exec, res.best_epoch,
-               res.early_stopped ? " (early stop)" : (res.time_limited ? " (time limit)" : ""),
+               r->seconds, r->epochs_run, r->resumed_from, r->best_exec, r->best_epoch,
+               r->early_stopped ? " (early stop)" : (r->time_limited ? " (time limit)" : ""),
                o->out);
     rc = 0;
 done:
-    perf_gen_destroy(&g);
+    dp_task_output_clear(&out);
     adnn_model_destroy(&m);
     dp_dataset_destroy(&train);
     return rc;
 }
 
-static int cmd_generate(opts_t *o)
+/* generate and baseline: the same inputs, another task function. */
+static int cmd_samples(opts_t *o, int generate)
 {
-    if (cli_need("generate", "--model", o->model) || cli_need("generate", "--gen", o->gen) ||
-        cli_need("generate", "--out", o->out))
+    const char *cmd = generate ? "generate" : "baseline";
+    if (cli_need(cmd, "--model", o->model) ||
+        (generate ? cli_need(cmd, "--gen", o->gen) : cli_need(cmd, "--method", o->method)) ||
+        cli_need(cmd, "--out", o->out) ||
+        (!generate && cli_need(cmd, "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL)))
         return 2;
     if (!cli_out_file_ok("--out", o->out) || !out_not_model(o) ||
-        !cli_out_not_input("--out", o->out, "the --gen generator", o->gen))
+        (generate && !cli_out_not_input("--out", o->out, "the --gen generator", o->gen)))
         return 1;
+    dp_task_settings_t s = settings_of(o);
+    if (!generate) {
+        int meth = perf_method_parse(o->method);
+        if (meth <= PERF_METHOD_DEEPPERFORM) {
+            fprintf(stderr, "dp-perform baseline: --method is random, ilfo or deepsloth\n");
+            return 2;
+        }
+        s.method = (perf_method_t)meth;
+    }
     adnn_model_t *m = NULL;
     dp_dataset_t *test = NULL;
-    perf_samples_t *s = NULL;
-    perf_gen_t *g = NULL;
-    perf_budget_t b;
-    int rc = load_model_seeds(o, &m, &test, &s);
-    dp_err_t err;
-    if (rc) goto done;
-    rc = 1;
-    if ((err = perf_gen_load(o->gen, (int)o->batch, &g, &b))) {
-        rc = cli_fail("cannot load the generator", err);
+    dp_task_output_t out = {0};
+    int rc = load_inputs(o, "t10k", &m, &test);
+    if (rc || (rc = check_seeds(o, test))) goto done;
+    dp_task_io_t io = {.model = m, .test = test, .generator = o->gen, .out = o->out};
+    io.hooks = hooks_of(o);
+    io.keep_samples = !o->quiet;
+    io.budget_from_generator = 1;
+    dp_err_t err = generate ? dp_task_generate(&s, &io, &out) : dp_task_baseline(&s, &io, &out);
+    if (err) {
+        rc = task_fail();
         goto done;
     }
-    if ((err = perf_generate(g, m, &b, seed_images(o, test), s, seed_workers()))) {
-        rc = cli_fail("generate", err);
-        goto done;
-    }
-    dp_utf8_copy(s->model, sizeof s->model, cli_base_name(o->model)); /* whole characters */
-    if ((err = perf_samples_save(s, o->out))) {
-        rc = cli_fail("cannot save the samples", err);
-        goto done;
-    }
-    if (!o->quiet) print_summary(s, o->idpb);
+    if (!o->quiet) print_summary(out.samples, o->idpb);
     rc = 0;
 done:
-    perf_gen_destroy(&g);
-    perf_samples_destroy(&s);
+    dp_task_output_clear(&out);
     adnn_model_destroy(&m);
     dp_dataset_destroy(&test);
     return rc;
 }
 
-static int cmd_baseline(opts_t *o)
-{
-    if (cli_need("baseline", "--model", o->model) || cli_need("baseline", "--method", o->method) ||
-        cli_need("baseline", "--out", o->out) ||
-        cli_need("baseline", "--norm and --eps", o->norm >= 0 && o->eps > 0 ? o : NULL))
-        return 2;
-    if (!cli_out_file_ok("--out", o->out) || !out_not_model(o)) return 1;
-    int meth = perf_method_parse(o->method);
-    if (meth <= PERF_METHOD_DEEPPERFORM) {
-        fprintf(stderr, "dp-perform baseline: --method is random, ilfo or deepsloth\n");
-        return 2;
-    }
-    adnn_model_t *m = NULL;
-    dp_dataset_t *test = NULL;
-    perf_samples_t *s = NULL;
-    int rc = load_model_seeds(o, &m, &test, &s);
-    dp_err_t err = DP_OK;
-    if (rc) goto done;
-    perf_budget_t b = budget_of(o);
-    const float *x = seed_images(o, test);
-    /* --threads workers of one OpenBLAS thread each, one worker too: the
-     * same bits whatever --threads (OpenBLAS's threads may move the last
-     * bits, and they do not pay on these shapes) */
-    int workers = seed_workers();
-    nn_set_threads(1);
-    if (meth == PERF_METHOD_RANDOM) {
-        err = perf_random(m, &b, (uint64_t)o->seed, x, s, workers);
-    } else if (meth == PERF_METHOD_ILFO) {
-        perf_ilfo_config_t c = perf_ilfo_config_default();
-        c.iters = (int)o->iters;
-        c.batch = (int)o->batch;
-        c.workers = workers;
-        c.progress_every = o->quiet ? 0 : 5.0;
-        err = perf_ilfo(m, &b, &c, x, s);
-    } else {
-        perf_sloth_config_t c = perf_sloth_config_default();
-        c.batch = (int)o->batch;
-        c.seed = (uint64_t)o->seed;
-        c.workers = workers;
-        c.progress_every = o->quiet ? 0 : 5.0;
-        err = perf_deepsloth(m, &b, &c, x, s);
-    }
-    rc = 1;
-    if (err) {
-        rc = cli_fail(o->method, err);
-        goto done;
-    }
-    dp_utf8_copy(s->model, sizeof s->model, cli_base_name(o->model)); /* whole characters */
-    if ((err = perf_samples_save(s, o->out))) {
-        rc = cli_fail("cannot save the samples", err);
-        goto done;
-    }
-    if (!o->quiet) print_summary(s, o->idpb);
-    rc = 0;
-done:
-    perf_samples_destroy(&s);
-    adnn_model_destroy(&m);
-    dp_dataset_destroy(&test);
-    return rc;
-}
+/* ------------------------------------------------------------- evaluate */
 
 /* A JSON string: quotes, backslashes and control bytes escaped (the model
  * name comes from a file name or a file's metadata), and always UTF-8: a
@@ -576,15 +547,8 @@ static int cmd_evaluate(opts_t *o, int nfiles, char **files)
 int main(int argc, char **argv)
 {
     cli_set_prog("dp-perform");
-    opts_t o = {0};
-    o.norm = -1;
-    o.data_dir = "/usr/share/datasets/fashion-mnist";
-    const perf_train_config_t d = perf_train_config_default();
-    o.seeds = 1000, o.train_n = DEFAULT_TRAIN_N, o.val_n = DEFAULT_VAL_N, o.width = d.width;
-    o.batch = d.batch, o.epochs = d.epochs, o.patience = d.patience, o.lr = d.lr;
-    o.lr_step1 = d.lr_step1, o.lr_step2 = d.lr_step2;
-    o.iters = 300, o.seed = 1, o.idpb = 0.9;
-    o.threads = -1;
+    opts_t o;
+    opts_default(&o);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -611,8 +575,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "dp-perform %s: unexpected argument '%s'\n", o.cmd, args[0]);
         return 2;
     }
-    if (o.threads >= 0) nn_set_threads((int)o.threads);
+    nn_set_threads((int)o.threads); /* 0: every online CPU */
     if (strcmp(o.cmd, "train") == 0) return cmd_train(&o);
-    if (strcmp(o.cmd, "generate") == 0) return cmd_generate(&o);
-    return cmd_baseline(&o);
+    return cmd_samples(&o, strcmp(o.cmd, "generate") == 0);
 }

@@ -61,7 +61,9 @@ run_model() (
   for norm in linf l2; do
     if [ "$norm" = linf ]; then epss=$LINF; else epss=$L2; fi
     atm=()
-    [ "$norm" = l2 ] && [ "$L2_AT_MOST" = 1 ] && atm=(--l2-at-most)
+    if [ "$norm" = l2 ]; then
+      if [ "$L2_AT_MOST" = 1 ]; then atm=(--l2-at-most); else atm=(--l2-exact); fi
+    fi
     for eps in $epss; do
       tag="$name-$norm-$eps"
       for method in $METHODS; do

@@ -383,25 +383,38 @@ typedef struct method_job {
     const float *x;
     perf_samples_t *s;
     /* progress: seeds finished by every part; part 0 (on the caller's
-     * thread) prints a line at most every `every` seconds (0: none) */
+     * thread) reports at most every `every` seconds (0: never) through the
+     * hooks, and asks them whether to stop: then every part stops at its
+     * next batch */
     const char *name;
     double every;
-    atomic_int done;
+    const perf_hooks_t *hooks;
+    atomic_int done, cancelled;
     double t0, last;
 } method_job_t;
 
+/* 1 when the part should stop: another part failed, or a cancel. */
+static int method_stopped(method_job_t *j, const perf_part_t *pt)
+{
+    return perf_part_stopped(pt) || atomic_load(&j->cancelled);
+}
+
 /* After a part finished nb seeds: counts them, and part 0 says how far the
- * whole run is ("ilfo: 320/1000 seeds, 41 s, about 87 s left"). */
+ * whole run is ("ilfo: 320/1000 seeds, 41 s, about 87 s left") and polls
+ * the cancel hook. */
 static void method_progress(method_job_t *j, const perf_part_t *pt, int nb)
 {
     int done = atomic_fetch_add(&j->done, nb) + nb;
-    if (j->every <= 0 || pt->index != 0) return;
+    if (pt->index != 0) return;
+    if (perf_hooks_cancelled(j->hooks) != PERF_GO_ON) atomic_store(&j->cancelled, 1);
+    if (j->every <= 0 || !j->hooks->progress) return;
     double now = dp_clock_s(), t = now - j->t0;
     if (now - j->last < j->every || done >= j->s->n) return;
     j->last = now;
-    printf("%s: %d/%d seeds, %.0f s, about %.0f s left\n", j->name, done, j->s->n, t,
-           t * (j->s->n - done) / (done > 0 ? done : 1));
-    fflush(stdout);
+    char line[160];
+    snprintf(line, sizeof line, "%s: %d/%d seeds, %.0f s, about %.0f s left", j->name, done,
+             j->s->n, t, t * (j->s->n - done) / (done > 0 ? done : 1));
+    j->hooks->progress(j->hooks->ctx, j->name, (uint64_t)done, (uint64_t)j->s->n, line);
 }
 
 /* ILFO on the seeds of one part, batch by batch. */
@@ -422,7 +435,7 @@ static dp_err_t ilfo_part(const perf_part_t *pt, void *arg)
         err = dp_err_set(DP_ERR_NOMEM, "perf_ilfo: out of memory");
         goto done;
     }
-    for (int i0 = pt->i0; i0 < end && !perf_part_stopped(pt); i0 += B) {
+    for (int i0 = pt->i0; i0 < end && !method_stopped(j, pt); i0 += B) {
         int nb = end - i0 < B ? end - i0 : B;
         const float *xi = j->x + (size_t)i0 * d;
         size_t len = (size_t)nb * d;
@@ -470,8 +483,12 @@ static dp_err_t run_method(adnn_model_t *m, int workers, int batch, perf_part_fn
     double t0 = dp_clock_s();
     j->t0 = j->last = t0;
     atomic_init(&j->done, 0);
+    atomic_init(&j->cancelled, perf_hooks_cancelled(j->hooks) != PERF_GO_ON);
     dp_err_t err = perf_workers_new(m, workers, j->s->n, batch > 0 ? batch : 1, &w);
     if (!err) err = perf_workers_run(w, fn, j);
+    if (!err && atomic_load(&j->cancelled))
+        err = dp_err_set(DP_ERR_CANCELLED, "%s: cancelled after %d of %d seeds", j->name,
+                         atomic_load(&j->done), j->s->n);
     if (!err) {
         j->s->seconds = dp_clock_s() - t0;
         err = measure(w, m, j->x, j->s);
@@ -484,8 +501,13 @@ dp_err_t perf_ilfo(adnn_model_t *m, const perf_budget_t *b, const perf_ilfo_conf
                    const float *x, perf_samples_t *s)
 {
     fill_header(m, b, PERF_METHOD_ILFO, s);
-    method_job_t j = {
-        .b = b, .cfg = cfg, .x = x, .s = s, .name = "ilfo", .every = cfg->progress_every};
+    method_job_t j = {.b = b,
+                      .cfg = cfg,
+                      .x = x,
+                      .s = s,
+                      .name = "ilfo",
+                      .every = cfg->progress_every,
+                      .hooks = &cfg->hooks};
     return run_method(m, cfg->workers, cfg->batch, ilfo_part, &j);
 }
 
@@ -550,7 +572,7 @@ static dp_err_t sloth_part(const perf_part_t *pt, void *arg)
     }
     int linf = b->norm == PERF_NORM_LINF;
     int steps = linf ? cfg->linf_steps : cfg->l2_steps;
-    for (int i0 = pt->i0; i0 < end && !perf_part_stopped(pt); i0 += B) {
+    for (int i0 = pt->i0; i0 < end && !method_stopped(j, pt); i0 += B) {
         int nb = end - i0 < B ? end - i0 : B;
         const float *xi = j->x + (size_t)i0 * d;
         size_t len = (size_t)nb * d;
@@ -605,7 +627,12 @@ dp_err_t perf_deepsloth(adnn_model_t *m, const perf_budget_t *b, const perf_slot
         return dp_err_set(DP_ERR_UNSUPPORTED, "DeepSloth needs an early-exit network, not %s",
                           adnn_family_name(sp->family));
     fill_header(m, b, PERF_METHOD_DEEPSLOTH, s);
-    method_job_t j = {
-        .b = b, .cfg = cfg, .x = x, .s = s, .name = "deepsloth", .every = cfg->progress_every};
+    method_job_t j = {.b = b,
+                      .cfg = cfg,
+                      .x = x,
+                      .s = s,
+                      .name = "deepsloth",
+                      .every = cfg->progress_every,
+                      .hooks = &cfg->hooks};
     return run_method(m, cfg->workers, cfg->batch, sloth_part, &j);
 }

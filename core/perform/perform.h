@@ -27,6 +27,7 @@
 
 #include "adnn/adnn.h"
 #include "perform/generator.h"
+#include "perform/hooks.h"
 #include "util/err.h"
 #include "util/rng.h"
 
@@ -37,7 +38,9 @@ typedef enum perf_norm { PERF_NORM_LINF = 0, PERF_NORM_L2 = 1 } perf_norm_t;
 typedef struct perf_budget {
     perf_norm_t norm;
     float eps;
-    int l2_at_most; /* L2 only: 1 scales down only when ||g|| > eps; 0 sets ||delta|| = eps */
+    int l2_at_most; /* L2 only: 1 scales down only when ||g|| > eps; 0 sets ||delta|| = eps
+                       (the published code). Default 1 (perf_train_config_default, the task
+                       layer, dp-perform), as campaign.proto's Budget.l2_exact = false */
 } perf_budget_t;
 
 /* "linf" / "l2"; parse returns -1 if unknown. */
@@ -140,7 +143,9 @@ typedef struct perf_train_config {
     double time_limit_s;    /* > 0: no new epoch once this call has run this long (the
                                best generator so far is the result) */
     const char *checkpoint; /* path or NULL; resumed from when it exists */
-    int verbose;            /* progress lines on stdout */
+    perf_hooks_t hooks;     /* progress (stage "train": a line per epoch, done = epochs of
+                               total), cancel (polled between batches), epoch_end (after each
+                               checkpoint); zeroed: none */
 } perf_train_config_t;
 
 perf_train_config_t perf_train_config_default(void);
@@ -161,12 +166,13 @@ typedef struct perf_train_result {
 
 /* Trains a generator for model m on train (ntrain, C,H,W) with the held-out
  * seeds val (nval, C,H,W). On success *out is a new generator holding the
- * best weights (inference mode), caller destroys. Set *stop (may be NULL)
- * to nonzero from a signal handler: training checkpoints at the end of the
- * epoch and returns DP_ERR_INTERRUPTED. */
+ * best weights (inference mode), caller destroys. cfg->hooks.cancelled:
+ * PERF_STOP_AFTER_EPOCH ends the training after the epoch's checkpoint,
+ * PERF_STOP_NOW at the next batch (the epoch in progress is lost, the last
+ * checkpoint stands); either returns DP_ERR_CANCELLED. An error of
+ * cfg->hooks.epoch_end ends it with that error. */
 dp_err_t perf_train(adnn_model_t *m, const float *train, int ntrain, const float *val, int nval,
-                    const perf_train_config_t *cfg, volatile int *stop, perf_gen_t **out,
-                    perf_train_result_t *res);
+                    const perf_train_config_t *cfg, perf_gen_t **out, perf_train_result_t *res);
 
 /* Generator files: the named tensors (parameters and BN statistics) with
  * metadata (shape, width, slopes, norm, eps, l2_at_most). perf_gen_load
@@ -247,7 +253,10 @@ typedef struct perf_ilfo_config {
                               batch holds the same seeds and x' the same bits whatever
                               workers (with OpenBLAS at one thread, as the workers
                               run); the measuring step runs on the same workers */
-    double progress_every; /* seconds between progress lines on stdout (0: none) */
+    double progress_every; /* seconds between progress reports (0: none) */
+    perf_hooks_t hooks;    /* progress (stage "ilfo", seeds done of n, from the calling
+                              thread), cancel (polled after each batch of the calling
+                              thread's part; the other parts stop at their next batch) */
 } perf_ilfo_config_t;
 perf_ilfo_config_t perf_ilfo_config_default(void);
 dp_err_t perf_ilfo(adnn_model_t *m, const perf_budget_t *b, const perf_ilfo_config_t *cfg,
@@ -264,6 +273,7 @@ typedef struct perf_sloth_config {
     uint64_t seed;
     int workers;           /* 1: seed workers, as perf_ilfo_config_t's (whole batches) */
     double progress_every; /* as perf_ilfo_config_t's */
+    perf_hooks_t hooks;    /* as perf_ilfo_config_t's (stage "deepsloth") */
 } perf_sloth_config_t;
 perf_sloth_config_t perf_sloth_config_default(void);
 /* Early-exit families only (DP_ERR_UNSUPPORTED otherwise). */

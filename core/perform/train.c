@@ -30,7 +30,7 @@ perf_train_config_t perf_train_config_default(void)
     perf_train_config_t c = {0};
     c.budget.norm = PERF_NORM_LINF;
     c.budget.eps = 0.09f;
-    c.budget.l2_at_most = 0;
+    c.budget.l2_at_most = 1; /* at most eps, as a campaign's Budget.l2_exact = false */
     c.width = 16;
     c.batch = 32;
     c.epochs = 20;
@@ -383,9 +383,10 @@ static size_t sanitize(float *v, size_t n)
 }
 
 dp_err_t perf_train(adnn_model_t *m, const float *train, int ntrain, const float *val, int nval,
-                    const perf_train_config_t *cfg, volatile int *stop, perf_gen_t **out,
-                    perf_train_result_t *res)
+                    const perf_train_config_t *cfg, perf_gen_t **out, perf_train_result_t *res)
 {
+    const perf_hooks_t *hk = &cfg->hooks;
+    char line[512];
     *out = NULL;
     memset(res, 0, sizeof *res);
     const adnn_spec_t *spec = adnn_model_spec(m);
@@ -433,9 +434,10 @@ dp_err_t perf_train(adnn_model_t *m, const float *train, int ntrain, const float
     if (cfg->checkpoint && access(cfg->checkpoint, F_OK) == 0) {
         if ((err = ckpt_load(cfg->checkpoint, g, disc, cfg, &st))) goto done;
         res->resumed_from = st.epochs_done;
-        if (cfg->verbose)
-            printf("perf train: resumed from %s after epoch %d (best %.4f at epoch %d)\n",
-                   cfg->checkpoint, st.epochs_done, st.best_exec, st.best_epoch);
+        snprintf(line, sizeof line,
+                 "perf train: resumed from %s after epoch %d (best %.4f at epoch %d)",
+                 cfg->checkpoint, st.epochs_done, st.best_exec, st.best_epoch);
+        perf_hooks_progress(hk, "train", (uint64_t)st.epochs_done, (uint64_t)cfg->epochs, line);
     }
     int run_here = 0;
     while (st.epochs_done < cfg->epochs && st.since_best < cfg->patience) {
@@ -456,6 +458,14 @@ dp_err_t perf_train(adnn_model_t *m, const float *train, int ntrain, const float
         for (int s0 = 0; s0 + 2 <= ntrain; s0 += B) {
             int nb = ntrain - s0 < B ? ntrain - s0 : B;
             if (nb < 2) break;
+            if (perf_hooks_cancelled(hk) == PERF_STOP_NOW) {
+                res->epochs_run = st.epochs_done;
+                err = dp_err_set(DP_ERR_CANCELLED,
+                                 "perf_train: cancelled in epoch %d (the checkpoint of epoch %d "
+                                 "stands)",
+                                 e1, st.epochs_done);
+                goto done;
+            }
             for (int j = 0; j < nb; j++)
                 memcpy(xb + (size_t)j * d, train + (size_t)order[s0 + j] * d, d * sizeof(float));
             size_t len = (size_t)nb * d;
@@ -487,20 +497,29 @@ dp_err_t perf_train(adnn_model_t *m, const float *train, int ntrain, const float
         } else {
             st.since_best++;
         }
-        if (cfg->checkpoint && (err = ckpt_save(cfg->checkpoint, g, disc, cfg, &st))) goto done;
-        if (cfg->verbose) {
-            printf("epoch %d/%d  lr %.0e  L_adv %.4f", e1, cfg->epochs, lr, sadv / steps);
-            if (disc) printf("  L_GAN %.4f", sgan / steps);
-            if (cfg->beta > 0) printf("  L_per %.4f", sper / steps);
-            printf("  held-out exec %.4f  best %.4f (epoch %d)  %.1fs%s\n", ex, st.best_exec,
-                   st.best_epoch, dp_clock_s() - te, bad ? "  (non-finite gradients zeroed)" : "");
-            fflush(stdout);
+        if (cfg->checkpoint) {
+            if ((err = ckpt_save(cfg->checkpoint, g, disc, cfg, &st))) goto done;
+            if (hk->epoch_end && (err = hk->epoch_end(hk->ctx, e1, cfg->checkpoint))) goto done;
+        }
+        if (hk->progress) {
+            int n = snprintf(line, sizeof line, "epoch %d/%d  lr %.0e  L_adv %.4f", e1, cfg->epochs,
+                             lr, sadv / steps);
+            if (disc) n += snprintf(line + n, sizeof line - n, "  L_GAN %.4f", sgan / steps);
+            if (cfg->beta > 0)
+                n += snprintf(line + n, sizeof line - n, "  L_per %.4f", sper / steps);
+            snprintf(line + n, sizeof line - n,
+                     "  held-out exec %.4f  best %.4f (epoch %d)  %.1fs%s", ex, st.best_exec,
+                     st.best_epoch, dp_clock_s() - te,
+                     bad ? "  (non-finite gradients zeroed)" : "");
+            hk->progress(hk->ctx, "train", (uint64_t)e1, (uint64_t)cfg->epochs, line);
         }
         run_here++;
-        if ((stop && *stop) || (cfg->stop_after > 0 && run_here >= cfg->stop_after)) {
+        const int cancel = perf_hooks_cancelled(hk);
+        if (cancel != PERF_GO_ON || (cfg->stop_after > 0 && run_here >= cfg->stop_after)) {
             res->epochs_run = st.epochs_done;
-            err = dp_err_set(DP_ERR_INTERRUPTED, "perf_train: stopped after epoch %d%s",
-                             st.epochs_done, cfg->checkpoint ? " (checkpoint written)" : "");
+            err = dp_err_set(cancel != PERF_GO_ON ? DP_ERR_CANCELLED : DP_ERR_INTERRUPTED,
+                             "perf_train: stopped after epoch %d%s", st.epochs_done,
+                             cfg->checkpoint ? " (checkpoint written)" : "");
             goto done;
         }
     }

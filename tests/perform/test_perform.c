@@ -599,7 +599,7 @@ static perf_gen_t *train_once(adnn_model_t *m, const float *x, const char *ckpt,
     c.stop_after = stop_after;
     perf_gen_t *g = NULL;
     perf_train_result_t res;
-    *err = perf_train(m, x, 8, x + 8 * D, 4, &c, NULL, &g, &res);
+    *err = perf_train(m, x, 8, x + 8 * D, 4, &c, &g, &res);
     return g;
 }
 
@@ -663,7 +663,7 @@ Test(perform, train_deterministic_and_resume, .timeout = 600)
     c.seed = 6;
     perf_gen_t *g = NULL;
     perf_train_result_t res;
-    cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, NULL, &g, &res), DP_ERR_MISMATCH);
+    cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, &g, &res), DP_ERR_MISMATCH);
     unlink(ck);
     /* generator file round trip gives the same test inputs */
     char gp[256];
@@ -961,27 +961,134 @@ Test(perform, generator_memory_limit)
     unlink(gp);
 }
 
+/* What train_hooks' hooks saw. */
+typedef struct seen {
+    int lines, epoch_ends, last_epoch, stop_at;
+    char ckpt[256];
+} seen_t;
+
+static void seen_line(void *ctx, const char *stage, uint64_t done, uint64_t total, const char *l)
+{
+    seen_t *s = ctx;
+    cr_assert_str_eq(stage, "train");
+    cr_assert(done <= total && total == 3, "%llu of %llu", (unsigned long long)done,
+              (unsigned long long)total);
+    cr_assert(strstr(l, "held-out exec"), "%s", l);
+    s->lines++;
+}
+
+static dp_err_t seen_epoch(void *ctx, int epoch, const char *ckpt)
+{
+    seen_t *s = ctx;
+    cr_assert_eq(epoch, s->last_epoch + 1);
+    cr_assert_eq(access(ckpt, F_OK), 0, "the checkpoint is written before the hook");
+    snprintf(s->ckpt, sizeof s->ckpt, "%s", ckpt);
+    s->last_epoch = epoch;
+    s->epoch_ends++;
+    return DP_OK;
+}
+
+static int seen_cancel(void *ctx)
+{
+    seen_t *s = ctx;
+    return s->stop_at && s->last_epoch >= s->stop_at ? PERF_STOP_AFTER_EPOCH : PERF_GO_ON;
+}
+
+static int cancel_now(void *ctx)
+{
+    (void)ctx;
+    return PERF_STOP_NOW;
+}
+
+/* Training reports through its hooks, prints nothing, calls epoch_end after
+ * each checkpoint, stops after the epoch a cancel asks for (and resumes from
+ * it to the uninterrupted run's weights), and at once on PERF_STOP_NOW. */
+Test(perform, train_hooks, .init = cr_redirect_stdout, .timeout = 600)
+{
+    nn_set_threads(1);
+    adnn_model_t *m = load_sdn();
+    float *x = seeds(12, 41);
+    char ck[256];
+    snprintf(ck, sizeof ck, "%s/test_perform_hooks_%d.ckpt", DP_BINARY_DIR, (int)getpid());
+    unlink(ck);
+    dp_err_t err;
+    perf_gen_t *a = train_once(m, x, NULL, 0, &err), *b = NULL;
+    cr_assert_eq(err, DP_OK, "%s", dp_err_detail());
+    seen_t seen = {0};
+    seen.stop_at = 2;
+    perf_train_config_t c = tiny_train(ck);
+    c.hooks = (perf_hooks_t){seen_line, seen_cancel, seen_epoch, &seen};
+    perf_train_result_t res;
+    cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, &b, &res), DP_ERR_CANCELLED);
+    cr_assert(strstr(dp_err_detail(), "stopped after epoch 2 (checkpoint written)"), "%s",
+              dp_err_detail());
+    cr_assert_null(b);
+    cr_assert(seen.lines == 2 && seen.epoch_ends == 2, "%d lines, %d epoch ends", seen.lines,
+              seen.epoch_ends);
+    cr_assert_str_eq(seen.ckpt, ck);
+    /* cancelled at once: no epoch, the checkpoint of epoch 2 untouched */
+    c.hooks = (perf_hooks_t){NULL, cancel_now, NULL, NULL};
+    cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, &b, &res), DP_ERR_CANCELLED);
+    cr_assert(strstr(dp_err_detail(), "cancelled in epoch 3 (the checkpoint of epoch 2 stands)"),
+              "%s", dp_err_detail());
+    /* resumed without hooks: the uninterrupted run's weights */
+    c.hooks = (perf_hooks_t){0};
+    cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, &b, &res), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(res.resumed_from, 2);
+    assert_same_weights(a, b);
+    fflush(stdout);
+    char printed[64] = {0};
+    cr_assert_eq(fread(printed, 1, sizeof printed - 1, cr_get_redirected_stdout()), 0,
+                 "the library printed: %s", printed);
+    unlink(ck);
+    perf_gen_destroy(&a);
+    perf_gen_destroy(&b);
+    adnn_model_destroy(&m);
+    free(x);
+}
+
+/* What the progress hook of baseline_progress_lines receives. */
+typedef struct lines {
+    char out[1024];
+    size_t len;
+    uint64_t last_done, last_total;
+} lines_t;
+
+static void keep_line(void *ctx, const char *stage, uint64_t done, uint64_t total, const char *line)
+{
+    lines_t *l = ctx;
+    l->len += (size_t)snprintf(l->out + l->len, sizeof l->out - l->len, "%s\n", line);
+    l->last_done = done, l->last_total = total;
+    cr_assert(!strcmp(stage, "ilfo") || !strcmp(stage, "deepsloth"), "stage %s", stage);
+}
+
 /* Progress lines of a baseline run: part 0 reports the seeds every part has
- * finished, after each of its batches but the last (here 3 of 2 seeds). */
+ * finished, after each of its batches but the last (here 3 of 2 seeds),
+ * through the progress hook; the library prints nothing. */
 Test(perform, baseline_progress_lines, .init = cr_redirect_stdout)
 {
+    lines_t got = {{0}, 0, 0, 0};
+    const perf_hooks_t hooks = {keep_line, NULL, NULL, &got};
     adnn_model_t *m = load_sdn();
     float *x = seeds(6, 91);
     perf_samples_t *s = perf_samples_new(6, 1, 28, 28);
     for (int i = 0; i < 6; i++) s->seed_index[i] = i;
     perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
     perf_ilfo_config_t c = perf_ilfo_config_default();
-    c.iters = 2, c.batch = 2, c.progress_every = 1e-9;
+    c.iters = 2, c.batch = 2, c.progress_every = 1e-9, c.hooks = hooks;
     cr_assert_eq(perf_ilfo(m, &b, &c, x, s), DP_OK, "%s", dp_err_detail());
     perf_sloth_config_t sc = perf_sloth_config_default();
-    sc.linf_steps = 2, sc.batch = 3; /* quiet by default */
+    sc.linf_steps = 2, sc.batch = 3, sc.hooks = hooks; /* quiet by default */
     cr_assert_eq(perf_deepsloth(m, &b, &sc, x, s), DP_OK, "%s", dp_err_detail());
     sc.progress_every = 1e-9;
     cr_assert_eq(perf_deepsloth(m, &b, &sc, x, s), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(got.last_done, 3);
+    cr_assert_eq(got.last_total, 6);
     fflush(stdout);
-    char out[1024] = {0};
-    size_t len = fread(out, 1, sizeof out - 1, cr_get_redirected_stdout());
-    out[len] = '\0';
+    char printed[64] = {0};
+    cr_assert_eq(fread(printed, 1, sizeof printed - 1, cr_get_redirected_stdout()), 0,
+                 "the library printed: %s", printed);
+    const char *out = got.out;
     const char *want[] = {"ilfo: 2/6 seeds, ", "ilfo: 4/6 seeds, ", "deepsloth: 3/6 seeds, "};
     const char *at = out;
     for (int i = 0; i < 3; i++) {
