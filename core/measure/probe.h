@@ -113,8 +113,9 @@ typedef struct measure_energy {
 /* Energy per inference of fn(ctx): opts->warmup runs, then opts->windows
  * windows (default 1) of repetitions of the same input, each at least
  * opts->min_window_s long (default 1 s: sensors refresh every 20-100 ms)
- * and opts->min_reps reps; per window (E - idle_w * t) / reps; the median
- * over windows. idle_w = 0 subtracts nothing (measure_idle_power gives it).
+ * and at least one repetition; per window (E - idle_w * t) / reps; the
+ * median over windows. idle_w = 0 subtracts nothing (measure_idle_power
+ * gives it). Counters are read every 100 ms inside a window (RAPL wraps).
  * opts may be NULL. DP_ERR_UNSUPPORTED for the "none" probe. */
 dp_err_t measure_energy(measure_probe_t *p, measure_fn fn, void *ctx, const measure_opts_t *opts,
                         double idle_w, measure_energy_t *out);
