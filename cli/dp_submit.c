@@ -1,8 +1,10 @@
 /* dp-submit: submits a campaign to a coordinator, follows it, reads its
- * status, cancels it. Parses its settings (one table: flag, environment
- * variable, type, bounds, default; flags over environment over defaults),
- * calls the client library (coordinator/client.h) and prints; the exit
- * status says how the campaign ended (see usage()). */
+ * status, cancels it; with --local, runs it on this machine (the
+ * coordinator, a trainer and the measurers as threads: worker/local.h).
+ * Parses its settings (one table: flag, environment variable, type, bounds,
+ * default; flags over environment over defaults), calls the client library
+ * (coordinator/client.h) or the local one and prints; the exit status says
+ * how the campaign ended (see usage()). */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -17,6 +19,7 @@
 
 #include "campaign/campaign.h"
 #include "client.h"
+#include "local.h"
 #include "util/log.h"
 
 #define PROG "dp-submit"
@@ -28,9 +31,10 @@ enum {
     EXIT_FAILED = 3,
     EXIT_CANCELLED = 4,
     EXIT_UNREACHABLE = 5,
+    EXIT_INTERRUPTED = 130, /* --local: SIGINT or SIGTERM; the same command resumes */
 };
 
-typedef enum { CFG_STR, CFG_SECONDS, CFG_BOOL, CFG_LEVEL } cfg_type_t;
+typedef enum { CFG_STR, CFG_SECONDS, CFG_BOOL, CFG_LEVEL, CFG_UINT } cfg_type_t;
 
 typedef struct cfg {
     const char *flag, *env; /* env NULL: a flag only */
@@ -55,6 +59,10 @@ enum {
     C_CURVE_KEY,
     C_CURVE_SERVER,
     C_WORKERS,
+    C_LOCAL,
+    C_DIR,
+    C_THREADS,
+    C_KEEP_STORE,
     C_LOG_LEVEL,
     C_COUNT
 };
@@ -91,6 +99,20 @@ static cfg_t cfg[C_COUNT] = {
                         "the coordinator's public key file (NAME.pub)", 0, 0},
     [C_WORKERS] = {"workers", NULL, CFG_BOOL, 0, 1, "0", NULL,
                    "--status: list the workers and measurers too", 0, 0},
+    [C_LOCAL] = {"local", NULL, CFG_BOOL, 0, 1, "0", NULL,
+                 "run the campaign on this machine: the coordinator, a trainer and a measurer "
+                 "per device class as threads of this process, until it ends (resumed when run "
+                 "again on the same --dir)",
+                 0, 0},
+    [C_DIR] =
+        {"dir", "DP_LOCAL_DIR", CFG_STR, 0, 0, "", "DIR",
+         "--local: the journal, the store (DIR/store) and scratch (default: " DP_LOCAL_DIR_ROOT
+         "/CAMPAIGN_NAME)",
+         0, 0},
+    [C_THREADS] = {"threads", "DP_LOCAL_THREADS", CFG_UINT, 0, 4096, "0", "N",
+                   "--local: compute threads of a task (0: every online CPU)", 0, 0},
+    [C_KEEP_STORE] = {"keep-store-uri", NULL, CFG_BOOL, 0, 1, "0", NULL,
+                      "--local: use the campaign's store_uri instead of file://DIR/store", 0, 0},
     [C_LOG_LEVEL] = {"log-level", "DP_LOG_LEVEL", CFG_LEVEL, 0, 0, "warn", "LEVEL",
                      "debug, info, warn, error or off (-v: info, -vv: debug)", 0, 0},
 };
@@ -116,7 +138,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: " PROG " [options] CAMPAIGN.pb|CAMPAIGN.txtpb [--wait]   submit\n"
                "       " PROG " [options] --status [CAMPAIGN_ID] [--wait]          status\n"
-               "       " PROG " [options] --cancel CAMPAIGN_ID [--reason TEXT]     cancel\n\n"
+               "       " PROG " [options] --cancel CAMPAIGN_ID [--reason TEXT]     cancel\n"
+               "       " PROG " --local CAMPAIGN.pb|.txtpb [--dir DIR] [--threads N]  run here\n\n"
                "A .txtpb (.textproto, .pbtxt) campaign is encoded with protoc --encode; relative\n"
                "file:// URIs in it are made absolute against the campaign file's directory.\n\n"
                "options (flags override the environment, which overrides the defaults):\n");
@@ -131,7 +154,8 @@ static void usage(FILE *f)
         if (cfg[i].env) fprintf(f, " env %s", cfg[i].env);
         if (*cfg[i].def && cfg[i].type != CFG_BOOL)
             fprintf(f, "%sdefault %s", cfg[i].env ? ", " : " ", cfg[i].def);
-        if (cfg[i].type == CFG_SECONDS) fprintf(f, ", %g..%g", cfg[i].lo, cfg[i].hi);
+        if (cfg[i].type == CFG_SECONDS || cfg[i].type == CFG_UINT)
+            fprintf(f, ", %g..%g", cfg[i].lo, cfg[i].hi);
         fputc('\n', f);
     }
     fprintf(f,
@@ -145,7 +169,11 @@ static void usage(FILE *f)
             "     message names the field), or a campaign or id the coordinator refused\n"
             "  3  the campaign finished with failed cells (--wait)\n"
             "  4  the campaign was cancelled (--wait)\n"
-            "  5  cannot reach the coordinator (no answer within --timeout)\n",
+            "  5  cannot reach the coordinator (no answer within --timeout)\n"
+            "  130  --local: interrupted (SIGINT, SIGTERM): the workers and the coordinator\n"
+            "     stopped cleanly; the same command resumes the campaign (a second signal\n"
+            "     ends at once; the journal is safe)\n"
+            "--local exits 0, 1, 2, 3, 4 or 130 as above (--wait is implied).\n",
             "-v", "-h, --help");
 }
 
@@ -158,6 +186,20 @@ static int parse_seconds(const cfg_t *c, double *out)
     const double v = strtod(c->value, &end);
     if (errno || end == c->value || *end || !isfinite(v) || v < c->lo || v > c->hi) {
         fprintf(stderr, PROG ": --%s (%s) expects seconds in [%g, %g], got '%s'\n", c->flag,
+                c->from, c->lo, c->hi, c->value);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_uint(const cfg_t *c, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    const unsigned long v = strtoul(c->value, &end, 10);
+    if (errno || end == c->value || *end || c->value[0] == '-' || v < c->lo || v > c->hi) {
+        fprintf(stderr, PROG ": --%s (%s) expects a whole number in [%g, %g], got '%s'\n", c->flag,
                 c->from, c->lo, c->hi, c->value);
         return -1;
     }
@@ -371,8 +413,10 @@ static int print_json(const ProtobufCMessage *m)
     return EXIT_DONE;
 }
 
-/* The summary of an ended campaign; store_uri may be NULL (not known). */
-static void print_summary(const Dp__V1__CampaignStatus *cs, const char *store_uri)
+/* The summary of an ended campaign; store_uri may be NULL (not known);
+ * with local (--local), where the files are on this machine. */
+static void print_summary(const Dp__V1__CampaignStatus *cs, const char *store_uri,
+                          const dp_local_result_t *local)
 {
     const Dp__V1__TaskCounts *k = cs->counts;
     printf("campaign %s (%s): %s", cs->campaign_id, cs->name ? cs->name : "",
@@ -401,7 +445,21 @@ static void print_summary(const Dp__V1__CampaignStatus *cs, const char *store_ur
     if (!header && k && k->failed)
         printf("failed tasks: %u (their reasons: " PROG " --status %s --json)\n", k->failed,
                cs->campaign_id);
-    if (store_uri) {
+    if (local && local->store_dir[0]) {
+        char p[2 * PATH_MAX + 600];
+        printf("results: %s/%s/ (a result.json per task; sample sets, generators, "
+               "measure.json)\n",
+               local->store_dir, cs->campaign_id);
+        snprintf(p, sizeof p, "%s/%s/report/summary.json", local->store_dir, cs->campaign_id);
+        if (access(p, R_OK) == 0)
+            printf("summary: %s\n", p);
+        else
+            printf("summary: none (the report task did not run: %s)\n", p);
+        snprintf(p, sizeof p, "%s/%s/report/report.html", local->store_dir, cs->campaign_id);
+        if (access(p, R_OK) == 0) printf("report: %s\n", p);
+        printf("journal: %s (run the same command again to resume, or to print this again)\n",
+               local->journal);
+    } else if (store_uri) {
         const size_t n = strlen(store_uri);
         const char *sep = n && store_uri[n - 1] == '/' ? "" : "/";
         printf("results: %s%s%s/ (report: %s%s%s/report)\n", store_uri, sep, cs->campaign_id,
@@ -495,7 +553,7 @@ static int follow(dp_client_t *c, const char *id, double poll_s, int json, const
             return EXIT_OTHER;
         }
     } else {
-        print_summary(cs, store_uri);
+        print_summary(cs, store_uri, NULL);
     }
     dp_client_status_free(&fin);
     return rc;
@@ -593,6 +651,74 @@ static int cancel(dp_client_t *c, const char *id)
     return EXIT_DONE;
 }
 
+/* --local: progress as --wait's, the summary with where the files are. */
+static int local(const char *path, const Dp__V1__Campaign *camp, double poll_s, int verbose)
+{
+    char dir[PATH_MAX];
+    if (str(C_DIR))
+        snprintf(dir, sizeof dir, "%s", str(C_DIR));
+    else if (dp_local_default_dir(camp, dir, sizeof dir)) {
+        fprintf(stderr, PROG ": %s\n", dp_err_detail());
+        return EXIT_USAGE;
+    }
+    unsigned long threads = 0;
+    if (parse_uint(&cfg[C_THREADS], &threads)) return EXIT_USAGE;
+    progress_t p = {.tty = isatty(STDERR_FILENO)};
+    dp_local_opts_t lo;
+    dp_local_opts_init(&lo);
+    lo.dir = dir;
+    lo.keep_store_uri = on(C_KEEP_STORE);
+    lo.threads = (int)threads;
+    lo.token = str(C_TOKEN);
+    lo.poll_ms = (uint32_t)lround(poll_s * 1000);
+    lo.progress = on_progress;
+    lo.progress_arg = &p;
+    fprintf(stderr, PROG ": running %s here: %s, a trainer and %zu measurer%s, %s threads\n", path,
+            dir, camp->n_device_classes, camp->n_device_classes == 1 ? "" : "s",
+            threads ? cfg[C_THREADS].value : "all");
+    dp_local_result_t r;
+    const dp_err_t err = dp_local_run(camp, &lo, &g_stop, &r);
+    progress_end(&p);
+    int rc;
+    if (err == DP_ERR_INTERRUPTED && g_stop) {
+        if (r.campaign_id[0])
+            fprintf(stderr,
+                    PROG ": interrupted: the workers and the coordinator stopped; campaign %s is "
+                         "kept in %s (the same command resumes it)\n",
+                    r.campaign_id, r.journal);
+        else
+            fprintf(stderr, PROG ": interrupted before the campaign was submitted\n");
+        rc = EXIT_INTERRUPTED;
+    } else if (err) {
+        fprintf(stderr, PROG ": %s\n", dp_err_detail());
+        rc = err == DP_ERR_INVALID ? EXIT_USAGE : EXIT_OTHER;
+    } else {
+        const Dp__V1__CampaignStatus *cs = r.final->campaigns[0];
+        if (r.resumed)
+            fprintf(stderr, PROG ": campaign %s was in %s already: %s\n", r.campaign_id, r.journal,
+                    r.n_spans ? "resumed, nothing resubmitted" : "it had ended, nothing ran");
+        if (r.superseded)
+            fprintf(stderr, PROG ": %u other running campaign%s in %s cancelled (superseded)\n",
+                    r.superseded, r.superseded == 1 ? "" : "s", r.journal);
+        if (verbose) {
+            size_t m = 0;
+            for (size_t i = 0; i < r.n_spans; i++) m += r.spans[i].measurer;
+            fprintf(stderr,
+                    PROG ": %zu task runs here (%zu measuring), %zu measuring runs overlapped a "
+                         "trainer task, %.1f s\n",
+                    r.n_spans, m, r.overlaps, r.seconds);
+        }
+        rc = exit_of_state(cs->state);
+        if (on(C_JSON)) {
+            if (print_json(&r.final->base)) rc = EXIT_OTHER;
+        } else {
+            print_summary(cs, r.store_uri, &r);
+        }
+    }
+    dp_local_result_clear(&r);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *arg = NULL;
@@ -631,11 +757,34 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": --curve-key and --curve-server-key go together\n");
         return EXIT_USAGE;
     }
+    const int do_local = on(C_LOCAL);
+    if (do_local && (do_status || do_cancel)) {
+        fprintf(stderr, PROG ": --local runs a campaign file; --status and --cancel are for a "
+                             "coordinator\n");
+        return EXIT_USAGE;
+    }
+    if (do_local) {
+        static const int remote_only[] = {C_COORD, C_CURVE_KEY, C_CURVE_SERVER, C_WORKERS};
+        for (size_t i = 0; i < sizeof remote_only / sizeof remote_only[0]; i++)
+            if (!strcmp(cfg[remote_only[i]].from, "flag")) {
+                fprintf(stderr, PROG ": --%s does not go with --local\n", cfg[remote_only[i]].flag);
+                return EXIT_USAGE;
+            }
+    } else {
+        static const int local_only[] = {C_DIR, C_THREADS, C_KEEP_STORE};
+        for (size_t i = 0; i < sizeof local_only / sizeof local_only[0]; i++)
+            if (!strcmp(cfg[local_only[i]].from, "flag")) {
+                fprintf(stderr, PROG ": --%s goes with --local\n", cfg[local_only[i]].flag);
+                return EXIT_USAGE;
+            }
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
+    /* --local: a second signal ends at once (the journal is synced at every commit) */
+    if (do_local) sa.sa_flags = SA_RESETHAND;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -643,6 +792,12 @@ int main(int argc, char **argv)
     /* a campaign file is checked before the coordinator is asked anything */
     Dp__V1__Campaign *camp = NULL;
     if (!do_status && !do_cancel && (rc = load(arg, verbose, &camp))) return rc;
+    if (do_local) {
+        rc = local(arg, camp, poll_s, verbose);
+        campaign_free(&camp);
+        fflush(stdout);
+        return rc;
+    }
     dp_client_opts_t co;
     dp_client_opts_init(&co);
     co.endpoint = cfg[C_COORD].value;
