@@ -367,48 +367,57 @@ digest() {
 # --------------------------------------------------------------- the reference
 
 # reference_digest: prints the path of the digest (--generators --shards) of
-# the current campaign settings run fault-free by one trainer and one
-# measurer per class over tcp with a file:// store (the local mode's shape),
-# cached under REF_CACHE by the campaign's settings and the binaries.
+# the current campaign settings run fault-free in local mode (dp-submit
+# --local: the coordinator, one trainer and a measurer per class as threads,
+# a file:// store), cached under REF_CACHE by the campaign's settings and the
+# binaries. A dp-submit without --local: one dp-worker and a dp-measurer per
+# class over tcp instead (the same shape).
 reference_digest() {
-  local key dir cid f
-  key=$( { campaign_body; cat "$WORKER_BIN" "$MEASURER_BIN" "$COORD_BIN"; } |
+  local key dir cid f c
+  key=$( { campaign_body; cat "$SUBMIT_BIN" "$WORKER_BIN" "$MEASURER_BIN" "$COORD_BIN"; } |
     sha256sum | cut -c1-16)
   f=$REF_CACHE/$key.digest
   if [ ! -s "$f" ]; then
-    log "reference run (cache $f)"
     mkdir -p "$REF_CACHE"
     dir=$T/reference
-    mkdir -p "$dir/store" "$dir/scratch"
-    local port ep c
-    port=$(free_port)
-    ep=tcp://127.0.0.1:$port
-    start ref-coordinator "$COORD_BIN" --bind "$ep" --journal "$dir/journal" \
-      --heartbeat-ms "$HB_MS" --liveness "$LIVENESS" --id ref
-    mkdir -p "$dir/scratch/t"
-    start ref-trainer "$WORKER_BIN" --coordinator "$ep" --threads 1 --id ref-trainer \
-      --scratch "$dir/scratch/t"
-    for c in $C_CLASSES; do
-      mkdir -p "$dir/scratch/$c"
-      start "ref-measurer-$c" "$MEASURER_BIN" --coordinator "$ep" --threads 1 \
-        --id "ref-measurer-$c" --device-class "$c" --scratch "$dir/scratch/$c"
-    done
+    mkdir -p "$dir/store"
     write_campaign "$dir/campaign.txtpb" ref "file://$dir/store"
-    timeout 600 "$SUBMIT_BIN" --coordinator "$ep" --timeout 30 "$dir/campaign.txtpb" --wait \
-      >"$T/logs/ref-submit.log" 2>&1 || fail "the reference campaign did not complete"
-    cid=$(awk '/^campaign /{print $2; exit}' "$T/logs/ref-submit.log")
-    stop ref-trainer
-    for c in $C_CLASSES; do stop "ref-measurer-$c"; done
-    stop ref-coordinator
-    digest "$dir/store/$cid" --generators --shards >"$f.tmp.$$"
+    if "$SUBMIT_BIN" --help 2>&1 | grep -q -- "--local"; then
+      log "reference run in local mode (cache $f)"
+      timeout 600 "$SUBMIT_BIN" --local "$dir/campaign.txtpb" --dir "$dir/local" --threads 1 \
+        >"$T/logs/ref-submit.log" 2>&1 || fail "the reference campaign did not complete"
+      cid=$(awk '/^campaign /{print $2; exit}' "$T/logs/ref-submit.log")
+      digest "$dir/local/store/$cid" --generators --shards >"$f.tmp.$$"
+    else
+      log "reference run by one trainer over tcp (cache $f)"
+      local port ep
+      port=$(free_port)
+      ep=tcp://127.0.0.1:$port
+      start ref-coordinator "$COORD_BIN" --bind "$ep" --journal "$dir/journal" \
+        --heartbeat-ms "$HB_MS" --liveness "$LIVENESS" --id ref
+      mkdir -p "$dir/scratch/t"
+      start ref-trainer "$WORKER_BIN" --coordinator "$ep" --threads 1 --id ref-trainer \
+        --scratch "$dir/scratch/t"
+      for c in $C_CLASSES; do
+        mkdir -p "$dir/scratch/$c"
+        start "ref-measurer-$c" "$MEASURER_BIN" --coordinator "$ep" --threads 1 \
+          --id "ref-measurer-$c" --device-class "$c" --scratch "$dir/scratch/$c"
+      done
+      timeout 600 "$SUBMIT_BIN" --coordinator "$ep" --timeout 30 "$dir/campaign.txtpb" --wait \
+        >"$T/logs/ref-submit.log" 2>&1 || fail "the reference campaign did not complete"
+      cid=$(awk '/^campaign /{print $2; exit}' "$T/logs/ref-submit.log")
+      stop ref-trainer
+      for c in $C_CLASSES; do stop "ref-measurer-$c"; done
+      stop ref-coordinator
+      digest "$dir/store/$cid" --generators --shards >"$f.tmp.$$"
+    fi
     mv "$f.tmp.$$" "$f"
     rm -rf "$dir"
   fi
   echo "$f"
 }
 
-# compare_with_reference DIR REF [samples.py options]: DIR's digest (same
-# options) equals REF's lines with the same options applied.
+# compare_digest GOT WANT WHAT: two digests are the same lines.
 compare_digest() {
   local got=$1 want=$2 what=$3
   if ! diff -q "$want" "$got" >/dev/null; then

@@ -3,7 +3,7 @@
 # dp-workers, two dp-measurers in two device classes, s3rver as the store.
 # Asserts: the campaign completes with every task done once; each MEASURE
 # task ran on a measurer of its class; the sample sets and generators are
-# bit-identical to a fault-free run by one trainer (same shards), and the
+# bit-identical to local mode's (dp-submit --local, same shards), and the
 # DeepPerform x' and generators also to a run with one shard of 32 seeds
 # (whatever the number of workers and shards).
 TEST_NAME=multi TEST_LIMIT=${TEST_LIMIT:-240}
@@ -36,7 +36,7 @@ for i in 1 2 3; do grep -q "task=$cid/.*started" "$T/logs/trainer-$i.log" && n=$
 log "$n of 3 trainers ran tasks"
 
 fetch_samples "s3://$S3_BUCKET/multi/$cid" "$T/got"
-check_results "$T/got" "3 trainers, shards of 8, s3 store vs 1 trainer, file store"
+check_results "$T/got" "3 trainers, shards of 8, s3 store vs local mode"
 
 # whatever the shards: DeepPerform's x' and the generators against one shard
 ref1=$(C_SHARD=$C_SEEDS reference_digest)
