@@ -22,8 +22,10 @@
 #include "wire/envelope.h"
 #include "wire/sock.h"
 
-#define POLL_MAX_MS  250  /* the loop looks at progress and finished work this often */
-#define STOP_WAIT_MS 1000 /* at stop: how long an unacknowledged result waits for its Ack */
+#define POLL_MAX_MS    250   /* the loop looks at progress and finished work this often */
+#define STOP_WAIT_MS   1000  /* at stop: how long an unacknowledged result waits for its Ack */
+#define RERUN_FIRST_MS 1000  /* the store unreachable: the first pause before a rerun */
+#define RERUN_MAX_MS   15000 /* ... doubling up to this */
 
 typedef struct job {
     struct dp_worker *w;
@@ -60,6 +62,7 @@ struct dp_worker {
     dp_wire_keypair_t kp;
     int curve;
     const dp_store_settings_t *store_settings;
+    uint64_t rerun_ms; /* network_retry_s in ms; 0: never */
     dp_worker_run_fn run;
     void *run_arg;
     void *ctx;
@@ -140,6 +143,9 @@ dp_err_t dp_worker_new(const dp_worker_opts_t *o, dp_worker_t **out)
     w->live0 = o->liveness ? o->liveness : DP_WORKER_LIVENESS;
     w->max_message = o->max_message;
     w->store_settings = o->store_settings;
+    w->rerun_ms = o->network_retry_s < 0    ? 0
+                  : o->network_retry_s == 0 ? (uint64_t)DP_WORKER_NETWORK_RETRY_S * 1000u
+                                            : (uint64_t)o->network_retry_s * 1000u;
     w->run = o->run ? o->run : default_run;
     w->run_arg = o->run_arg;
     atomic_init(&w->stop, 0);
@@ -445,6 +451,46 @@ static int on_cancelled(void *ctx)
     return atomic_load(&j->cancel);
 }
 
+/* Runs the task. While it fails because the store cannot be reached
+ * (DP_ERR_NETWORK: the store's own retries are spent), it is run again
+ * after a pause (RERUN_FIRST_MS doubling to RERUN_MAX_MS), for rerun_ms from
+ * the first such failure at most; the socket thread meanwhile heartbeats
+ * the task, so the lease holds and an outage costs no attempt. A rerun
+ * redoes only what did not reach the store's deterministic keys (a TRAIN
+ * resumes from its last uploaded checkpoint). A cancel ends a pause at once. */
+static dp_err_t run_task(dp_worker_t *w, job_t *j, const dp_task_env_t *env)
+{
+    uint64_t first = 0, pause = RERUN_FIRST_MS;
+    for (unsigned runs = 1;; runs++) {
+        dp_err_t err = w->run(w->run_arg, j->t, env, &j->res);
+        if (err != DP_ERR_NETWORK || !w->rerun_ms) return err;
+        char detail[sizeof j->detail];
+        snprintf(detail, sizeof detail, "%s", dp_err_detail());
+        const uint64_t now = now_ms();
+        if (!first) first = now;
+        if (now + pause > first + w->rerun_ms) {
+            if (runs == 1) return dp_err_set(err, "%s", detail);
+            return dp_err_set(err, "%s (the store unreachable for %.0f s, %u runs)", detail,
+                              (double)(now - first) / 1000.0, runs);
+        }
+        dp_warn(w->comp,
+                "the store cannot be reached: run %u again in %.0f s (%.0f s of %.0f s): %s",
+                runs + 1, (double)pause / 1000.0, (double)(now - first) / 1000.0,
+                (double)w->rerun_ms / 1000.0, detail);
+        dp_task_result_clear(&j->res);
+        STAT_INC(w, reruns);
+        for (const uint64_t end = now + pause; now_ms() < end;) {
+            if (atomic_load(&j->cancel))
+                return dp_err_set(DP_ERR_CANCELLED,
+                                  "cancelled while waiting for the store to come back (%s)",
+                                  detail);
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        pause = pause * 2 < RERUN_MAX_MS ? pause * 2 : RERUN_MAX_MS;
+    }
+}
+
 static void *compute_main(void *arg)
 {
     job_t *j = arg;
@@ -461,7 +507,7 @@ static void *compute_main(void *arg)
     env.hooks.cancelled = on_cancelled;
     env.hooks.ctx = j;
     double t0 = dp_clock_s();
-    j->err = w->run(w->run_arg, t, &env, &j->res);
+    j->err = run_task(w, j, &env);
     j->seconds = dp_clock_s() - t0;
     if (j->err) {
         snprintf(j->detail, sizeof j->detail, "%s", dp_err_detail());

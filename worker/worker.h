@@ -15,7 +15,11 @@
  *
  * A task whose work fails is reported as a Failure with the error's detail;
  * it is not retryable when the input is bad (DP_ERR_FORMAT, DP_ERR_INVALID,
- * DP_ERR_UNSUPPORTED: another attempt would fail the same way). A task
+ * DP_ERR_UNSUPPORTED: another attempt would fail the same way). A task that
+ * fails because the store cannot be reached (DP_ERR_NETWORK) is first run
+ * again on this worker, holding its lease, until network_retry_s have
+ * passed: an outage of the store costs no attempt (keys are deterministic,
+ * a TRAIN resumes from its last uploaded checkpoint). A task
  * cancelled by the coordinator (Cancel) is reported as a retryable Failure
  * (the coordinator has already moved on, so it changes nothing).
  *
@@ -36,6 +40,8 @@
 #define DP_WORKER_ENDPOINT     "tcp://127.0.0.1:5555"
 #define DP_WORKER_HEARTBEAT_MS 1000u /* until the Welcome says */
 #define DP_WORKER_LIVENESS     3u
+/* A task whose store cannot be reached is run again here this long (s). */
+#define DP_WORKER_NETWORK_RETRY_S 300
 
 /* Runs one task (dp_task_run's contract); tests and benchmarks put their
  * own here. Called on the compute thread. */
@@ -59,7 +65,12 @@ typedef struct dp_worker_opts {
     const char *curve_server_key; /* the coordinator's public key file; with curve_key */
     size_t max_message;           /* bytes of a message; 0: DP_WIRE_SOCK_MAX_MESSAGE */
     const dp_store_settings_t *store_settings; /* NULL: the environment */
-    dp_worker_run_fn run;                      /* NULL: dp_task_run */
+    /* A task failing with DP_ERR_NETWORK (the store cannot be reached, its
+     * own retries spent) is run again here, after pauses of 1 s doubling to
+     * 15 s, for this many seconds from its first such failure before the
+     * Failure is sent; 0: DP_WORKER_NETWORK_RETRY_S, < 0: never. */
+    int network_retry_s;
+    dp_worker_run_fn run; /* NULL: dp_task_run */
     void *run_arg;
 } dp_worker_opts_t;
 
@@ -68,6 +79,7 @@ typedef struct dp_worker_stats {
     uint64_t connects; /* sockets made (1 + reconnects) */
     uint64_t welcomes; /* Welcomes received */
     uint64_t resends;  /* Results or Failures sent again */
+    uint64_t reruns;   /* runs of a task again after the store could not be reached */
     uint64_t dropped;  /* messages that could not be decoded */
 } dp_worker_stats_t;
 

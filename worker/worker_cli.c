@@ -33,7 +33,18 @@ typedef struct cfg {
     const char *value, *from;
 } cfg_t;
 
-enum { C_COORD, C_CLASS, C_SCRATCH, C_THREADS, C_ID, C_CURVE_KEY, C_CURVE_SERVER, C_LOG, C_COUNT };
+enum {
+    C_COORD,
+    C_CLASS,
+    C_SCRATCH,
+    C_THREADS,
+    C_ID,
+    C_NET_RETRY,
+    C_CURVE_KEY,
+    C_CURVE_SERVER,
+    C_LOG,
+    C_COUNT
+};
 
 static cfg_t cfg[C_COUNT] = {
     [C_COORD] = {"coordinator", "=DP_COORDINATOR", CFG_STR, 0, 0, DP_WORKER_ENDPOINT,
@@ -49,6 +60,10 @@ static cfg_t cfg[C_COUNT] = {
     [C_ID] = {"id", "ID", CFG_STR, 0, 0, "",
               "worker id, stable across restarts of the coordinator (default HOST-PID)", 0, "", 0,
               0},
+    [C_NET_RETRY] = {"network-retry-s", "NETWORK_RETRY_S", CFG_UINT, 0, 86400, "300",
+                     "a task that cannot reach the store is run again here, holding its\n"
+                     "lease, this long before it is reported failed (0: at once)",
+                     0, "", 0, 0},
     [C_CURVE_KEY] = {"curve-key", "CURVE_KEY", CFG_STR, 0, 0, "",
                      "our CURVE secret key file: encryption on", 0, "", 0, 0},
     [C_CURVE_SERVER] = {"curve-server-key", "CURVE_SERVER_KEY", CFG_STR, 0, 0, "",
@@ -182,8 +197,9 @@ int dp_worker_cli_main(int argc, char **argv, int measurer)
         return EXIT_USAGE;
     }
     dp_log_set_level((dp_log_level_t)level);
-    uint64_t threads;
+    uint64_t threads, net_retry;
     if (parse_uint(&cfg[C_THREADS], &threads)) return EXIT_USAGE;
+    if (parse_uint(&cfg[C_NET_RETRY], &net_retry)) return EXIT_USAGE;
     if (measurer && !*cfg[C_CLASS].value) {
         fprintf(stderr, "%s: --device-class is required\n", g_prog);
         return EXIT_USAGE;
@@ -224,6 +240,7 @@ int dp_worker_cli_main(int argc, char **argv, int measurer)
     o.worker_id = *cfg[C_ID].value ? cfg[C_ID].value : NULL;
     o.scratch = scratch;
     o.threads = (int)threads;
+    o.network_retry_s = net_retry ? (int)net_retry : -1;
     o.curve_key = *cfg[C_CURVE_KEY].value ? cfg[C_CURVE_KEY].value : NULL;
     o.curve_server_key = *cfg[C_CURVE_SERVER].value ? cfg[C_CURVE_SERVER].value : NULL;
     dp_worker_t *w = NULL;

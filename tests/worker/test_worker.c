@@ -6,6 +6,9 @@
  *   a stub: every task once, MEASURE only on the measurer;
  * - a bad input (DP_ERR_FORMAT) fails its cell at the first attempt with
  *   the reason; a network error is retried and the next attempt succeeds;
+ * - a network error (the store unreachable) is run again on the worker
+ *   within network_retry_s, costing no attempt; past it the attempt fails
+ *   with how long the store was away; a cancel ends the pause;
  * - a campaign cancelled while its TRAIN runs: the coordinator's Cancel
  *   reaches the runner through the cancel hook;
  * - the coordinator stopped and started again on its journal while a TRAIN
@@ -38,6 +41,7 @@
 static char g_dir[64], g_journal[128], g_scratch[128], g_store[128];
 static void *g_ctx;
 static int g_threads = 1; /* the workers' */
+static int g_net_retry_s; /* the workers' network_retry_s (0: the default) */
 
 /* ------------------------------------------------------------- log capture */
 
@@ -73,6 +77,7 @@ static void setup(void)
     cr_assert_eq(mkdir(g_scratch, 0700), 0);
     cr_assert_eq(mkdir(g_store, 0700), 0);
     cr_assert_not_null(g_ctx = zmq_ctx_new());
+    g_net_retry_s = 0;
     log_len = 0;
     log_buf[0] = '\0';
     dp_log_set_sink(log_sink, NULL);
@@ -233,6 +238,7 @@ static void worker_start(worker_thread_t *t, Dp__V1__Role role, const char *id,
     o.device_class = role == DP__V1__ROLE__ROLE_MEASURER ? "local" : NULL;
     o.scratch = g_scratch;
     o.threads = g_threads;
+    o.network_retry_s = g_net_retry_s;
     o.heartbeat_ms = 100;
     o.run = run;
     o.run_arg = arg;
@@ -290,7 +296,8 @@ typedef struct stub {
     atomic_int measured_on; /* MEASURE tasks run by a measurer's thread id mismatch: counted */
     Dp__V1__TaskKind fail_kind;
     dp_err_t fail_err;
-    int fail_attempts; /* fail attempts 1..fail_attempts */
+    int fail_attempts;    /* fail attempts 1..fail_attempts */
+    atomic_int fail_runs; /* or: fail this many runs, whatever the attempt */
     Dp__V1__TaskKind slow_kind;
     int slow_ms; /* 0: until cancelled */
     atomic_int slow_running;
@@ -311,6 +318,8 @@ static dp_err_t stub_run(void *arg, const Dp__V1__Task *t, const dp_task_env_t *
     atomic_fetch_add(&s->runs[t->kind], 1);
     if (t->kind == s->fail_kind && (int)t->attempt <= s->fail_attempts)
         return dp_err_set(s->fail_err, "stub: bad bytes in %s", t->id);
+    if (t->kind == s->fail_kind && atomic_fetch_sub(&s->fail_runs, 1) > 0)
+        return dp_err_set(s->fail_err, "stub: cannot reach the store for %s", t->id);
     if (t->kind == s->slow_kind) {
         atomic_store(&s->slow_running, 1);
         for (int waited = 0; !s->slow_ms || waited < s->slow_ms; waited += 10) {
@@ -385,6 +394,7 @@ Test(worker, bad_input_fails_once_network_retries)
     stub.fail_err = DP_ERR_FORMAT;
     stub.fail_attempts = 99;
     server_start(&s);
+    g_net_retry_s = -1; /* a network error is a Failure at once, not run again here */
     worker_start(&tr, DP__V1__ROLE__ROLE_TRAINER, "trainer-1", stub_run, &stub);
     worker_start(&me, DP__V1__ROLE__ROLE_MEASURER, "measurer-1", stub_run, &stub);
     tiny_t t;
@@ -414,6 +424,90 @@ Test(worker, bad_input_fails_once_network_retries)
     worker_stop(&tr, &a);
     worker_stop(&me, NULL);
     cr_assert_eq(a.tasks_failed, 2);
+    server_stop(&s);
+}
+
+/* The store unreachable (DP_ERR_NETWORK) for two runs of TRAIN: the worker
+ * runs it again after 1 s and 2 s, holding the lease; attempt 1 completes
+ * and no Failure reaches the coordinator (an outage costs no attempt). */
+Test(worker, network_error_run_again_on_the_worker)
+{
+    server_thread_t s;
+    worker_thread_t tr, me;
+    stub_t stub = {0}, mstub = {0};
+    stub.fail_kind = DP__V1__TASK_KIND__TASK_KIND_TRAIN;
+    stub.fail_err = DP_ERR_NETWORK;
+    atomic_store(&stub.fail_runs, 2);
+    server_start(&s);
+    worker_start(&tr, DP__V1__ROLE__ROLE_TRAINER, "trainer-1", stub_run, &stub);
+    worker_start(&me, DP__V1__ROLE__ROLE_MEASURER, "measurer-1", stub_run, &mstub);
+    tiny_t t;
+    tiny_init(&t, 4, 4, 0);
+    dp_client_t *c = client();
+    char cid[512];
+    Dp__V1__StatusReply *r = run_campaign(c, &t, cid, sizeof cid);
+    cr_assert_eq(r->campaigns[0]->state, DP__V1__CAMPAIGN_STATE__CAMPAIGN_STATE_DONE);
+    cr_assert_eq(task_of(r, DP__V1__TASK_KIND__TASK_KIND_TRAIN)->attempt, 1);
+    dp_client_status_free(&r);
+    dp_client_destroy(&c);
+    dp_worker_stats_t a;
+    worker_stop(&tr, &a);
+    worker_stop(&me, NULL);
+    cr_assert_eq(atomic_load(&stub.runs[DP__V1__TASK_KIND__TASK_KIND_TRAIN]), 3);
+    cr_assert_eq(a.reruns, 2);
+    cr_assert_eq(a.tasks_failed, 0);
+    cr_assert(log_has("the store cannot be reached: run 2 again in 1 s"), "%s", log_buf);
+    cr_assert(log_has("the store cannot be reached: run 3 again in 2 s"), "%s", log_buf);
+    server_stop(&s);
+}
+
+/* The store unreachable for longer than network_retry_s (1 s): each
+ * attempt's Failure says for how long, and after --max-attempts the cell
+ * fails with that reason. A cancel ends a pause at once. */
+Test(worker, network_error_past_the_budget_fails_the_attempt)
+{
+    server_thread_t s;
+    worker_thread_t tr, me;
+    stub_t stub = {0}, mstub = {0};
+    stub.fail_kind = DP__V1__TASK_KIND__TASK_KIND_TRAIN;
+    stub.fail_err = DP_ERR_NETWORK;
+    atomic_store(&stub.fail_runs, 1000000);
+    server_start(&s);
+    g_net_retry_s = 1;
+    worker_start(&tr, DP__V1__ROLE__ROLE_TRAINER, "trainer-1", stub_run, &stub);
+    worker_start(&me, DP__V1__ROLE__ROLE_MEASURER, "measurer-1", stub_run, &mstub);
+    tiny_t t;
+    tiny_init(&t, 4, 4, 0);
+    dp_client_t *c = client();
+    char cid[512];
+    Dp__V1__StatusReply *r = run_campaign(c, &t, cid, sizeof cid);
+    cr_assert_eq(r->campaigns[0]->state, DP__V1__CAMPAIGN_STATE__CAMPAIGN_STATE_FAILED);
+    const Dp__V1__TaskStatus *tt = task_of(r, DP__V1__TASK_KIND__TASK_KIND_TRAIN);
+    cr_assert_eq(tt->state, DP__V1__TASK_STATE__TASK_STATE_FAILED);
+    cr_assert_eq(tt->attempt, 3);
+    cr_assert(strstr(tt->reason, "stub: cannot reach the store"), "%s", tt->reason);
+    cr_assert(strstr(tt->reason, "(the store unreachable for 1 s, 2 runs)"), "%s", tt->reason);
+    dp_client_status_free(&r);
+    /* 2 runs per attempt */
+    cr_assert_eq(atomic_load(&stub.runs[DP__V1__TASK_KIND__TASK_KIND_TRAIN]), 6);
+    worker_stop(&tr, NULL);
+    /* a cancel during a pause of a long budget */
+    g_net_retry_s = 300;
+    worker_start(&tr, DP__V1__ROLE__ROLE_TRAINER, "trainer-2", stub_run, &stub);
+    t.c.name = "tiny2";
+    dp_client_submitted_t sub;
+    cr_assert_eq(dp_client_submit(c, &t.c, NULL, NULL, &sub), DP_OK, "%s", dp_err_detail());
+    for (int i = 0; i < WAIT_S * 100 && !log_has("run 2 again in 1 s (0 s of 300 s)"); i++)
+        sleep_ms(10);
+    cr_assert(log_has("run 2 again in 1 s (0 s of 300 s)"), "%s", log_buf);
+    uint32_t n = 0;
+    cr_assert_eq(dp_client_cancel(c, sub.campaign_id, "test", NULL, &n), DP_OK, "%s",
+                 dp_err_detail());
+    for (int i = 0; i < 300 && !log_has("cancelled while waiting for the store"); i++) sleep_ms(10);
+    cr_assert(log_has("cancelled while waiting for the store to come back"), "%s", log_buf);
+    dp_client_destroy(&c);
+    worker_stop(&tr, NULL);
+    worker_stop(&me, NULL);
     server_stop(&s);
 }
 
