@@ -78,6 +78,21 @@ kill9() {
   echo "=== killed -9 $(date +%T.%N)" >>"$T/logs/$1.log"
 }
 
+# run_fg NAME CMD ARGS...: runs CMD as a foreground step (the caller's
+# redirections apply) but in the background, its pid in pids/NAME, and waits
+# for it: the watchdog's SIGTERM interrupts the wait at once, and cleanup
+# kills CMD by its pid. Returns CMD's exit status.
+run_fg() {
+  local name=$1 p rc=0
+  shift
+  "$@" &
+  p=$!
+  echo "$p" >"$T/pids/$name"
+  wait "$p" || rc=$?
+  rm -f "$T/pids/$name"
+  return "$rc"
+}
+
 # stop NAME: SIGTERM, then SIGKILL after 5 s.
 stop() {
   local p i
@@ -93,7 +108,10 @@ stop() {
 cleanup() {
   local rc=$? f p
   trap - EXIT INT TERM
-  [ -n "${_watchdog:-}" ] && { kill "$_watchdog" 2>/dev/null || true; wait "$_watchdog" 2>/dev/null || true; }
+  if [ -n "${_watchdog:-}" ]; then
+    kill "$_watchdog" 2>/dev/null || true
+    wait "$_watchdog" 2>/dev/null || true
+  fi
   for f in "$T"/pids/*; do
     [ -e "$f" ] || continue
     p=$(cat "$f")
@@ -125,7 +143,12 @@ trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated (time limit ${TEST_LIMIT}s?)"; exit 124' TERM
 # The watchdog: the whole test ends at TEST_LIMIT, before ctest's own timeout
 # (which would leave the children running).
-( sleep "$TEST_LIMIT" && kill -TERM $$ 2>/dev/null ) </dev/null >/dev/null 2>&1 &
+# Short sleeps, so that killing the watchdog leaves no sleep behind for long.
+(
+  end=$(( $(date +%s) + TEST_LIMIT ))
+  while [ "$(date +%s)" -lt "$end" ]; do sleep 1; done
+  kill -TERM $$ 2>/dev/null
+) </dev/null >/dev/null 2>&1 &
 _watchdog=$!
 
 passed() { _ok=1; }
@@ -384,7 +407,7 @@ reference_digest() {
     write_campaign "$dir/campaign.txtpb" ref "file://$dir/store"
     if "$SUBMIT_BIN" --help 2>&1 | grep -q -- "--local"; then
       log "reference run in local mode (cache $f)"
-      timeout 600 "$SUBMIT_BIN" --local "$dir/campaign.txtpb" --dir "$dir/local" --threads 1 \
+      run_fg ref-local "$SUBMIT_BIN" --local "$dir/campaign.txtpb" --dir "$dir/local" --threads 1 \
         >"$T/logs/ref-submit.log" 2>&1 || fail "the reference campaign did not complete"
       cid=$(awk '/^campaign /{print $2; exit}' "$T/logs/ref-submit.log")
       digest "$dir/local/store/$cid" --generators --shards >"$f.tmp.$$"
@@ -403,7 +426,7 @@ reference_digest() {
         start "ref-measurer-$c" "$MEASURER_BIN" --coordinator "$ep" --threads 1 \
           --id "ref-measurer-$c" --device-class "$c" --scratch "$dir/scratch/$c"
       done
-      timeout 600 "$SUBMIT_BIN" --coordinator "$ep" --timeout 30 "$dir/campaign.txtpb" --wait \
+      run_fg ref-submit "$SUBMIT_BIN" --coordinator "$ep" --timeout 30 "$dir/campaign.txtpb" --wait \
         >"$T/logs/ref-submit.log" 2>&1 || fail "the reference campaign did not complete"
       cid=$(awk '/^campaign /{print $2; exit}' "$T/logs/ref-submit.log")
       stop ref-trainer

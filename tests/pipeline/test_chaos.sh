@@ -10,7 +10,7 @@
 # --max-attempts 20: the kills are random, and three that hit the same task
 # must not fail its cell (bounded attempts are pipeline_failing_task's).
 # CHAOS_SEED replays a run's choices (its first log line gives it).
-TEST_NAME=chaos TEST_LIMIT=${TEST_LIMIT:-300}
+TEST_NAME=chaos TEST_LIMIT=${TEST_LIMIT:-390}
 . "$(dirname "$0")/lib.sh"
 
 KILLS=${CHAOS_KILLS:-20}
@@ -18,7 +18,7 @@ B_AT=$(( KILLS - 2 )) # cls-b's measurer joins after this kill
 SEED=${CHAOS_SEED:-$(( $(date +%s) % 32768 ))}
 RANDOM=$SEED
 log "seed $SEED"
-C_MODELS="sdn_resnet skipnet" C_SEEDS=64 C_EPOCHS=3 C_TRAIN_END=400
+C_MODELS="sdn_resnet skipnet" C_SEEDS=48 C_EPOCHS=3 C_TRAIN_END=400
 start_s3rver
 start_coordinator --max-attempts 20
 for i in 1 2 3; do start_trainer "trainer-$i"; done

@@ -20,7 +20,7 @@ start_measurer measurer-b cls-b
 
 write_campaign "$T/campaign.txtpb" failing "file://$T/store"
 rc=0
-timeout 180 "$SUBMIT_BIN" --coordinator "$EP" --timeout 30 "$T/campaign.txtpb" --wait \
+run_fg submit-wait "$SUBMIT_BIN" --coordinator "$EP" --timeout 30 "$T/campaign.txtpb" --wait \
   >"$T/summary.txt" 2>"$T/logs/submit-wait.log" || rc=$?
 [ "$rc" = 3 ] || fail "dp-submit --wait exited $rc, expected 3 (failed cells): $(cat "$T/summary.txt")"
 cid=$(awk '/^campaign /{print $2; exit}' "$T/summary.txt")

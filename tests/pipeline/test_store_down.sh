@@ -32,7 +32,7 @@ left=$(pyq "$T/s.json" 'len([t for t in c["tasks"] if t["kind"] in ("TASK_KIND_G
 [ "$left" -gt 0 ] || fail "GENERATE and BASELINE were over before the outage: make the campaign longer"
 kill_s3rver
 log "s3rver killed with $left GENERATE/BASELINE tasks to go; down for $DOWN_S s"
-sleep "$DOWN_S"
+run_fg outage sleep "$DOWN_S"
 status "$cid" "$T/during.json" || fail "no status during the outage"
 log "after $DOWN_S s down: $(pyq "$T/during.json" 'c["counts"]'), $(pyq "$T/during.json" 'c["state"]')"
 start_s3rver "$S3_PORT"
