@@ -702,11 +702,16 @@ static int local(const char *path, const Dp__V1__Campaign *camp, double poll_s, 
                     r.superseded, r.superseded == 1 ? "" : "s", r.journal);
         if (verbose) {
             size_t m = 0;
-            for (size_t i = 0; i < r.n_spans; i++) m += r.spans[i].measurer;
+            double busy[2] = {0, 0}; /* the trainer's, the measurers' */
+            for (size_t i = 0; i < r.n_spans; i++) {
+                m += r.spans[i].measurer;
+                busy[r.spans[i].measurer != 0] +=
+                    (double)(r.spans[i].end_ns - r.spans[i].start_ns) * 1e-9;
+            }
             fprintf(stderr,
                     PROG ": %zu task runs here (%zu measuring), %zu measuring runs overlapped a "
-                         "trainer task, %.1f s\n",
-                    r.n_spans, m, r.overlaps, r.seconds);
+                         "trainer task; %.1f s: the trainer busy %.1f s, the measurers %.1f s\n",
+                    r.n_spans, m, r.overlaps, r.seconds, busy[0], busy[1]);
         }
         rc = exit_of_state(cs->state);
         if (on(C_JSON)) {
