@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the pipeline tests (tests/pipeline/test_*.sh): real processes on
 # 127.0.0.1 (dp-coordinator, dp-worker, dp-measurer, dp-submit, s3rver), a
 # tiny campaign, a reference run to compare with, and cleanup of everything
@@ -126,7 +127,7 @@ cleanup() {
     [ "$rc" = 0 ] && rc=1
     for f in "$T"/logs/*.log; do
       [ -e "$f" ] || continue
-      echo "----- tail of ${f#$T/}" >&2
+      echo "----- tail of ${f#"$T"/}" >&2
       tail -n 25 "$f" >&2
     done
   fi
@@ -336,7 +337,7 @@ write_campaign() {
 
 # --------------------------------------------------------------- stores
 
-S3_PORT= S3_DIR= S3_BUCKET=dp-test
+S3_PORT='' S3_DIR='' S3_BUCKET=dp-test
 
 start_s3rver() {
   [ -x "$DP_SRC/tests/store/node_modules/.bin/s3rver" ] || {
@@ -357,7 +358,7 @@ start_s3rver() {
 kill_s3rver() {
   kill -9 "$S3_PID" 2>/dev/null || true
   local i
-  for i in $(seq 50); do kill -0 "$S3_PID" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 50); do kill -0 "$S3_PID" 2>/dev/null || break; sleep 0.1; done
   rm -f "$T/s3pids/$S3_PID.pid"
 }
 
@@ -375,8 +376,8 @@ fetch_samples() {
       timeout 120 "$STORE_BIN" ls "$prefix" >"$T/ls.txt" || fail "dp-store ls $prefix"
       awk '{print $NF}' "$T/ls.txt" | grep -E '/(samples|generator)\.safetensors$' |
         while read -r uri; do
-          mkdir -p "$dest/$(dirname "${uri#$prefix/}")"
-          timeout 60 "$STORE_BIN" get "$uri" "$dest/${uri#$prefix/}" || fail "dp-store get $uri"
+          mkdir -p "$dest/$(dirname "${uri#"$prefix"/}")"
+          timeout 60 "$STORE_BIN" get "$uri" "$dest/${uri#"$prefix"/}" || fail "dp-store get $uri"
         done
       ;;
   esac

@@ -39,7 +39,7 @@ echo "$cls" | grep -qx "cls-b 0 $nb" || fail "status does not show cls-b with 0 
 echo "$cls" | grep -q "^cls-a 1 " || fail "status does not show cls-a's measurer: $cls"
 timeout 30 "$SUBMIT_BIN" --coordinator "$EP" --status "$cid" >"$T/plain.txt" 2>&1 || fail "dp-submit --status"
 grep -q "cls-b" "$T/plain.txt" || fail "dp-submit --status does not name cls-b: $(cat "$T/plain.txt")"
-log "with no measurer of cls-b: $(echo $cls | tr '\n' ';'), $nb tasks wait, the rest done"
+log "with no measurer of cls-b: $(echo "$cls" | tr '\n' ';'), $nb tasks wait, the rest done"
 
 start_measurer measurer-b cls-b
 wait_done "$cid" 120

@@ -52,7 +52,7 @@ log "journal of $size bytes cut to $cut, inside its last record (at $last)"
 start_coordinator
 want="dropped a torn tail of $((cut - last)) bytes at offset $last"
 grep -q "$want" "$T/logs/coordinator.log" || fail "the restart did not log '$want'"
-[ "$(grep "records replayed" "$T/logs/coordinator.log" | wc -l)" = 2 ] || fail "no replay line"
+[ "$(grep -c "records replayed" "$T/logs/coordinator.log")" = 2 ] || fail "no replay line"
 grep "torn tail" "$T/logs/coordinator.log" | sed 's/.*journal: /restart: /' >&2
 
 wait_done "$cid" 180
