@@ -63,6 +63,7 @@ enum {
     C_DIR,
     C_THREADS,
     C_KEEP_STORE,
+    C_SPLIT_CACHE,
     C_LOG_LEVEL,
     C_COUNT
 };
@@ -113,6 +114,11 @@ static cfg_t cfg[C_COUNT] = {
                    "--local: compute threads of a task (0: every online CPU)", 0, 0},
     [C_KEEP_STORE] = {"keep-store-uri", NULL, CFG_BOOL, 0, 1, "0", NULL,
                       "--local: use the campaign's store_uri instead of file://DIR/store", 0, 0},
+    [C_SPLIT_CACHE] = {"split-cache-mb", "DP_LOCAL_SPLIT_CACHE_MB", CFG_UINT, 0, 1048576, "1024",
+                       "MB",
+                       "--local: decoded dataset splits kept across tasks, at most MB (0: every "
+                       "task decodes its own)",
+                       0, 0},
     [C_LOG_LEVEL] = {"log-level", "DP_LOG_LEVEL", CFG_LEVEL, 0, 0, "warn", "LEVEL",
                      "debug, info, warn, error or off (-v: info, -vv: debug)", 0, 0},
 };
@@ -661,14 +667,17 @@ static int local(const char *path, const Dp__V1__Campaign *camp, double poll_s, 
         fprintf(stderr, PROG ": %s\n", dp_err_detail());
         return EXIT_USAGE;
     }
-    unsigned long threads = 0;
-    if (parse_uint(&cfg[C_THREADS], &threads)) return EXIT_USAGE;
+    unsigned long threads = 0, cache_mb = 0;
+    if (parse_uint(&cfg[C_THREADS], &threads) || parse_uint(&cfg[C_SPLIT_CACHE], &cache_mb))
+        return EXIT_USAGE;
     progress_t p = {.tty = isatty(STDERR_FILENO)};
     dp_local_opts_t lo;
     dp_local_opts_init(&lo);
     lo.dir = dir;
     lo.keep_store_uri = on(C_KEEP_STORE);
     lo.threads = (int)threads;
+    lo.no_split_cache = cache_mb == 0;
+    lo.split_cache_bytes = (size_t)cache_mb << 20;
     lo.token = str(C_TOKEN);
     lo.poll_ms = (uint32_t)lround(poll_s * 1000);
     lo.progress = on_progress;
@@ -712,6 +721,10 @@ static int local(const char *path, const Dp__V1__Campaign *camp, double poll_s, 
                     PROG ": %zu task runs here (%zu measuring), %zu measuring runs overlapped a "
                          "trainer task; %.1f s: the trainer busy %.1f s, the measurers %.1f s\n",
                     r.n_spans, m, r.overlaps, r.seconds, busy[0], busy[1]);
+            if (!lo.no_split_cache)
+                fprintf(stderr, PROG ": dataset splits decoded %llu times, reused %llu times\n",
+                        (unsigned long long)(r.split_cache.misses + r.split_cache.uncached),
+                        (unsigned long long)r.split_cache.hits);
         }
         rc = exit_of_state(cs->state);
         if (on(C_JSON)) {
@@ -776,7 +789,7 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
     } else {
-        static const int local_only[] = {C_DIR, C_THREADS, C_KEEP_STORE};
+        static const int local_only[] = {C_DIR, C_THREADS, C_KEEP_STORE, C_SPLIT_CACHE};
         for (size_t i = 0; i < sizeof local_only / sizeof local_only[0]; i++)
             if (!strcmp(cfg[local_only[i]].from, "flag")) {
                 fprintf(stderr, PROG ": --%s goes with --local\n", cfg[local_only[i]].flag);

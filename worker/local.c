@@ -56,6 +56,7 @@ struct local {
     char srv_detail[512];
     /* workers: [0] the trainer, then one measurer per device class */
     wthread_t *w;
+    dp_task_cache_t *cache;
     size_t nw;
     /* spans */
     pthread_mutex_t mu;
@@ -222,6 +223,7 @@ static dp_err_t start_worker(local_t *l, wthread_t *w, void *ctx, int measurer,
     if (o->heartbeat_ms) wo.heartbeat_ms = o->heartbeat_ms;
     wo.store_settings = o->store_settings;
     wo.run = timed_run;
+    wo.cache = l->cache;
     w->l = l;
     w->r.l = l;
     w->r.measurer = measurer;
@@ -378,7 +380,8 @@ dp_err_t dp_local_run(const Dp__V1__Campaign *camp, const dp_local_opts_t *o,
             sub.duplicate ? "in the journal already: resumed" : "submitted", sub.tasks);
     if ((err = supersede(cl, sub.campaign_id, out->dir, stop, &out->superseded))) goto end;
 
-    /* the workers: the trainer, then a measurer per device class */
+    /* the workers: the trainer, then a measurer per device class, one cache */
+    if (!o->no_split_cache && (err = dp_task_cache_new(o->split_cache_bytes, &l.cache))) goto end;
     l.nw = 1 + camp->n_device_classes;
     if (!(l.w = calloc(l.nw, sizeof *l.w))) {
         err = dp_err_set(DP_ERR_NOMEM, "local: out of memory");
@@ -440,6 +443,8 @@ end:;
     }
     for (size_t i = 0; i < l.nw; i++) dp_worker_destroy(&l.w[i].w);
     free(l.w);
+    if (l.cache) dp_task_cache_stats(l.cache, &out->split_cache);
+    dp_task_cache_destroy(&l.cache);
     dp_coord_server_destroy(&l.srv);
     if (ctx) zmq_ctx_term(ctx);
     dp_client_status_free(&fin);

@@ -25,6 +25,10 @@
  * other campaigns still running there are cancelled first, so that two
  * campaigns never share the workers.
  *
+ * Datasets: one dp_task_cache_t for the workers, so the training split
+ * is decoded once for every TRAIN and the test split once for every task
+ * that reads the seeds (a fresh process per task would decode them again).
+ *
  * Threads: the trainer's compute thread runs tasks with `threads` threads
  * (0: every online CPU); the measurers the same (they never run beside the
  * trainer). Nothing here touches a thread count globally.
@@ -65,6 +69,10 @@ typedef struct dp_local_opts {
     dp_client_progress_fn progress; /* may be NULL; called on the caller's thread */
     void *progress_arg;
     const dp_store_settings_t *store_settings; /* for s3:// stores; NULL: the environment */
+    size_t split_cache_bytes; /* decoded dataset splits kept across tasks, shared by the
+                                 workers (dp_task_cache_t), at most this many bytes unborrowed;
+                                 0: DP_TASK_CACHE_BYTES */
+    int no_split_cache;       /* 1: every task decodes its splits again */
     /* tests */
     dp_worker_run_fn run; /* NULL: dp_task_run */
     void *run_arg;
@@ -98,8 +106,9 @@ typedef struct dp_local_result {
                                    with dp_local_result_clear); NULL when it did not end */
     dp_local_span_t *spans;     /* every task run, in order of their ends */
     size_t n_spans;
-    size_t overlaps; /* measurer spans that overlap a trainer span in time */
-    double seconds;  /* from the submission to the end */
+    size_t overlaps;                   /* measurer spans that overlap a trainer span in time */
+    dp_task_cache_stats_t split_cache; /* hits and misses of the decoded splits */
+    double seconds;                    /* from the submission to the end */
 } dp_local_result_t;
 
 /* Defaults: every field 0 / NULL (dir must be set). */

@@ -65,6 +65,7 @@ struct dp_worker {
     uint64_t rerun_ms; /* network_retry_s in ms; 0: never */
     dp_worker_run_fn run;
     void *run_arg;
+    dp_task_cache_t *cache;
     void *ctx;
     int own_ctx;
     int wake[2];
@@ -148,6 +149,7 @@ dp_err_t dp_worker_new(const dp_worker_opts_t *o, dp_worker_t **out)
                                             : (uint64_t)o->network_retry_s * 1000u;
     w->run = o->run ? o->run : default_run;
     w->run_arg = o->run_arg;
+    w->cache = o->cache;
     atomic_init(&w->stop, 0);
     char host[256] = "localhost";
     if (o->host)
@@ -503,6 +505,7 @@ static void *compute_main(void *arg)
     env.scratch = w->scratch;
     env.threads = w->threads;
     env.store_settings = w->store_settings;
+    env.cache = w->cache;
     env.hooks.progress = on_progress;
     env.hooks.cancelled = on_cancelled;
     env.hooks.ctx = j;

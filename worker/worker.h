@@ -72,6 +72,8 @@ typedef struct dp_worker_opts {
     int network_retry_s;
     dp_worker_run_fn run; /* NULL: dp_task_run */
     void *run_arg;
+    dp_task_cache_t *cache; /* borrowed: decoded dataset splits kept across tasks (local mode
+                               shares one between its workers); NULL: none */
 } dp_worker_opts_t;
 
 typedef struct dp_worker_stats {

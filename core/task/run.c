@@ -158,8 +158,24 @@ static dp_err_t load_model(run_t *r, adnn_model_t **m)
     return err;
 }
 
-/* The training (train != 0) or test split of the task's dataset. */
-static dp_err_t load_split(run_t *r, int train, dp_dataset_t **out)
+typedef struct split_src {
+    const Dp__V1__Dataset *d;
+    const char *ip, *lp;
+} split_src_t;
+
+static dp_err_t decode_split(void *arg, dp_dataset_t **out)
+{
+    const split_src_t *s = arg;
+    if (s->d->format == DP__V1__DATASET_FORMAT__DATASET_FORMAT_IDX)
+        return dp_dataset_load_idx(s->ip, s->lp, out);
+    const char *paths[1] = {s->ip};
+    return dp_dataset_load_cifar(
+        paths, 1, s->d->format == DP__V1__DATASET_FORMAT__DATASET_FORMAT_CIFAR100, out);
+}
+
+/* The training (train != 0) or test split of the task's dataset, from the
+ * env's cache when there is one; give it back with drop_split. */
+static dp_err_t load_split(run_t *r, int train, const dp_dataset_t **out)
 {
     const Dp__V1__Dataset *d = r->t->dataset;
     const char *img = train ? d->train_images_uri : d->test_images_uri;
@@ -176,17 +192,33 @@ static dp_err_t load_split(run_t *r, int train, dp_dataset_t **out)
             return dp_err_set(DP_ERR_INVALID, "dataset %s: no %s labels URI", d->name,
                               train ? "train" : "test");
         if ((err = fetch_uri(r, lbl, lp, sizeof lp))) return err;
-        err = dp_dataset_load_idx(ip, lp, out);
-    } else if (d->format == DP__V1__DATASET_FORMAT__DATASET_FORMAT_CIFAR10 ||
-               d->format == DP__V1__DATASET_FORMAT__DATASET_FORMAT_CIFAR100) {
-        const char *paths[1] = {ip};
-        err = dp_dataset_load_cifar(
-            paths, 1, d->format == DP__V1__DATASET_FORMAT__DATASET_FORMAT_CIFAR100, out);
-    } else {
+    } else if (d->format != DP__V1__DATASET_FORMAT__DATASET_FORMAT_CIFAR10 &&
+               d->format != DP__V1__DATASET_FORMAT__DATASET_FORMAT_CIFAR100) {
         return dp_err_set(DP_ERR_UNSUPPORTED, "dataset %s: unknown format %d", d->name,
                           (int)d->format);
     }
+    const int idx = d->format == DP__V1__DATASET_FORMAT__DATASET_FORMAT_IDX;
+    split_src_t src = {d, ip, idx ? lp : NULL};
+    if (r->env->cache) {
+        err =
+            task_cache_get(r->env->cache, (int)d->format, src.ip, src.lp, decode_split, &src, out);
+    } else {
+        dp_dataset_t *own = NULL;
+        err = decode_split(&src, &own);
+        *out = own;
+    }
     return err ? task_stage(err, what) : DP_OK;
+}
+
+static void drop_split(run_t *r, const dp_dataset_t **d)
+{
+    if (r->env->cache) {
+        task_cache_release(r->env->cache, d);
+    } else {
+        dp_dataset_t *own = (dp_dataset_t *)*d; /* load_split made it for us */
+        dp_dataset_destroy(&own);
+        *d = NULL;
+    }
 }
 
 /* ------------------------------------------------------------- TRAIN */
@@ -232,7 +264,7 @@ static dp_err_t on_epoch(void *ctx, int epoch, const char *ckpt)
 static dp_err_t run_train(run_t *r)
 {
     adnn_model_t *m = NULL;
-    dp_dataset_t *train = NULL;
+    const dp_dataset_t *train = NULL;
     dp_task_output_t o = {0};
     char ckpt[PATH_MAX_], gen[PATH_MAX_];
     dp_err_t err = load_model(r, &m);
@@ -266,7 +298,7 @@ static dp_err_t run_train(run_t *r)
 done:
     dp_task_output_clear(&o);
     adnn_model_destroy(&m);
-    dp_dataset_destroy(&train);
+    drop_split(r, &train);
     return err;
 }
 
@@ -278,7 +310,7 @@ static dp_err_t run_samples(run_t *r)
     const int gen = t->kind == DP__V1__TASK_KIND__TASK_KIND_GENERATE;
     const int meas = t->kind == DP__V1__TASK_KIND__TASK_KIND_MEASURE;
     adnn_model_t *m = NULL;
-    dp_dataset_t *test = NULL;
+    const dp_dataset_t *test = NULL;
     dp_task_output_t o = {0};
     char in[PATH_MAX_], key[PATH_MAX_], out[PATH_MAX_];
     dp_err_t err = load_model(r, &m);
@@ -320,7 +352,7 @@ static dp_err_t run_samples(run_t *r)
 done:
     dp_task_output_clear(&o);
     adnn_model_destroy(&m);
-    dp_dataset_destroy(&test);
+    drop_split(r, &test);
     return err;
 }
 

@@ -221,6 +221,26 @@ dp_err_t dp_task_report(const dp_task_settings_t *s, size_t n, const char *const
 
 /* ------------------------------------------------------------- one task message */
 
+/* Decoded dataset splits kept across the tasks of one process (cache.c):
+ * a TRAIN decodes the training split once, not once per task, and every
+ * GENERATE, BASELINE and MEASURE of the seeds shares one test split. Keyed
+ * by the split's local files (format, path, size, modification time), so a
+ * replaced file is decoded again. Unborrowed splits are dropped, least
+ * recently used first, past max_bytes (0: DP_TASK_CACHE_BYTES).
+ * Thread-safe; the splits are read-only. */
+#define DP_TASK_CACHE_BYTES (1024u << 20)
+typedef struct dp_task_cache dp_task_cache_t;
+
+typedef struct dp_task_cache_stats {
+    uint64_t hits, misses, evictions, uncached;
+    size_t bytes;
+} dp_task_cache_stats_t;
+
+dp_err_t dp_task_cache_new(size_t max_bytes, dp_task_cache_t **out);
+/* Not while a task borrows from it. Accepts NULL and *c == NULL. */
+void dp_task_cache_destroy(dp_task_cache_t **c);
+void dp_task_cache_stats(dp_task_cache_t *c, dp_task_cache_stats_t *out);
+
 typedef struct dp_task_env {
     dp_store_t *store;   /* opened on the task's store_uri; NULL: dp_task_run opens one
                             (settings from the environment) for the call */
@@ -233,6 +253,7 @@ typedef struct dp_task_env {
     perf_hooks_t hooks;  /* progress and cancel (TRAIN's epoch_end is dp_task_run's own:
                             it uploads the checkpoint, then calls this one if set) */
     const dp_store_settings_t *store_settings; /* for stores dp_task_run opens; NULL: env */
+    dp_task_cache_t *cache; /* decoded splits across tasks; NULL: each task decodes its own */
 } dp_task_env_t;
 
 typedef struct dp_task_result {

@@ -26,4 +26,16 @@ dp_err_t task_check_cancel(const perf_hooks_t *h);
  * rename). */
 dp_err_t task_write_file(const char *path, const char *data, size_t len);
 
+/* Decodes a split into *out (new, caller destroys). */
+typedef dp_err_t (*task_split_load_fn)(void *arg, dp_dataset_t **out);
+
+/* The split of format whose files are images and labels (labels may be
+ * NULL): from cache c when it holds those files unchanged, else decoded by
+ * load and kept. *out is borrowed until task_cache_release. */
+dp_err_t task_cache_get(dp_task_cache_t *c, int format, const char *images, const char *labels,
+                        task_split_load_fn load, void *arg, const dp_dataset_t **out);
+
+/* Gives back a split of task_cache_get; sets *d = NULL. */
+void task_cache_release(dp_task_cache_t *c, const dp_dataset_t **d);
+
 #endif

@@ -20,7 +20,11 @@
  *   the failed tasks with their reason;
  * - SIGINT while training: exit 130 and "the same command resumes"; the
  *   same command then exits 0 with "resumed";
- * - flags that do not go with --local, or need it: exit 2. */
+ * - flags that do not go with --local, or need it: exit 2.
+ * The split cache: the tiny campaign with the real task layer, once with
+ * the decoded splits shared across tasks and once without: every sample
+ * set bit-identical, the training split decoded once and the test split
+ * once, then reused. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +44,7 @@
 #include "campaign/campaign.h"
 #include "client.h"
 #include "local.h"
+#include "perform/perform.h"
 #include "util/log.h"
 #include "util/path.h"
 
@@ -150,6 +155,12 @@ static Dp__V1__Campaign *load(const char *path)
     Dp__V1__Campaign *c = NULL;
     cr_assert_eq(dp_client_campaign_load(path, &lo, &c), DP_OK, "%s", dp_err_detail());
     return c;
+}
+
+static void need_data(void)
+{
+    if (access(FMNIST "/t10k-images-idx3-ubyte.gz", R_OK) != 0)
+        cr_skip_test("Fashion-MNIST is not installed in " FMNIST);
 }
 
 /* ---------------------------------------------------------------- stub runner */
@@ -458,12 +469,6 @@ static result_t run(const char *const *argv)
     cr_expect(strstr((r).out, (needle)) || strstr((r).err, (needle)),                              \
               "'%s' not in the output\nstdout: %s\nstderr: %s", (needle), (r).out, (r).err)
 
-static void need_data(void)
-{
-    if (access(FMNIST "/t10k-images-idx3-ubyte.gz", R_OK) != 0)
-        cr_skip_test("Fashion-MNIST is not installed in " FMNIST);
-}
-
 TestSuite(local_cli, .init = setup, .fini = teardown, .timeout = 600);
 
 Test(local_cli, tiny_campaign_done)
@@ -576,4 +581,59 @@ Test(local_cli, flags)
     r = run(f);
     expect_exit(r, 2);
     result_free(&r);
+}
+
+/* ---------------------------------------------------------------- the split cache */
+
+static void same_samples(const char *a, const char *b)
+{
+    perf_samples_t *x = NULL, *y = NULL;
+    cr_assert_eq(perf_samples_load(a, &x), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(perf_samples_load(b, &y), DP_OK, "%s", dp_err_detail());
+    cr_assert(x->n == y->n && x->c == y->c && x->h == y->h && x->w == y->w);
+    const size_t n = (size_t)x->n, px = n * (size_t)x->c * x->h * x->w;
+    cr_assert_eq(memcmp(x->xadv, y->xadv, px * sizeof(float)), 0, "x' differ: %s %s", a, b);
+    cr_assert_eq(memcmp(x->seed_index, y->seed_index, n * sizeof(int64_t)), 0);
+    cr_assert_eq(memcmp(x->flops_adv, y->flops_adv, n * sizeof(double)), 0);
+    cr_assert_eq(memcmp(x->psnr, y->psnr, n * sizeof(float)), 0);
+    perf_samples_destroy(&x);
+    perf_samples_destroy(&y);
+}
+
+Test(local, split_cache_same_bits, .timeout = 300)
+{
+    need_data();
+    campaign_text(tmp("c.txtpb"), "tiny", NULL, 71, 16, 8, 1);
+    Dp__V1__Campaign *c = load(tmp("c.txtpb"));
+    dp_local_opts_t o;
+    dp_local_result_t r;
+    local_opts(&o, tmp("cached"), NULL);
+    cr_assert_eq(dp_local_run(c, &o, NULL, &r), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(state_of(&r), DP__V1__CAMPAIGN_STATE__CAMPAIGN_STATE_DONE);
+    /* the training split once, the test split once; then reused by the
+       other GENERATE, BASELINE and MEASURE-of-seeds tasks (2 + 4 + 2) */
+    cr_assert_eq(r.split_cache.misses + r.split_cache.uncached, 2, "decoded %llu times",
+                 (unsigned long long)(r.split_cache.misses + r.split_cache.uncached));
+    cr_assert_eq(r.split_cache.hits, 7, "reused %llu times",
+                 (unsigned long long)r.split_cache.hits);
+    cr_assert_eq(r.overlaps, 0);
+    dp_local_result_clear(&r);
+    local_opts(&o, tmp("uncached"), NULL);
+    o.no_split_cache = 1;
+    cr_assert_eq(dp_local_run(c, &o, NULL, &r), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(state_of(&r), DP__V1__CAMPAIGN_STATE__CAMPAIGN_STATE_DONE);
+    cr_assert_eq(r.split_cache.hits + r.split_cache.misses, 0);
+    dp_local_result_clear(&r);
+    const char *sets[] = {"deepperform/s0", "deepperform/s1", "random/s0",
+                          "random/s1",      "ilfo/s0",        "ilfo/s1"};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        char a[600], b[600];
+        snprintf(a, sizeof a, "%s/cached/store/tiny-1/sdn_resnet/linf-0.09/%s/samples.safetensors",
+                 g_dir, sets[i]);
+        snprintf(b, sizeof b,
+                 "%s/uncached/store/tiny-1/sdn_resnet/linf-0.09/%s/samples.safetensors", g_dir,
+                 sets[i]);
+        same_samples(a, b);
+    }
+    campaign_free(&c);
 }
