@@ -17,6 +17,8 @@
 # usage: bench/bench_local.sh
 #   env: BUILD (build), THREADS (both sides' threads; default every core),
 #        REPS (1: rounds of direct then local; more alternate the order),
+#        LOCAL_ARGS (more dp-submit flags, e.g. "--split-cache-mb 0" to
+#        decode the dataset in every task as the direct calls do),
 #        KEEP=1 keeps the work directory
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,9 +64,12 @@ direct() { # $1: output directory
 }
 
 local_mode() { # $1: run directory
-  "$submit" --local "$work/campaign.txtpb" --dir "$1" --threads "$threads" --poll 0.25 \
-    > "$1.out" 2> "$1.err" || { cat "$1.out" "$1.err" >&2; echo "bench_local: dp-submit failed" >&2; exit 1; }
+  # shellcheck disable=SC2086
+  "$submit" --local "$work/campaign.txtpb" --dir "$1" --threads "$threads" --poll 0.25 -v \
+    ${LOCAL_ARGS:-} > "$1.out" 2> "$1.err" ||
+    { cat "$1.out" "$1.err" >&2; echo "bench_local: dp-submit failed" >&2; exit 1; }
   grep -q ': done$' "$1.out" || { cat "$1.out" >&2; exit 1; }
+  grep -E 'task runs here|dataset splits' "$1.err" | sed 's/^dp-submit: /bench_local:   local: /' 
 }
 
 echo "bench_local: $(nproc) cores, threads ${threads/#0/all}, load $(cut -d' ' -f1-3 /proc/loadavg)"
