@@ -17,7 +17,20 @@ for bin in "$build"/fuzz/fuzz_*; do
   work=$(mktemp -d); [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
   [ "$name" = fuzz_perform ] && DP_FUZZ_PERFORM_SEEDS="$work" "$bin" >/dev/null
   echo "fuzz: $name for ${secs}s"
+  log=$(mktemp); rc=0; rm -f "$build/$name"-*
   "$bin" -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$build"/ "$work" 2>&1 | tail -3
-  rm -rf "$work"
+    -artifact_prefix="$build/$name-" "$work" >"$log" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    # A finding: the report, then each input it wrote, in base64 so the
+    # input can be recovered from the CI log alone.
+    echo "fuzz: $name FAILED (exit $rc)"
+    grep -v '^#[0-9]' "$log" | tail -60
+    for a in "$build/$name"-*; do
+      [ -f "$a" ] || continue
+      echo "fuzz: $a (base64):"; base64 -w0 "$a"; echo
+    done
+    rm -rf "$work" "$log"; exit "$rc"
+  fi
+  grep '^stat::' "$log" | grep -E 'number_of_executed_units|new_units_added|peak_rss_mb'
+  rm -rf "$work" "$log"
 done

@@ -242,6 +242,7 @@ done:
 typedef struct measure_job {
     const float *x;
     perf_samples_t *s;
+    int shift; /* a part's index i is input i - shift (parts made for shift + n) */
 } measure_job_t;
 
 static dp_err_t measure_part(const perf_part_t *pt, void *arg)
@@ -249,7 +250,10 @@ static dp_err_t measure_part(const perf_part_t *pt, void *arg)
     const measure_job_t *j = arg;
     perf_samples_t *s = j->s;
     size_t d = (size_t)s->c * s->h * s->w;
-    for (int i = pt->i0; i < pt->i0 + pt->n && !perf_part_stopped(pt); i++) {
+    int lo = pt->i0 - j->shift, hi = pt->i0 + pt->n - j->shift;
+    if (lo < 0) lo = 0;
+    if (hi > s->n) hi = s->n;
+    for (int i = lo; i < hi && !perf_part_stopped(pt); i++) {
         const float *xi = j->x + (size_t)i * d, *ai = s->xadv + (size_t)i * d;
         adnn_trace_t t;
         adnn_forward_adaptive(pt->m, xi, &t);
@@ -262,13 +266,14 @@ static dp_err_t measure_part(const perf_part_t *pt, void *arg)
     return DP_OK;
 }
 
-/* perf_samples_measure on workers made for s->n seeds of m. */
-static dp_err_t measure(perf_workers_t *w, adnn_model_t *m, const float *x, perf_samples_t *s)
+/* perf_samples_measure on workers made for shift + s->n seeds of m. */
+static dp_err_t measure(perf_workers_t *w, adnn_model_t *m, const float *x, perf_samples_t *s,
+                        int shift)
 {
     s->flops_full = adnn_flops_full(m, 0);
     snprintf(s->blas_core, sizeof s->blas_core, "%s", nn_blas_corename());
     snprintf(s->gemm_path, sizeof s->gemm_path, "%s", nn_gemm_path_name(nn_gemm_get_path()));
-    measure_job_t j = {x, s};
+    measure_job_t j = {x, s, shift};
     return perf_workers_run(w, measure_part, &j);
 }
 
@@ -276,7 +281,7 @@ dp_err_t perf_samples_measure(adnn_model_t *m, const float *x, perf_samples_t *s
 {
     perf_workers_t *w = NULL;
     dp_err_t err = perf_workers_new(m, workers, s->n, 1, &w);
-    if (!err) err = measure(w, m, x, s);
+    if (!err) err = measure(w, m, x, s, 0);
     perf_workers_destroy(&w);
     return err;
 }
@@ -391,7 +396,39 @@ typedef struct method_job {
     const perf_hooks_t *hooks;
     atomic_int done, cancelled;
     double t0, last;
+    int first_slot; /* a part's index v is input v - first_slot */
 } method_job_t;
+
+/* The inputs of the batch at a part's index v0 (a multiple of B): [lo, hi)
+ * at slots [slot, slot + hi - lo). 0 when it holds none. */
+static int batch_span(const method_job_t *j, int v0, int B, int *lo, int *hi, int *slot)
+{
+    *lo = v0 - j->first_slot < 0 ? 0 : v0 - j->first_slot;
+    *hi = v0 + B - j->first_slot < j->s->n ? v0 + B - j->first_slot : j->s->n;
+    *slot = *lo + j->first_slot - v0;
+    return *lo < *hi;
+}
+
+/* A full batch of B inputs: x[lo, hi) at slots [slot, ...), copies of x[lo]
+ * in the others (their results dropped). x itself when it is one already. */
+static const float *full_batch(const float *x, int lo, int hi, int slot, int B, size_t d, float *xb)
+{
+    if (slot == 0 && hi - lo == B) return x + (size_t)lo * d;
+    for (int q = 0; q < B; q++) {
+        int i = q >= slot && q - slot < hi - lo ? lo + q - slot : lo;
+        memcpy(xb + (size_t)q * d, x + (size_t)i * d, d * sizeof(float));
+    }
+    return xb;
+}
+
+static dp_err_t check_slot(const char *name, int first_slot, int batch)
+{
+    int B = batch > 0 ? batch : 1;
+    if (first_slot < 0 || first_slot >= B)
+        return dp_err_set(DP_ERR_INVALID, "%s: first_slot %d is outside [0, %d)", name, first_slot,
+                          B);
+    return DP_OK;
+}
 
 /* 1 when the part should stop: another part failed, or a cancel. */
 static int method_stopped(method_job_t *j, const perf_part_t *pt)
@@ -429,15 +466,17 @@ static dp_err_t ilfo_part(const perf_part_t *pt, void *arg)
     int B = cfg->batch > 0 ? cfg->batch : 1, K = adnn_pk_count(m), end = pt->i0 + pt->n;
     float *delta = malloc((size_t)B * d * sizeof(float)),
           *xa = malloc((size_t)B * d * sizeof(float)), *gx = malloc((size_t)B * d * sizeof(float)),
-          *p = malloc((size_t)B * (K > 0 ? K : 1) * sizeof(float));
+          *p = malloc((size_t)B * (K > 0 ? K : 1) * sizeof(float)),
+          *xb = malloc((size_t)B * d * sizeof(float));
     dp_err_t err = DP_OK;
-    if (!delta || !xa || !gx || !p) {
+    if (!delta || !xa || !gx || !p || !xb) {
         err = dp_err_set(DP_ERR_NOMEM, "perf_ilfo: out of memory");
         goto done;
     }
-    for (int i0 = pt->i0; i0 < end && !method_stopped(j, pt); i0 += B) {
-        int nb = end - i0 < B ? end - i0 : B;
-        const float *xi = j->x + (size_t)i0 * d;
+    for (int v0 = pt->i0; v0 < end && !method_stopped(j, pt); v0 += B) {
+        int lo, hi, slot, nb = B;
+        if (!batch_span(j, v0, B, &lo, &hi, &slot)) continue;
+        const float *xi = full_batch(j->x, lo, hi, slot, B, d, xb);
         size_t len = (size_t)nb * d;
         memset(delta, 0, len * sizeof(float)); /* delta starts at 0 */
         for (int it = 0; it < cfg->iters; it++) {
@@ -462,14 +501,16 @@ static dp_err_t ilfo_part(const perf_part_t *pt, void *arg)
             for (size_t q = 0; q < len; q++) delta[q] -= cfg->lr * gx[q];
         }
         project_ball(b, delta, nb, d); /* Linf: clamp to [-eps, eps] */
-        perf_apply_budget(b, xi, delta, s->xadv + (size_t)i0 * d, nb, d);
-        method_progress(j, pt, nb);
+        perf_apply_budget(b, xi + (size_t)slot * d, delta + (size_t)slot * d,
+                          s->xadv + (size_t)lo * d, hi - lo, d);
+        method_progress(j, pt, hi - lo);
     }
 done:
     free(delta);
     free(xa);
     free(gx);
     free(p);
+    free(xb);
     return err;
 }
 
@@ -484,14 +525,14 @@ static dp_err_t run_method(adnn_model_t *m, int workers, int batch, perf_part_fn
     j->t0 = j->last = t0;
     atomic_init(&j->done, 0);
     atomic_init(&j->cancelled, perf_hooks_cancelled(j->hooks) != PERF_GO_ON);
-    dp_err_t err = perf_workers_new(m, workers, j->s->n, batch > 0 ? batch : 1, &w);
+    dp_err_t err = perf_workers_new(m, workers, j->first_slot + j->s->n, batch > 0 ? batch : 1, &w);
     if (!err) err = perf_workers_run(w, fn, j);
     if (!err && atomic_load(&j->cancelled))
         err = dp_err_set(DP_ERR_CANCELLED, "%s: cancelled after %d of %d seeds", j->name,
                          atomic_load(&j->done), j->s->n);
     if (!err) {
         j->s->seconds = dp_clock_s() - t0;
-        err = measure(w, m, j->x, j->s);
+        err = measure(w, m, j->x, j->s, j->first_slot);
     }
     perf_workers_destroy(&w);
     return err;
@@ -500,6 +541,8 @@ static dp_err_t run_method(adnn_model_t *m, int workers, int batch, perf_part_fn
 dp_err_t perf_ilfo(adnn_model_t *m, const perf_budget_t *b, const perf_ilfo_config_t *cfg,
                    const float *x, perf_samples_t *s)
 {
+    dp_err_t err = check_slot("perf_ilfo", cfg->first_slot, cfg->batch);
+    if (err) return err;
     fill_header(m, b, PERF_METHOD_ILFO, s);
     method_job_t j = {.b = b,
                       .cfg = cfg,
@@ -507,7 +550,8 @@ dp_err_t perf_ilfo(adnn_model_t *m, const perf_budget_t *b, const perf_ilfo_conf
                       .s = s,
                       .name = "ilfo",
                       .every = cfg->progress_every,
-                      .hooks = &cfg->hooks};
+                      .hooks = &cfg->hooks,
+                      .first_slot = cfg->first_slot};
     return run_method(m, cfg->workers, cfg->batch, ilfo_part, &j);
 }
 
@@ -564,23 +608,25 @@ static dp_err_t sloth_part(const perf_part_t *pt, void *arg)
     size_t lsz = (size_t)B * (E + 1) * K;
     float *delta = malloc((size_t)B * d * sizeof(float)),
           *xa = malloc((size_t)B * d * sizeof(float)), *gx = malloc((size_t)B * d * sizeof(float)),
-          *lg = malloc(lsz * sizeof(float)), *dl = malloc(lsz * sizeof(float));
+          *lg = malloc(lsz * sizeof(float)), *dl = malloc(lsz * sizeof(float)),
+          *xb = malloc((size_t)B * d * sizeof(float));
     dp_err_t err = DP_OK;
-    if (!delta || !xa || !gx || !lg || !dl) {
+    if (!delta || !xa || !gx || !lg || !dl || !xb) {
         err = dp_err_set(DP_ERR_NOMEM, "perf_deepsloth: out of memory");
         goto done;
     }
     int linf = b->norm == PERF_NORM_LINF;
     int steps = linf ? cfg->linf_steps : cfg->l2_steps;
-    for (int i0 = pt->i0; i0 < end && !method_stopped(j, pt); i0 += B) {
-        int nb = end - i0 < B ? end - i0 : B;
-        const float *xi = j->x + (size_t)i0 * d;
+    for (int v0 = pt->i0; v0 < end && !method_stopped(j, pt); v0 += B) {
+        int lo, hi, slot, nb = B;
+        if (!batch_span(j, v0, B, &lo, &hi, &slot)) continue;
+        const float *xi = full_batch(j->x, lo, hi, slot, B, d, xb);
         size_t len = (size_t)nb * d;
         if (linf) {
             for (int q0 = 0; q0 < nb; q0++) { /* random start, per seed index */
+                int i = q0 >= slot && q0 - slot < hi - lo ? lo + q0 - slot : lo;
                 dp_rng_t r;
-                dp_rng_seed(&r,
-                            cfg->seed * 0x9e3779b97f4a7c15ULL ^ (uint64_t)s->seed_index[i0 + q0]);
+                dp_rng_seed(&r, cfg->seed * 0x9e3779b97f4a7c15ULL ^ (uint64_t)s->seed_index[i]);
                 for (size_t q = 0; q < d; q++)
                     delta[(size_t)q0 * d + q] =
                         cfg->linf_start * (2.0f * dp_rng_uniform(&r) - 1.0f);
@@ -605,8 +651,9 @@ static dp_err_t sloth_part(const perf_part_t *pt, void *arg)
             }
             project_ball(b, delta, nb, d);
         }
-        perf_apply_budget(b, xi, delta, s->xadv + (size_t)i0 * d, nb, d);
-        method_progress(j, pt, nb);
+        perf_apply_budget(b, xi + (size_t)slot * d, delta + (size_t)slot * d,
+                          s->xadv + (size_t)lo * d, hi - lo, d);
+        method_progress(j, pt, hi - lo);
     }
 done:
     free(delta);
@@ -614,6 +661,7 @@ done:
     free(gx);
     free(lg);
     free(dl);
+    free(xb);
     return err;
 }
 
@@ -626,6 +674,8 @@ dp_err_t perf_deepsloth(adnn_model_t *m, const perf_budget_t *b, const perf_slot
          sp->family != ADNN_FAMILY_RANET))
         return dp_err_set(DP_ERR_UNSUPPORTED, "DeepSloth needs an early-exit network, not %s",
                           adnn_family_name(sp->family));
+    dp_err_t err = check_slot("perf_deepsloth", cfg->first_slot, cfg->batch);
+    if (err) return err;
     fill_header(m, b, PERF_METHOD_DEEPSLOTH, s);
     method_job_t j = {.b = b,
                       .cfg = cfg,
@@ -633,6 +683,7 @@ dp_err_t perf_deepsloth(adnn_model_t *m, const perf_budget_t *b, const perf_slot
                       .s = s,
                       .name = "deepsloth",
                       .every = cfg->progress_every,
-                      .hooks = &cfg->hooks};
+                      .hooks = &cfg->hooks,
+                      .first_slot = cfg->first_slot};
     return run_method(m, cfg->workers, cfg->batch, sloth_part, &j);
 }

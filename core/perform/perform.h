@@ -247,7 +247,12 @@ typedef struct perf_ilfo_config {
     float lr;              /* 0.01 */
     float weight;          /* 1e6 */
     float margin;          /* 0.5 */
-    int batch;             /* inputs optimised together (independent losses) */
+    int batch;             /* inputs optimised together (independent losses); every
+                              batch runs full, padded with copies of a real input */
+    int first_slot;        /* 0: input i runs in slot (first_slot + i) mod batch, so a
+                              caller that passes seed_index mod batch of input 0 (the
+                              seeds consecutive) gets a seed's x' with the same bits
+                              whatever the set it came in; [0, batch) */
     int workers;           /* 1: seed workers, as perf_samples_measure's, but each part
                               whole batches (at most ceil(n / batch) parts), so every
                               batch holds the same seeds and x' the same bits whatever
@@ -269,7 +274,8 @@ typedef struct perf_sloth_config {
     int l2_steps;     /* 550 */
     float l2_lr_max;  /* 1 */
     float l2_lr_min;  /* 0.01 */
-    int batch;
+    int batch;        /* as perf_ilfo_config_t's (full batches) */
+    int first_slot;   /* as perf_ilfo_config_t's */
     uint64_t seed;
     int workers;           /* 1: seed workers, as perf_ilfo_config_t's (whole batches) */
     double progress_every; /* as perf_ilfo_config_t's */

@@ -331,17 +331,21 @@ dp_err_t dp_task_baseline(const dp_task_settings_t *s, const dp_task_io_t *io,
     /* the thread count as seed workers of one thread each (one worker too):
      * the same bits whatever the count */
     const int workers = nn_get_threads();
+    /* ILFO and DeepSloth: seed i in batch slot i mod batch (full batches),
+     * so a seed's x' does not depend on where its shard starts */
     double t = dp_clock_s();
     nn_set_threads(1);
     if (s->method == PERF_METHOD_RANDOM) {
         err = perf_random(io->model, &s->budget, s->seed, x, set, workers);
     } else if (s->method == PERF_METHOD_ILFO) {
         perf_ilfo_config_t c = dp_task_ilfo_config(s);
+        c.first_slot = (int)(s->seed_begin % (uint32_t)(c.batch > 0 ? c.batch : 1));
         c.workers = workers;
         c.hooks = io->hooks;
         err = perf_ilfo(io->model, &s->budget, &c, x, set);
     } else {
         perf_sloth_config_t c = dp_task_sloth_config(s);
+        c.first_slot = (int)(s->seed_begin % (uint32_t)(c.batch > 0 ? c.batch : 1));
         c.workers = workers;
         c.hooks = io->hooks;
         err = perf_deepsloth(io->model, &s->budget, &c, x, set);

@@ -527,6 +527,69 @@ Test(budget, methods_strict_on_8bit_seeds, .timeout = 600)
     free(x);
 }
 
+/* ILFO or DeepSloth (meth) on x[lo, hi) as seeds lo.. at slot lo mod 4. */
+static perf_samples_t *baseline_run(adnn_model_t *m, int meth, const float *x, int lo, int hi,
+                                    int workers)
+{
+    const perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    perf_samples_t *s = perf_samples_new(hi - lo, 1, 28, 28);
+    cr_assert_not_null(s);
+    for (int i = lo; i < hi; i++) s->seed_index[i - lo] = i;
+    dp_err_t err;
+    if (meth == PERF_METHOD_ILFO) {
+        perf_ilfo_config_t c = perf_ilfo_config_default();
+        c.iters = 3, c.batch = 4, c.lr = 1.0f, c.first_slot = lo % 4, c.workers = workers;
+        err = perf_ilfo(m, &b, &c, x + (size_t)lo * D, s);
+    } else {
+        perf_sloth_config_t c = perf_sloth_config_default();
+        c.linf_steps = 3, c.batch = 4, c.first_slot = lo % 4, c.workers = workers;
+        err = perf_deepsloth(m, &b, &c, x + (size_t)lo * D, s);
+    }
+    cr_assert_eq(err, DP_OK, "%s [%d, %d): %s", perf_method_name(meth), lo, hi, dp_err_detail());
+    return s;
+}
+
+/* A seed's x' and FLOPs have the same bits whatever the set it came in, when
+ * the caller gives the slot of its first seed: sets that start inside a
+ * batch, end inside one, or are shorter than one, on 1 or 2 workers. */
+Test(perform, baselines_same_bits_whatever_the_set, .timeout = 600)
+{
+    adnn_model_t *m = load_sdn();
+    const int n = 11;
+    float *x = seeds(n, 77);
+    for (int meth = PERF_METHOD_ILFO; meth <= PERF_METHOD_DEEPSLOTH; meth++) {
+        perf_samples_t *all = baseline_run(m, meth, x, 0, n, 1);
+        const int sets[][3] = {{3, 9, 1}, {5, 11, 2}, {6, 7, 1}, {0, 11, 2}, {8, 11, 1}};
+        for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
+            int lo = sets[k][0], hi = sets[k][1];
+            perf_samples_t *s = baseline_run(m, meth, x, lo, hi, sets[k][2]);
+            for (int i = lo; i < hi; i++) {
+                cr_assert(!memcmp(s->xadv + (size_t)(i - lo) * D, all->xadv + (size_t)i * D,
+                                  D * sizeof(float)),
+                          "%s: seed %d's x' differs in the set [%d, %d)", perf_method_name(meth), i,
+                          lo, hi);
+                cr_assert_eq(s->flops_adv[i - lo], all->flops_adv[i]);
+                cr_assert_eq(s->flops_seed[i - lo], all->flops_seed[i]);
+            }
+            perf_samples_destroy(&s);
+        }
+        perf_samples_destroy(&all);
+    }
+    /* a slot outside the batch is refused, naming it */
+    const perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    perf_samples_t *s = perf_samples_new(2, 1, 28, 28);
+    perf_ilfo_config_t c = perf_ilfo_config_default();
+    c.batch = 4, c.first_slot = 4;
+    cr_assert_eq(perf_ilfo(m, &b, &c, x, s), DP_ERR_INVALID);
+    cr_assert(strstr(dp_err_detail(), "first_slot 4"), "%s", dp_err_detail());
+    perf_sloth_config_t sc = perf_sloth_config_default();
+    sc.batch = 4, sc.first_slot = -1;
+    cr_assert_eq(perf_deepsloth(m, &b, &sc, x, s), DP_ERR_INVALID);
+    perf_samples_destroy(&s);
+    free(x);
+    adnn_model_destroy(&m);
+}
+
 /* adnn_pk_vjp with dL/dp = -1/(nK p) equals adnn_pk_grad. */
 static void logp_dloss(const float *p, int n, int k, float *dp, void *arg)
 {
