@@ -277,7 +277,9 @@ dp_err_t adnn_spec_decode(const uint8_t *buf, size_t len, const char *what, adnn
     s->gate_dim = pb->gate_dim ? CLAMP_INT(pb->gate_dim) : 10;
     s->nexits = (int)pb->n_exit_after;
     for (int k = 0; k < s->nexits; k++) s->exit_after[k] = CLAMP_INT(pb->exit_after[k]);
-    s->exit_tau = pb->exit_tau;
+    /* -0 as +0: proto3 does not write a zero, so -0 would not survive a
+     * round trip */
+    s->exit_tau = pb->exit_tau == 0.0f ? 0.0f : pb->exit_tau;
     s->exit_pool = pb->exit_pool ? CLAMP_INT(pb->exit_pool) : 4;
     s->gate_threshold = pb->gate_threshold != 0.0f ? pb->gate_threshold : 0.5f;
     s->policy_width = CLAMP_INT(pb->policy_width);

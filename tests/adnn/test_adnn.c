@@ -8,6 +8,7 @@
  *   name the tensor or the file. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,29 @@ Test(adnn, spec_round_trip)
     cr_assert_eq(adnn_spec_decode(junk, sizeof junk, "junk.pb", &t), DP_ERR_FORMAT);
     cr_assert(strstr(dp_err_detail(), "junk.pb"), "%s", dp_err_detail());
     cr_assert_eq(adnn_spec_default(ADNN_FAMILY_UNSPECIFIED, &t), DP_ERR_UNSUPPORTED);
+}
+
+/* A spec whose exit_tau is -0 (unused by SkipNet) decodes as +0: proto3
+ * does not write a zero, so -0 would come back +0 from a round trip. */
+Test(adnn, spec_negative_zero_round_trips)
+{
+    adnn_spec_t s, t, u;
+    cr_assert_eq(adnn_spec_default(ADNN_FAMILY_SKIPNET, &s), DP_OK);
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(adnn_spec_encode(&s, &buf, &len), DP_OK);
+    uint8_t *pb = malloc(len + 5);
+    memcpy(pb, buf, len);
+    const uint8_t tau[] = {0x5d, 0x00, 0x00, 0x00, 0x80}; /* field 11, fixed32, -0.0f */
+    memcpy(pb + len, tau, sizeof tau);
+    cr_assert_eq(adnn_spec_decode(pb, len + sizeof tau, "mem", &t), DP_OK, "%s", dp_err_detail());
+    cr_assert(!signbit(t.exit_tau), "exit_tau decoded as -0");
+    free(buf);
+    cr_assert_eq(adnn_spec_encode(&t, &buf, &len), DP_OK);
+    cr_assert_eq(adnn_spec_decode(buf, len, "again", &u), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(memcmp(&t, &u, sizeof t), 0);
+    free(buf);
+    free(pb);
 }
 
 /* fuzz_spec: a SkipNet ModelSpec with gate_dim 0xafffffff (decoded as -1)
