@@ -41,6 +41,7 @@ enum {
     C_CURVE_AUTH,
     C_NO_FSYNC,
     C_ID,
+    C_HTTP,
     C_LOG_LEVEL,
     C_COUNT
 };
@@ -68,6 +69,8 @@ static cfg_t cfg[C_COUNT] = {
                     "never sync the journal (benchmarks only: not durable)", 0, 0, 0},
     [C_ID] = {"id", "DP_COORD_ID", CFG_STR, 0, 0, "", "coordinator id in Welcome (default: host)",
               0, 0, 0},
+    [C_HTTP] = {"http", "DP_COORD_HTTP", CFG_STR, 0, 0, "",
+                "HOST:PORT serving /healthz and /metrics, e.g. 0.0.0.0:8080 (empty: off)", 0, 0, 0},
     [C_LOG_LEVEL] = {"log-level", "DP_LOG_LEVEL", CFG_LEVEL, 0, 0, "info",
                      "debug, info, warn, error or off", 0, 0, 0},
 };
@@ -244,6 +247,7 @@ int main(int argc, char **argv)
     o.curve_secret = *cfg[C_CURVE_SECRET].value ? cfg[C_CURVE_SECRET].value : NULL;
     o.curve_authorized = *cfg[C_CURVE_AUTH].value ? cfg[C_CURVE_AUTH].value : NULL;
     o.coordinator_id = *cfg[C_ID].value ? cfg[C_ID].value : NULL;
+    o.http = *cfg[C_HTTP].value ? cfg[C_HTTP].value : NULL;
     log_config();
     if (no_fsync) dp_warn("dp-coordinator", "--no-fsync: the journal is not durable");
 

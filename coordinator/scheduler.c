@@ -1017,6 +1017,12 @@ void dp_sched_counts(const dp_sched_t *s, dp_sched_counts_t *out)
         if (s->w[i].alive && s->w[i].role < 4) out->workers_alive[s->w[i].role]++;
 }
 
+void dp_sched_workers_alive(const dp_sched_t *s, dp_sched_worker_fn fn, void *ctx)
+{
+    for (size_t i = 0; i < s->nw; i++)
+        if (s->w[i].alive) fn(ctx, s->w[i].role, s->w[i].cls ? s->w[i].cls : "");
+}
+
 static void counts_of(const scamp_t *c, Dp__V1__TaskCounts *tc)
 {
     for (uint32_t i = 0; i < c->n; i++) switch (c->t[i].state) {

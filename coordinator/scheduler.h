@@ -126,6 +126,11 @@ typedef struct dp_sched_counts {
 } dp_sched_counts_t;
 void dp_sched_counts(const dp_sched_t *s, dp_sched_counts_t *out);
 
+/* Calls fn for each live worker with its role and device class ("" when it
+ * has none). */
+typedef void (*dp_sched_worker_fn)(void *ctx, Dp__V1__Role role, const char *cls);
+void dp_sched_workers_alive(const dp_sched_t *s, dp_sched_worker_fn fn, void *ctx);
+
 /* A reply to rq, allocated here: free with dp_sched_status_free. NULL when
  * out of memory, or (*err set) when rq names an unknown campaign. */
 Dp__V1__StatusReply *dp_sched_status(const dp_sched_t *s, const Dp__V1__StatusRequest *rq,

@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "server_impl.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "wire/envelope.h"
 
@@ -353,13 +354,15 @@ dp_err_t dp_coord_server_new(const dp_coord_server_opts_t *opts, dp_coord_server
     s->bind = strdup(o.bind);
     s->journal_path = strdup(o.journal_path);
     s->coord_id = strdup(o.coordinator_id ? o.coordinator_id : host);
+    s->http_addr = o.http ? strdup(o.http) : NULL;
     s->o = o;
     s->o.bind = s->bind, s->o.journal_path = s->journal_path, s->o.coordinator_id = s->coord_id;
     s->o.curve_secret = s->o.curve_authorized = NULL; /* not kept */
     s->period_ms = (uint64_t)o.heartbeat_ms * o.liveness;
     s->now = wall_ms();
     s->session = s->now;
-    if (!s->bind || !s->journal_path || !s->coord_id) {
+    s->o.http = s->http_addr;
+    if (!s->bind || !s->journal_path || !s->coord_id || (o.http && !s->http_addr)) {
         err = DP_ERR_NOMEM;
         goto fail;
     }
@@ -424,6 +427,7 @@ dp_err_t dp_coord_server_new(const dp_coord_server_opts_t *opts, dp_coord_server
         snprintf(s->endpoint, sizeof s->endpoint, "%s", o.bind);
     dp_info(LOG_COMP, "listening on %s (session %llu)", s->endpoint,
             (unsigned long long)s->session);
+    if ((err = srv_http_start(s))) goto fail;
     *out = s;
     return DP_OK;
 fail:
@@ -433,9 +437,13 @@ fail:
 
 dp_err_t dp_coord_server_run(dp_coord_server_t *s, volatile sig_atomic_t *stop)
 {
-    zmq_pollitem_t items[2] = {{s->router, 0, ZMQ_POLLIN, 0}, {NULL, 0, ZMQ_POLLIN, 0}};
-    const int nitems = s->zap ? 2 : 1;
-    if (s->zap) items[1].socket = dp_wire_zap_socket(s->zap);
+    zmq_pollitem_t items[3] = {{s->router, 0, ZMQ_POLLIN, 0}};
+    int nitems = 1, izap = -1, ihttp = -1;
+    if (s->zap) {
+        items[izap = nitems++] = (zmq_pollitem_t){dp_wire_zap_socket(s->zap), 0, ZMQ_POLLIN, 0};
+    }
+    if (s->http)
+        items[ihttp = nitems++] = (zmq_pollitem_t){NULL, dp_http_fd(s->http), ZMQ_POLLIN, 0};
     dp_err_t ret = DP_OK;
     for (;;) {
         if ((stop && *stop) || atomic_load(&s->stop)) break;
@@ -444,13 +452,15 @@ dp_err_t dp_coord_server_run(dp_coord_server_t *s, volatile sig_atomic_t *stop)
         if (s->next_hb_ms > s->now && (long)(s->next_hb_ms - s->now) < timeout)
             timeout = (long)(s->next_hb_ms - s->now);
         if (s->next_hb_ms <= s->now) timeout = 0;
+        const long http_timeout = s->http ? dp_http_timeout_ms(s->http) : -1;
+        if (http_timeout >= 0 && http_timeout < timeout) timeout = http_timeout;
         const int rc = zmq_poll(items, nitems, timeout);
         if (rc < 0 && errno == ETERM) {
             ret = dp_err_set(DP_ERR_CLOSED, "server: the ZeroMQ context was terminated");
             break;
         }
         s->now = wall_ms();
-        if (s->zap && (items[1].revents & ZMQ_POLLIN)) dp_wire_zap_handle(s->zap);
+        if (izap >= 0 && (items[izap].revents & ZMQ_POLLIN)) dp_wire_zap_handle(s->zap);
         s->dirty = 0;
         for (uint32_t n = 0; n < s->o.drain && !s->fatal; n++) {
             dp_wire_peer_t from;
@@ -488,6 +498,7 @@ dp_err_t dp_coord_server_run(dp_coord_server_t *s, volatile sig_atomic_t *stop)
         dp_journal_stats_t js;
         dp_journal_stats(s->j, &js);
         if (js.pending) {
+            const double t0 = s->http ? dp_clock_s() : 0;
             const dp_err_t err = dp_journal_commit(s->j);
             if (err) {
                 dp_error(LOG_COMP, "journal commit failed: %s: %s (nothing unacknowledged is sent)",
@@ -496,8 +507,14 @@ dp_err_t dp_coord_server_run(dp_coord_server_t *s, volatile sig_atomic_t *stop)
                 break;
             }
             s->st.commits++;
+            if (s->http) srv_http_commit(s, dp_clock_s() - t0);
         }
         send_outbox(s);
+        if (s->http) {
+            srv_http_tick(s);
+            /* between iterations: what it reads is committed and answered */
+            if ((ihttp >= 0 && items[ihttp].revents) || http_timeout == 0) dp_http_run(s->http);
+        }
         for (size_t i = 0; i < s->nended; i++) {
             Dp__V1__StatusRequest rq = DP__V1__STATUS_REQUEST__INIT;
             rq.campaign_id = s->ended[i];
@@ -540,6 +557,11 @@ const char *dp_coord_server_endpoint(const dp_coord_server_t *s) { return s->end
 
 uint64_t dp_coord_server_session(const dp_coord_server_t *s) { return s->session; }
 
+int dp_coord_server_http_port(const dp_coord_server_t *s)
+{
+    return s->http ? dp_http_port(s->http) : 0;
+}
+
 void dp_coord_server_stats(const dp_coord_server_t *s, dp_coord_server_stats_t *out)
 {
     *out = s->st;
@@ -560,6 +582,8 @@ void dp_coord_server_destroy(dp_coord_server_t **ps)
         zmq_close(s->router);               /* before the ZAP handler goes */
     }
     dp_wire_zap_destroy(&s->zap);
+    dp_http_destroy(&s->http);
+    free(s->http_addr);
     if (s->own_ctx && s->ctx) zmq_ctx_term(s->ctx);
     dp_journal_destroy(&s->j);
     dp_sched_destroy(&s->sched);

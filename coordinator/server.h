@@ -44,6 +44,8 @@ typedef struct dp_coord_server_opts {
     const char *coordinator_id;   /* in Welcome; NULL: the host name */
     void *zmq_ctx;                /* borrowed: the context to use (inproc:// peers must share
                                      it); NULL: the server makes its own */
+    const char *http;             /* HOST:PORT serving /healthz and /metrics (Prometheus
+                                     text) from the loop's thread; NULL: off */
 } dp_coord_server_opts_t;
 
 typedef struct dp_coord_server_stats {
@@ -81,6 +83,10 @@ void dp_coord_server_stop(dp_coord_server_t *s);
 
 /* The endpoint bound (a tcp port * resolved); borrowed, valid until destroy. */
 const char *dp_coord_server_endpoint(const dp_coord_server_t *s);
+
+/* The port /healthz and /metrics are served on (a port 0 resolved); 0 when
+ * off. */
+int dp_coord_server_http_port(const dp_coord_server_t *s);
 
 /* The session number in Welcome: the start time in unix milliseconds. */
 uint64_t dp_coord_server_session(const dp_coord_server_t *s);

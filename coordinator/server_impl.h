@@ -20,6 +20,7 @@
 
 #include "dp/v1/journal.pb-c.h"
 #include "dp/v1/wire.pb-c.h"
+#include "http/http.h"
 #include "journal.h"
 #include "plan.h"
 #include "scheduler.h"
@@ -30,6 +31,8 @@
 #define DROP_LOG_WINDOW_MS 10000u /* at most DROP_LOG_LINES drop lines per window */
 #define DROP_LOG_LINES     20u
 #define SUBMITTER_IDLE_MS  60000u /* a submitter silent this long is forgotten */
+#define SRV_COMMIT_BUCKETS 12     /* journal commit latency buckets (srv_commit_le_s) */
+#define SRV_RATE_SLOTS     11     /* dispatch rate: the last 10 s, one sample a second */
 
 typedef struct lease {
     char *task_id;
@@ -85,6 +88,13 @@ struct dp_coord_server {
     uint64_t drop_window_ms;
     uint32_t drop_lines, drop_suppressed;
     dp_coord_server_stats_t st;
+    /* /healthz and /metrics */
+    dp_http_t *http;
+    char *http_addr;
+    uint64_t commit_le[SRV_COMMIT_BUCKETS + 1]; /* commits per latency bucket, +Inf last */
+    double commit_sum_s;
+    uint64_t rate_ms[SRV_RATE_SLOTS], rate_assigned[SRV_RATE_SLOTS]; /* a sample per second */
+    unsigned rate_next;
 };
 
 /* ---- server.c ---- */
@@ -126,5 +136,13 @@ void srv_leases_clear(peer_t *p);
 void srv_handle(dp_coord_server_t *s, const dp_wire_peer_t *from, const Dp__V1__Envelope *env);
 /* Leases tasks to every worker waiting with free slots. */
 void srv_assign_waiting(dp_coord_server_t *s);
+
+/* server_http.c: /healthz and /metrics */
+extern const double srv_commit_le_s[SRV_COMMIT_BUCKETS];
+dp_err_t srv_http_start(dp_coord_server_t *s);
+/* A journal commit that took secs. */
+void srv_http_commit(dp_coord_server_t *s, double secs);
+/* Once per loop iteration: the dispatch rate's samples. */
+void srv_http_tick(dp_coord_server_t *s);
 
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "http/http.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "wire/envelope.h"
@@ -81,6 +82,7 @@ struct dp_worker {
     uint64_t session;
     uint64_t last_recv_ms, next_hb_ms;
     job_t *job; /* running, or finished and not yet acknowledged */
+    dp_http_t *http;
 };
 
 static uint64_t now_ms(void) { return dp_clock_ns() / 1000000u; }
@@ -101,6 +103,8 @@ static char *dup_or_null(const char *s, int *fail)
     if (!d) *fail = 1;
     return d;
 }
+
+static void http_handle(void *ctx, const char *path, dp_http_reply_t *out);
 
 static dp_err_t default_run(void *arg, const Dp__V1__Task *t, const dp_task_env_t *env,
                             dp_task_result_t *out)
@@ -199,6 +203,7 @@ dp_err_t dp_worker_new(const dp_worker_opts_t *o, dp_worker_t **out)
         }
         w->own_ctx = 1;
     }
+    if (o->http && (err = dp_http_new(o->http, http_handle, w, &w->http))) goto fail;
     *out = w;
     return DP_OK;
 fail:
@@ -207,6 +212,83 @@ fail:
 }
 
 const char *dp_worker_id(const dp_worker_t *w) { return w->id; }
+
+int dp_worker_http_port(const dp_worker_t *w) { return w->http ? dp_http_port(w->http) : 0; }
+
+/* /healthz and /metrics, on the socket thread between its polls. */
+static void http_handle(void *ctx, const char *path, dp_http_reply_t *out)
+{
+    dp_worker_t *w = ctx;
+    const uint64_t now = now_ms(), period = (uint64_t)w->hb_ms * w->liveness;
+    char line[512];
+    if (!strcmp(path, "/healthz")) {
+        if (!w->registered) {
+            out->status = 503;
+            snprintf(line, sizeof line, "not registered with the coordinator at %s\n", w->endpoint);
+        } else if (now - w->last_recv_ms > period) {
+            out->status = 503;
+            snprintf(line, sizeof line, "nothing heard from the coordinator at %s for %llu ms\n",
+                     w->endpoint, (unsigned long long)(now - w->last_recv_ms));
+        } else {
+            snprintf(line, sizeof line, "ok\n");
+        }
+        out->body = strdup(line);
+        return;
+    }
+    if (strcmp(path, "/metrics")) {
+        out->status = 404;
+        out->body = strdup("not found: a worker serves /healthz and /metrics\n");
+        return;
+    }
+    dp_worker_stats_t st;
+    dp_worker_stats(w, &st);
+    const char *role = w->role == DP__V1__ROLE__ROLE_MEASURER ? "measurer" : "trainer";
+    char cls[160];
+    size_t o = 0;
+    for (const char *c = w->device_class; *c && o + 3 < sizeof cls; c++) {
+        if (*c == '\\' || *c == '"')
+            cls[o++] = '\\', cls[o++] = *c;
+        else if (*c == '\n')
+            cls[o++] = '\\', cls[o++] = 'n';
+        else
+            cls[o++] = *c;
+    }
+    cls[o] = '\0';
+    char *b = NULL;
+    size_t len = 0, cap = 0;
+    out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    if (dp_http_appendf(&b, &len, &cap,
+                        "# HELP dp_worker_registered 1 while registered with the coordinator.\n"
+                        "# TYPE dp_worker_registered gauge\n"
+                        "dp_worker_registered{role=\"%s\",device_class=\"%s\"} %d\n"
+                        "# HELP dp_worker_busy 1 while a task runs or waits to be acknowledged.\n"
+                        "# TYPE dp_worker_busy gauge\n"
+                        "dp_worker_busy{role=\"%s\",device_class=\"%s\"} %d\n"
+                        "# HELP dp_worker_tasks_total Tasks ended on this worker, by outcome.\n"
+                        "# TYPE dp_worker_tasks_total counter\n"
+                        "dp_worker_tasks_total{outcome=\"done\"} %llu\n"
+                        "dp_worker_tasks_total{outcome=\"failed\"} %llu\n"
+                        "dp_worker_tasks_total{outcome=\"cancelled\"} %llu\n"
+                        "# HELP dp_worker_connects_total Sockets made (1 + reconnects).\n"
+                        "# TYPE dp_worker_connects_total counter\n"
+                        "dp_worker_connects_total %llu\n"
+                        "# HELP dp_worker_store_reruns_total Tasks run again after the store "
+                        "could not be reached.\n"
+                        "# TYPE dp_worker_store_reruns_total counter\n"
+                        "dp_worker_store_reruns_total %llu\n"
+                        "# HELP dp_worker_messages_dropped_total Messages that could not be "
+                        "decoded.\n"
+                        "# TYPE dp_worker_messages_dropped_total counter\n"
+                        "dp_worker_messages_dropped_total %llu\n",
+                        role, cls, w->registered, role, cls, w->job != NULL,
+                        (unsigned long long)st.tasks_done, (unsigned long long)st.tasks_failed,
+                        (unsigned long long)st.tasks_cancelled, (unsigned long long)st.connects,
+                        (unsigned long long)st.reruns, (unsigned long long)st.dropped)) {
+        out->status = 500;
+        return;
+    }
+    out->body = b;
+}
 
 void dp_worker_stop(dp_worker_t *w)
 {
@@ -252,6 +334,7 @@ void dp_worker_destroy(dp_worker_t **pw)
         }
         job_free(&w->job);
     }
+    dp_http_destroy(&w->http);
     if (w->sock) zmq_close(w->sock);
     if (w->own_ctx) zmq_ctx_term(w->ctx);
     for (int i = 0; i < 2; i++)
@@ -775,14 +858,18 @@ dp_err_t dp_worker_run(dp_worker_t *w, volatile sig_atomic_t *stop)
     dp_info(w->comp, "%s connecting to %s (%d threads, scratch %s)", w->id, w->endpoint, w->threads,
             w->scratch);
     while (!stopping(w, stop)) {
-        zmq_pollitem_t items[2] = {{w->sock, 0, ZMQ_POLLIN, 0}, {NULL, w->wake[0], ZMQ_POLLIN, 0}};
+        zmq_pollitem_t items[3] = {{w->sock, 0, ZMQ_POLLIN, 0},
+                                   {NULL, w->wake[0], ZMQ_POLLIN, 0},
+                                   {NULL, w->http ? dp_http_fd(w->http) : -1, ZMQ_POLLIN, 0}};
         long timeout = POLL_MAX_MS;
         if (w->registered) {
             uint64_t now = now_ms();
             long to_hb = w->next_hb_ms > now ? (long)(w->next_hb_ms - now) : 0;
             if (to_hb < timeout) timeout = to_hb;
         }
-        int rc = zmq_poll(items, 2, timeout);
+        const long http_timeout = w->http ? dp_http_timeout_ms(w->http) : -1;
+        if (http_timeout >= 0 && http_timeout < timeout) timeout = http_timeout;
+        int rc = zmq_poll(items, w->http ? 3 : 2, timeout);
         if (rc < 0) {
             if (errno == EINTR) continue;
             if (errno == ETERM) {
@@ -795,6 +882,7 @@ dp_err_t dp_worker_run(dp_worker_t *w, volatile sig_atomic_t *stop)
         if (items[1].revents) drain_wake(w);
         if (items[0].revents && (err = receive(w))) break;
         if ((err = tick(w))) break;
+        if (w->http && (items[2].revents || http_timeout == 0)) dp_http_run(w->http);
     }
     if (err == DP_ERR_CLOSED) { /* no socket to say goodbye on */
         if (w->job && !w->job->joined) {

@@ -74,6 +74,9 @@ typedef struct dp_worker_opts {
     void *run_arg;
     dp_task_cache_t *cache; /* borrowed: decoded dataset splits kept across tasks (local mode
                                shares one between its workers); NULL: none */
+    const char *http;       /* HOST:PORT serving /healthz (200 while registered and the
+                               coordinator was heard from within its liveness period, 503
+                               otherwise) and /metrics, from the socket thread; NULL: off */
 } dp_worker_opts_t;
 
 typedef struct dp_worker_stats {
@@ -94,6 +97,9 @@ void dp_worker_opts_init(dp_worker_opts_t *o);
  * was given. Connects nothing yet. DP_ERR_INVALID for a bad option (the
  * detail names it). On success *out is a new object, caller destroys. */
 dp_err_t dp_worker_new(const dp_worker_opts_t *o, dp_worker_t **out);
+
+/* The port /healthz and /metrics are served on; 0 when off. */
+int dp_worker_http_port(const dp_worker_t *w);
 
 /* The worker id in use; borrowed, valid until destroy. */
 const char *dp_worker_id(const dp_worker_t *w);

@@ -42,6 +42,7 @@ enum {
     C_NET_RETRY,
     C_CURVE_KEY,
     C_CURVE_SERVER,
+    C_HTTP,
     C_LOG,
     C_COUNT
 };
@@ -68,6 +69,9 @@ static cfg_t cfg[C_COUNT] = {
                      "our CURVE secret key file: encryption on", 0, "", 0, 0},
     [C_CURVE_SERVER] = {"curve-server-key", "CURVE_SERVER_KEY", CFG_STR, 0, 0, "",
                         "the coordinator's CURVE public key file (with --curve-key)", 0, "", 0, 0},
+    [C_HTTP] = {"http", "HTTP", CFG_STR, 0, 0, "",
+                "HOST:PORT serving /healthz and /metrics, e.g. 0.0.0.0:8081 (empty: off)", 0, "", 0,
+                0},
     [C_LOG] = {"log-level", "=DP_LOG_LEVEL", CFG_LEVEL, 0, 0, "info",
                "debug, info, warn, error or off", 0, "", 0, 0},
 };
@@ -243,6 +247,7 @@ int dp_worker_cli_main(int argc, char **argv, int measurer)
     o.network_retry_s = net_retry ? (int)net_retry : -1;
     o.curve_key = *cfg[C_CURVE_KEY].value ? cfg[C_CURVE_KEY].value : NULL;
     o.curve_server_key = *cfg[C_CURVE_SERVER].value ? cfg[C_CURVE_SERVER].value : NULL;
+    o.http = *cfg[C_HTTP].value ? cfg[C_HTTP].value : NULL;
     dp_worker_t *w = NULL;
     dp_err_t err = dp_worker_new(&o, &w);
     if (err) {
