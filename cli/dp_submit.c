@@ -65,6 +65,7 @@ enum {
     C_KEEP_STORE,
     C_SPLIT_CACHE,
     C_LOG_LEVEL,
+    C_CHECK_ARGS,
     C_COUNT
 };
 
@@ -121,6 +122,11 @@ static cfg_t cfg[C_COUNT] = {
                        0, 0},
     [C_LOG_LEVEL] = {"log-level", "DP_LOG_LEVEL", CFG_LEVEL, 0, 0, "warn", "LEVEL",
                      "debug, info, warn, error or off (-v: info, -vv: debug)", 0, 0},
+    [C_CHECK_ARGS] = {"check-args", NULL, CFG_BOOL, 0, 1, "0", NULL,
+                      "check the flags and the environment as a run would (values, bounds, "
+                      "what goes together), then exit 0 (2 if refused); reads no file and "
+                      "asks no coordinator",
+                      0, 0},
 };
 
 /* text from column `col` (the cursor is there), wrapped before `width`. */
@@ -795,6 +801,13 @@ int main(int argc, char **argv)
                 fprintf(stderr, PROG ": --%s goes with --local\n", cfg[local_only[i]].flag);
                 return EXIT_USAGE;
             }
+    }
+    if (on(C_CHECK_ARGS)) {
+        unsigned long threads, cache_mb;
+        if (parse_uint(&cfg[C_THREADS], &threads) || parse_uint(&cfg[C_SPLIT_CACHE], &cache_mb))
+            return EXIT_USAGE;
+        printf(PROG ": arguments accepted\n");
+        return EXIT_DONE;
     }
 
     struct sigaction sa;

@@ -43,6 +43,7 @@ enum {
     C_ID,
     C_HTTP,
     C_LOG_LEVEL,
+    C_CHECK_ARGS,
     C_COUNT
 };
 
@@ -73,6 +74,8 @@ static cfg_t cfg[C_COUNT] = {
                 "HOST:PORT serving /healthz and /metrics, e.g. 0.0.0.0:8080 (empty: off)", 0, 0, 0},
     [C_LOG_LEVEL] = {"log-level", "DP_LOG_LEVEL", CFG_LEVEL, 0, 0, "info",
                      "debug, info, warn, error or off", 0, 0, 0},
+    [C_CHECK_ARGS] = {"check-args", "DP_COORD_CHECK_ARGS", CFG_BOOL, 0, 1, "0",
+                      "check the settings, exit 0 (2 if refused): no journal, no bind", 0, 0, 0},
 };
 
 static void usage(FILE *f)
@@ -223,10 +226,11 @@ int main(int argc, char **argv)
     dp_coord_server_opts_t o;
     dp_coord_server_opts_init(&o);
     uint64_t hb, live, att, maxm, compact;
-    int no_fsync;
+    int no_fsync, check_args;
     if (parse_uint(&cfg[C_HEARTBEAT], &hb) || parse_uint(&cfg[C_LIVENESS], &live) ||
         parse_uint(&cfg[C_ATTEMPTS], &att) || parse_uint(&cfg[C_MAX_MESSAGE], &maxm) ||
-        parse_uint(&cfg[C_COMPACT], &compact) || parse_bool(&cfg[C_NO_FSYNC], &no_fsync))
+        parse_uint(&cfg[C_COMPACT], &compact) || parse_bool(&cfg[C_NO_FSYNC], &no_fsync) ||
+        parse_bool(&cfg[C_CHECK_ARGS], &check_args))
         return EXIT_USAGE;
     if (!*cfg[C_CURVE_SECRET].value != !*cfg[C_CURVE_AUTH].value) {
         fprintf(stderr, "dp-coordinator: --curve-secret and --curve-authorized go together\n");
@@ -249,6 +253,10 @@ int main(int argc, char **argv)
     o.coordinator_id = *cfg[C_ID].value ? cfg[C_ID].value : NULL;
     o.http = *cfg[C_HTTP].value ? cfg[C_HTTP].value : NULL;
     log_config();
+    if (check_args) {
+        printf("dp-coordinator: arguments accepted\n");
+        return 0;
+    }
     if (no_fsync) dp_warn("dp-coordinator", "--no-fsync: the journal is not durable");
 
     struct sigaction sa;

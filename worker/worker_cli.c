@@ -21,7 +21,7 @@
 
 enum { EXIT_RUN = 1, EXIT_USAGE = 2, EXIT_START = 3 };
 
-typedef enum { CFG_STR, CFG_UINT, CFG_LEVEL } cfg_type_t;
+typedef enum { CFG_STR, CFG_UINT, CFG_LEVEL, CFG_BOOL } cfg_type_t;
 
 typedef struct cfg {
     const char *flag, *env_suffix; /* env: PREFIX + suffix; "=NAME": NAME as is */
@@ -39,11 +39,13 @@ enum {
     C_SCRATCH,
     C_THREADS,
     C_ID,
+    C_HOST,
     C_NET_RETRY,
     C_CURVE_KEY,
     C_CURVE_SERVER,
     C_HTTP,
     C_LOG,
+    C_CHECK_ARGS,
     C_COUNT
 };
 
@@ -61,6 +63,11 @@ static cfg_t cfg[C_COUNT] = {
     [C_ID] = {"id", "ID", CFG_STR, 0, 0, "",
               "worker id, stable across restarts of the coordinator (default HOST-PID)", 0, "", 0,
               0},
+    [C_HOST] = {"host", "HOST", CFG_STR, 0, 0, "",
+                "the host said to the coordinator, which never runs a measurer's and\n"
+                "a trainer's tasks at once on one host (default: the host name; in\n"
+                "Kubernetes, the node's name)",
+                0, "", 0, 0},
     [C_NET_RETRY] = {"network-retry-s", "NETWORK_RETRY_S", CFG_UINT, 0, 86400, "300",
                      "a task that cannot reach the store is run again here, holding its\n"
                      "lease, this long before it is reported failed (0: at once)",
@@ -74,6 +81,10 @@ static cfg_t cfg[C_COUNT] = {
                 0},
     [C_LOG] = {"log-level", "=DP_LOG_LEVEL", CFG_LEVEL, 0, 0, "info",
                "debug, info, warn, error or off", 0, "", 0, 0},
+    [C_CHECK_ARGS] = {"check-args", "CHECK_ARGS", CFG_BOOL, 0, 1, "",
+                      "check the settings, exit 0 (2 if refused): no scratch directory,\n"
+                      "no connection",
+                      0, "", 0, 0},
 };
 
 static const char *g_prog;
@@ -92,7 +103,7 @@ static void usage(FILE *f)
     for (int i = 0; i < C_COUNT; i++) {
         if (!shown(i)) continue;
         char left[64];
-        snprintf(left, sizeof left, "--%s V", cfg[i].flag);
+        snprintf(left, sizeof left, "--%s%s", cfg[i].flag, cfg[i].type == CFG_BOOL ? "" : " V");
         fprintf(f, "  %-22s ", left);
         for (const char *p = cfg[i].help; *p; p++) { /* continuation lines indented */
             fputc(*p, f);
@@ -126,7 +137,10 @@ static int load_config(int argc, char **argv, const char *prefix)
     struct option opts[C_COUNT + 2];
     int n = 0;
     for (int i = 0; i < C_COUNT; i++)
-        if (shown(i)) opts[n++] = (struct option){cfg[i].flag, required_argument, NULL, 1000 + i};
+        if (shown(i))
+            opts[n++] = (struct option){
+                cfg[i].flag, cfg[i].type == CFG_BOOL ? no_argument : required_argument, NULL,
+                1000 + i};
     opts[n++] = (struct option){"help", no_argument, NULL, 'h'};
     opts[n] = (struct option){NULL, 0, NULL, 0};
     int c;
@@ -139,7 +153,7 @@ static int load_config(int argc, char **argv, const char *prefix)
             usage(stderr);
             return EXIT_USAGE;
         }
-        cfg[c - 1000].value = optarg;
+        cfg[c - 1000].value = cfg[c - 1000].type == CFG_BOOL ? "1" : optarg;
         cfg[c - 1000].from = "flag";
     }
     if (optind < argc) {
@@ -212,7 +226,17 @@ int dp_worker_cli_main(int argc, char **argv, int measurer)
         fprintf(stderr, "%s: --curve-key and --curve-server-key go together\n", g_prog);
         return EXIT_USAGE;
     }
+    const char *check = cfg[C_CHECK_ARGS].value;
+    if (*check && strcmp(check, "0") && strcmp(check, "1")) {
+        fprintf(stderr, "%s: --check-args (%s) is 0 or 1, got '%s'\n", g_prog,
+                cfg[C_CHECK_ARGS].from, check);
+        return EXIT_USAGE;
+    }
     log_config();
+    if (!strcmp(check, "1")) {
+        printf("%s: arguments accepted\n", g_prog);
+        return 0;
+    }
     /* the scratch directory: given (made if missing), or private */
     char scratch[4096];
     int private_dir = !*cfg[C_SCRATCH].value;
@@ -242,6 +266,7 @@ int dp_worker_cli_main(int argc, char **argv, int measurer)
     o.endpoint = cfg[C_COORD].value;
     o.device_class = measurer ? cfg[C_CLASS].value : NULL;
     o.worker_id = *cfg[C_ID].value ? cfg[C_ID].value : NULL;
+    o.host = *cfg[C_HOST].value ? cfg[C_HOST].value : NULL;
     o.scratch = scratch;
     o.threads = (int)threads;
     o.network_retry_s = net_retry ? (int)net_retry : -1;
