@@ -138,9 +138,9 @@ static int load_config(int argc, char **argv, const char *prefix)
     int n = 0;
     for (int i = 0; i < C_COUNT; i++)
         if (shown(i))
-            opts[n++] = (struct option){
-                cfg[i].flag, cfg[i].type == CFG_BOOL ? no_argument : required_argument, NULL,
-                1000 + i};
+            opts[n++] = (struct option){cfg[i].flag,
+                                        cfg[i].type == CFG_BOOL ? no_argument : required_argument,
+                                        NULL, 1000 + i};
     opts[n++] = (struct option){"help", no_argument, NULL, 'h'};
     opts[n] = (struct option){NULL, 0, NULL, 0};
     int c;
