@@ -81,20 +81,30 @@ def compose_commands(path):
 
 
 def unit_commands(path):
+    """ExecStart of a unit, with its Environment= lines and its EnvironmentFile
+    (the template beside the unit stands for the installed file: NAME or
+    NAME.env)."""
     env, cmds = {}, []
     here = os.path.dirname(path)
     with open(path) as f:
         for line in f:
             line = line.strip()
             if line.startswith("EnvironmentFile="):
-                # the template beside the unit stands for the installed file
-                name = os.path.join(here, os.path.basename(line.split("=", 1)[1].lstrip("-")))
+                base = os.path.basename(line.split("=", 1)[1].lstrip("-"))
+                names = [os.path.join(here, n) for n in (base, base + ".env")]
+                name = next((n for n in names if os.path.isfile(n)), None)
+                if name is None:
+                    raise SystemExit(f"{path}: no template {' or '.join(names)} for {line}")
                 with open(name) as e:
                     for el in e:
                         el = el.strip()
                         if el and not el.startswith("#"):
                             k, v = el.split("=", 1)
                             env[k] = v
+            elif line.startswith("Environment="):
+                for kv in shlex.split(line.split("=", 1)[1]):
+                    k, v = kv.split("=", 1)
+                    env[k] = v
             elif line.startswith("ExecStart="):
                 argv = shlex.split(line.split("=", 1)[1].lstrip("-@+!:"))
                 argv[0] = os.path.basename(argv[0])

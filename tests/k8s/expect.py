@@ -3,7 +3,8 @@
 coordinator's StatefulSet keeps its journal on a claim and has its Service
 and PodDisruptionBudget; only DeepPerform's pods reach it (NetworkPolicy);
 every container has requests and limits and runs as non-root; every
-long-running DeepPerform container is probed on /healthz; the nightly
+long-running DeepPerform container is probed (the coordinator on /healthz,
+a worker alive on /metrics and ready on /healthz); the nightly
 CronJob runs dp-submit --wait with concurrencyPolicy Forbid; one measurer
 DaemonSet per device class of the campaign, placed by the node label, whose
 only host paths are its energy probe's sysfs, read-only.
@@ -69,12 +70,19 @@ def check_pods(name, objs):
             argv = c.get("command", []) + c.get("args", [])
             serves = "--http" in argv or any(p.get("name") == "http" for p in c.get("ports", []))
             if serves:
-                for probe in ("livenessProbe", "readinessProbe"):
+                # the coordinator: both on /healthz; a worker: alive when its
+                # loop answers /metrics, ready when /healthz says registered
+                ours = argv and argv[0].startswith("dp-")
+                worker = ours and argv[0] != "dp-coordinator"
+                want = {"livenessProbe": "/metrics" if worker else "/healthz",
+                        "readinessProbe": "/healthz"}
+                if not ours:
+                    want = {"livenessProbe": "/minio/health/live", "readinessProbe": "/minio/health/ready"}
+                for probe, path in want.items():
                     if probe == "readinessProbe" and kind == "Job":
                         continue  # a Job's pods are no Service's endpoints
                     get = c.get(probe, {}).get("httpGet", {})
-                    check(get.get("path") in ("/healthz", "/minio/health/live", "/minio/health/ready"),
-                          f"{cw}: no {probe} on /healthz")
+                    check(get.get("path") == path, f"{cw}: no {probe} on {path}")
             for m in c.get("volumeMounts", []):
                 mounts.setdefault(m["name"], []).append(m)
         host = {v["name"]: v["hostPath"]["path"] for v in pod.get("volumes", []) if "hostPath" in v}

@@ -6,7 +6,7 @@
 #       object strictly (validate.mjs); check what the manifests promise
 #       (expect.py); and show that a wrong value and a misspelled field fail.
 #   run-tests.sh BUILD_DIR args       run every command line of the rendered
-#       manifests, deploy/compose.yaml and deploy/*.service through the real
+#       manifests, deploy/compose.yaml and deploy/systemd/*.service through the real
 #       programs with --check-args (tests/deploy/check_args.py).
 # Installs kubernetes-models into tests/k8s/node_modules (npm ci) if needed.
 set -euo pipefail
@@ -72,7 +72,7 @@ validate)
   ;;
 args)
   units=()
-  for u in "$root"/deploy/*.service; do units+=(--unit "$u"); done
+  for u in "$root"/deploy/systemd/*.service; do units+=(--unit "$u"); done
   k8s=()
   for r in "${rendered[@]}"; do k8s+=(--k8s "$r"); done
   # compose: coordinator, 2 trainers, measurer, submit; the trainer unit;
