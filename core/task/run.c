@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "nn/blas.h"
+#include "report/report.h"
 #include "task/task_impl.h"
 #include "util/clock.h"
 #include "util/path.h"
@@ -386,6 +387,45 @@ static int on_key(const dp_store_info_t *info, void *arg)
     return 0;
 }
 
+static int report_cancelled(void *arg) { return perf_hooks_cancelled(arg); }
+
+/* report.json and report.html (core/report) from everything under the
+ * campaign's prefix; the seeds' images from the test split when it loads
+ * (the page goes without them otherwise). */
+static dp_err_t report_page(run_t *r, const char *own)
+{
+    dp_report_src_t *src = NULL;
+    const dp_dataset_t *test = NULL;
+    char *json = NULL, *html = NULL;
+    size_t hlen = 0;
+    dp_err_t err = dp_report_src_new(r->t->campaign, &src);
+    if (err) return err;
+    dp_report_src_set_store_uri(src, r->t->store_uri);
+    dp_report_src_set_threshold(src, r->s.idpb_exec);
+    if (r->t->dataset && r->t->dataset->test_images_uri && *r->t->dataset->test_images_uri) {
+        if (load_split(r, 0, &test) == DP_OK)
+            dp_report_src_set_seeds(src, test, r->t->dataset->test_images_uri);
+        else
+            test = NULL;
+    }
+    dp_report_opts_t o;
+    dp_report_opts_init(&o);
+    if ((err = dp_report_collect(src, r->store, r->dir, own, report_cancelled,
+                                 (void *)&r->env->hooks)) ||
+        (err = dp_report_build(src, &o, &json)) ||
+        (err = dp_report_html(json, strlen(json), &html, &hlen)))
+        goto done;
+    if ((err = upload(r, "report.json", NULL, json))) goto done;
+    err = upload(r, "report.html", NULL, html);
+done:
+    if (err && err != DP_ERR_CANCELLED) err = task_stage(err, "cannot make the report");
+    free(json);
+    free(html);
+    dp_report_src_destroy(&src);
+    if (test) drop_split(r, &test);
+    return err;
+}
+
 static dp_err_t run_report(run_t *r)
 {
     const Dp__V1__Task *t = r->t;
@@ -430,6 +470,8 @@ static dp_err_t run_report(run_t *r)
                               (const char *const *)meas, &report)))
         goto done;
     if ((err = upload(r, "summary.json", NULL, report))) goto done;
+    const size_t summary_at = r->out->n_artifact_keys - 1;
+    if ((err = report_page(r, own))) goto done;
     /* the result's summary: the counts and where the report is (the report
      * itself may be large; the journal keeps the summary) */
     tj_writer_t w;
@@ -437,7 +479,9 @@ static dp_err_t run_report(run_t *r)
     tj_obj(&w);
     task_json_identity(&w, &r->s);
     tj_kint(&w, "results", (int64_t)k.n);
-    tj_kstr(&w, "summary_key", r->out->artifact_keys[r->out->n_artifact_keys - 1]);
+    tj_kstr(&w, "summary_key", r->out->artifact_keys[summary_at]);
+    tj_kstr(&w, "report_key", r->out->artifact_keys[summary_at + 1]);
+    tj_kstr(&w, "page_key", r->out->artifact_keys[summary_at + 2]);
     task_json_provenance(&w);
     tj_obj_end(&w);
     if (!(r->out->summary_json = tj_take(&w))) {
@@ -459,6 +503,29 @@ done:
 }
 
 /* ------------------------------------------------------------- dp_task_run */
+
+/* PREFIX/failure.json: why this attempt failed, for the report (a later
+ * attempt's result.json beside it supersedes it). Best effort: a store
+ * that cannot take it changes nothing; the error's detail is kept. */
+static void note_failure(run_t *r, dp_err_t err)
+{
+    char keep[1024], key[PATH_MAX_];
+    snprintf(keep, sizeof keep, "%s", dp_err_detail());
+    tj_writer_t w;
+    tj_init(&w);
+    tj_obj(&w);
+    tj_kstr(&w, "kind", dp_task_kind_name(r->t->kind));
+    tj_kstr(&w, "task_id", r->t->id ? r->t->id : "");
+    tj_kint(&w, "attempt", r->t->attempt);
+    tj_kstr(&w, "error", dp_strerror(err));
+    tj_kstr(&w, "reason", keep);
+    tj_obj_end(&w);
+    char *text = tj_take(&w);
+    if (text && !join(key, sizeof key, r->t->output_prefix, "failure.json"))
+        dp_store_put_mem(r->store, key, text, strlen(text));
+    free(text);
+    dp_err_set(err, "%s", keep);
+}
 
 dp_err_t dp_task_run(const Dp__V1__Task *t, const dp_task_env_t *env, dp_task_result_t *out)
 {
@@ -501,6 +568,7 @@ dp_err_t dp_task_run(const Dp__V1__Task *t, const dp_task_env_t *env, dp_task_re
     out->seconds = dp_clock_s() - t0;
     nn_set_threads(saved);
     dp_path_remove_tree(r.dir);
+    if (err && err != DP_ERR_CANCELLED) note_failure(&r, err);
 close:
     if (r.store != env->store) dp_store_destroy(&r.store);
     if (err) {

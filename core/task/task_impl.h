@@ -2,7 +2,7 @@
 #ifndef DP_TASK_TASK_IMPL_H
 #define DP_TASK_TASK_IMPL_H
 
-#include "task/json.h"
+#include "util/json.h"
 #include "task/task.h"
 
 /* err again, its detail now "WHAT: STRERROR: DETAIL" (what dp-perform

@@ -22,7 +22,7 @@
 
 #include "nn/blas.h"
 #include "perform/perform.h"
-#include "task/json.h"
+#include "util/json.h"
 #include "task/task.h"
 #include "util/path.h"
 

@@ -1,5 +1,5 @@
-/* JSON writer and reader of the task layer (json.h). */
-#include "task/json.h"
+/* JSON writer and reader (json.h). */
+#include "util/json.h"
 
 #include <math.h>
 #include <stdarg.h>

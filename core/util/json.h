@@ -1,10 +1,10 @@
-/* JSON for the task layer's summaries (internal to core/task): a writer
+/* JSON for the task layer's summaries and the campaign report: a writer
  * into a growing buffer that keeps the commas and escapes for its caller,
- * and a small reader for the summaries REPORT aggregates. Numbers that are
+ * and a small reader for the summaries and reports (core/task, core/report). Numbers that are
  * not finite are written as null; strings are written as valid UTF-8 (a byte
  * that starts no character becomes U+FFFD). */
-#ifndef DP_TASK_JSON_H
-#define DP_TASK_JSON_H
+#ifndef DP_UTIL_JSON_H
+#define DP_UTIL_JSON_H
 
 #include <stddef.h>
 #include <stdint.h>
