@@ -159,7 +159,7 @@ int main(int argc, char **argv)
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "+o:vh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:vh", lo, NULL)) != -1) {
         switch (c) {
         case 'o':
             val[O_OUT] = optarg;
@@ -199,21 +199,7 @@ int main(int argc, char **argv)
         cli_parse_unit("--threshold", setting(O_THRESHOLD, val[O_THRESHOLD]), 1, &thr))
         return EXIT_USAGE;
     argc -= optind, argv += optind;
-    if (argc >= 1 && !strcmp(argv[0], "diff")) {
-        /* options may follow the word */
-        optind = 1;
-        while ((c = getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
-            if (c == 'r') {
-                if (cli_parse_double("--regress-pct", optarg, 0, 1000, &pct)) return EXIT_USAGE;
-            } else if (c == 'h') {
-                usage(stdout);
-                return 0;
-            } else {
-                return usage_error("diff takes only --regress-pct%s", "");
-            }
-        }
-        return do_diff(argc - optind, argv + optind, pct);
-    }
+    if (argc >= 1 && !strcmp(argv[0], "diff")) return do_diff(argc - 1, argv + 1, pct);
     if (json_in ? argc != 0 : argc != 2)
         return usage_error("%s", json_in ? "--json takes no STORE or CAMPAIGN_ID"
                                          : "STORE and CAMPAIGN_ID are needed");
