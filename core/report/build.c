@@ -375,38 +375,60 @@ static void json_scatter(tj_writer_t *w, const dp_report_src_t *s, const char *m
 
 /* ------------------------------------------------------------- images */
 
-/* PNG (base64) of x (c,h,w in [0, 1]) as gray (c 1) or RGB; delta: the
- * perturbation x - seed magnified by scale, red up, blue down. */
-static char *png_of(const float *x, const float *seed, int c, int h, int wd, double scale)
+#define STRIP_GAP 2 /* white pixels between the tiles of a strip */
+
+/* Strips of one-channel images are palette PNGs (a third of the bytes of
+ * RGB): 128 grays, then 64 shades of red (x' above the seed) and 64 of
+ * blue (below), white the lightest of each. */
+#define PAL_GRAY 0
+#define PAL_RED  128
+#define PAL_BLUE 192
+
+static void palette(uint8_t *rgb)
 {
-    const int ch = seed || c == 3 ? 3 : 1;
-    uint8_t *px = malloc((size_t)h * wd * ch);
-    if (!px) return NULL;
+    for (int i = 0; i < 128; i++)
+        rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = (uint8_t)lround(i * 255.0 / 127);
+    for (int i = 0; i < 64; i++) {
+        uint8_t lo = (uint8_t)lround(255 * (1 - i / 63.0));
+        uint8_t *r = rgb + 3 * (PAL_RED + i), *b = rgb + 3 * (PAL_BLUE + i);
+        r[0] = 255, r[1] = lo, r[2] = lo;
+        b[0] = lo, b[1] = lo, b[2] = 255;
+    }
+}
+
+/* Tile t of a strip (bytes per pixel bpp: 1 palette index, 3 RGB; stride
+ * bytes a row): x (c,h,w in [0, 1]); with seed, the perturbation x - seed
+ * magnified by scale, red up, blue down. */
+static void tile(uint8_t *strip, size_t stride, int bpp, int t, const float *x, const float *seed,
+                 int c, int h, int wd, double scale)
+{
     const size_t plane = (size_t)h * wd;
-    for (size_t p = 0; p < plane; p++) {
-        if (seed) {
-            double d = 0;
-            for (int k = 0; k < c; k++) d += x[k * plane + p] - seed[k * plane + p];
-            d = d / c * scale;
-            double a = fmin(1, fabs(d));
-            uint8_t lo = (uint8_t)lround(255 * (1 - a));
-            px[p * 3 + 0] = d > 0 ? 255 : lo;
-            px[p * 3 + 1] = lo;
-            px[p * 3 + 2] = d < 0 ? 255 : lo;
-        } else {
-            for (int k = 0; k < ch; k++) {
-                double v = x[(c == 3 ? k : 0) * plane + p];
-                px[p * ch + k] = (uint8_t)lround(255 * fmin(1, fmax(0, v)));
+    for (int yy = 0; yy < h; yy++)
+        for (int xx = 0; xx < wd; xx++) {
+            const size_t p = (size_t)yy * wd + xx;
+            uint8_t *px = strip + (size_t)yy * stride + ((size_t)t * (wd + STRIP_GAP) + xx) * bpp;
+            if (seed) {
+                double d = 0;
+                for (int k = 0; k < c; k++) d += x[k * plane + p] - seed[k * plane + p];
+                d = d / c * scale;
+                double a = fmin(1, fabs(d));
+                if (bpp == 1) {
+                    *px = (uint8_t)((d < 0 ? PAL_BLUE : PAL_RED) + lround(a * 63));
+                } else {
+                    uint8_t lo = (uint8_t)lround(255 * (1 - a));
+                    px[0] = d > 0 ? 255 : lo;
+                    px[1] = lo;
+                    px[2] = d < 0 ? 255 : lo;
+                }
+            } else if (bpp == 1) {
+                *px = (uint8_t)(PAL_GRAY + lround(127 * fmin(1, fmax(0, x[p]))));
+            } else {
+                for (int k = 0; k < 3; k++) {
+                    double v = x[(c == 3 ? k : 0) * plane + p];
+                    px[k] = (uint8_t)lround(255 * fmin(1, fmax(0, v)));
+                }
             }
         }
-    }
-    uint8_t *png = NULL;
-    size_t len = 0;
-    char *b64 = NULL;
-    if (dp_report_png(px, wd, h, ch, &png, &len) == DP_OK) b64 = rpt_base64(png, len);
-    free(px);
-    free(png);
-    return b64;
 }
 
 static int cmp_worst(const void *a, const void *b)
@@ -422,21 +444,21 @@ static int cmp_img(const void *a, const void *b)
            rpt_method_rank(((const rpt_img_t *)b)->method);
 }
 
-static void json_image(tj_writer_t *w, const char *method, const char *artifact, double exec,
-                       const char *png, const char *delta, double scale)
+static void json_column(tj_writer_t *w, const char *method, const char *kind, const char *artifact,
+                        double exec, double scale)
 {
     tj_obj(w);
     tj_kstr(w, "method", method);
+    tj_kstr(w, "kind", kind);
     if (artifact) tj_kstr(w, "artifact", artifact);
     tj_knum(w, "exec_fraction", exec);
-    if (png) tj_kstr(w, "png", png);
-    if (delta) {
-        tj_kstr(w, "delta_png", delta);
-        tj_knum(w, "delta_scale", scale);
-    }
+    if (!strcmp(kind, "delta")) tj_knum(w, "delta_scale", scale);
     tj_obj_end(w);
 }
 
+/* DeepPerform's keep worst inputs of g, each one strip: the seed, then per
+ * method x' and its magnified perturbation (one PNG, so the page decodes
+ * one image per input, not one per tile). */
 static void json_worst(tj_writer_t *w, const dp_report_src_t *s, rpt_group_t *g, int keep)
 {
     qsort(g->worst, g->nworst, sizeof g->worst[0], cmp_worst);
@@ -450,6 +472,19 @@ static void json_worst(tj_writer_t *w, const dp_report_src_t *s, rpt_group_t *g,
         const float *seed = seeds_ok && wr->index >= 0 && (uint64_t)wr->index < s->test->n
                                 ? s->test->images + (size_t)wr->index * d
                                 : NULL;
+        const int tiles = (seed ? 1 : 0) + (int)wr->nimg * (seed ? 2 : 1);
+        const int bpp = g->c == 1 ? 1 : 3;
+        const size_t width = (size_t)tiles * (g->w + STRIP_GAP) - STRIP_GAP, stride = width * bpp;
+        uint8_t *strip = malloc(stride * g->h);
+        if (!strip) {
+            w->failed = 1;
+            return;
+        }
+        memset(strip, bpp == 1 ? PAL_GRAY + 127 : 255, stride * g->h);
+        int t = 0;
+        double seed_exec = NAN;
+        for (size_t j = 0; j < g->nin; j++)
+            if (g->in[j].index == wr->index) seed_exec = g->in[j].exec_seed;
         tj_obj(w);
         tj_kstr(w, "model", g->model);
         tj_kstr(w, "norm", g->norm);
@@ -458,28 +493,37 @@ static void json_worst(tj_writer_t *w, const dp_report_src_t *s, rpt_group_t *g,
         tj_kint(w, "seed_index", wr->index);
         tj_kint(w, "width", g->w);
         tj_kint(w, "height", g->h);
-        tj_key(w, "images");
+        tj_kint(w, "gap", STRIP_GAP);
+        tj_key(w, "columns");
         tj_arr(w);
         if (seed) {
-            char *p = png_of(seed, NULL, g->c, g->h, g->w, 1);
-            double ex = NAN;
-            for (size_t j = 0; j < g->nin; j++)
-                if (g->in[j].index == wr->index) ex = g->in[j].exec_seed;
-            if (!p) w->failed = 1;
-            json_image(w, "seeds", NULL, ex, p, NULL, 0);
-            free(p);
+            tile(strip, stride, bpp, t++, seed, NULL, g->c, g->h, g->w, 1);
+            json_column(w, "seeds", "input", NULL, seed_exec, 0);
         }
         for (size_t j = 0; j < wr->nimg; j++) {
             const rpt_img_t *im = &wr->img[j];
-            char *p = png_of(im->x, NULL, g->c, g->h, g->w, 1);
-            char *dl = seed ? png_of(im->x, seed, g->c, g->h, g->w, scale) : NULL;
-            if (!p || (seed && !dl)) w->failed = 1;
-            json_image(w, im->method, im->key, im->exec, p, dl, scale);
-            free(p);
-            free(dl);
+            tile(strip, stride, bpp, t++, im->x, NULL, g->c, g->h, g->w, 1);
+            json_column(w, im->method, "input", im->key, im->exec, 0);
+            if (seed) {
+                tile(strip, stride, bpp, t++, im->x, seed, g->c, g->h, g->w, scale);
+                json_column(w, im->method, "delta", im->key, im->exec, scale);
+            }
         }
         tj_arr_end(w);
+        uint8_t *png = NULL;
+        size_t len = 0;
+        char *b64 = NULL;
+        uint8_t pal[256 * 3];
+        palette(pal);
+        if ((bpp == 1 ? dp_report_png_palette(strip, (int)width, g->h, pal, 256, &png, &len)
+                      : dp_report_png(strip, (int)width, g->h, 3, &png, &len)) == DP_OK)
+            b64 = rpt_base64(png, len);
+        if (!b64) w->failed = 1;
+        tj_kstr(w, "png", b64 ? b64 : "");
         tj_obj_end(w);
+        free(b64);
+        free(png);
+        free(strip);
     }
 }
 

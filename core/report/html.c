@@ -137,7 +137,7 @@ typedef struct page {
     const tj_val_t *r;
     const char *cid;
     sb_t b;
-    int charts;
+    int charts, maps;
 } page_t;
 
 static const tj_val_t *arr(const tj_val_t *o, const char *k)
@@ -548,8 +548,8 @@ static void head(page_t *pg)
             "svg .grid{stroke:#eee}svg text{font:10px sans-serif;fill:#333}\n"
             "svg .tx{text-anchor:middle}svg .ty{text-anchor:end}svg .xl{text-anchor:middle}\n"
             "svg .yl{text-anchor:middle}\n"
-            "table.grid td{text-align:center;font-size:11px}\n"
-            "table.grid img{width:84px;height:84px;image-rendering:pixelated;display:block}\n"
+            "table.grid td{font-size:11px}.ex{color:#555}\n"
+            "img.strip{image-rendering:pixelated;display:block}\n"
             "details{margin:.5em 0}code{font-size:12px}\n"
             "</style></head><body>\n");
 }
@@ -819,26 +819,59 @@ static void model_charts(page_t *pg, const char *model)
     sb_s(&pg->b, "</div>\n");
 }
 
-static void img(page_t *pg, const tj_val_t *im, const char *which, const char *alt)
+/* One worst input: its strip (seed, then per method x' and the magnified
+ * perturbation) shown 3x, each tile linked through an image map. */
+static void strip(page_t *pg, const tj_val_t *w)
 {
     sb_t *b = &pg->b;
-    const char *png = tj_get_str(im, which, "");
-    const char *key = tj_get_str(im, "artifact", "");
-    sb_s(b, "<td>");
-    if (*key) {
-        sb_s(b, "<a href=\"");
-        artifact_href(pg, key);
-        sb_s(b, "\">");
-    }
-    if (*png) {
-        sb_s(b, "<img class=\"sample\" alt=\"");
-        esc(b, alt);
+    const tj_val_t *cs = arr(w, "columns");
+    const double tw = fmin(256, fmax(1, tj_get_num(w, "width", 28))),
+                 th = fmin(256, fmax(1, tj_get_num(w, "height", 28))),
+                 gap = fmin(16, fmax(0, tj_get_num(w, "gap", 0)));
+    const size_t nc = cs ? (cs->n < 64 ? cs->n : 64) : 0;
+    const int z = 3, map = ++pg->maps;
+    const double width = nc ? nc * (tw + gap) - gap : tw;
+    sb_f(b, "<tr><td>%.0f</td><td class=\"l\">", tj_get_num(w, "seed_index", NAN));
+    if (*tj_get_str(w, "png", "")) {
+        sb_f(b, "<img class=\"strip\" width=\"%.0f\" height=\"%.0f\" usemap=\"#strip%d\" alt=\"",
+             width * z, th * z, map);
+        for (size_t i = 0; i < nc; i++) {
+            if (i) sb_s(b, " | ");
+            esc(b, tj_get_str(&cs->items[i], "method", ""));
+            if (!strcmp(tj_get_str(&cs->items[i], "kind", ""), "delta")) sb_s(b, " delta");
+        }
         sb_s(b, "\" src=\"data:image/png;base64,");
-        sb_s(b, png); /* base64, checked */
-        sb_s(b, "\">");
+        sb_s(b, tj_get_str(w, "png", "")); /* base64, checked */
+        sb_f(b, "\"><map name=\"strip%d\">", map);
+        for (size_t i = 0; i < nc; i++) {
+            const tj_val_t *c = &cs->items[i];
+            const char *key = tj_get_str(c, "artifact", "");
+            if (!*key) continue;
+            double x0 = i * (tw + gap) * z;
+            sb_f(b, "<area shape=\"rect\" coords=\"%.0f,0,%.0f,%.0f\" href=\"", x0, x0 + tw * z,
+                 th * z);
+            artifact_href(pg, key);
+            sb_s(b, "\" alt=\"");
+            esc(b, tj_get_str(c, "method", ""));
+            sb_s(b, "\" title=\"");
+            esc(b, tj_get_str(c, "method", ""));
+            sb_f(b, ", seed %.0f, executed fraction %.3f: ", tj_get_num(w, "seed_index", NAN),
+                 tj_get_num(c, "exec_fraction", NAN));
+            esc(b, key);
+            sb_s(b, "\">");
+        }
+        sb_s(b, "</map>");
     }
-    if (*key) sb_s(b, "</a>");
-    sb_s(b, "</td>");
+    sb_s(b, "<div class=\"ex\">executed fraction: ");
+    for (size_t i = 0, k = 0; i < nc; i++) {
+        const tj_val_t *c = &cs->items[i];
+        if (!strcmp(tj_get_str(c, "kind", ""), "delta")) continue;
+        if (k++) sb_s(b, " &#183; ");
+        esc(b, tj_get_str(c, "method", ""));
+        sb_s(b, " ");
+        num(b, tj_get_num(c, "exec_fraction", NAN), "%.3f");
+    }
+    sb_s(b, "</div></td></tr>\n");
 }
 
 static void grids(page_t *pg, const char *model)
@@ -858,45 +891,26 @@ static void grids(page_t *pg, const char *model)
         esc(b, bl);
         sb_s(b, "</h3><p>DeepPerform's inputs with the highest executed fraction, beside their "
                 "seed and the baselines' inputs from the same seed; &#916; is x' &#8722; x "
-                "magnified (red brighter, blue darker). Each image links to its sample set.</p>"
-                "<table class=\"grid\"><tr><th>seed index</th>");
-        const tj_val_t *ims = arr(first, "images");
-        for (size_t k = 0; ims && k < ims->n; k++) {
-            const char *m = tj_get_str(&ims->items[k], "method", "");
-            sb_s(b, "<th>");
-            esc(b, m);
-            sb_s(b, "</th>");
-            if (*tj_get_str(&ims->items[k], "delta_png", "")) {
-                sb_s(b, "<th>&#916; ");
-                esc(b, m);
-                sb_f(b, " &#215;%.3g</th>", tj_get_num(&ims->items[k], "delta_scale", NAN));
+                "magnified (red brighter, blue darker). Each tile links to its sample set. "
+                "Tiles: ");
+        const tj_val_t *cs = arr(first, "columns");
+        for (size_t k = 0; cs && k < cs->n; k++) {
+            const tj_val_t *c = &cs->items[k];
+            if (k) sb_s(b, " | ");
+            if (!strcmp(tj_get_str(c, "kind", ""), "delta")) {
+                sb_s(b, "&#916; ");
+                esc(b, tj_get_str(c, "method", ""));
+                sb_f(b, " &#215;%.3g", tj_get_num(c, "delta_scale", NAN));
+            } else {
+                esc(b, tj_get_str(c, "method", ""));
             }
         }
-        sb_s(b, "</tr>\n");
+        sb_s(b, ".</p><table class=\"grid\"><tr><th>seed index</th><th class=\"l\">inputs</th>"
+                "</tr>\n");
         for (size_t i = 0; ws && i < ws->n; i++) {
             const tj_val_t *w = &ws->items[i];
-            if (strcmp(tj_get_str(w, "model", ""), model) || !same_budget(w, &bs->items[j]))
-                continue;
-            sb_f(b, "<tr><td>%.0f</td>", tj_get_num(w, "seed_index", NAN));
-            const tj_val_t *im = arr(w, "images");
-            for (size_t k = 0; im && k < im->n; k++) {
-                const tj_val_t *x = &im->items[k];
-                char alt[160];
-                snprintf(alt, sizeof alt, "%s, seed %.0f, executed fraction %.3f",
-                         tj_get_str(x, "method", ""), tj_get_num(w, "seed_index", NAN),
-                         tj_get_num(x, "exec_fraction", NAN));
-                img(pg, x, "png", alt);
-                if (*tj_get_str(x, "delta_png", "")) img(pg, x, "delta_png", alt);
-            }
-            sb_s(b, "</tr><tr><td></td>");
-            for (size_t k = 0; im && k < im->n; k++) {
-                const tj_val_t *x = &im->items[k];
-                sb_s(b, "<td>exec ");
-                num(b, tj_get_num(x, "exec_fraction", NAN), "%.3f");
-                sb_s(b, "</td>");
-                if (*tj_get_str(x, "delta_png", "")) sb_s(b, "<td></td>");
-            }
-            sb_s(b, "</tr>\n");
+            if (!strcmp(tj_get_str(w, "model", ""), model) && same_budget(w, &bs->items[j]))
+                strip(pg, w);
         }
         sb_s(b, "</table>\n");
     }

@@ -43,6 +43,9 @@ static void on_error(png_structp png, png_const_charp msg)
 
 static void on_warning(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
 
+static dp_err_t encode(const uint8_t *pixels, int w, int h, int channels, const uint8_t *rgb,
+                       int ncolors, uint8_t **out, size_t *len);
+
 dp_err_t dp_report_png(const uint8_t *pixels, int w, int h, int channels, uint8_t **out,
                        size_t *len)
 {
@@ -50,6 +53,26 @@ dp_err_t dp_report_png(const uint8_t *pixels, int w, int h, int channels, uint8_
     if (w < 1 || h < 1 || w > 16384 || h > 16384 || (channels != 1 && channels != 3))
         return dp_err_set(DP_ERR_INVALID, "png: %dx%d with %d channels is not an image", w, h,
                           channels);
+    return encode(pixels, w, h, channels, NULL, 0, out, len);
+}
+
+dp_err_t dp_report_png_palette(const uint8_t *index, int w, int h, const uint8_t *rgb, int ncolors,
+                               uint8_t **out, size_t *len)
+{
+    *out = NULL, *len = 0;
+    if (w < 1 || h < 1 || w > 16384 || h > 16384 || ncolors < 1 || ncolors > 256)
+        return dp_err_set(DP_ERR_INVALID, "png: %dx%d with %d colours is not an image", w, h,
+                          ncolors);
+    for (size_t i = 0; i < (size_t)w * h; i++)
+        if (index[i] >= ncolors)
+            return dp_err_set(DP_ERR_INVALID, "png: pixel %zu is colour %d of %d", i, index[i],
+                              ncolors);
+    return encode(index, w, h, 1, rgb, ncolors, out, len);
+}
+
+static dp_err_t encode(const uint8_t *pixels, int w, int h, int channels, const uint8_t *rgb,
+                       int ncolors, uint8_t **out, size_t *len)
+{
     buf_t b = {0};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, on_error, on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -69,8 +92,16 @@ dp_err_t dp_report_png(const uint8_t *pixels, int w, int h, int channels, uint8_
     for (int y = 0; y < h; y++) rows[y] = (png_bytep)(pixels + (size_t)y * w * channels);
     png_set_write_fn(png, &b, on_write, on_flush);
     png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8,
-                 channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+                 rgb             ? PNG_COLOR_TYPE_PALETTE
+                 : channels == 1 ? PNG_COLOR_TYPE_GRAY
+                                 : PNG_COLOR_TYPE_RGB,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (rgb) {
+        png_color pal[256];
+        for (int i = 0; i < ncolors; i++)
+            pal[i] = (png_color){rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]};
+        png_set_PLTE(png, info, pal, ncolors);
+    }
     png_write_info(png, info);
     png_write_image(png, rows);
     png_write_end(png, NULL);

@@ -131,19 +131,20 @@ static dp_err_t check_worst(const tj_val_t *w, const char *path)
     if (!err) err = opt(w, path, "norm", TJ_STR);
     if (!err) err = opt(w, path, "seed_index", TJ_NUM);
     if (!err) err = opt(w, path, "eps", TJ_NUM);
-    if (!err) err = each(w, path, "images", TJ_OBJ);
-    const tj_val_t *im = tj_get(w, "images");
-    for (size_t i = 0; im && i < im->n && !err; i++) {
-        const tj_val_t *x = &im->items[i];
+    if (!err) err = opt(w, path, "width", TJ_NUM);
+    if (!err) err = opt(w, path, "height", TJ_NUM);
+    if (!err) err = opt(w, path, "gap", TJ_NUM);
+    if (!err) err = opt(w, path, "png", TJ_STR);
+    if (!err && !is_b64(tj_get_str(w, "png", ""))) err = fail(path, "an image that is not base64");
+    if (!err) err = each(w, path, "columns", TJ_OBJ);
+    const tj_val_t *cs = tj_get(w, "columns");
+    for (size_t i = 0; cs && i < cs->n && !err; i++) {
+        const tj_val_t *x = &cs->items[i];
         char p[200];
-        snprintf(p, sizeof p, "%s.images[%zu]", path, i);
-        if (!(err = req(x, p, "method", TJ_STR)) && !(err = opt(x, p, "png", TJ_STR)) &&
-            !(err = opt(x, p, "delta_png", TJ_STR)) && !(err = opt(x, p, "artifact", TJ_STR)) &&
-            !(err = opt(x, p, "exec_fraction", TJ_NUM)) &&
-            !(err = opt(x, p, "delta_scale", TJ_NUM))) {
-            const char *a = tj_get_str(x, "png", ""), *b = tj_get_str(x, "delta_png", "");
-            if (!is_b64(a) || !is_b64(b)) err = fail(p, "an image that is not base64");
-        }
+        snprintf(p, sizeof p, "%s.columns[%zu]", path, i);
+        if (!(err = req(x, p, "method", TJ_STR)) && !(err = opt(x, p, "kind", TJ_STR)) &&
+            !(err = opt(x, p, "artifact", TJ_STR)) && !(err = opt(x, p, "exec_fraction", TJ_NUM)))
+            err = opt(x, p, "delta_scale", TJ_NUM);
     }
     return err;
 }

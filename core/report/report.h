@@ -107,5 +107,9 @@ dp_err_t dp_report_diff(const char *old_text, size_t old_len, const char *new_te
  * to bottom, bytes in *png (new, caller frees). */
 dp_err_t dp_report_png(const uint8_t *pixels, int w, int h, int channels, uint8_t **png,
                        size_t *len);
+/* The same with a palette: index holds one colour number per pixel, rgb
+ * ncolors (1..256) colours of 3 bytes. */
+dp_err_t dp_report_png_palette(const uint8_t *index, int w, int h, const uint8_t *rgb, int ncolors,
+                               uint8_t **png, size_t *len);
 
 #endif

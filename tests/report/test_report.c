@@ -197,15 +197,22 @@ Test(report, figures_from_results_and_sample_sets)
     cr_assert_eq(w->n, 2);
     cr_assert_eq(tj_get_num(&w->items[0], "seed_index", -1), 0);
     cr_assert_eq(tj_get_num(&w->items[1], "seed_index", -1), 1);
-    const tj_val_t *im = tj_get(&w->items[0], "images");
-    cr_assert_eq(im->n, 3);
-    cr_assert_str_eq(tj_get_str(&im->items[0], "method", ""), "seeds");
-    cr_assert_str_eq(tj_get_str(&im->items[1], "method", ""), "deepperform");
-    cr_assert_str_eq(tj_get_str(&im->items[2], "method", ""), "random");
-    cr_assert_str_eq(tj_get_str(&im->items[2], "artifact", ""),
+    /* one strip: seed | DeepPerform x' | its delta | random x' | its delta */
+    const tj_val_t *cols = tj_get(&w->items[0], "columns");
+    cr_assert_eq(cols->n, 5);
+    static const char *const cols_want[][2] = {{"seeds", "input"},
+                                               {"deepperform", "input"},
+                                               {"deepperform", "delta"},
+                                               {"random", "input"},
+                                               {"random", "delta"}};
+    for (size_t i = 0; i < 5; i++) {
+        cr_assert_str_eq(tj_get_str(&cols->items[i], "method", ""), cols_want[i][0]);
+        cr_assert_str_eq(tj_get_str(&cols->items[i], "kind", ""), cols_want[i][1]);
+    }
+    cr_assert_str_eq(tj_get_str(&cols->items[3], "artifact", ""),
                      "c-1/sdn_resnet/linf-0.09/random/s0/samples.safetensors");
-    for (size_t i = 0; i < im->n; i++) png_check(tj_get_str(&im->items[i], "png", ""), 28, 28);
-    png_check(tj_get_str(&im->items[1], "delta_png", ""), 28, 28);
+    cr_assert_float_eq(tj_get_num(&cols->items[1], "exec_fraction", 0), 1.0, 1e-6);
+    png_check(tj_get_str(&w->items[0], "png", ""), 5 * 28 + 4 * 2, 28);
     const tj_val_t *f = &tj_get(&r, "failures")->items[0];
     cr_assert_str_eq(tj_get_str(f, "reason", ""), "cannot load the model: not found");
     const tj_val_t *sc = &tj_get(&r, "scatter")->items[0];
@@ -224,7 +231,8 @@ Test(report, figures_from_results_and_sample_sets)
     cr_assert_eq(dp_report_html(json, strlen(json), &html, &len), DP_OK, "%s", dp_err_detail());
     cr_assert_eq(strlen(html), len);
     cr_assert(strstr(html, "href=\"../sdn_resnet/linf-0.09/random/s0/samples.safetensors\""),
-              "images link to their sample set, relative to CAMPAIGN/report/");
+              "tiles link to their sample set, relative to CAMPAIGN/report/");
+    cr_assert(strstr(html, "usemap=\"#strip1\""));
     cr_assert(strstr(html, "cannot load the model: not found"));
     cr_assert(!strstr(html, "<script"));
     free(html);
@@ -250,8 +258,26 @@ Test(report, png_round_trip)
         cr_assert_arr_eq(out, ch == 1 ? gray : rgb, (size_t)(15 * ch));
         free(png);
     }
+    /* a palette image reads back as the palette's colours */
+    uint8_t idx[15], pal[3 * 4] = {0, 0, 0, 255, 0, 0, 0, 0, 255, 255, 255, 255}, want[45];
+    for (int i = 0; i < 15; i++)
+        idx[i] = (uint8_t)(i % 4), memcpy(want + 3 * i, pal + 3 * (i % 4), 3);
     uint8_t *png = NULL;
     size_t len;
+    cr_assert_eq(dp_report_png_palette(idx, 5, 3, pal, 4, &png, &len), DP_OK);
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    cr_assert(png_image_begin_read_from_memory(&im, png, len), "%s", im.message);
+    cr_assert(im.format & PNG_FORMAT_FLAG_COLORMAP, "stored with a palette");
+    im.format = PNG_FORMAT_RGB;
+    uint8_t out[45];
+    cr_assert(png_image_finish_read(&im, NULL, out, 0, NULL), "%s", im.message);
+    cr_assert_arr_eq(out, want, 45);
+    free(png);
+    idx[7] = 4; /* no such colour */
+    cr_assert_eq(dp_report_png_palette(idx, 5, 3, pal, 4, &png, &len), DP_ERR_INVALID);
+    cr_assert(strstr(dp_err_detail(), "pixel 7"), "%s", dp_err_detail());
     cr_assert_eq(dp_report_png(gray, 0, 3, 1, &png, &len), DP_ERR_INVALID);
     cr_assert_eq(dp_report_png(gray, 5, 3, 2, &png, &len), DP_ERR_INVALID);
 }
@@ -281,8 +307,11 @@ Test(report, reader_names_what_is_wrong)
          "\"latency_ms_p50\":\"fast\"}]}]}",
          DP_ERR_FORMAT, "groups[0].latency[0].latency_ms_p50: a number is needed"},
         {"{\"format\":\"dp-report\",\"version\":1,\"campaign\":{\"id\":\"c\"},"
-         "\"worst\":[{\"model\":\"m\",\"images\":[{\"method\":\"x\",\"png\":\"a\\\"><b>\"}]}]}",
-         DP_ERR_FORMAT, "worst[0].images[0]: an image that is not base64"},
+         "\"worst\":[{\"model\":\"m\",\"png\":\"a\\\"><b>\"}]}",
+         DP_ERR_FORMAT, "worst[0]: an image that is not base64"},
+        {"{\"format\":\"dp-report\",\"version\":1,\"campaign\":{\"id\":\"c\"},"
+         "\"worst\":[{\"model\":\"m\",\"columns\":[{\"kind\":\"input\"}]}]}",
+         DP_ERR_FORMAT, "worst[0].columns[0].method: missing"},
         {"{\"format\":\"dp-report\",\"version\":1,\"campaign\":{\"id\":\"c\"},"
          "\"scatter\":[{\"model\":\"m\",\"device_class\":\"d\",\"points\":[[1,2]]}]}",
          DP_ERR_FORMAT, "scatter[0].points[0]"},
@@ -308,7 +337,9 @@ Test(report, page_escapes_every_string)
         "\"methods\":[\"seeds\"],\"groups\":[{\"model\":\"<script>alert(1)</script>\","
         "\"method\":\"seeds\",\"n\":1,\"exec_fraction_hist\":[1]}],"
         "\"failures\":[{\"task\":\"t\",\"reason\":\"\\\"><img src=x onerror=alert(1)>\"}],"
-        "\"worst\":[{\"model\":\"m\",\"images\":[{\"method\":\"x\",\"png\":\"QUJD\","
+        "\"budgets\":[{\"norm\":\"linf\",\"eps\":1}],"
+        "\"worst\":[{\"model\":\"<script>alert(1)</script>\",\"norm\":\"linf\",\"eps\":1,"
+        "\"png\":\"QUJD\",\"columns\":[{\"method\":\"\\\"><b>\","
         "\"artifact\":\"javascript:alert(1)\"}]}]}";
     char *html = NULL;
     size_t len;
@@ -316,6 +347,8 @@ Test(report, page_escapes_every_string)
     cr_assert(!strstr(html, "<script"));
     cr_assert(!strstr(html, "<img src=x"));
     cr_assert(!strstr(html, "href=\"javascript:"), "a key is a path: ../../javascript%%3Aalert");
+    cr_assert(strstr(html, "href=\"../../javascript%3Aalert%281%29\""), "%s", html);
+    cr_assert(!strstr(html, "\"><b>"));
     cr_assert(strstr(html, "&lt;script&gt;alert(1)&lt;/script&gt;"));
     free(html);
 }
