@@ -7,7 +7,8 @@
 # attempts (three starts in the worker logs) and is failed with the reason,
 # the tasks after it failed with it; the other model's cell completes, every
 # one of its tasks done once, its sample sets bit-identical to a fault-free
-# run of that model alone.
+# run of that model alone; the campaign report lists the failed TRAIN with
+# its attempts and reason.
 TEST_NAME=failing-task TEST_LIMIT=${TEST_LIMIT:-240}
 . "$(dirname "$0")/lib.sh"
 
@@ -47,6 +48,13 @@ dup=$(awk '{print $1}' "$T/summary.tasks" | sort | uniq -d)
 [ -z "$dup" ] || fail "tasks listed twice: $dup"
 nf=$(awk '$2 == "failed"' "$T/summary.tasks" | wc -l)
 log "exit 3; $nf skipnet tasks failed ('${reason:0:100}...'), sdn_resnet's done"
+
+# the campaign report lists the failed TRAIN with its last attempt and reason
+rep=$T/store/$cid/report/report.json
+[ -s "$rep" ] && [ -s "$T/store/$cid/report/report.html" ] || fail "no report.json/report.html"
+got=$(pyq "$rep" '["%s %s %s" % (f["task"], f["attempts"], f["reason"]) for f in d["failures"]]')
+case $got in *"$train 3 "*"not found"*"$missing"*) ;; *) fail "report.json failures: $got" ;; esac
+grep -q "$train" "$T/store/$cid/report/report.html" || fail "the page does not list $train"
 
 C_MODELS=sdn_resnet C_MISSING_WEIGHTS=
 check_results "$T/store/$cid" "the model that loads"
