@@ -328,6 +328,7 @@ void dp_plan_fill(const Dp__V1__Campaign *c, const char *cid, const dp_plan_task
     out->store_uri = c->store_uri;
     out->dataset = c->datasets[0];
     out->thresholds = c->thresholds;
+    if (t->kind == DP__V1__TASK_KIND__TASK_KIND_REPORT) out->regression = c->regression;
     out->max_attempts = DP_PLAN_ATTEMPTS;
     if (t->model != DP_PLAN_NONE) out->model = c->models[t->model];
     if (t->budget != DP_PLAN_NONE) {

@@ -320,6 +320,13 @@ dp_err_t campaign_validate(const Dp__V1__Campaign *c)
     if ((err = check_generator(c->generator)) || (err = check_baselines(c)) ||
         (err = check_measuring(c)))
         return err;
+    const Dp__V1__Regression *r = c->regression;
+    if (r) {
+        if ((err = check_uri(r->baseline_report_uri, "regression.baseline_report_uri"))) return err;
+        if (r->tolerance_pct &&
+            (err = check_float(r->tolerance_pct->value, 0, 1e6, "regression.tolerance_pct")))
+            return err;
+    }
     return DP_OK;
 }
 

@@ -254,6 +254,31 @@ Test(campaign_validate, settings)
     CASE(DP_ERR_RANGE, "thresholds.latency_ms is 0", f->th.latency_ms = &f->alpha);
 }
 
+Test(campaign_validate, regression)
+{
+    fixture_t f;
+    fixture_init(&f);
+    Dp__V1__Regression r = DP__V1__REGRESSION__INIT;
+    Dp__V1__FloatValue tol = DP__V1__FLOAT_VALUE__INIT;
+    r.baseline_report_uri = "s3://bucket/nightly-6/report/report.json";
+    tol.value = 5;
+    r.tolerance_pct = &tol;
+    f.c.regression = &r;
+    cr_assert_eq(campaign_validate(&f.c), DP_OK, "%s", dp_err_detail());
+    r.tolerance_pct = NULL; /* the default */
+    cr_assert_eq(campaign_validate(&f.c), DP_OK, "%s", dp_err_detail());
+    r.baseline_report_uri = "";
+    EXPECT_BAD(&f, DP_ERR_INVALID, "regression.baseline_report_uri is empty");
+    r.baseline_report_uri = "http://x/report.json";
+    EXPECT_BAD(&f, DP_ERR_INVALID, "regression.baseline_report_uri 'http://x/report.json' is not");
+    r.baseline_report_uri = "file:///tmp/report.json";
+    r.tolerance_pct = &tol;
+    tol.value = NAN;
+    EXPECT_BAD(&f, DP_ERR_RANGE, "regression.tolerance_pct is nan");
+    tol.value = -1;
+    EXPECT_BAD(&f, DP_ERR_RANGE, "regression.tolerance_pct is -1");
+}
+
 /* ------------------------------------------------------------- decode */
 
 static uint8_t *pack(const Dp__V1__Campaign *c, size_t extra, size_t *len)
