@@ -27,7 +27,8 @@ enum { O_OUT, O_BASELINE, O_DATASET, O_WORST, O_REGRESS, O_THRESHOLD, O__N };
 
 static const opt_row_t rows[O__N] = {
     [O_OUT] = {"out", "DP_REPORT_OUT", "./CAMPAIGN-report", "",
-               "the directory report.json and report.html are written to"},
+               "the directory report.json and report.html are written to (--json: the "
+               "report.json's directory)"},
     [O_BASELINE] = {"baseline", "DP_REPORT_BASELINE", "", "",
                     "a previous report.json: the page compares against it"},
     [O_DATASET] = {"dataset", "DP_REPORT_DATASET", "", "",
@@ -222,12 +223,16 @@ int main(int argc, char **argv)
             goto done;
         }
     }
-    const char *cid = json_in ? "report" : argv[1];
+    const char *cid = json_in ? "" : argv[1];
     const char *o = setting(O_OUT, val[O_OUT]);
-    if (!strcmp(o, rows[O_OUT].dflt))
-        snprintf(out, sizeof out, "%s-report", cli_base_name(cid));
-    else
+    if (strcmp(o, rows[O_OUT].dflt))
         snprintf(out, sizeof out, "%s", o);
+    else if (json_in && cli_base_name(json_in) != json_in) /* beside the report.json */
+        snprintf(out, sizeof out, "%.*s", (int)(cli_base_name(json_in) - json_in - 1), json_in);
+    else if (json_in)
+        snprintf(out, sizeof out, ".");
+    else
+        snprintf(out, sizeof out, "%s-report", cli_base_name(cid));
     struct stat st;
     if (mkdir(out, 0755) != 0 && !(stat(out, &st) == 0 && S_ISDIR(st.st_mode))) {
         fprintf(stderr, PROG ": --out %s: cannot create the directory\n", out);
@@ -270,6 +275,12 @@ int main(int argc, char **argv)
         }
         if ((err = dp_report_collect(src, store, out, NULL, NULL, NULL))) {
             rc = cli_fail("cannot read the results", err);
+            goto done;
+        }
+        if (!dp_report_src_count(src)) {
+            fprintf(stderr, PROG ": nothing of campaign %s in %s (no %s/.../result.json)\n", cid,
+                    uri, cid);
+            rc = EXIT_USAGE;
             goto done;
         }
         const char *bl = setting(O_BASELINE, val[O_BASELINE]);

@@ -69,6 +69,10 @@ void dp_report_src_set_store_uri(dp_report_src_t *s, const char *uri);
 dp_err_t dp_report_collect(dp_report_src_t *s, dp_store_t *store, const char *scratch,
                            const char *skip_key, int (*cancel)(void *), void *cancel_arg);
 
+/* What s holds: results used and skipped, sample sets and failures
+ * together (0: nothing of the campaign was found). */
+size_t dp_report_src_count(const dp_report_src_t *s);
+
 /* ------------------------------------------------------------- build */
 
 typedef struct dp_report_opts {

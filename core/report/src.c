@@ -99,6 +99,13 @@ void dp_report_src_set_store_uri(dp_report_src_t *s, const char *uri)
     s->store_uri = uri ? strdup(uri) : NULL;
 }
 
+size_t dp_report_src_count(const dp_report_src_t *s)
+{
+    size_t n = s->used + s->nskipped + s->nfail;
+    for (size_t i = 0; i < s->ng; i++) n += s->g[i].nart;
+    return n;
+}
+
 static int same_eps(double a, double b) { return (float)a == (float)b; }
 
 const rpt_group_t *rpt_group_find(const dp_report_src_t *s, const char *model, const char *norm,
