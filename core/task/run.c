@@ -392,12 +392,55 @@ static int report_cancelled(void *arg) { return perf_hooks_cancelled(arg); }
 /* report.json and report.html (core/report) from everything under the
  * campaign's prefix; the seeds' images from the test split when it loads
  * (the page goes without them otherwise). */
-static dp_err_t report_page(run_t *r, const char *own)
+/* What the comparison with the campaign's baseline report found. */
+typedef struct verdict {
+    int asked, compared, changed, worse;
+    double tolerance_pct;
+    char missing[600]; /* why the baseline could not be read */
+} verdict_t;
+
+/* The baseline report.json named by uri (file:// in place, s3:// through
+ * the cache) into *text; new, caller frees. */
+static dp_err_t read_baseline(run_t *r, const char *uri, char **text, size_t *len)
+{
+    char path[PATH_MAX_];
+    *text = NULL;
+    dp_err_t err = fetch_uri(r, uri, path, sizeof path);
+    if (err) return err;
+    FILE *f = fopen(path, "rb");
+    if (!f) return dp_err_set(DP_ERR_NOTFOUND, "%s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *p = malloc(cap + 1);
+    while (p) {
+        if (n == cap) {
+            char *q = cap < DP_REPORT_MAX_BYTES ? realloc(p, (cap *= 2) + 1) : NULL;
+            if (!q) break;
+            p = q;
+        }
+        size_t k = fread(p + n, 1, cap - n, f);
+        n += k;
+        if (k == 0) break;
+    }
+    const dp_err_t bad = !p          ? DP_ERR_NOMEM
+                         : ferror(f) ? DP_ERR_IO
+                         : n == cap  ? DP_ERR_RANGE
+                                     : DP_OK;
+    fclose(f);
+    if (bad) {
+        free(p);
+        return dp_err_set(bad, "%s: cannot read it whole", path);
+    }
+    p[n] = '\0';
+    *text = p, *len = n;
+    return DP_OK;
+}
+
+static dp_err_t report_page(run_t *r, const char *own, verdict_t *v)
 {
     dp_report_src_t *src = NULL;
     const dp_dataset_t *test = NULL;
-    char *json = NULL, *html = NULL;
-    size_t hlen = 0;
+    char *json = NULL, *html = NULL, *base = NULL, *diff = NULL;
+    size_t hlen = 0, blen = 0;
     dp_err_t err = dp_report_src_new(r->t->campaign, &src);
     if (err) return err;
     dp_report_src_set_store_uri(src, r->t->store_uri);
@@ -410,17 +453,39 @@ static dp_err_t report_page(run_t *r, const char *own)
     }
     dp_report_opts_t o;
     dp_report_opts_init(&o);
+    const Dp__V1__Regression *rg = r->t->regression;
+    if (rg && rg->baseline_report_uri && *rg->baseline_report_uri) {
+        /* a baseline that cannot be read (the first night: there is none
+         * yet) leaves the report without its comparison, and says why */
+        v->asked = 1;
+        v->tolerance_pct = rg->tolerance_pct ? rg->tolerance_pct->value : o.regress_pct;
+        o.regress_pct = v->tolerance_pct;
+        if (read_baseline(r, rg->baseline_report_uri, &base, &blen) == DP_OK &&
+            dp_report_check(base, blen) == DP_OK) {
+            o.baseline_json = base, o.baseline_len = blen;
+            o.baseline_label = rg->baseline_report_uri;
+        } else {
+            snprintf(v->missing, sizeof v->missing, "%s", dp_err_detail());
+        }
+    }
     if ((err = dp_report_collect(src, r->store, r->dir, own, report_cancelled,
                                  (void *)&r->env->hooks)) ||
         (err = dp_report_build(src, &o, &json)) ||
         (err = dp_report_html(json, strlen(json), &html, &hlen)))
         goto done;
     if ((err = upload(r, "report.json", NULL, json))) goto done;
-    err = upload(r, "report.html", NULL, html);
+    if ((err = upload(r, "report.html", NULL, html))) goto done;
+    if (o.baseline_json) {
+        err = dp_report_diff(base, blen, json, strlen(json), o.regress_pct, &diff, &v->changed,
+                             &v->worse);
+        v->compared = !err;
+    }
 done:
     if (err && err != DP_ERR_CANCELLED) err = task_stage(err, "cannot make the report");
     free(json);
     free(html);
+    free(base);
+    free(diff);
     dp_report_src_destroy(&src);
     if (test) drop_split(r, &test);
     return err;
@@ -471,7 +536,8 @@ static dp_err_t run_report(run_t *r)
         goto done;
     if ((err = upload(r, "summary.json", NULL, report))) goto done;
     const size_t summary_at = r->out->n_artifact_keys - 1;
-    if ((err = report_page(r, own))) goto done;
+    verdict_t v = {0};
+    if ((err = report_page(r, own, &v))) goto done;
     /* the result's summary: the counts and where the report is (the report
      * itself may be large; the journal keeps the summary) */
     tj_writer_t w;
@@ -482,6 +548,20 @@ static dp_err_t run_report(run_t *r)
     tj_kstr(&w, "summary_key", r->out->artifact_keys[summary_at]);
     tj_kstr(&w, "report_key", r->out->artifact_keys[summary_at + 1]);
     tj_kstr(&w, "page_key", r->out->artifact_keys[summary_at + 2]);
+    if (v.asked) {
+        tj_key(&w, "regression");
+        tj_obj(&w);
+        tj_kstr(&w, "baseline_report_uri", t->regression->baseline_report_uri);
+        tj_knum(&w, "tolerance_pct", v.tolerance_pct);
+        tj_kbool(&w, "compared", v.compared);
+        if (v.compared) {
+            tj_kint(&w, "changed", v.changed);
+            tj_kint(&w, "worse", v.worse);
+        } else {
+            tj_kstr(&w, "baseline_missing", v.missing);
+        }
+        tj_obj_end(&w);
+    }
     task_json_provenance(&w);
     tj_obj_end(&w);
     if (!(r->out->summary_json = tj_take(&w))) {

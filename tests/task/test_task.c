@@ -390,7 +390,55 @@ Test(task, every_kind, .timeout = 240)
     cr_assert_eq(tj_get_num(&lat->items[0], "ilatency_inputs", 0), 8, "%s", rep);
     cr_assert(isfinite(tj_get_num(&lat->items[0], "ilatency_mean", NAN)), "%s", rep);
     tj_val_free(&j);
+    cr_assert(has_key(&r, "c1/report/report.json"));
+    cr_assert(has_key(&r, "c1/report/report.html"));
     dp_task_result_clear(&r);
+
+    /* REPORT against a baseline (Task.regression): one whose DeepPerform
+     * executed fraction was lower is beaten, so the figure is worse; a
+     * baseline that is not there leaves the comparison out and says why */
+    f = fopen(obj("c1/report/report.json"), "rb");
+    cr_assert_not_null(f);
+    static char full[1 << 20];
+    n = fread(full, 1, sizeof full - 1, f);
+    fclose(f);
+    full[n] = '\0';
+    char *at = strstr(full, "\"method\":\"deepperform\",\"n\":8,");
+    cr_assert_not_null(at, "the DeepPerform group");
+    at = strstr(at, "\"exec_fraction_mean\":");
+    cr_assert_not_null(at);
+    double was = strtod(at + strlen("\"exec_fraction_mean\":"), NULL);
+    char base[1 << 20 | 64];
+    snprintf(base, sizeof base, "%.*s\"exec_fraction_mean\":%.17g%s", (int)(at - full), full,
+             was / 2, strchr(at + strlen("\"exec_fraction_mean\":"), ','));
+    f = fopen(tmp("base.json"), "wb");
+    cr_assert_not_null(f);
+    fputs(base, f);
+    fclose(f);
+    char uri[4200];
+    snprintf(uri, sizeof uri, "file://%s", tmp("base.json"));
+    Dp__V1__Regression rg = DP__V1__REGRESSION__INIT;
+    rg.baseline_report_uri = uri;
+    k.t.regression = &rg;
+    run_ok(&k, &env, &r);
+    cr_assert_eq(tj_parse(r.summary_json, strlen(r.summary_json), &j), DP_OK);
+    const tj_val_t *v = tj_get(&j, "regression");
+    cr_assert_not_null(v, "%s", r.summary_json);
+    cr_assert_eq(tj_get_num(v, "compared", 0), 1, "%s", r.summary_json);
+    cr_assert_eq(tj_get_num(v, "tolerance_pct", 0), 5, "%s", r.summary_json);
+    cr_assert_geq(tj_get_num(v, "worse", 0), 1, "%s", r.summary_json);
+    tj_val_free(&j);
+    dp_task_result_clear(&r);
+    snprintf(uri, sizeof uri, "file://%s", tmp("no-such-report.json"));
+    run_ok(&k, &env, &r);
+    cr_assert_eq(tj_parse(r.summary_json, strlen(r.summary_json), &j), DP_OK);
+    v = tj_get(&j, "regression");
+    cr_assert_eq(tj_get_num(v, "compared", 1), 0, "%s", r.summary_json);
+    cr_assert(strstr(tj_get_str(v, "baseline_missing", ""), "no-such-report.json"), "%s",
+              r.summary_json);
+    tj_val_free(&j);
+    dp_task_result_clear(&r);
+    k.t.regression = NULL;
     perf_samples_destroy(&s);
 }
 
