@@ -62,8 +62,10 @@ struct dp_worker {
     size_t max_message;
     dp_wire_keypair_t kp;
     int curve;
-    const dp_store_settings_t *store_settings;
-    uint64_t rerun_ms; /* network_retry_s in ms; 0: never */
+    dp_store_settings_t store_settings; /* the options' (or the environment's), and the stop
+                                           flag of dp_worker_run as their cancel: a signal
+                                           aborts an upload on the server, not mid-way */
+    uint64_t rerun_ms;                  /* network_retry_s in ms; 0: never */
     dp_worker_run_fn run;
     void *run_arg;
     dp_task_cache_t *cache;
@@ -147,7 +149,10 @@ dp_err_t dp_worker_new(const dp_worker_opts_t *o, dp_worker_t **out)
     w->hb0 = o->heartbeat_ms ? o->heartbeat_ms : DP_WORKER_HEARTBEAT_MS;
     w->live0 = o->liveness ? o->liveness : DP_WORKER_LIVENESS;
     w->max_message = o->max_message;
-    w->store_settings = o->store_settings;
+    if (o->store_settings)
+        w->store_settings = *o->store_settings;
+    else
+        dp_store_settings_init(&w->store_settings);
     w->rerun_ms = o->network_retry_s < 0    ? 0
                   : o->network_retry_s == 0 ? (uint64_t)DP_WORKER_NETWORK_RETRY_S * 1000u
                                             : (uint64_t)o->network_retry_s * 1000u;
@@ -587,7 +592,7 @@ static void *compute_main(void *arg)
     memset(&env, 0, sizeof env);
     env.scratch = w->scratch;
     env.threads = w->threads;
-    env.store_settings = w->store_settings;
+    env.store_settings = &w->store_settings;
     env.cache = w->cache;
     env.hooks.progress = on_progress;
     env.hooks.cancelled = on_cancelled;
@@ -853,6 +858,7 @@ static void shutdown_(dp_worker_t *w)
 
 dp_err_t dp_worker_run(dp_worker_t *w, volatile sig_atomic_t *stop)
 {
+    w->store_settings.cancel = stop;
     dp_err_t err = connect_(w);
     if (err) return err;
     dp_info(w->comp, "%s connecting to %s (%d threads, scratch %s)", w->id, w->endpoint, w->threads,

@@ -210,3 +210,32 @@ dp_err_t dp_store_list(dp_store_t *s, const char *prefix, dp_store_list_fn fn, v
 }
 
 dp_err_t dp_store_delete(dp_store_t *s, const char *key) { WITH_KEY(s->ops->del(s, fk)); }
+
+dp_err_t dp_store_put_fd(dp_store_t *s, const char *key, int fd)
+{
+    WITH_KEY(s->ops->put_fd(s, fk, fd));
+}
+
+dp_err_t dp_store_get_fd(dp_store_t *s, const char *key, int fd)
+{
+    WITH_KEY(s->ops->get_fd(s, fk, fd));
+}
+
+dp_err_t dp_store_list_uploads(dp_store_t *s, const char *prefix, dp_store_upload_fn fn, void *arg)
+{
+    if (!prefix) prefix = "";
+    size_t a = strlen(s->prefix), b = strlen(prefix);
+    char *fp = malloc(a + b + 1);
+    if (!fp) return dp_err_set(DP_ERR_NOMEM, "store: list uploads");
+    memcpy(fp, s->prefix, a);
+    memcpy(fp + a, prefix, b + 1);
+    dp_err_t err = s->ops->list_uploads(s, fp, fn, arg);
+    free(fp);
+    return err;
+}
+
+dp_err_t dp_store_abort_upload(dp_store_t *s, const char *key, const char *upload_id)
+{
+    if (!upload_id || !*upload_id) return dp_err_set(DP_ERR_INVALID, "store: abort: no upload ID");
+    WITH_KEY(s->ops->abort_upload(s, fk, upload_id));
+}

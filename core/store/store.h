@@ -18,6 +18,7 @@
 #ifndef DP_STORE_STORE_H
 #define DP_STORE_STORE_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,19 +56,30 @@ typedef struct dp_store_settings {
     const char *access_key_file;
     const char *secret_key_file;
     const char *session_token_file;
-    int max_retries;              /* retries after the first try; default 5, -1: none */
+    int max_retries;              /* retries after the first try; default: as many as
+                                     retry_budget_ms allows; -1: none */
     long retry_base_ms;           /* first backoff; default 100 */
-    long retry_max_ms;            /* one backoff at most; default 5000 */
-    long retry_budget_ms;         /* all tries of one request together; default 60000 */
+    long retry_max_ms;            /* one backoff at most; default 2000 */
+    long retry_budget_ms;         /* all tries of one request together; default 60000,
+                                     long enough to ride out a server restart */
     long connect_timeout_ms;      /* default 5000 */
     long stall_timeout_s;         /* abort a transfer below 1 byte/s this long; default 30 */
     uint64_t multipart_threshold; /* put_file above this size goes multipart; default 64 MiB */
-    uint64_t part_size;           /* multipart part size, >= 5 MiB; default 16 MiB */
+    uint64_t part_size;           /* multipart part size, >= 5 MiB; default: from the size
+                                     (8 MiB, more for objects above 80 GB) */
+    int parallel;                 /* multipart parts in flight, each on its own connection
+                                     and thread, one part in memory each; default 4 */
+    /* Nonzero: stop. Every transfer and backoff ends soon with
+     * DP_ERR_INTERRUPTED; a multipart upload is still aborted on the server
+     * (within the retry budget) and a download's temporary file removed.
+     * Borrowed for the store's life; a signal handler may set it. NULL: none. */
+    const volatile sig_atomic_t *cancel;
     /* Guarantees that cost throughput, on by default; set only to measure
      * what they cost (bench/bench_store.sh). s3:// only. */
     int no_verify_md5;       /* 1: streamed single-part put_file skips the MD5-vs-ETag check */
     int no_fsync;            /* 1: get_file renames without fsync: atomic, not durable */
-    dp_store_trace_fn trace; /* optional, for tests; NULL: none */
+    dp_store_trace_fn trace; /* optional, for tests; NULL: none; called from the
+                                parallel senders of a multipart upload too */
     void *trace_arg;
 } dp_store_settings_t;
 
@@ -119,6 +131,16 @@ dp_err_t dp_store_get_mem(dp_store_t *s, const char *key, void **data, size_t *l
  * finds little left to do. */
 dp_err_t dp_store_get_file(dp_store_t *s, const char *key, const char *path);
 
+/* Writes an object from fd, read to its end (a pipe: stdin), streamed in
+ * bounded memory (parallel parts of part_size at most in memory): one PUT
+ * when the stream ends within the first part, else multipart. */
+dp_err_t dp_store_put_fd(dp_store_t *s, const char *key, int fd);
+
+/* Writes an object to fd (a pipe: stdout) as it arrives, in bounded memory.
+ * A transfer cut off is resumed where it stopped (a ranged GET of the same
+ * ETag); on failure fd may have received part of the object. */
+dp_err_t dp_store_get_fd(dp_store_t *s, const char *key, int fd);
+
 /* Size, mtime and ETag of an object; info->key points into the store, valid
  * until the next call on it. */
 dp_err_t dp_store_head(dp_store_t *s, const char *key, dp_store_info_t *info);
@@ -129,6 +151,22 @@ dp_err_t dp_store_list(dp_store_t *s, const char *prefix, dp_store_list_fn fn, v
 
 /* Deletes an object. A missing key is not an error (S3 semantics). */
 dp_err_t dp_store_delete(dp_store_t *s, const char *key);
+
+/* An unfinished multipart upload, as dp_store_list_uploads reports it. */
+typedef struct dp_store_upload {
+    const char *key;       /* relative to the root; borrowed, valid during the callback */
+    const char *upload_id; /* borrowed, valid during the callback */
+    int64_t initiated;     /* seconds since the epoch; 0 if unknown */
+} dp_store_upload_t;
+typedef int (*dp_store_upload_fn)(const dp_store_upload_t *u, void *arg);
+
+/* Calls fn for every unfinished multipart upload whose key starts with
+ * prefix, following pagination (what a killed upload leaves; stored and
+ * billed until aborted). file:// has none. fn returns nonzero to stop. */
+dp_err_t dp_store_list_uploads(dp_store_t *s, const char *prefix, dp_store_upload_fn fn, void *arg);
+
+/* Aborts one unfinished multipart upload: its parts are removed. */
+dp_err_t dp_store_abort_upload(dp_store_t *s, const char *key, const char *upload_id);
 
 /* The root URI the store was opened on; borrowed, valid until destroy. */
 const char *dp_store_root(const dp_store_t *s);

@@ -85,7 +85,8 @@ static dp_err_t open_read(const char *path, int *fd, uint64_t *size, dp_err_t no
     return DP_OK;
 }
 
-/* Copies size bytes from in to out; fails if in has fewer or more. */
+/* Copies size bytes from in to out; fails if in has fewer or more
+ * (UINT64_MAX: to the end of in, whatever it holds). */
 static dp_err_t copy_fd(int in, int out, uint64_t size, const char *what)
 {
     char *buf = malloc(COPY_CHUNK);
@@ -104,7 +105,7 @@ static dp_err_t copy_fd(int in, int out, uint64_t size, const char *what)
         if ((err = store_write_all(out, buf, (size_t)n, what))) break;
     }
     free(buf);
-    if (!err && done != size)
+    if (!err && size != UINT64_MAX && done != size)
         err = dp_err_set(DP_ERR_MISMATCH, "%s: size changed while copying (%llu, want %llu)", what,
                          (unsigned long long)done, (unsigned long long)size);
     return err;
@@ -199,6 +200,52 @@ static dp_err_t file_get_file(dp_store_t *s, const char *key, const char *dst)
     free(tmp);
     free(path);
     return err;
+}
+
+static dp_err_t file_put_fd(dp_store_t *s, const char *key, int in)
+{
+    char *path = NULL, *tmp = NULL;
+    int fd = -1;
+    dp_err_t err = key_path(s, key, &path);
+    if (!err) err = make_parents(path);
+    if (!err) err = store_tmp_open(path, &tmp, &fd);
+    if (!err) err = copy_fd(in, fd, UINT64_MAX, "input");
+    if (!err) {
+        err = store_tmp_commit(fd, tmp, path, 1);
+    } else if (fd >= 0) {
+        store_tmp_abort(fd, tmp);
+    }
+    free(tmp);
+    free(path);
+    return err;
+}
+
+static dp_err_t file_get_fd(dp_store_t *s, const char *key, int out)
+{
+    char *path = NULL;
+    int in = -1;
+    uint64_t size = 0;
+    dp_err_t err = key_path(s, key, &path);
+    if (!err) err = open_read(path, &in, &size, DP_ERR_NOTFOUND);
+    if (!err) err = copy_fd(in, out, size, path);
+    if (in >= 0) close(in);
+    free(path);
+    return err;
+}
+
+/* file:// writes are atomic files: no unfinished uploads exist. */
+static dp_err_t file_list_uploads(dp_store_t *s, const char *prefix, dp_store_upload_fn fn,
+                                  void *arg)
+{
+    (void)s, (void)prefix, (void)fn, (void)arg;
+    return DP_OK;
+}
+
+static dp_err_t file_abort_upload(dp_store_t *s, const char *key, const char *upload_id)
+{
+    (void)s;
+    return dp_err_set(DP_ERR_NOTFOUND, "%s: no unfinished upload %s (file:// has none)", key,
+                      upload_id);
 }
 
 static dp_err_t file_head(dp_store_t *s, const char *key, dp_store_info_t *info)
@@ -332,6 +379,10 @@ static const store_ops_t file_ops = {
     .head = file_head,
     .list = file_list,
     .del = file_del,
+    .put_fd = file_put_fd,
+    .get_fd = file_get_fd,
+    .list_uploads = file_list_uploads,
+    .abort_upload = file_abort_upload,
     .destroy = file_destroy,
 };
 

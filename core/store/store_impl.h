@@ -17,6 +17,10 @@ typedef struct store_ops {
     dp_err_t (*head)(dp_store_t *s, const char *key, dp_store_info_t *info);
     dp_err_t (*list)(dp_store_t *s, const char *prefix, dp_store_list_fn fn, void *arg);
     dp_err_t (*del)(dp_store_t *s, const char *key);
+    dp_err_t (*put_fd)(dp_store_t *s, const char *key, int fd);
+    dp_err_t (*get_fd)(dp_store_t *s, const char *key, int fd);
+    dp_err_t (*list_uploads)(dp_store_t *s, const char *prefix, dp_store_upload_fn fn, void *arg);
+    dp_err_t (*abort_upload)(dp_store_t *s, const char *key, const char *upload_id);
     void (*destroy)(void *impl);
 } store_ops_t;
 
@@ -81,6 +85,13 @@ void store_s3_error_fields(const char *xml, char *code, size_t ncode, char *msg,
  * the S3 code and message, and tries > 1 says it gave up after retries. */
 dp_err_t store_s3_http_error(const char *where, const char *method, long status, const char *body,
                              int tries);
+/* One ListMultipartUploads page: fn for each <Upload> with a <Key> and an
+ * <UploadId>, in order, until fn returns nonzero (*stopped = 1). When
+ * <IsTruncated> is true, *next_key and *next_id are the markers of the next
+ * page (new strings, caller frees), else NULL; DP_ERR_FORMAT for an
+ * unterminated <Upload> or a truncated page without markers. */
+dp_err_t store_s3_uploads_page(const char *xml, const char *bucket, dp_store_upload_fn fn,
+                               void *arg, int *stopped, char **next_key, char **next_id);
 /* The UploadId of an InitiateMultipartUpload answer into id (truncated to n
  * bytes); DP_ERR_FORMAT when there is none. */
 dp_err_t store_s3_upload_id(const char *xml, const char *bucket, const char *key, char *id,
@@ -92,7 +103,9 @@ dp_err_t store_s3_complete_answer(const char *xml, const char *bucket, const cha
                                   const unsigned char (*md5s)[16], int nparts);
 
 /* Atomic local write: opens a new temporary file beside path (*tmp is a new
- * string, caller frees), then store_tmp_commit() fsyncs, renames it over path
+ * string, caller frees) and holds an flock on it until commit or abort;
+ * first removes the temporaries of path that no process holds (those of
+ * killed runs). Then store_tmp_commit() fsyncs, renames it over path
  * and fsyncs the directory (durable = 0: renames only, still atomic but not
  * durable across a crash), or store_tmp_abort() removes it. Both close fd. */
 #define STORE_TMP_MARK ".dp-tmp-" /* temporary names: path STORE_TMP_MARK XXXXXX */

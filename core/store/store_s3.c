@@ -12,10 +12,11 @@
  * 429, then one translation of the outcome into dp_err_t. Uploads above the
  * threshold go multipart, one part in memory at a time, aborted on failure. */
 #define _GNU_SOURCE /* sync_file_range */
-#include "store/store_impl.h"
+#include "store/store_s3.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -31,65 +32,15 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-#define LOG_COMP     "store"
-#define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-#define UNSIGNED     "UNSIGNED-PAYLOAD"
-#define ERRBODY_MAX  (64u << 10)
-#define MIN_PART     (5ull << 20)
-#define MAX_PARTS    10000
-/* Downloads to a file are staged here and written 1 MiB at a time: libcurl
- * hands the body over in 16 KiB pieces, one write(2) each otherwise. */
-#define WBUF_SIZE (1u << 20)
-/* Request bodies are read 1 MiB at a time (libcurl's default is 64 KiB): 16x
- * fewer read/send/poll rounds. */
-#define UPLOAD_BUFFER (1L << 20)
-#define SYNC_STEP     (2u << 20)
-
-typedef struct s3 {
-    CURL *curl;
-    char *endpoint, *region, *sigv4, *bucket;
-    char *access_key, *secret_key, *token; /* never logged; wiped on destroy */
-    dp_store_settings_t cfg;               /* numbers and trace; strings cleared */
-    unsigned rng;
-    char *wbuf; /* download staging buffer (WBUF_SIZE), allocated on first use */
-    char errbuf[CURL_ERROR_SIZE];
-} s3_t;
-
-/* ---- one request ---------------------------------------------------------------------- */
-
-typedef struct s3_req {
-    const char *method;   /* GET HEAD PUT POST DELETE */
-    const char *key;      /* full key, NULL for the bucket */
-    const char *query;    /* canonical query string or NULL */
-    const char *sha256;   /* x-amz-content-sha256; NULL: EMPTY_SHA256 */
-    const char *md5_b64;  /* Content-MD5 or NULL */
-    const char *ctype;    /* Content-Type for PUT/POST */
-    const char *mem;      /* body from memory ... */
-    int fd;               /* ... or from fd at off (-1: none) */
-    uint64_t off, len;    /* body length */
-    store_buf_t *out_mem; /* 2xx response body to memory ... */
-    int out_fd;           /* ... or to fd (-1: none) */
-} s3_req_t;
-
-typedef struct s3_resp {
-    long status;
-    long last_status; /* of the latest status line received (after 100 Continue) */
-    char etag[72];
-    uint64_t length;
-    int has_length;
-    int64_t mtime;
-    uint64_t received;
-    store_buf_t err; /* body of a non-2xx answer */
-    dp_err_t werr;   /* local failure inside a callback */
-    char werr_detail[256];
-} s3_resp_t;
+#define LOG_COMP "store"
 
 typedef struct xfer {
     s3_t *s3;
+    s3_conn_t *conn;
     const s3_req_t *req;
     s3_resp_t *resp;
     uint64_t pos;              /* body bytes sent */
-    size_t wlen;               /* bytes staged in s3->wbuf for req->out_fd */
+    size_t wlen;               /* bytes staged in conn->wbuf for req->out_fd */
     uint64_t written, flushed; /* bytes written to req->out_fd; of those, handed to writeback */
 } xfer_t;
 
@@ -186,8 +137,9 @@ static int out_write(xfer_t *x, const void *data, size_t n)
         return -1;
     }
     x->written += n;
+    x->resp->streamed += n;
 #if defined SYNC_FILE_RANGE_WRITE && !defined DP_STORE_NO_WRITEBACK
-    if (!x->s3->cfg.no_fsync && x->written - x->flushed >= SYNC_STEP) {
+    if (!x->s3->cfg.no_fsync && !x->req->out_stream && x->written - x->flushed >= SYNC_STEP) {
         /* advisory: an error here shows again at fsync (without one, no
          * writeback is started: the page cache keeps the bytes, as curl's) */
         (void)sync_file_range(fd, (off_t)x->flushed, (off_t)(x->written - x->flushed),
@@ -204,7 +156,7 @@ static int flush_out(xfer_t *x)
     if (!x->wlen) return 0;
     size_t n = x->wlen;
     x->wlen = 0;
-    return out_write(x, x->s3->wbuf, n);
+    return out_write(x, x->conn->wbuf, n);
 }
 
 static size_t read_cb(char *buf, size_t size, size_t n, void *arg)
@@ -250,10 +202,10 @@ static size_t write_cb(char *data, size_t size, size_t n, void *arg)
         }
     } else if (x->req->out_fd >= 0) {
         if (x->wlen + len > WBUF_SIZE && flush_out(x)) return 0;
-        if (!x->s3->wbuf || len >= WBUF_SIZE) {
+        if (!x->conn->wbuf || len >= WBUF_SIZE) {
             if (out_write(x, data, len)) return 0;
         } else {
-            memcpy(x->s3->wbuf + x->wlen, data, len);
+            memcpy(x->conn->wbuf + x->wlen, data, len);
             x->wlen += len;
         }
     }
@@ -337,20 +289,38 @@ static dp_err_t make_url(s3_t *s3, const char *key, const char *query, store_buf
     return err;
 }
 
-static CURLcode perform_once(s3_t *s3, const s3_req_t *r, const char *url, struct curl_slist *hdrs,
-                             s3_resp_t *resp)
+int s3_cancelled(const s3_t *s3, const s3_conn_t *conn)
 {
-    CURL *c = s3->curl;
-    xfer_t x = {s3, r, resp, 0, 0, 0, 0};
+    return s3->cfg.cancel && *s3->cfg.cancel && !conn->no_cancel;
+}
+
+/* Progress callback: ends the transfer when the store is cancelled. */
+static int progress_cb(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt, (void)dn, (void)ut, (void)un;
+    xfer_t *x = arg;
+    return s3_cancelled(x->s3, x->conn);
+}
+
+static CURLcode perform_once(s3_t *s3, s3_conn_t *conn, const s3_req_t *r, const char *url,
+                             struct curl_slist *hdrs, s3_resp_t *resp)
+{
+    CURL *c = conn->curl;
+    xfer_t x = {s3, conn, r, resp, 0, 0, 0, 0};
     resp->last_status = 0;
     curl_easy_reset(c);
-    s3->errbuf[0] = '\0';
+    conn->errbuf[0] = '\0';
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s3->sigv4);
     curl_easy_setopt(c, CURLOPT_USERNAME, s3->access_key);
     curl_easy_setopt(c, CURLOPT_PASSWORD, s3->secret_key);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s3->errbuf);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, conn->errbuf);
+    if (s3->cfg.cancel && !conn->no_cancel) {
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    }
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, s3->cfg.connect_timeout_ms);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -421,41 +391,76 @@ static dp_err_t http_error(s3_t *s3, const s3_req_t *r, s3_resp_t *resp, int tri
     return store_s3_http_error(w, r->method, resp->status, resp->err.p, tries);
 }
 
-/* Sends r with retries; on 2xx returns DP_OK with resp filled. resp->err is
- * freed by the caller. */
-static dp_err_t s3_request(s3_t *s3, const s3_req_t *r, s3_resp_t *resp)
+/* The headers of one try of r; range_from > 0: a ranged GET of the rest,
+ * If-Match etag. NULL when out of memory. */
+static struct curl_slist *make_headers(const s3_t *s3, const s3_req_t *r, uint64_t range_from,
+                                       const char *etag)
 {
-    store_buf_t url = {0};
     struct curl_slist *hdrs = NULL, *h;
     char line[256];
-    dp_err_t err = make_url(s3, r->key, r->query, &url);
-    if (err) return err;
     snprintf(line, sizeof line, "x-amz-content-sha256: %s", r->sha256 ? r->sha256 : EMPTY_SHA256);
-    hdrs = curl_slist_append(hdrs, line);
+    if (!(hdrs = curl_slist_append(hdrs, line))) return NULL;
     if (r->md5_b64) {
         snprintf(line, sizeof line, "Content-MD5: %s", r->md5_b64);
-        if ((h = curl_slist_append(hdrs, line))) hdrs = h;
+        if (!(h = curl_slist_append(hdrs, line))) goto fail;
     }
     if (r->ctype) {
         snprintf(line, sizeof line, "Content-Type: %s", r->ctype);
-        if ((h = curl_slist_append(hdrs, line))) hdrs = h;
+        if (!(h = curl_slist_append(hdrs, line))) goto fail;
+    }
+    if (range_from) {
+        snprintf(line, sizeof line, "Range: bytes=%llu-", (unsigned long long)range_from);
+        if (!(h = curl_slist_append(hdrs, line))) goto fail;
+        if (etag && *etag) {
+            snprintf(line, sizeof line, "If-Match: \"%s\"", etag);
+            if (!(h = curl_slist_append(hdrs, line))) goto fail;
+        }
     }
     if (s3->token) {
         store_buf_t t = {0};
-        if (!store_buf_addf(&t, "x-amz-security-token: %s", s3->token) &&
-            (h = curl_slist_append(hdrs, t.p)))
-            hdrs = h;
+        h = NULL;
+        if (!store_buf_addf(&t, "x-amz-security-token: %s", s3->token))
+            h = curl_slist_append(hdrs, t.p);
         if (t.p) OPENSSL_cleanse(t.p, t.len);
         store_buf_free(&t);
+        if (!h) goto fail;
     }
-    if (!hdrs) {
-        store_buf_free(&url);
-        return dp_err_set(DP_ERR_NOMEM, "store: headers");
+    return hdrs;
+fail:
+    curl_slist_free_all(hdrs);
+    return NULL;
+}
+
+/* Sleeps ms, in steps, returning early (1) when the store is cancelled. */
+static int backoff_sleep(const s3_t *s3, const s3_conn_t *conn, long ms)
+{
+    while (ms > 0) {
+        long step = ms < 50 ? ms : 50;
+        struct timespec ts = {0, step * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+            if (s3_cancelled(s3, conn)) return 1;
+        }
+        ms -= step;
+        if (s3_cancelled(s3, conn)) return 1;
     }
+    return 0;
+}
+
+/* Sends r on conn with retries; on 2xx returns DP_OK with resp filled.
+ * resp->err is freed by the caller. Retries (connection errors, 5xx but 501,
+ * 429) go on with exponential backoff and jitter until retry_budget_ms has
+ * passed (or max_retries when set). */
+dp_err_t s3_request_on(s3_t *s3, s3_conn_t *conn, const s3_req_t *r, s3_resp_t *resp)
+{
+    store_buf_t url = {0};
+    dp_err_t err = make_url(s3, r->key, r->query, &url);
+    if (err) return err;
     const dp_store_settings_t *cfg = &s3->cfg;
     uint64_t t0 = dp_clock_ns();
     char w[512];
     where(s3, r, w, sizeof w);
+    resp->streamed = 0;
+    resp->stream_etag[0] = '\0';
     for (int attempt = 0;; attempt++) {
         size_t out_start = r->out_mem ? r->out_mem->len : 0;
         resp->err.len = 0;
@@ -463,14 +468,32 @@ static dp_err_t s3_request(s3_t *s3, const s3_req_t *r, s3_resp_t *resp)
         resp->werr = DP_OK;
         resp->etag[0] = '\0';
         resp->has_length = 0;
-        if (r->out_fd >= 0 && attempt > 0) {
+        if (s3_cancelled(s3, conn)) {
+            err = dp_err_set(DP_ERR_INTERRUPTED, "%s: %s: cancelled", w, r->method);
+            break;
+        }
+        if (r->out_fd >= 0 && !r->out_stream && attempt > 0) {
             if (ftruncate(r->out_fd, 0) != 0 || lseek(r->out_fd, 0, SEEK_SET) != 0) {
                 err = dp_err_set(DP_ERR_IO, "%s: rewinding the download: %s", w, strerror(errno));
                 break;
             }
         }
-        CURLcode rc = perform_once(s3, r, url.p, hdrs, resp);
+        uint64_t from = r->out_stream ? resp->streamed : 0;
+        struct curl_slist *hdrs = make_headers(s3, r, from, resp->stream_etag);
+        if (!hdrs) {
+            err = dp_err_set(DP_ERR_NOMEM, "store: headers");
+            break;
+        }
+        CURLcode rc = perform_once(s3, conn, r, url.p, hdrs, resp);
+        curl_slist_free_all(hdrs);
+        if (r->out_stream && !from && resp->etag[0] && resp->status >= 200 && resp->status < 300)
+            snprintf(resp->stream_etag, sizeof resp->stream_etag, "%s", resp->etag);
         if (rc == CURLE_OK && resp->status >= 200 && resp->status < 300) {
+            if (from && resp->status != 206) {
+                err = dp_err_set(DP_ERR_REMOTE, "%s: GET: resuming at %llu: HTTP %ld, not 206", w,
+                                 (unsigned long long)from, resp->status);
+                break;
+            }
             err = DP_OK;
             break;
         }
@@ -478,12 +501,17 @@ static dp_err_t s3_request(s3_t *s3, const s3_req_t *r, s3_resp_t *resp)
             err = dp_err_set(resp->werr, "%s: %s: %s", w, r->method, resp->werr_detail);
             break;
         }
-        int retry =
-            rc == CURLE_OK ? (resp->status >= 500 || resp->status == 429) : retryable_curl(rc);
+        if (rc == CURLE_ABORTED_BY_CALLBACK && s3_cancelled(s3, conn)) {
+            err = dp_err_set(DP_ERR_INTERRUPTED, "%s: %s: cancelled", w, r->method);
+            break;
+        }
+        int retry = rc == CURLE_OK
+                        ? (resp->status >= 500 && resp->status != 501) || resp->status == 429
+                        : retryable_curl(rc);
         char why[300];
         if (rc != CURLE_OK) {
             snprintf(why, sizeof why, "%s (curl %d: %s)", curl_easy_strerror(rc), (int)rc,
-                     s3->errbuf);
+                     conn->errbuf);
             err = dp_err_set(rc == CURLE_ABORTED_BY_CALLBACK ? DP_ERR_INTERRUPTED
                              : retryable_curl(rc)            ? DP_ERR_NETWORK
                                                              : DP_ERR_REMOTE,
@@ -495,41 +523,46 @@ static dp_err_t s3_request(s3_t *s3, const s3_req_t *r, s3_resp_t *resp)
         if (!retry) break;
         char detail[1024];
         snprintf(detail, sizeof detail, "%s", dp_err_detail());
+        uint64_t spent_ms = (dp_clock_ns() - t0) / 1000000u;
         if (cfg->max_retries < 0 || attempt >= cfg->max_retries) {
-            dp_err_set(err, "%s (after %d tries)", detail, attempt + 1);
+            dp_err_set(err, "%s (gave up after %d %s, %.1f s)", detail, attempt + 1,
+                       attempt ? "tries" : "try", (double)spent_ms / 1e3);
             break;
         }
         long cap = cfg->retry_base_ms;
         for (int i = 0; i < attempt && cap < cfg->retry_max_ms; i++) cap *= 2;
         if (cap > cfg->retry_max_ms) cap = cfg->retry_max_ms;
-        long delay = cap / 2 + (long)(rand_r(&s3->rng) % (unsigned)(cap / 2 + 1));
-        uint64_t spent_ms = (dp_clock_ns() - t0) / 1000000u;
-        if (spent_ms + (uint64_t)delay > (uint64_t)cfg->retry_budget_ms) {
-            dp_err_set(err, "%s (after %d tries, %llu ms)", detail, attempt + 1,
-                       (unsigned long long)spent_ms);
+        long delay = cap / 2 + (long)(rand_r(&conn->rng) % (unsigned)(cap / 2 + 1));
+        if (spent_ms >= (uint64_t)cfg->retry_budget_ms) {
+            dp_err_set(err, "%s (gave up after %d %s, %.1f s)", detail, attempt + 1,
+                       attempt ? "tries" : "try", (double)spent_ms / 1e3);
             break;
         }
-        dp_warn(LOG_COMP, "%s %s: %s; retry %d/%d in %ld ms", r->method, w, why, attempt + 1,
-                cfg->max_retries, delay);
+        if (spent_ms + (uint64_t)delay > (uint64_t)cfg->retry_budget_ms) /* one last try */
+            delay = (long)((uint64_t)cfg->retry_budget_ms - spent_ms);
+        dp_warn(LOG_COMP, "%s %s: %s; retry %d in %ld ms (%.1f of %.1f s spent)", r->method, w, why,
+                attempt + 1, delay, (double)spent_ms / 1e3, (double)cfg->retry_budget_ms / 1e3);
         if (r->out_mem) r->out_mem->len = out_start;
-        struct timespec ts = {delay / 1000, (delay % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        if (backoff_sleep(s3, conn, delay)) {
+            err = dp_err_set(DP_ERR_INTERRUPTED, "%s: %s: cancelled", w, r->method);
+            break;
         }
     }
-    curl_slist_free_all(hdrs);
     store_buf_free(&url);
     if (!err && strcmp(r->method, "HEAD") && resp->has_length && resp->received != resp->length &&
         (r->out_mem || r->out_fd >= 0))
         err = dp_err_set(DP_ERR_TRUNCATED, "%s: got %llu bytes, Content-Length says %llu", w,
                          (unsigned long long)resp->received, (unsigned long long)resp->length);
+    if (!err) dp_debug(LOG_COMP, "%s %s: HTTP %ld", r->method, w, resp->status);
     return err;
 }
 
-/* ---- query strings -------------------------------------------------------------------- */
+static dp_err_t s3_request(s3_t *s3, const s3_req_t *r, s3_resp_t *resp)
+{
+    return s3_request_on(s3, &s3->conn, r, resp);
+}
 
-typedef struct qparam {
-    const char *name, *value; /* value "" is written "name=" */
-} qparam_t;
+/* ---- query strings -------------------------------------------------------------------- */
 
 static int cmp_param(const void *a, const void *b)
 {
@@ -540,7 +573,7 @@ static int cmp_param(const void *a, const void *b)
 
 /* Sorted, RFC 3986-encoded, "&"-joined; names here are plain ASCII so sorting
  * the raw names sorts the encoded ones. */
-static dp_err_t make_query(qparam_t *p, size_t n, store_buf_t *q)
+dp_err_t s3_make_query(qparam_t *p, size_t n, store_buf_t *q)
 {
     qsort(p, n, sizeof *p, cmp_param);
     dp_err_t err = DP_OK;
@@ -556,13 +589,13 @@ static dp_err_t make_query(qparam_t *p, size_t n, store_buf_t *q)
 
 /* ---- objects -------------------------------------------------------------------------- */
 
-static s3_req_t req_init(const char *method, const char *key)
+s3_req_t s3_req_init(const char *method, const char *key)
 {
     s3_req_t r = {.method = method, .key = key, .fd = -1, .out_fd = -1};
     return r;
 }
 
-static dp_err_t check_etag(s3_t *s3, const char *key, const char *etag, const unsigned char md5[16])
+dp_err_t s3_check_etag(s3_t *s3, const char *key, const char *etag, const unsigned char md5[16])
 {
     if (!*etag || store_etag_matches(etag, md5)) return DP_OK;
     char hex[33];
@@ -578,7 +611,7 @@ static dp_err_t put_single_mem(s3_t *s3, const char *key, const void *data, size
     store_sha256_hex(data, len, sha);
     store_md5(data, len, md5);
     store_base64(md5, 16, b64);
-    s3_req_t r = req_init("PUT", key);
+    s3_req_t r = s3_req_init("PUT", key);
     r.sha256 = sha;
     r.md5_b64 = b64;
     r.ctype = "application/octet-stream";
@@ -587,163 +620,14 @@ static dp_err_t put_single_mem(s3_t *s3, const char *key, const void *data, size
     s3_resp_t resp = {0};
     dp_err_t err = s3_request(s3, &r, &resp);
     store_buf_free(&resp.err);
-    return err ? err : check_etag(s3, key, resp.etag, md5);
-}
-
-static dp_err_t initiate(s3_t *s3, const char *key, char *upload_id, size_t n)
-{
-    store_buf_t q = {0}, body = {0};
-    qparam_t p[] = {{"uploads", ""}};
-    dp_err_t err = make_query(p, 1, &q);
-    s3_req_t r = req_init("POST", key);
-    r.query = q.p;
-    r.ctype = "application/octet-stream";
-    r.mem = "";
-    r.out_mem = &body;
-    s3_resp_t resp = {0};
-    if (!err) err = s3_request(s3, &r, &resp);
-    if (!err) err = store_s3_upload_id(body.p, s3->bucket, key, upload_id, n);
-    store_buf_free(&resp.err);
-    store_buf_free(&body);
-    store_buf_free(&q);
-    return err;
-}
-
-static dp_err_t upload_part(s3_t *s3, const char *key, const char *upload_id, int num,
-                            const char *data, size_t len, unsigned char md5[16])
-{
-    char sha[65], b64[32], nbuf[16];
-    store_sha256_hex(data, len, sha);
-    store_md5(data, len, md5);
-    store_base64(md5, 16, b64);
-    snprintf(nbuf, sizeof nbuf, "%d", num);
-    store_buf_t q = {0};
-    qparam_t p[] = {{"uploadId", upload_id}, {"partNumber", nbuf}};
-    dp_err_t err = make_query(p, 2, &q);
-    s3_req_t r = req_init("PUT", key);
-    r.query = q.p;
-    r.sha256 = sha;
-    r.md5_b64 = b64;
-    r.ctype = "application/octet-stream";
-    r.mem = data;
-    r.len = len;
-    s3_resp_t resp = {0};
-    if (!err) err = s3_request(s3, &r, &resp);
-    if (!err && !resp.etag[0])
-        err = dp_err_set(DP_ERR_FORMAT, "s3://%s/%s: part %d: no ETag", s3->bucket, key, num);
-    if (!err && !store_etag_matches(resp.etag, md5))
-        err = dp_err_set(DP_ERR_MISMATCH, "s3://%s/%s: part %d: ETag %s is not the MD5 sent",
-                         s3->bucket, key, num, resp.etag);
-    store_buf_free(&resp.err);
-    store_buf_free(&q);
-    return err;
-}
-
-static dp_err_t complete(s3_t *s3, const char *key, const char *upload_id,
-                         const unsigned char (*md5s)[16], int nparts)
-{
-    store_buf_t q = {0}, xml = {0}, body = {0};
-    qparam_t p[] = {{"uploadId", upload_id}};
-    dp_err_t err = make_query(p, 1, &q);
-    if (!err) err = store_buf_addf(&xml, "<CompleteMultipartUpload>");
-    for (int i = 0; i < nparts && !err; i++) {
-        char hex[33];
-        store_hex(md5s[i], 16, hex);
-        err = store_buf_addf(&xml, "<Part><PartNumber>%d</PartNumber><ETag>\"%s\"</ETag></Part>",
-                             i + 1, hex);
-    }
-    if (!err) err = store_buf_addf(&xml, "</CompleteMultipartUpload>");
-    char sha[65];
-    s3_req_t r = req_init("POST", key);
-    s3_resp_t resp = {0};
-    if (!err) {
-        store_sha256_hex(xml.p, xml.len, sha);
-        r.query = q.p;
-        r.sha256 = sha;
-        r.ctype = "application/xml";
-        r.mem = xml.p;
-        r.len = xml.len;
-        r.out_mem = &body;
-        err = s3_request(s3, &r, &resp);
-    }
-    if (!err) err = store_s3_complete_answer(body.p, s3->bucket, key, md5s, nparts);
-    store_buf_free(&resp.err);
-    store_buf_free(&body);
-    store_buf_free(&xml);
-    store_buf_free(&q);
-    return err;
-}
-
-static void abort_upload(s3_t *s3, const char *key, const char *upload_id)
-{
-    char saved[1024];
-    snprintf(saved, sizeof saved, "%s", dp_err_detail());
-    store_buf_t q = {0};
-    qparam_t p[] = {{"uploadId", upload_id}};
-    s3_req_t r = req_init("DELETE", key);
-    s3_resp_t resp = {0};
-    dp_store_settings_t keep = s3->cfg;
-    s3->cfg.max_retries = s3->cfg.max_retries < 2 ? s3->cfg.max_retries : 2;
-    if (!make_query(p, 1, &q)) {
-        r.query = q.p;
-        if (s3_request(s3, &r, &resp))
-            dp_warn(LOG_COMP, "abort of upload to s3://%s/%s failed: %s", s3->bucket, key,
-                    dp_err_detail());
-    }
-    s3->cfg = keep;
-    store_buf_free(&resp.err);
-    store_buf_free(&q);
-    dp_err_set(DP_OK, "%s", saved);
-}
-
-/* Multipart upload of len bytes from memory (mem) or from fd; reads one part
- * into buf at a time. Aborts the upload on failure. */
-static dp_err_t put_multipart(s3_t *s3, const char *key, const char *mem, int fd, uint64_t len)
-{
-    uint64_t part = s3->cfg.part_size;
-    while ((len + part - 1) / part > MAX_PARTS) part *= 2;
-    int nparts = (int)((len + part - 1) / part);
-    if (nparts == 0) nparts = 1;
-    unsigned char(*md5s)[16] = calloc((size_t)nparts, 16);
-    char *buf = mem ? NULL : malloc((size_t)part);
-    if (!md5s || (!mem && !buf)) {
-        free(md5s);
-        free(buf);
-        return dp_err_set(DP_ERR_NOMEM, "store: multipart buffers");
-    }
-    char upload_id[1024];
-    dp_err_t err = initiate(s3, key, upload_id, sizeof upload_id);
-    if (err) goto out;
-    dp_debug(LOG_COMP, "multipart s3://%s/%s: %d parts of %llu bytes", s3->bucket, key, nparts,
-             (unsigned long long)part);
-    for (int i = 0; i < nparts && !err; i++) {
-        uint64_t off = (uint64_t)i * part;
-        size_t n = (size_t)(len - off < part ? len - off : part);
-        const char *data = mem ? mem + off : buf;
-        for (size_t got = 0; !mem && got < n && !err;) {
-            ssize_t k = pread(fd, buf + got, n - got, (off_t)(off + got));
-            if (k < 0 && errno == EINTR) continue;
-            if (k < 0)
-                err = dp_err_set(DP_ERR_IO, "read: %s", strerror(errno));
-            else if (k == 0)
-                err = dp_err_set(DP_ERR_TRUNCATED, "file shrank during upload");
-            else
-                got += (size_t)k;
-        }
-        if (!err) err = upload_part(s3, key, upload_id, i + 1, data, n, md5s[i]);
-    }
-    if (!err) err = complete(s3, key, upload_id, (const unsigned char(*)[16])md5s, nparts);
-    if (err) abort_upload(s3, key, upload_id);
-out:
-    free(md5s);
-    free(buf);
-    return err;
+    return err ? err : s3_check_etag(s3, key, resp.etag, md5);
 }
 
 static dp_err_t s3_put_mem(dp_store_t *s, const char *key, const void *data, size_t len)
 {
     s3_t *s3 = s->impl;
-    if (len > s3->cfg.multipart_threshold) return put_multipart(s3, key, data, -1, len);
+    if (len >= s3->cfg.multipart_threshold)
+        return s3_put_multipart(s3, key, data, -1, len, 0, NULL, 0);
     return put_single_mem(s3, key, data, len);
 }
 
@@ -761,8 +645,8 @@ static dp_err_t s3_put_file(dp_store_t *s, const char *key, const char *path)
     }
     uint64_t len = (uint64_t)st.st_size;
     dp_err_t err;
-    if (len > s3->cfg.multipart_threshold) {
-        err = put_multipart(s3, key, NULL, fd, len);
+    if (len >= s3->cfg.multipart_threshold) {
+        err = s3_put_multipart(s3, key, NULL, fd, len, 0, NULL, 0);
         close(fd);
         return err;
     }
@@ -775,7 +659,7 @@ static dp_err_t s3_put_file(dp_store_t *s, const char *key, const char *path)
     file_md5_t md5;
     const int check = !s3->cfg.no_verify_md5;
     if (check) file_md5_start(&md5, fd, len);
-    s3_req_t r = req_init("PUT", key);
+    s3_req_t r = s3_req_init("PUT", key);
     r.sha256 = UNSIGNED;
     r.ctype = "application/octet-stream";
     r.fd = fd;
@@ -787,11 +671,11 @@ static dp_err_t s3_put_file(dp_store_t *s, const char *key, const char *path)
     if (check && !file_md5_finish(&md5, sent) && sent)
         err = dp_err_set(DP_ERR_IO, "%s: %s", path, md5.detail);
     else if (check && sent)
-        err = check_etag(s3, key, resp.etag, md5.sum);
+        err = s3_check_etag(s3, key, resp.etag, md5.sum);
     if (check && sent && err) { /* stored but not verified, or not matching: it goes */
         char saved[1024];
         snprintf(saved, sizeof saved, "%s", dp_err_detail());
-        s3_req_t d = req_init("DELETE", key);
+        s3_req_t d = s3_req_init("DELETE", key);
         s3_resp_t dr = {0};
         if (s3_request(s3, &d, &dr))
             dp_warn(LOG_COMP, "could not delete the corrupt s3://%s/%s: %s", s3->bucket, key,
@@ -807,7 +691,7 @@ static dp_err_t s3_get_mem(dp_store_t *s, const char *key, void **data, size_t *
 {
     s3_t *s3 = s->impl;
     store_buf_t b = {0};
-    s3_req_t r = req_init("GET", key);
+    s3_req_t r = s3_req_init("GET", key);
     r.out_mem = &b;
     s3_resp_t resp = {0};
     dp_err_t err = s3_request(s3, &r, &resp);
@@ -829,8 +713,8 @@ static dp_err_t s3_get_file(dp_store_t *s, const char *key, const char *path)
     int fd;
     dp_err_t err = store_tmp_open(path, &tmp, &fd);
     if (err) return err;
-    if (!s3->wbuf) s3->wbuf = malloc(WBUF_SIZE); /* NULL: unstaged writes, still correct */
-    s3_req_t r = req_init("GET", key);
+    if (!s3->conn.wbuf) s3->conn.wbuf = malloc(WBUF_SIZE); /* NULL: unstaged writes, correct */
+    s3_req_t r = s3_req_init("GET", key);
     r.out_fd = fd;
     s3_resp_t resp = {0};
     err = s3_request(s3, &r, &resp);
@@ -844,10 +728,54 @@ static dp_err_t s3_get_file(dp_store_t *s, const char *key, const char *path)
     return err;
 }
 
+/* A stream: the first part is read; a stream that ends within it (and below
+ * the threshold) is one PUT, else the rest follows as multipart. */
+static dp_err_t s3_put_fd(dp_store_t *s, const char *key, int fd)
+{
+    s3_t *s3 = s->impl;
+    uint64_t part = s3->cfg.part_size ? s3->cfg.part_size : (8ull << 20);
+    if (part > s3->cfg.multipart_threshold && s3->cfg.multipart_threshold >= MIN_PART)
+        part = s3->cfg.multipart_threshold;
+    char *first = malloc((size_t)part);
+    if (!first)
+        return dp_err_set(DP_ERR_NOMEM, "store: a part of %llu bytes", (unsigned long long)part);
+    size_t got = 0;
+    dp_err_t err = DP_OK;
+    while (got < part) {
+        ssize_t k = read(fd, first + got, (size_t)part - got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) {
+            err = dp_err_set(DP_ERR_IO, "reading the input: %s", strerror(errno));
+            break;
+        }
+        if (k == 0) break;
+        got += (size_t)k;
+    }
+    if (!err && (got < part && got < s3->cfg.multipart_threshold))
+        err = put_single_mem(s3, key, first, got);
+    else if (!err)
+        err = s3_put_multipart(s3, key, NULL, fd, 0, 1, first, got);
+    free(first);
+    return err;
+}
+
+static dp_err_t s3_get_fd(dp_store_t *s, const char *key, int fd)
+{
+    s3_t *s3 = s->impl;
+    if (!s3->conn.wbuf) s3->conn.wbuf = malloc(WBUF_SIZE);
+    s3_req_t r = s3_req_init("GET", key);
+    r.out_fd = fd;
+    r.out_stream = 1;
+    s3_resp_t resp = {0};
+    dp_err_t err = s3_request(s3, &r, &resp);
+    store_buf_free(&resp.err);
+    return err;
+}
+
 static dp_err_t s3_head(dp_store_t *s, const char *key, dp_store_info_t *info)
 {
     s3_t *s3 = s->impl;
-    s3_req_t r = req_init("HEAD", key);
+    s3_req_t r = s3_req_init("HEAD", key);
     s3_resp_t resp = {0};
     dp_err_t err = s3_request(s3, &r, &resp);
     store_buf_free(&resp.err);
@@ -861,7 +789,7 @@ static dp_err_t s3_head(dp_store_t *s, const char *key, dp_store_info_t *info)
 static dp_err_t s3_del(dp_store_t *s, const char *key)
 {
     s3_t *s3 = s->impl;
-    s3_req_t r = req_init("DELETE", key);
+    s3_req_t r = s3_req_init("DELETE", key);
     s3_resp_t resp = {0};
     dp_err_t err = s3_request(s3, &r, &resp);
     store_buf_free(&resp.err);
@@ -880,8 +808,8 @@ static dp_err_t s3_list(dp_store_t *s, const char *prefix, dp_store_list_fn fn, 
         qparam_t p[3] = {{"list-type", "2"}, {"prefix", prefix}};
         size_t np = 2;
         if (token) p[np++] = (qparam_t){"continuation-token", token};
-        err = make_query(p, np, &q);
-        s3_req_t r = req_init("GET", NULL);
+        err = s3_make_query(p, np, &q);
+        s3_req_t r = s3_req_init("GET", NULL);
         r.query = q.p;
         r.out_mem = &body;
         s3_resp_t resp = {0};
@@ -908,11 +836,25 @@ static void wipe_free(char *s)
     free(s);
 }
 
+dp_err_t s3_conn_init(s3_conn_t *conn)
+{
+    memset(conn, 0, sizeof *conn);
+    conn->rng = (unsigned)dp_clock_ns() ^ (unsigned)getpid() ^ (unsigned)(uintptr_t)conn;
+    if (!(conn->curl = curl_easy_init())) return dp_err_set(DP_ERR_NOMEM, "store: curl_easy_init");
+    return DP_OK;
+}
+
+void s3_conn_free(s3_conn_t *conn)
+{
+    if (conn->curl) curl_easy_cleanup(conn->curl);
+    free(conn->wbuf);
+    memset(conn, 0, sizeof *conn);
+}
+
 static void s3_destroy(void *impl)
 {
     s3_t *s3 = impl;
-    if (s3->curl) curl_easy_cleanup(s3->curl);
-    free(s3->wbuf);
+    s3_conn_free(&s3->conn);
     free(s3->endpoint);
     free(s3->region);
     free(s3->sigv4);
@@ -997,6 +939,10 @@ static const store_ops_t s3_ops = {
     .head = s3_head,
     .list = s3_list,
     .del = s3_del,
+    .put_fd = s3_put_fd,
+    .get_fd = s3_get_fd,
+    .list_uploads = s3_list_uploads,
+    .abort_upload = s3_abort_upload_op,
     .destroy = s3_destroy,
 };
 
@@ -1010,20 +956,20 @@ dp_err_t store_s3_open(dp_store_t *s, const char *bucket, const dp_store_setting
     dp_store_settings_t *c = &s3->cfg;
     c->endpoint = c->region = c->access_key = c->secret_key = c->session_token = NULL;
     c->access_key_file = c->secret_key_file = c->session_token_file = NULL;
-    if (!c->max_retries) c->max_retries = 5;
+    if (!c->max_retries) c->max_retries = INT_MAX; /* bounded by the budget */
     if (c->retry_base_ms <= 0) c->retry_base_ms = 100;
-    if (c->retry_max_ms <= 0) c->retry_max_ms = 5000;
+    if (c->retry_max_ms <= 0) c->retry_max_ms = 2000;
     if (c->retry_budget_ms <= 0) c->retry_budget_ms = 60000;
     if (c->connect_timeout_ms <= 0) c->connect_timeout_ms = 5000;
     if (c->stall_timeout_s <= 0) c->stall_timeout_s = 30;
-    if (!c->multipart_threshold) c->multipart_threshold = 64ull << 20;
-    if (!c->part_size) c->part_size = 16ull << 20;
-    if (c->part_size < MIN_PART) {
+    if (!c->multipart_threshold) c->multipart_threshold = (64ull << 20) + 1;
+    if (c->parallel <= 0) c->parallel = 4;
+    if (c->parallel > 64) c->parallel = 64;
+    if (c->part_size && c->part_size < MIN_PART) {
         err = dp_err_set(DP_ERR_RANGE, "store: part_size %llu below the S3 minimum of 5 MiB",
                          (unsigned long long)c->part_size);
         goto fail;
     }
-    s3->rng = (unsigned)dp_clock_ns() ^ (unsigned)getpid();
     if (!(s3->bucket = strdup(bucket))) goto fail;
 
     const char *region = st->region                  ? st->region
@@ -1052,10 +998,7 @@ dp_err_t store_s3_open(dp_store_t *s, const char *bucket, const dp_store_setting
     if ((err = store_buf_addf(&b, "aws:amz:%s:s3", s3->region))) goto fail;
     s3->sigv4 = b.p;
     if ((err = load_credentials(s3, st))) goto fail;
-    if (!(s3->curl = curl_easy_init())) {
-        err = dp_err_set(DP_ERR_NOMEM, "store: curl_easy_init");
-        goto fail;
-    }
+    if ((err = s3_conn_init(&s3->conn))) goto fail;
     s->ops = &s3_ops;
     s->impl = s3;
     return DP_OK;

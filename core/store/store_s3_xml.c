@@ -101,15 +101,26 @@ dp_err_t store_s3_http_error(const char *where, const char *method, long status,
 {
     char code[128], msg[512];
     store_s3_error_fields(body, code, sizeof code, msg, sizeof msg);
-    if (status == 404 && strcmp(code, "NoSuchBucket"))
+    (void)tries; /* the retry loop says how many */
+    if (status == 404 && !strcmp(code, "NoSuchUpload"))
+        return dp_err_set(DP_ERR_REMOTE, "%s: %s: the server has no such upload (NoSuchUpload)",
+                          where, method);
+    if (status == 404 && !strcmp(code, "NoSuchBucket")) {
+        const char *slash = strchr(where + (strncmp(where, "s3://", 5) ? 0 : 5), '/');
+        int bl = slash ? (int)(slash - where) : (int)strlen(where);
+        return dp_err_set(DP_ERR_NOTFOUND, "%.*s: the bucket does not exist (NoSuchBucket)", bl,
+                          where);
+    }
+    if (status == 404)
         return dp_err_set(DP_ERR_NOTFOUND, "%s: not found (%s)", where, *code ? code : "HTTP 404");
     if (status == 401 || status == 403) {
         return dp_err_set(
-            DP_ERR_AUTH, "%s: %s: access denied by the server, check credentials (HTTP %ld %s%s%s)",
-            where, method, status, code, *msg ? ": " : "", msg);
+            DP_ERR_AUTH,
+            "%s: %s: access denied by the server, check credentials (HTTP %ld%s%s%s%s)", where,
+            method, status, *code ? " " : "", code, *msg ? ": " : "", msg);
     }
-    return dp_err_set(DP_ERR_REMOTE, "%s: %s: HTTP %ld %s%s%s%s", where, method, status, code,
-                      *msg ? ": " : "", msg, tries > 1 ? " (gave up after retries)" : "");
+    return dp_err_set(DP_ERR_REMOTE, "%s: %s: HTTP %ld%s%s%s%s", where, method, status,
+                      *code ? " " : "", code, *msg ? ": " : "", msg);
 }
 
 dp_err_t store_s3_upload_id(const char *xml, const char *bucket, const char *key, char *id,
@@ -148,4 +159,67 @@ dp_err_t store_s3_complete_answer(const char *xml, const char *bucket, const cha
                           "s3://%s/%s: multipart ETag %s-%s is not the MD5 of the %d parts sent",
                           bucket, key, e, dash + 1, nparts);
     return DP_OK;
+}
+
+dp_err_t store_s3_uploads_page(const char *xml, const char *bucket, dp_store_upload_fn fn,
+                               void *arg, int *stopped, char **next_key, char **next_id)
+{
+    *stopped = 0;
+    *next_key = *next_id = NULL;
+    if (!xml) xml = "";
+    char *key = malloc(KEY_MAX), *id = malloc(TOKEN_MAX), *block = NULL;
+    dp_err_t err = DP_OK;
+    if (!key || !id) {
+        err = dp_err_set(DP_ERR_NOMEM, "store: list uploads");
+        goto out;
+    }
+    size_t pos = 0;
+    while (!*stopped) {
+        const char *start = strstr(xml + pos, "<Upload>");
+        if (!start) break;
+        const char *end = strstr(start, "</Upload>");
+        if (!end) {
+            err = dp_err_set(DP_ERR_FORMAT, "s3://%s: uploads listing: unterminated <Upload>",
+                             bucket);
+            goto out;
+        }
+        size_t bl = (size_t)(end - start);
+        char *nb = realloc(block, bl + 1);
+        if (!nb) {
+            err = dp_err_set(DP_ERR_NOMEM, "store: list uploads");
+            goto out;
+        }
+        block = nb;
+        memcpy(block, start, bl);
+        block[bl] = '\0';
+        pos = (size_t)(end - xml) + strlen("</Upload>");
+        char date[64] = "";
+        if (!store_xml_field(block, "Key", key, KEY_MAX, NULL) ||
+            !store_xml_field(block, "UploadId", id, TOKEN_MAX, NULL))
+            continue;
+        dp_store_upload_t u = {.key = key, .upload_id = id};
+        if (store_xml_field(block, "Initiated", date, sizeof date, NULL))
+            u.initiated = parse_iso8601(date);
+        *stopped = fn(&u, arg) != 0;
+    }
+    char trunc[16] = "";
+    /* the page's own fields come before its first <Upload> */
+    store_xml_field(xml, "IsTruncated", trunc, sizeof trunc, NULL);
+    if (strcmp(trunc, "true")) goto out;
+    if (!store_xml_field(xml, "NextKeyMarker", key, KEY_MAX, NULL) || !*key) {
+        err = dp_err_set(DP_ERR_FORMAT, "s3://%s: truncated uploads listing without a marker",
+                         bucket);
+        goto out;
+    }
+    if (!store_xml_field(xml, "NextUploadIdMarker", id, TOKEN_MAX, NULL)) id[0] = '\0';
+    if (!(*next_key = strdup(key)) || !(*next_id = strdup(id))) {
+        free(*next_key);
+        *next_key = NULL;
+        err = dp_err_set(DP_ERR_NOMEM, "store: list uploads");
+    }
+out:
+    free(block);
+    free(key);
+    free(id);
+    return err;
 }

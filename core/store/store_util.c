@@ -1,6 +1,7 @@
 /* Small helpers of the store: growable buffer, RFC 3986 encoding, digests
  * through libcrypto, a minimal XML field reader (S3 answers are flat enough),
  * and atomic local files (temporary file, fsync, rename). */
+#define _GNU_SOURCE /* mkostemp */
 #include "store/store_impl.h"
 
 #include <errno.h>
@@ -11,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -199,23 +202,68 @@ dp_err_t store_write_all(int fd, const void *data, size_t len, const char *what)
     return DP_OK;
 }
 
+/* Removes the temporaries of path ("PATH.dp-tmp-XXXXXX") that no process
+ * holds: a live writer keeps an flock on its own, a killed one held none
+ * after it died. Best effort: what cannot be removed stays. */
+static void remove_stale_tmps(const char *path)
+{
+    char *copy = strdup(path), *copy2 = strdup(path);
+    if (!copy || !copy2) goto out;
+    const char *dir = dirname(copy), *base = basename(copy2);
+    size_t bl = strlen(base), ml = strlen(STORE_TMP_MARK);
+    DIR *d = opendir(dir);
+    if (!d) goto out;
+    int dfd = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (strlen(n) != bl + ml + 6 || strncmp(n, base, bl) || strncmp(n + bl, STORE_TMP_MARK, ml))
+            continue;
+        int fd = openat(dfd, n, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0) continue;
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0)
+            unlinkat(dfd, n, 0); /* its writer is gone (and sees nlink 0 if it just started) */
+        close(fd);
+    }
+    closedir(d);
+out:
+    free(copy);
+    free(copy2);
+}
+
 dp_err_t store_tmp_open(const char *path, char **tmp, int *fd)
 {
+    remove_stale_tmps(path);
     size_t n = strlen(path) + 16;
     char *t = malloc(n);
     if (!t) return dp_err_set(DP_ERR_NOMEM, "%s: temporary name", path);
-    snprintf(t, n, "%s" STORE_TMP_MARK "XXXXXX", path);
-    int f = mkstemp(t);
-    if (f < 0) {
-        dp_err_t err = dp_err_set(errno == ENOENT ? DP_ERR_NOTFOUND : DP_ERR_IO,
-                                  "%s: cannot create a temporary file: %s", path, strerror(errno));
-        free(t);
-        return err;
+    for (int tries = 0;; tries++) {
+        snprintf(t, n, "%s" STORE_TMP_MARK "XXXXXX", path);
+        int f = mkostemp(t, O_CLOEXEC);
+        if (f < 0) {
+            dp_err_t err =
+                dp_err_set(errno == ENOENT ? DP_ERR_NOTFOUND : DP_ERR_IO,
+                           "%s: cannot create a temporary file: %s", path, strerror(errno));
+            free(t);
+            return err;
+        }
+        /* held until commit or abort; another run's cleanup may have removed
+         * the file between mkstemp and flock: then make a new one */
+        struct stat st;
+        if (flock(f, LOCK_EX) == 0 && fstat(f, &st) == 0 && st.st_nlink > 0) {
+            fchmod(f, 0644);
+            *tmp = t;
+            *fd = f;
+            return DP_OK;
+        }
+        close(f);
+        unlink(t); /* a flock that failed; ENOENT when it was removed */
+        if (tries == 8) {
+            free(t);
+            return dp_err_set(DP_ERR_IO, "%s: cannot hold a temporary file", path);
+        }
     }
-    fchmod(f, 0644);
-    *tmp = t;
-    *fd = f;
-    return DP_OK;
 }
 
 static void fsync_dir_of(const char *path)

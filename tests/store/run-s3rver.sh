@@ -27,8 +27,10 @@ if [ "$port" = 0 ]; then
 fi
 # s3rver 3.7 makes ListObjectsV2 continuation tokens with DES, which Node 17+
 # (OpenSSL 3) only offers through the legacy provider.
+# s3rver-uploads.js adds what s3rver lacks of multipart uploads: listing and
+# aborting them, and NoSuchUpload for an unknown upload ID.
 # setsid: the server does not share the caller's process group or terminal.
-NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--openssl-legacy-provider" \
+NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--openssl-legacy-provider --require $here/s3rver-uploads.js" \
 setsid "$bin" -d "$dir" -a 127.0.0.1 -p "$port" --silent --configure-bucket "$bucket" \
   </dev/null >"$dir.log" 2>&1 &
 pid=$!
