@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# The store under real faults, through dp-store against s3rver (with
+# s3rver-uploads.js, so unfinished uploads can be listed through the API):
+#   - s3rver SIGKILLed during a multipart put and back 10 s later on the same
+#     port and directory: the put completes with the default settings;
+#   - s3rver gone longer than --retry-for: exit 1, no object; back before the
+#     abort's own retries end: no unfinished upload; never back: the message
+#     names the upload ID and the command that removes it, which works;
+#   - dp-store killed by SIGINT or SIGTERM during a multipart put: 130/143,
+#     no object, no unfinished upload; by SIGKILL: the upload is left and
+#     `dp-store uploads abort` removes it;
+#   - get killed by SIGINT, SIGTERM, SIGKILL and timeout(1): no temporary
+#     file once the next get to the same destination is done.
+# Usage: faults.sh DP_STORE_BINARY
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${1:?usage: faults.sh DP_STORE_BINARY}
+[ -x "$bin" ] || { echo "faults: $bin is not executable" >&2; exit 1; }
+[ -x "$here/node_modules/.bin/s3rver" ] ||
+  npm ci --prefix "$here" --no-audit --no-fund --loglevel=error >&2
+work=$(mktemp -d "${TMPDIR:-/tmp}/dp-store-faults.XXXXXX")
+export DP_TEST_S3_PIDDIR=$work
+cleanup() {
+  for f in "$work"/*.pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+read -r port spid _ < <(bash "$here/run-s3rver.sh" -d "$work/s3" -b faults)
+[ -n "${port:-}" ] || { echo "faults: s3rver did not start" >&2; exit 1; }
+export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+export DP_STORE_ENDPOINT=http://127.0.0.1:$port
+passed=0 failed=0
+ok() { echo "ok   $*"; passed=$((passed + 1)); }
+bad() { echo "FAIL $*"; failed=$((failed + 1)); }
+check() { # check WHAT COND...
+  local what=$1; shift
+  if "$@"; then ok "$what"; else bad "$what"; fi
+}
+server_kill() { kill -9 "$spid"; wait "$spid" 2>/dev/null; rm -f "$work/$spid.pid"; }
+server_start() {
+  read -r port spid _ < <(bash "$here/run-s3rver.sh" -p "$port" -d "$work/s3" -b faults)
+  [ -n "${spid:-}" ] || { echo "faults: s3rver did not restart" >&2; exit 1; }
+}
+uploads() { "$bin" uploads ls s3://faults/; }
+no_uploads() { [ -z "$(uploads)" ]; }
+no_object() { "$bin" stat "s3://faults/$1" >/dev/null 2>&1; [ $? = 3 ]; }
+same_object() { "$bin" get "s3://faults/$1" - | cmp -s - "$2"; }
+now() { date +%s.%N; }
+since() { echo "$(now) - $1" | bc; }
+
+head -c $((200 << 20)) /dev/urandom >"$work/big" # 25 parts of 8 MiB
+
+echo "== s3rver killed during a multipart put, back after 10 s"
+"$bin" put "$work/big" s3://faults/restart 2>"$work/restart.err" &
+p=$!
+sleep 0.5
+server_kill
+t0=$(now)
+sleep 10
+server_start
+wait $p
+rc=$?
+echo "   put exited $rc, $(since "$t0") s after the kill"
+check "put completes (exit 0) with the default settings" [ $rc = 0 ]
+check "the put retried while the server was down" grep -q "retry" "$work/restart.err"
+check "the object is the file" same_object restart "$work/big"
+check "no unfinished upload left" no_uploads
+
+echo "== s3rver gone longer than --retry-for 4, back at 6.5 s"
+"$bin" --retry-for 4 put "$work/big" s3://faults/gone 2>"$work/gone.err" &
+p=$!
+sleep 0.5
+server_kill
+t0=$(now)
+sleep 6
+server_start
+wait $p
+rc=$?
+echo "   put exited $rc after $(since "$t0") s"
+check "put fails with exit 1" [ $rc = 1 ]
+check "it says it gave up" grep -q "gave up after" "$work/gone.err"
+check "no object" no_object gone
+check "no unfinished upload (the abort retried until the server came back)" no_uploads
+
+echo "== s3rver gone for good"
+"$bin" --retry-for 2 put "$work/big" s3://faults/lost 2>"$work/lost.err" &
+p=$!
+sleep 0.5
+server_kill
+wait $p
+rc=$?
+check "put fails with exit 1" [ $rc = 1 ]
+cmd=$(grep -o "dp-store uploads abort --upload-id [^ ]* s3://faults/lost" "$work/lost.err" | head -1)
+check "the message names the upload ID and the command that removes it" [ -n "$cmd" ]
+server_start
+check "the upload is there once the server is back" [ "$(uploads | wc -l)" = 1 ]
+read -ra args <<<"${cmd#dp-store }"
+"$bin" "${args[@]}" >/dev/null
+check "that command removes it" no_uploads
+
+for sig in INT TERM; do
+  echo "== dp-store put killed by SIG$sig"
+  "$bin" put "$work/big" "s3://faults/sig$sig" 2>"$work/sig$sig.err" &
+  p=$!
+  sleep 0.4
+  kill -s $sig $p
+  wait $p
+  rc=$?
+  want=$((128 + $(kill -l $sig)))
+  check "exit $want (got $rc)" [ $rc = $want ]
+  check "no object" no_object "sig$sig"
+  check "no unfinished upload" no_uploads
+done
+
+echo "== dp-store put killed by SIGKILL"
+"$bin" put "$work/big" s3://faults/sigKILL 2>/dev/null &
+p=$!
+sleep 0.4
+kill -9 $p
+wait $p
+rc=$?
+check "exit 137 (got $rc)" [ $rc = 137 ]
+check "the unfinished upload is listed" [ "$(uploads | grep -c s3://faults/sigKILL)" = 1 ]
+check "uploads ls --older-than 3600 leaves it out" [ -z "$("$bin" uploads ls --older-than 3600 s3://faults/)" ]
+"$bin" uploads abort s3://faults/sigKILL >/dev/null
+check "dp-store uploads abort removes it" no_uploads
+
+echo "== get killed"
+"$bin" put "$work/big" s3://faults/src 2>/dev/null || bad "put of the source"
+mkdir -p "$work/dl"
+tmps() { find "$work/dl" -name 'out.dp-tmp-*' | wc -l; }
+for how in INT TERM KILL timeout; do
+  rm -f "$work/dl/out"
+  if [ $how = timeout ]; then
+    timeout 0.3 "$bin" get s3://faults/src "$work/dl/out" 2>/dev/null
+    rc=$?
+    want=124
+  else
+    "$bin" get s3://faults/src "$work/dl/out" 2>/dev/null &
+    p=$!
+    sleep 0.3
+    kill -s $how $p
+    wait $p
+    rc=$?
+    want=$((128 + $(kill -l $how)))
+  fi
+  check "get stopped by $how mid-way (exit $rc, want $want)" [ $rc = $want ]
+  left=$(tmps)
+  [ $how = KILL ] || check "get stopped by $how removed its temporary file" [ "$left" = 0 ]
+  "$bin" get s3://faults/src "$work/dl/out" || bad "the next get"
+  check "after $how ($left left) and the next get: no temporary file" [ "$(tmps)" = 0 ]
+  check "the next get has the object" cmp -s "$work/dl/out" "$work/big"
+done
+
+echo "$passed passed, $failed failed"
+[ $failed = 0 ]
