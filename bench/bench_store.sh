@@ -1,30 +1,30 @@
 #!/usr/bin/env bash
-# Store throughput: upload and download of one 64 MiB object with dp-store and
-# with the curl command-line tool against the same s3rver (127.0.0.1, fresh
-# directory), in one run. Every round runs every variant once, in a new random
-# order, so load from other processes falls on all of them alike. Prints, per
-# variant, MiB/s as the median and the best of ROUNDS, the client's CPU time
-# and s3rver's (user+sys, medians), and the ratios dp-store / curl of medians
-# and of bests, all from this run; and the load average before and after.
+# Store throughput: upload and download of one object (SIZE_MIB, 100 MiB by
+# default; run it again with SIZE_MIB=1024) with dp-store and with the curl
+# command-line tool against the same s3rver (127.0.0.1, fresh directory), in
+# one run. Every round runs every variant once, in a new random order, so load
+# from other processes falls on all of them alike. Prints, per variant, MiB/s
+# as the median and the best of ROUNDS, the client's CPU time and s3rver's
+# (user+sys, medians), and the ratios dp-store / curl of medians and of
+# bests, all from this run; the load average before and after; and the peak
+# RSS of the streamed put - and get -.
 #
-# Variants: curl; dp-store with its guarantees (put: MD5 of the file, taken
-# beside the upload, checked against the ETag; get: size check, fsync,
-# rename); dp-store without the costly one (put --no-verify-md5, get
-# --no-fsync), to show what it costs;
-# dp-store multipart (16 MiB parts, each hashed SHA-256 + MD5 before sending);
-# and curl + sync FILE, curl's download made durable as dp-store's get is.
-# The last lines pair each dp-store variant with curl doing the same work.
+# Variants: curl; dp-store as it is (above 64 MiB: multipart, 4 parts of
+# 8 MiB in flight; get: size check, fsync, rename); dp-store one PUT
+# (--multipart-above 5120: streamed, MD5 checked against the ETag); put -
+# from stdin and get - to stdout (bounded memory); get --no-fsync; and
+# curl + sync FILE, curl's download made durable as dp-store's get is.
 # s3rver (Node) is the bottleneck on a small machine. CONTROL=1 adds a second,
 # identical curl variant: its ratio to curl is the noise of the run.
 # Usage: bench/bench_store.sh [DP_STORE_BINARY] (default build/cli/dp-store)
-#   env: SIZE_MIB (64), ROUNDS (8), SEED (random order; default: $RANDOM),
+#   env: SIZE_MIB (100), ROUNDS (8), SEED (random order; default: $RANDOM),
 #        BASE (another dp-store binary whose put and get run in the same rounds),
 #        CONTROL (1: curl twice), SYNC (1, default: sync before each transfer,
 #        untimed, so none pays for the previous one's writeback; 0: no sync)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/${DP_BUILD_DIR:-build}/cli/dp-store}
-size_mib=${SIZE_MIB:-64}
+size_mib=${SIZE_MIB:-100}
 rounds=${ROUNDS:-8}
 RANDOM=${SEED:-$RANDOM}
 [ -x "$bin" ] || { echo "bench_store: $bin not built" >&2; exit 1; }
@@ -58,14 +58,18 @@ v_curl_get() { curl "${c_auth[@]}" -o "$work/out" "$ep/bench/curl"; }
 v_curl_get_sync() { v_curl_get && sync "$work/out"; }
 v_dp_put() { "$bin" put "$work/obj" s3://bench/dp; }
 v_dp_get() { "$bin" get s3://bench/dp "$work/out"; }
-v_dp_put_nomd5() { "$bin" --no-verify-md5 put "$work/obj" s3://bench/fast; }
-v_dp_get_nofsync() { "$bin" --no-fsync get s3://bench/fast "$work/out"; }
-v_mp_put() { "$bin" --multipart-above 8 --part-size 16 put "$work/obj" s3://bench/mp; }
-v_mp_get() { "$bin" get s3://bench/mp "$work/out"; }
-variants=(curl_put dp_put dp_put_nomd5 mp_put curl_get curl_get_sync dp_get dp_get_nofsync mp_get)
-# a binary from before --no-verify-md5/--no-fsync: its default put and get only
-if ! "$bin" --help | grep -q -- --no-fsync; then
-  variants=(curl_put dp_put mp_put curl_get curl_get_sync dp_get mp_get)
+v_dp_get_nofsync() { "$bin" --no-fsync get s3://bench/dp "$work/out"; }
+# one streamed PUT whatever the size (the multipart threshold above S3's 5 GiB)
+v_single_put() { "$bin" --multipart-above 5120 put "$work/obj" s3://bench/single; }
+# stdin and stdout, with the peak RSS (GNU time, KiB) kept per run
+rss() { /usr/bin/time -a -o "$work/rss.$1" -f %M "${@:2}"; }
+v_pipe_put() { rss pipe_put "$bin" put - s3://bench/pipe <"$work/obj"; }
+v_pipe_get() { rss pipe_get "$bin" get s3://bench/dp - >"$work/out"; }
+variants=(curl_put dp_put single_put pipe_put curl_get curl_get_sync dp_get dp_get_nofsync
+  pipe_get)
+if ! "$bin" --help | grep -q -- --parallel; then
+  echo "bench_store: $bin predates --parallel and streamed put -/get -" >&2
+  exit 1
 fi
 # CONTROL=1: curl again, to show how far two identical commands differ in this run
 if [ "${CONTROL:-0}" = 1 ]; then
@@ -133,11 +137,12 @@ for op in put get; do
       curl_get_sync) label="curl + sync FILE" ;;
       curl_*) label="curl" ;;
       curlb_*) label="curl again (noise)" ;;
-      dp_put) label="dp-store (MD5 vs ETag)" ;;
+      dp_put) label="dp-store (default)" ;;
       dp_get) label="dp-store (fsync)" ;;
-      dp_put_nomd5) label="dp-store --no-verify-md5" ;;
+      single_put) label="dp-store one PUT" ;;
+      pipe_put) label="dp-store put - (stdin)" ;;
+      pipe_get) label="dp-store get - (stdout)" ;;
       dp_get_nofsync) label="dp-store --no-fsync" ;;
-      mp_*) label="dp-store multipart 16 MiB" ;;
       base_*) label="BASE (older build)" ;;
     esac
     awk -v op="$op" -v l="$label" -v s="$size_mib" -v m="$m" -v b="$b" -v c="$c" -v sc="$sc" \
@@ -153,6 +158,12 @@ ratio() { # VARIANT REFERENCE: median throughput of VARIANT / that of REFERENCE
   awk -v m="$m" -v r="$r" 'BEGIN { printf "%.2fx", r / m }'
 }
 echo "same work, median throughput against curl's:"
-echo "  put  dp-store (MD5 vs ETag)  / curl                : $(ratio dp_put curl_put)"
+echo "  put  dp-store (default)      / curl                : $(ratio dp_put curl_put)"
+echo "  put  dp-store one PUT        / curl                : $(ratio single_put curl_put)"
+echo "  get  dp-store (fsync)        / curl                : $(ratio dp_get curl_get)"
 echo "  get  dp-store --no-fsync     / curl                : $(ratio dp_get_nofsync curl_get)"
 echo "  get  dp-store (fsync)        / curl + sync FILE    : $(ratio dp_get curl_get_sync)"
+for v in pipe_put pipe_get; do
+  [ -e "$work/rss.$v" ] &&
+    echo "peak RSS of $v over $(wc -l <"$work/rss.$v") runs: $(sort -n "$work/rss.$v" | tail -1) KiB"
+done

@@ -4,6 +4,7 @@
  *   1  error body and its dp_err_t; byte 1: the HTTP status (from a table)
  *   2  InitiateMultipartUpload (UploadId)
  *   3  CompleteMultipartUpload; byte 1: the part count, 1..4
+ *   4  ListMultipartUploads page; byte 1: stop after that many uploads (0: never)
  * Besides "no crash": every key, ETag and token is a NUL-terminated string
  * within its buffer, a page's count is what the callback saw, stopping at k
  * gives the first k objects of the full page, and errors carry their kind
@@ -113,10 +114,10 @@ static void fuzz_error(const char *xml, unsigned param)
     store_s3_error_fields(xml, code, sizeof code, msg, sizeof msg);
     CHECK(strnlen(code, sizeof code) < sizeof code && strnlen(msg, sizeof msg) < sizeof msg);
     dp_err_t err = store_s3_http_error("s3://fuzz-bucket/k", "GET", st, xml, 1 + (int)(param & 1));
-    dp_err_t want = st == 404 && strcmp(code, "NoSuchBucket") ? DP_ERR_NOTFOUND
+    dp_err_t want = st == 404 && strcmp(code, "NoSuchUpload") ? DP_ERR_NOTFOUND
                     : st == 401 || st == 403                  ? DP_ERR_AUTH
                                                               : DP_ERR_REMOTE;
-    CHECK(err == want && !strncmp(dp_err_detail(), "s3://fuzz-bucket/k: ", 20));
+    CHECK(err == want && !strncmp(dp_err_detail(), "s3://fuzz-bucket", 16));
     /* no body at all: the same kind */
     CHECK(store_s3_http_error("s3://b/k", "PUT", st, NULL, 1) == (st == 404 ? DP_ERR_NOTFOUND
                                                                   : st == 401 || st == 403
@@ -150,6 +151,38 @@ static void fuzz_complete(const char *xml, unsigned param)
     if (err) CHECK(strstr(dp_err_detail(), "s3://fuzz-bucket/k"));
 }
 
+typedef struct up_seen {
+    size_t calls, stop_at, body_len;
+} up_seen_t;
+
+static int on_upload(const dp_store_upload_t *u, void *arg)
+{
+    up_seen_t *s = arg;
+    CHECK(u->key && u->upload_id);
+    size_t kl = strnlen(u->key, KEY_MAX), il = strnlen(u->upload_id, 2048);
+    CHECK(kl < KEY_MAX && kl <= s->body_len && il < 2048 && il <= s->body_len);
+    return s->stop_at && ++s->calls == s->stop_at;
+}
+
+static void fuzz_uploads(const char *xml, size_t len, unsigned param)
+{
+    up_seen_t seen = {.stop_at = param, .body_len = len};
+    int stopped = 0;
+    char *nk = (char *)&seen, *ni = (char *)&seen; /* must be reset */
+    dp_err_t err = store_s3_uploads_page(xml, "fuzz-bucket", on_upload, &seen, &stopped, &nk, &ni);
+    CHECK(!nk == !ni);
+    if (err) {
+        CHECK((err == DP_ERR_FORMAT || err == DP_ERR_NOMEM) && !nk &&
+              strstr(dp_err_detail(), "s3://fuzz-bucket"));
+        return;
+    }
+    CHECK(stopped == (param && seen.calls == param));
+    CHECK(seen.calls <= count_of(xml, "<Upload>"));
+    if (nk) CHECK(*nk && strlen(nk) < KEY_MAX && strlen(ni) < 2048);
+    free(nk);
+    free(ni);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2) return 0;
@@ -158,7 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!xml) return 0;
     memcpy(xml, data + 2, len);
     xml[len] = '\0';
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
     case 0:
         fuzz_list(xml, len, data[1]);
         break;
@@ -168,8 +201,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2:
         fuzz_initiate(xml);
         break;
-    default:
+    case 3:
         fuzz_complete(xml, data[1]);
+        break;
+    default:
+        fuzz_uploads(xml, len, data[1]);
         break;
     }
     free(xml);

@@ -754,7 +754,7 @@ static dp_err_t s3_put_fd(dp_store_t *s, const char *key, int fd)
     if (!err && (got < part && got < s3->cfg.multipart_threshold))
         err = put_single_mem(s3, key, first, got);
     else if (!err)
-        err = s3_put_multipart(s3, key, NULL, fd, 0, 1, first, got);
+        return s3_put_multipart(s3, key, NULL, fd, 0, 1, first, got); /* takes first */
     free(first);
     return err;
 }

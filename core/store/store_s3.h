@@ -89,11 +89,12 @@ int s3_cancelled(const s3_t *s3, const s3_conn_t *conn);
 
 /* Multipart (store_s3_mp.c). s3_put_multipart: len bytes from mem, or from
  * fd (len: its size; stream = 1: read fd to its end, size unknown, with
- * first[0..first_len) already read from it). Parts go up in parallel
+ * first[0..first_len) already read from it, a malloc'ed buffer the call
+ * takes; NULL unless stream). Parts go up in parallel
  * (settings.parallel), one part in memory per thread; any failure or a
  * cancel aborts the upload. */
 dp_err_t s3_put_multipart(s3_t *s3, const char *key, const char *mem, int fd, uint64_t len,
-                          int stream, const char *first, size_t first_len);
+                          int stream, char *first, size_t first_len);
 dp_err_t s3_list_uploads(dp_store_t *s, const char *prefix, dp_store_upload_fn fn, void *arg);
 dp_err_t s3_abort_upload_op(dp_store_t *s, const char *key, const char *upload_id);
 dp_err_t s3_check_etag(s3_t *s3, const char *key, const char *etag, const unsigned char md5[16]);

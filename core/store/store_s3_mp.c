@@ -26,8 +26,8 @@ typedef struct mp {
     int fd;
     uint64_t len; /* known size (not stream) */
     int stream;   /* fd is read to its end, size unknown */
-    const char *first;
-    size_t first_len; /* stream: part 1, already read */
+    char *first;  /* stream: part 1, already read; owned, then a sender's buffer */
+    size_t first_len;
     uint64_t part;
     char upload_id[1024];
     unsigned char (*md5s)[16]; /* MAX_PARTS */
@@ -215,10 +215,8 @@ static void *sender(void *arg)
     mp_t *m = arg;
     s3_t *s3 = m->s3;
     s3_conn_t conn = {0}, *c = &conn;
-    char *buf = NULL;
+    char *buf = NULL; /* allocated when first needed: a stream's part 1 needs none */
     dp_err_t err = s3_conn_init(c);
-    if (!err && !m->mem && !(buf = malloc((size_t)m->part)))
-        err = dp_err_set(DP_ERR_NOMEM, "store: a part of %llu bytes", (unsigned long long)m->part);
     pthread_mutex_lock(&m->mu);
     if (err) record(m, err, 0);
     while (!m->err) {
@@ -242,6 +240,13 @@ static void *sender(void *arg)
                        0);
                 break;
             } else {
+                if (!buf && !(buf = malloc((size_t)m->part))) {
+                    record(m,
+                           dp_err_set(DP_ERR_NOMEM, "store: a part of %llu bytes",
+                                      (unsigned long long)m->part),
+                           0);
+                    break;
+                }
                 ssize_t k = read_full(m->fd, buf, (size_t)m->part);
                 if (k < 0) {
                     record(m, DP_ERR_IO, 0);
@@ -253,7 +258,10 @@ static void *sender(void *arg)
             if (!n) break;
         }
         pthread_mutex_unlock(&m->mu);
-        if (!m->stream) {
+        if (!m->stream && !m->mem && !buf && !(buf = malloc((size_t)m->part)))
+            err = dp_err_set(DP_ERR_NOMEM, "store: a part of %llu bytes",
+                             (unsigned long long)m->part);
+        if (!m->stream && !err) {
             uint64_t off = (uint64_t)i * m->part;
             n = (size_t)(m->len - off < m->part ? m->len - off : m->part);
             data = m->mem ? m->mem + off : buf;
@@ -273,6 +281,10 @@ static void *sender(void *arg)
             err = upload_part(s3, c, m->key, m->upload_id, i + 1, data, n, m->md5s[i], &vanished);
         pthread_mutex_lock(&m->mu);
         if (err) record(m, err, vanished);
+        if (m->stream && i == 0 && !buf && m->first_len == m->part) { /* one buffer less */
+            buf = m->first;
+            m->first = NULL;
+        }
     }
     pthread_mutex_unlock(&m->mu);
     free(buf);
@@ -296,7 +308,7 @@ static dp_err_t send_parts(mp_t *m, int nthreads)
 }
 
 dp_err_t s3_put_multipart(s3_t *s3, const char *key, const char *mem, int fd, uint64_t len,
-                          int stream, const char *first, size_t first_len)
+                          int stream, char *first, size_t first_len)
 {
     mp_t m = {.s3 = s3, .key = key, .mem = mem, .fd = fd, .len = len, .stream = stream};
     m.first = first, m.first_len = first_len;
@@ -340,6 +352,7 @@ dp_err_t s3_put_multipart(s3_t *s3, const char *key, const char *mem, int fd, ui
         break;
     }
     pthread_mutex_destroy(&m.mu);
+    free(m.first);
     free(m.md5s);
     return err;
 }

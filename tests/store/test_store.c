@@ -204,6 +204,62 @@ Test(store_util, digests)
     cr_assert_str_eq(b64, "1B2M2Y8AsgTpgAmY7PhCfg==");
 }
 
+static int collect_upload(const dp_store_upload_t *u, void *arg)
+{
+    store_buf_t *b = arg;
+    store_buf_addf(b, "%s|%s|%lld\n", u->key, u->upload_id, (long long)u->initiated);
+    return 0;
+}
+
+static int stop_at_first_upload(const dp_store_upload_t *u, void *arg)
+{
+    (void)u;
+    ++*(int *)arg;
+    return 1;
+}
+
+Test(store_s3_xml, uploads_page)
+{
+    const char *page =
+        "<ListMultipartUploadsResult><Bucket>b</Bucket><NextKeyMarker>a/k</NextKeyMarker>"
+        "<NextUploadIdMarker>id2</NextUploadIdMarker><IsTruncated>true</IsTruncated>"
+        "<Upload><Key>a/k &amp; x</Key><UploadId>id1</UploadId>"
+        "<Initiated>2026-12-06T17:00:00.000Z</Initiated></Upload>"
+        "<Upload><Key>a/k</Key><UploadId>id2</UploadId></Upload>"
+        "<Upload><Key>no id</Key></Upload></ListMultipartUploadsResult>";
+    store_buf_t b = {0};
+    int stopped;
+    char *nk, *ni;
+    cr_assert_eq(store_s3_uploads_page(page, "b", collect_upload, &b, &stopped, &nk, &ni), DP_OK);
+    cr_assert_str_eq(b.p, "a/k & x|id1|1796576400\na/k|id2|0\n");
+    cr_assert_str_eq(nk, "a/k");
+    cr_assert_str_eq(ni, "id2");
+    cr_assert_not(stopped);
+    free(nk);
+    free(ni);
+    store_buf_free(&b);
+    int calls = 0;
+    cr_assert_eq(store_s3_uploads_page(page, "b", stop_at_first_upload, &calls, &stopped, &nk, &ni),
+                 DP_OK);
+    cr_assert(stopped && calls == 1);
+    free(nk);
+    free(ni);
+    /* the last page: no markers; a truncated page without them, an unterminated
+     * <Upload>: DP_ERR_FORMAT naming the bucket */
+    cr_assert_eq(store_s3_uploads_page("<IsTruncated>false</IsTruncated>", "b", collect_upload, &b,
+                                       &stopped, &nk, &ni),
+                 DP_OK);
+    cr_assert(!nk && !ni && !b.p);
+    cr_assert_eq(store_s3_uploads_page("<IsTruncated>true</IsTruncated>", "b", collect_upload, &b,
+                                       &stopped, &nk, &ni),
+                 DP_ERR_FORMAT);
+    cr_assert(!nk && strstr(dp_err_detail(), "s3://b"), "%s", dp_err_detail());
+    cr_assert_eq(
+        store_s3_uploads_page("<Upload><Key>k</Key>", "b", collect_upload, &b, &stopped, &nk, &ni),
+        DP_ERR_FORMAT);
+    cr_assert_eq(store_s3_uploads_page(NULL, "b", collect_upload, &b, &stopped, &nk, &ni), DP_OK);
+}
+
 /* ---- file:// ---- */
 
 static char *tmpdir(void)
@@ -338,6 +394,39 @@ Test(store_file, files_stream_and_writes_are_atomic)
     cr_assert_neq(system(cmd), 0, "temporary files left behind");
     dp_store_destroy(&s);
     free(data);
+    rmtree(dir);
+    free(dir);
+}
+
+/* A temporary file of a killed run (no flock on it) is removed by the next
+ * write to the same path; one a live writer holds is kept. */
+Test(store_file, stale_temporaries_removed_held_ones_kept)
+{
+    char *dir = tmpdir();
+    dp_store_t *s = open_file_store(dir);
+    cr_assert_eq(dp_store_put_mem(s, "obj", "x", 1), DP_OK, "%s", dp_err_detail());
+    char dst[512], stale[600], held[600], other[600];
+    snprintf(dst, sizeof dst, "%s/out", dir);
+    snprintf(stale, sizeof stale, "%s" STORE_TMP_MARK "AAAAAA", dst);
+    snprintf(held, sizeof held, "%s" STORE_TMP_MARK "BBBBBB", dst);
+    snprintf(other, sizeof other, "%s/outer" STORE_TMP_MARK "CCCCCC", dir);
+    FILE *f = fopen(stale, "w");
+    cr_assert(f);
+    fputs("half a download", f);
+    fclose(f);
+    cr_assert(fclose(fopen(other, "w")) == 0);
+    char *tmp;
+    int fd;
+    cr_assert_eq(store_tmp_open(dst, &tmp, &fd), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(rename(tmp, held), 0); /* held by this fd's flock, as a live writer's */
+    cr_assert_eq(access(stale, F_OK), -1, "the stale one was removed when the write began");
+    cr_assert_eq(dp_store_get_file(s, "obj", dst), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(access(held, F_OK), 0, "the held one was kept");
+    cr_assert_eq(access(other, F_OK), 0, "another path's was kept");
+    store_tmp_abort(fd, held);
+    free(tmp);
+    cr_assert_eq(access(held, F_OK), -1);
+    dp_store_destroy(&s);
     rmtree(dir);
     free(dir);
 }
