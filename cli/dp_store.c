@@ -110,7 +110,7 @@ static void usage(FILE *f)
 static int fail(dp_err_t err, const char *what)
 {
     const char *d = dp_err_detail();
-    if (*d && (strstr(d, what) || !strncmp(d, "s3://", 5)))
+    if (*d && strstr(d, what)) /* the detail names the object already */
         fprintf(stderr, "dp-store: %s: %s\n", dp_strerror(err), d);
     else
         fprintf(stderr, "dp-store: %s: %s%s%s\n", what, dp_strerror(err), *d ? ": " : "", d);
@@ -256,6 +256,16 @@ static int cmd_uploads(const char *sub, const char *uri, const dp_store_settings
     return c.failed ? (c.err == DP_ERR_AUTH ? EXIT_AUTH : EXIT_FAILURE) : 0;
 }
 
+/* 1 when uri has the shape of an object URI: s3://BUCKET/KEY, file:///PATH. */
+static int object_uri(const char *uri)
+{
+    if (!strncmp(uri, "s3://", 5)) {
+        const char *slash = strchr(uri + 5, '/');
+        return slash && slash > uri + 5 && slash[1];
+    }
+    return !strncmp(uri, "file:///", 8) && uri[8];
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -391,8 +401,9 @@ int main(int argc, char **argv)
     dp_store_t *s = NULL;
     char *key = NULL;
     dp_err_t err = dp_store_open_uri(uri, &st, &s, &key);
-    if (err == DP_ERR_INVALID) { /* no key: "s3://bucket" */
-        fprintf(stderr, "dp-store: %s: %s (%s needs an object URI)\n", uri, dp_err_detail(), cmd);
+    if (err == DP_ERR_INVALID && !object_uri(uri)) { /* "s3://bucket", "file:///", "x" */
+        fprintf(stderr, "dp-store: %s (%s takes an object URI: s3://bucket/key, file:///path)\n",
+                dp_err_detail(), cmd);
         return EXIT_USAGE;
     }
     if (err) return fail(err, uri);

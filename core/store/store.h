@@ -60,8 +60,8 @@ typedef struct dp_store_settings {
                                      retry_budget_ms allows; -1: none */
     long retry_base_ms;           /* first backoff; default 100 */
     long retry_max_ms;            /* one backoff at most; default 2000 */
-    long retry_budget_ms;         /* all tries of one request together; default 60000,
-                                     long enough to ride out a server restart */
+    long retry_budget_ms;         /* all tries of one request together; DP_STORE_RETRY_FOR_S
+                                     (seconds), else 60000: a server restart */
     long connect_timeout_ms;      /* default 5000 */
     long stall_timeout_s;         /* abort a transfer below 1 byte/s this long; default 30 */
     uint64_t multipart_threshold; /* put_file above this size goes multipart; default 64 MiB */

@@ -959,6 +959,18 @@ dp_err_t store_s3_open(dp_store_t *s, const char *bucket, const dp_store_setting
     if (!c->max_retries) c->max_retries = INT_MAX; /* bounded by the budget */
     if (c->retry_base_ms <= 0) c->retry_base_ms = 100;
     if (c->retry_max_ms <= 0) c->retry_max_ms = 2000;
+    if (c->retry_budget_ms <= 0 && env("DP_STORE_RETRY_FOR_S")) {
+        char *end;
+        long v = strtol(env("DP_STORE_RETRY_FOR_S"), &end, 10);
+        if (*end || v < 1 || v > 86400) {
+            err = dp_err_set(DP_ERR_INVALID,
+                             "DP_STORE_RETRY_FOR_S='%s': expects whole seconds in "
+                             "[1, 86400]",
+                             env("DP_STORE_RETRY_FOR_S"));
+            goto fail;
+        }
+        c->retry_budget_ms = v * 1000;
+    }
     if (c->retry_budget_ms <= 0) c->retry_budget_ms = 60000;
     if (c->connect_timeout_ms <= 0) c->connect_timeout_ms = 5000;
     if (c->stall_timeout_s <= 0) c->stall_timeout_s = 30;

@@ -454,7 +454,7 @@ Test(cli_help, every_tool)
     expect_out(&p, "Families: sdn-resnet");
     proc_free(&p);
     p = RUN(STORE, "--help");
-    expect_out(&p, "exit status: 0 ok, 1 failed, 2 usage, 3 not found, 4 credentials rejected");
+    expect_out(&p, "exit status: 0 ok, 1 failed, 2 usage, 3 not found (the object or its bucket),");
     proc_free(&p);
 }
 
@@ -1055,11 +1055,15 @@ Test(cli_store, bad_uris_and_s3)
                                         "AWS_ENDPOINT_URL_S3",      "AWS_SHARED_CREDENTIALS_FILE"};
     for (size_t i = 0; i < sizeof creds / sizeof creds[0]; i++) unsetenv(creds[i]);
     static const bad_case_t cases[] = {
-        {1,
+        /* no object URI: a usage error */
+        {2,
          "file://relative/x: not an object URI (s3://bucket/key, file:///path)",
          {"put", "@/f", "file://relative/x"}},
-        {1, "dp-store: file:///: invalid argument: file:///: no path", {"put", "@/f", "file:///"}},
-        {1, "http://example.com/x: not an object URI", {"get", "http://example.com/x", "@/o"}},
+        {2, "dp-store: file:///: no path (put takes an object URI", {"put", "@/f", "file:///"}},
+        {2,
+         "dp-store: s3://bucket: no key (put takes an object URI",
+         {"put", "@/f", "s3://bucket"}},
+        {2, "http://example.com/x: not an object URI", {"get", "http://example.com/x", "@/o"}},
         /* local paths: exit 1 (3 would say the object is missing) */
         {1,
          "dp-store: @/nonexistent.local: cannot read the local file: No such file",
@@ -1077,7 +1081,7 @@ Test(cli_store, bad_uris_and_s3)
         {1, "dp-store: @/s: it is a directory", {"get", "file://@/s/k", "@/s"}},
         {1, "dp-store: : an empty path", {"get", "file://@/s/k", ""}},
         {1, "dp-store: @/s: the local file is not a regular file", {"put", "@/s", "file://@/s/d"}},
-        {1, "dp-store: s3://: invalid argument: s3://: bad bucket name", {"ls", "s3://"}},
+        {1, "dp-store: invalid argument: s3://: bad bucket name", {"ls", "s3://"}},
         {1,
          "endpoint 'ftp://example.com' is not http:// or https://",
          {"--endpoint", "ftp://example.com", "get", "s3://bucket/key", "@/o"}},
@@ -1095,7 +1099,7 @@ Test(cli_store, bad_uris_and_s3)
     p = RUN(STORE, "--endpoint", "http://127.0.0.1:1", "--retries", "0", "get", "s3://bucket/key",
             "@/o");
     expect_status(&p, 1);
-    expect_err(&p, "dp-store: s3://bucket/key: network error");
+    expect_err(&p, "dp-store: network error: s3://bucket/key: GET: ");
     cr_assert_eq(p.out_len, 0);
     proc_free(&p);
 }
