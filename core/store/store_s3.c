@@ -306,7 +306,7 @@ static CURLcode perform_once(s3_t *s3, s3_conn_t *conn, const s3_req_t *r, const
                              struct curl_slist *hdrs, s3_resp_t *resp)
 {
     CURL *c = conn->curl;
-    xfer_t x = {s3, conn, r, resp, 0, 0, 0, 0};
+    xfer_t x = {s3, conn, r, resp, 0, 0, resp->streamed, resp->streamed};
     resp->last_status = 0;
     curl_easy_reset(c);
     conn->errbuf[0] = '\0';
@@ -472,13 +472,14 @@ dp_err_t s3_request_on(s3_t *s3, s3_conn_t *conn, const s3_req_t *r, s3_resp_t *
             err = dp_err_set(DP_ERR_INTERRUPTED, "%s: %s: cancelled", w, r->method);
             break;
         }
-        if (r->out_fd >= 0 && !r->out_stream && attempt > 0) {
+        if (r->out_fd >= 0 && !r->resume && attempt > 0) {
+            resp->streamed = 0;
             if (ftruncate(r->out_fd, 0) != 0 || lseek(r->out_fd, 0, SEEK_SET) != 0) {
                 err = dp_err_set(DP_ERR_IO, "%s: rewinding the download: %s", w, strerror(errno));
                 break;
             }
         }
-        uint64_t from = r->out_stream ? resp->streamed : 0;
+        uint64_t from = r->resume ? resp->streamed : 0;
         struct curl_slist *hdrs = make_headers(s3, r, from, resp->stream_etag);
         if (!hdrs) {
             err = dp_err_set(DP_ERR_NOMEM, "store: headers");
@@ -486,7 +487,7 @@ dp_err_t s3_request_on(s3_t *s3, s3_conn_t *conn, const s3_req_t *r, s3_resp_t *
         }
         CURLcode rc = perform_once(s3, conn, r, url.p, hdrs, resp);
         curl_slist_free_all(hdrs);
-        if (r->out_stream && !from && resp->etag[0] && resp->status >= 200 && resp->status < 300)
+        if (r->resume && !from && resp->etag[0] && resp->status >= 200 && resp->status < 300)
             snprintf(resp->stream_etag, sizeof resp->stream_etag, "%s", resp->etag);
         if (rc == CURLE_OK && resp->status >= 200 && resp->status < 300) {
             if (from && resp->status != 206) {
@@ -716,6 +717,7 @@ static dp_err_t s3_get_file(dp_store_t *s, const char *key, const char *path)
     if (!s3->conn.wbuf) s3->conn.wbuf = malloc(WBUF_SIZE); /* NULL: unstaged writes, correct */
     s3_req_t r = s3_req_init("GET", key);
     r.out_fd = fd;
+    r.resume = 1;
     s3_resp_t resp = {0};
     err = s3_request(s3, &r, &resp);
     store_buf_free(&resp.err);
@@ -766,6 +768,7 @@ static dp_err_t s3_get_fd(dp_store_t *s, const char *key, int fd)
     s3_req_t r = s3_req_init("GET", key);
     r.out_fd = fd;
     r.out_stream = 1;
+    r.resume = 1;
     s3_resp_t resp = {0};
     dp_err_t err = s3_request(s3, &r, &resp);
     store_buf_free(&resp.err);

@@ -52,8 +52,9 @@ typedef struct s3_req {
     uint64_t off, len;    /* body length */
     store_buf_t *out_mem; /* 2xx response body to memory ... */
     int out_fd;           /* ... or to fd (-1: none) */
-    int out_stream;       /* out_fd cannot be rewound (a pipe): a retry resumes with
-                             a ranged GET of the same ETag from where it stopped */
+    int out_stream;       /* out_fd is a pipe: no writeback to start */
+    int resume;           /* a retry resumes out_fd with a ranged GET of the same ETag
+                             from where it stopped, instead of starting over */
 } s3_req_t;
 
 typedef struct s3_resp {

@@ -10,7 +10,8 @@
 #     no object, no unfinished upload; by SIGKILL: the upload is left and
 #     `dp-store uploads abort` removes it;
 #   - get killed by SIGINT, SIGTERM, SIGKILL and timeout(1): no temporary
-#     file once the next get to the same destination is done.
+#     file once the next get to the same destination is done;
+#   - s3rver killed during a get and back 3 s later: the get completes.
 # Usage: faults.sh DP_STORE_BINARY
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -153,6 +154,20 @@ for how in INT TERM KILL timeout; do
   check "after $how ($left left) and the next get: no temporary file" [ "$(tmps)" = 0 ]
   check "the next get has the object" cmp -s "$work/dl/out" "$work/big"
 done
+
+echo "== s3rver killed during a get, back after 3 s"
+rm -f "$work/dl/out"
+"$bin" -v get s3://faults/src "$work/dl/out" 2>"$work/resume.err" &
+p=$!
+sleep 0.3
+server_kill
+sleep 3
+server_start
+wait $p
+rc=$?
+check "get completes (exit $rc)" [ $rc = 0 ]
+check "the file is the object" cmp -s "$work/dl/out" "$work/big"
+check "no temporary file" [ "$(tmps)" = 0 ]
 
 echo "$passed passed, $failed failed"
 [ $failed = 0 ]
