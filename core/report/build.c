@@ -133,7 +133,7 @@ static void pcts(tj_writer_t *w, const char *prefix, double *v, size_t n)
     char k[64];
     double sum = 0, mx = NAN;
     for (size_t i = 0; i < n; i++) sum += v[i], mx = i == 0 || v[i] > mx ? v[i] : mx;
-    qsort(v, n, sizeof *v, cmp_double);
+    rpt_qsort(v, n, sizeof *v, cmp_double);
     snprintf(k, sizeof k, "%s_mean", prefix);
     tj_knum(w, k, n ? sum / (double)n : NAN);
     static const int p[] = {50, 90, 99};
@@ -157,7 +157,7 @@ static const rpt_lats_t *seeds_lats(const dp_report_src_t *s, const char *model,
 static const rpt_meas_t *find_meas(const rpt_lats_t *l, int64_t index)
 {
     rpt_meas_t key = {.index = index};
-    return l ? bsearch(&key, l->v, l->n, sizeof key, cmp_meas_index) : NULL;
+    return l && l->n ? bsearch(&key, l->v, l->n, sizeof key, cmp_meas_index) : NULL;
 }
 
 static void json_lats(tj_writer_t *w, const dp_report_src_t *s, const rpt_group_t *g,
@@ -178,7 +178,7 @@ static void json_lats(tj_writer_t *w, const dp_report_src_t *s, const rpt_group_
     double seed_p99 = NAN;
     if (seeds && seeds->n) {
         for (size_t i = 0; i < seeds->n; i++) v[i] = seeds->v[i].ms;
-        qsort(v, seeds->n, sizeof *v, cmp_double);
+        rpt_qsort(v, seeds->n, sizeof *v, cmp_double);
         seed_p99 = rpt_rank_pct(v, seeds->n, 99);
     }
     for (size_t i = 0; i < n; i++) {
@@ -244,7 +244,7 @@ static rpt_input_t *seed_inputs(const dp_report_src_t *s, const char *model, siz
     for (size_t i = 0; i < s->ng; i++)
         if (!strcmp(s->g[i].model, model))
             for (size_t k = 0; k < s->g[i].nin; k++) v[(*n)++] = s->g[i].in[k];
-    qsort(v, *n, sizeof *v, cmp_input_index);
+    rpt_qsort(v, *n, sizeof *v, cmp_input_index);
     size_t u = 0;
     for (size_t k = 0; k < *n; k++)
         if (u == 0 || v[u - 1].index != v[k].index) v[u++] = v[k];
@@ -461,14 +461,14 @@ static void json_column(tj_writer_t *w, const char *method, const char *kind, co
  * one image per input, not one per tile). */
 static void json_worst(tj_writer_t *w, const dp_report_src_t *s, rpt_group_t *g, int keep)
 {
-    qsort(g->worst, g->nworst, sizeof g->worst[0], cmp_worst);
+    rpt_qsort(g->worst, g->nworst, sizeof g->worst[0], cmp_worst);
     const size_t d = (size_t)g->c * g->h * g->w;
     const int seeds_ok = s->test && dp_dataset_sample_size(s->test) == d && d;
     /* the magnification: the budget's largest pixel change fills the scale */
     double scale = !strcmp(g->norm, "linf") && g->eps > 0 ? 1 / g->eps : 10;
     for (size_t k = 0; k < g->nworst && k < (size_t)keep; k++) {
         rpt_worst_t *wr = &g->worst[k];
-        qsort(wr->img, wr->nimg, sizeof *wr->img, cmp_img);
+        rpt_qsort(wr->img, wr->nimg, sizeof *wr->img, cmp_img);
         const float *seed = seeds_ok && wr->index >= 0 && (uint64_t)wr->index < s->test->n
                                 ? s->test->images + (size_t)wr->index * d
                                 : NULL;
@@ -600,7 +600,7 @@ dp_err_t dp_report_build(const dp_report_src_t *src, const dp_report_opts_t *o, 
     dp_err_t err = DP_OK;
     for (size_t i = 0; i < s->ng; i++)
         for (size_t k = 0; k < s->g[i].nlat; k++)
-            qsort(s->g[i].lat[k].v, s->g[i].lat[k].n, sizeof(rpt_meas_t), cmp_meas_index);
+            rpt_qsort(s->g[i].lat[k].v, s->g[i].lat[k].n, sizeof(rpt_meas_t), cmp_meas_index);
     /* a model measured clean but whose groups came without seeds still gets
      * its seeds group; so does any model with sample sets */
     for (size_t i = 0, n = s->ng; i < n; i++) {
@@ -609,7 +609,7 @@ dp_err_t dp_report_build(const dp_report_src_t *src, const dp_report_opts_t *o, 
         if (!rpt_group_of(s, model, "", 0, 0, "seeds"))
             return dp_err_set(DP_ERR_NOMEM, "report: out of memory");
     }
-    qsort(s->g, s->ng, sizeof *s->g, cmp_group);
+    rpt_qsort(s->g, s->ng, sizeof *s->g, cmp_group);
     names_t models = {0}, classes = {0}, methods = {0};
     tj_writer_t w;
     tj_init(&w);
@@ -618,8 +618,8 @@ dp_err_t dp_report_build(const dp_report_src_t *src, const dp_report_opts_t *o, 
         for (size_t k = 0; k < s->g[i].nlat; k++) bad |= name_add(&classes, s->g[i].lat[k].cls);
         if (bad) w.failed = 1;
     }
-    qsort(classes.v, classes.n, sizeof *classes.v, cmp_name);
-    qsort(methods.v, methods.n, sizeof *methods.v, cmp_method_name);
+    rpt_qsort(classes.v, classes.n, sizeof *classes.v, cmp_name);
+    rpt_qsort(methods.v, methods.n, sizeof *methods.v, cmp_method_name);
     tj_obj(&w);
     tj_kstr(&w, "format", "dp-report");
     tj_kint(&w, "version", DP_REPORT_VERSION);

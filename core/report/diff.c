@@ -83,7 +83,7 @@ static void flatten(const tj_val_t *r, figs_t *f)
     }
     const tj_val_t *fl = tj_get(r, "failures");
     put(f, "campaign", "failures", fl ? (double)fl->n : 0);
-    qsort(f->v, f->n, sizeof *f->v, cmp_fig);
+    rpt_qsort(f->v, f->n, sizeof *f->v, cmp_fig);
 }
 
 static int is_worse(const char *name, double old, double now, double pct)

@@ -3,6 +3,8 @@
 #ifndef DP_REPORT_IMPL_H
 #define DP_REPORT_IMPL_H
 
+#include <stdlib.h>
+
 #include "report/report.h"
 #include "util/json.h"
 
@@ -101,6 +103,13 @@ rpt_group_t *rpt_group_of(dp_report_src_t *s, const char *model, const char *nor
                           int l2_at_most, const char *method);
 const rpt_group_t *rpt_group_find(const dp_report_src_t *s, const char *model, const char *norm,
                                   double eps, int l2_at_most, const char *method);
+
+/* qsort that accepts an empty (NULL) array. */
+static inline void rpt_qsort(void *base, size_t n, size_t size,
+                             int (*cmp)(const void *, const void *))
+{
+    if (n > 1) qsort(base, n, size, cmp);
+}
 
 /* Order of methods on the page: seeds, deepperform, random, ilfo, deepsloth. */
 int rpt_method_rank(const char *m);

@@ -533,7 +533,7 @@ dp_err_t dp_report_collect(dp_report_src_t *s, dp_store_t *store, const char *sc
         err = dp_err_set(DP_ERR_NOMEM, "report: out of memory listing");
         goto done;
     }
-    qsort(k.v, k.n, sizeof *k.v, cmp_key);
+    rpt_qsort(k.v, k.n, sizeof *k.v, cmp_key);
     for (size_t i = 0; i < k.n && !err; i++) {
         const char *key = k.v[i];
         if (cancel && cancel(cancel_arg)) {
