@@ -20,6 +20,8 @@
 #include "campaign/campaign.h"
 #include "client.h"
 #include "local.h"
+#include "report/gate.h"
+#include "store/store.h"
 #include "util/log.h"
 
 #define PROG "dp-submit"
@@ -31,6 +33,7 @@ enum {
     EXIT_FAILED = 3,
     EXIT_CANCELLED = 4,
     EXIT_UNREACHABLE = 5,
+    EXIT_REGRESSED = 6,     /* done, and worse than the campaign's baseline report */
     EXIT_INTERRUPTED = 130, /* --local: SIGINT or SIGTERM; the same command resumes */
 };
 
@@ -182,10 +185,14 @@ static void usage(FILE *f)
             "  3  the campaign finished with failed cells (--wait)\n"
             "  4  the campaign was cancelled (--wait)\n"
             "  5  cannot reach the coordinator (no answer within --timeout)\n"
+            "  6  done, but a regression: the campaign names a baseline report\n"
+            "     (regression.baseline_report_uri) and its IDPB rate, I-FLOPs, I-Latency\n"
+            "     or I-Energy got worse than the baseline's beyond regression.tolerance_pct\n"
+            "     (--wait; what regressed and by how much is printed)\n"
             "  130  --local: interrupted (SIGINT, SIGTERM): the workers and the coordinator\n"
             "     stopped cleanly; the same command resumes the campaign (a second signal\n"
             "     ends at once; the journal is safe)\n"
-            "--local exits 0, 1, 2, 3, 4 or 130 as above (--wait is implied).\n",
+            "--local exits 0, 1, 2, 3, 4, 6 or 130 as above (--wait is implied).\n",
             "-v", "-h, --help");
 }
 
@@ -413,6 +420,47 @@ static int exit_of_state(Dp__V1__CampaignState s)
     }
 }
 
+/* A campaign that ended done and named a baseline report: the gated
+ * figures that got worse beyond the tolerance make it EXIT_REGRESSED; what
+ * changed is printed (to stderr with --json, whose stdout is the status). */
+static int regression_gate(const Dp__V1__CampaignStatus *cs, const char *store_uri, int json,
+                           int rc)
+{
+    if (rc != EXIT_DONE || !cs->summary_json || !*cs->summary_json) return rc;
+    FILE *out = json ? stderr : stdout;
+    dp_store_t *st = NULL;
+    char why[512] = "";
+    if (store_uri && *store_uri && dp_store_new(store_uri, NULL, &st))
+        snprintf(why, sizeof why, "%s", dp_err_detail());
+    dp_report_gate_t g;
+    const dp_err_t err = dp_report_gate(cs->summary_json, strlen(cs->summary_json), st, &g);
+    dp_store_destroy(&st);
+    if (err) {
+        fprintf(stderr, PROG ": regression: cannot judge: %s%s%s\n", dp_err_detail(),
+                *why ? "; the store: " : "", why);
+        return EXIT_OTHER;
+    }
+    if (!g.asked) return rc;
+    if (!g.compared) {
+        fprintf(out, "regression: not compared with %s: %s\n", g.baseline, g.why);
+    } else if (g.worse) {
+        fprintf(out,
+                "regression: %d figure%s worse than the baseline %s by more than %.3g%% "
+                "(points for I-Latency and I-Energy):\n%s",
+                g.worse, g.worse == 1 ? "" : "s", g.baseline, g.tolerance_pct,
+                g.text ? g.text : "");
+        rc = EXIT_REGRESSED;
+    } else if (g.changed) {
+        fprintf(out, "regression: none beyond %.3g%% against %s; %d figure%s changed:\n%s",
+                g.tolerance_pct, g.baseline, g.changed, g.changed == 1 ? "" : "s",
+                g.text ? g.text : "");
+    } else {
+        fprintf(out, "regression: none against %s (the gated figures are equal)\n", g.baseline);
+    }
+    dp_report_gate_clear(&g);
+    return rc;
+}
+
 static int print_json(const ProtobufCMessage *m)
 {
     char *j = dp_client_json(m);
@@ -558,7 +606,7 @@ static int follow(dp_client_t *c, const char *id, double poll_s, int json, const
         return rc == EXIT_USAGE && p.polls ? EXIT_OTHER : rc;
     }
     const Dp__V1__CampaignStatus *cs = fin->campaigns[0];
-    const int rc = exit_of_state(cs->state);
+    int rc = exit_of_state(cs->state);
     if (json) {
         if (print_json(&fin->base)) {
             dp_client_status_free(&fin);
@@ -567,6 +615,7 @@ static int follow(dp_client_t *c, const char *id, double poll_s, int json, const
     } else {
         print_summary(cs, store_uri, NULL);
     }
+    rc = regression_gate(cs, store_uri, json, rc);
     dp_client_status_free(&fin);
     return rc;
 }
@@ -738,6 +787,7 @@ static int local(const char *path, const Dp__V1__Campaign *camp, double poll_s, 
         } else {
             print_summary(cs, r.store_uri, &r);
         }
+        rc = regression_gate(cs, r.store_uri, on(C_JSON), rc);
     }
     dp_local_result_clear(&r);
     return rc;
