@@ -648,7 +648,9 @@ dp_err_t dp_task_run(const Dp__V1__Task *t, const dp_task_env_t *env, dp_task_re
     out->seconds = dp_clock_s() - t0;
     nn_set_threads(saved);
     dp_path_remove_tree(r.dir);
-    if (err && err != DP_ERR_CANCELLED) note_failure(&r, err);
+    /* not when the store is away: the note would only wait out its retries */
+    if (err && err != DP_ERR_CANCELLED && err != DP_ERR_NETWORK && err != DP_ERR_TIMEOUT)
+        note_failure(&r, err);
 close:
     if (r.store != env->store) dp_store_destroy(&r.store);
     if (err) {
