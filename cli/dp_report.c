@@ -23,7 +23,7 @@ typedef struct opt_row {
     const char *flag, *env, *dflt, *bounds, *what;
 } opt_row_t;
 
-enum { O_OUT, O_BASELINE, O_DATASET, O_WORST, O_REGRESS, O_THRESHOLD, O__N };
+enum { O_OUT, O_BASELINE, O_DATASET, O_WORST, O_REGRESS, O_THRESHOLD, O_LAT, O_ENERGY, O__N };
 
 static const opt_row_t rows[O__N] = {
     [O_OUT] = {"out", "DP_REPORT_OUT", "./CAMPAIGN-report", "",
@@ -39,6 +39,10 @@ static const opt_row_t rows[O__N] = {
                    "a figure this much worse (percent; points for I-Latency) is a regression"},
     [O_THRESHOLD] = {"threshold", "DP_REPORT_THRESHOLD", "0.9", "(0, 1]",
                      "IDPB: the executed fraction at least this"},
+    [O_LAT] = {"latency-budget-ms", "DP_REPORT_LATENCY_BUDGET_MS", "0", "0..1e9",
+               "the device budget: an input slower is an IDPB on its class (0: none)"},
+    [O_ENERGY] = {"energy-budget-mj", "DP_REPORT_ENERGY_BUDGET_MJ", "0", "0..1e9",
+                  "the energy budget per input, likewise (0: none)"},
 };
 
 static void usage(FILE *f)
@@ -51,7 +55,7 @@ static void usage(FILE *f)
                "e.g. dp-runs/quickstart/store); the results are under CAMPAIGN_ID/.\n"
                "\noptions (flag, environment, default):\n");
     for (int i = 0; i < O__N; i++)
-        fprintf(f, "  --%-12s %-22s %-18s %s%s%s\n", rows[i].flag, rows[i].env,
+        fprintf(f, "  --%-18s %-28s %-18s %s%s%s\n", rows[i].flag, rows[i].env,
                 *rows[i].dflt ? rows[i].dflt : "(none)", rows[i].what, *rows[i].bounds ? ", " : "",
                 rows[i].bounds);
     fprintf(f, "  -v, --verbose    debug log on stderr\n"
@@ -156,6 +160,8 @@ int main(int argc, char **argv)
                                        {"regress-pct", required_argument, 0, 'r'},
                                        {"threshold", required_argument, 0, 't'},
                                        {"json", required_argument, 0, 'j'},
+                                       {"latency-budget-ms", required_argument, 0, 'L'},
+                                       {"energy-budget-mj", required_argument, 0, 'E'},
                                        {"verbose", no_argument, 0, 'v'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
@@ -183,6 +189,12 @@ int main(int argc, char **argv)
         case 'j':
             json_in = optarg;
             break;
+        case 'L':
+            val[O_LAT] = optarg;
+            break;
+        case 'E':
+            val[O_ENERGY] = optarg;
+            break;
         case 'v':
             dp_log_set_level(DP_LOG_DEBUG);
             break;
@@ -194,8 +206,10 @@ int main(int argc, char **argv)
         }
     }
     long worst;
-    double pct, thr;
-    if (cli_parse_long("--worst", setting(O_WORST, val[O_WORST]), 0, 16, &worst) ||
+    double pct, thr, bud_ms, bud_mj;
+    if (cli_parse_double("--latency-budget-ms", setting(O_LAT, val[O_LAT]), 0, 1e9, &bud_ms) ||
+        cli_parse_double("--energy-budget-mj", setting(O_ENERGY, val[O_ENERGY]), 0, 1e9, &bud_mj) ||
+        cli_parse_long("--worst", setting(O_WORST, val[O_WORST]), 0, 16, &worst) ||
         cli_parse_double("--regress-pct", setting(O_REGRESS, val[O_REGRESS]), 0, 1000, &pct) ||
         cli_parse_unit("--threshold", setting(O_THRESHOLD, val[O_THRESHOLD]), 1, &thr))
         return EXIT_USAGE;
@@ -262,6 +276,7 @@ int main(int argc, char **argv)
         }
         dp_report_src_set_store_uri(src, uri);
         dp_report_src_set_threshold(src, thr);
+        dp_report_src_set_device_budgets(src, bud_ms, bud_mj);
         const char *ds = setting(O_DATASET, val[O_DATASET]);
         if (*ds) {
             if ((err = cli_load_split(ds, "t10k", &test))) {

@@ -165,7 +165,7 @@ static void json_lats(tj_writer_t *w, const dp_report_src_t *s, const rpt_group_
 {
     const int is_seeds = !strcmp(g->method, "seeds");
     const rpt_lats_t *seeds = is_seeds ? NULL : seeds_lats(s, g->model, l->cls);
-    size_t n = l->n, ne = 0, ni = 0, nie = 0, over = 0;
+    size_t n = l->n, ne = 0, ni = 0, nie = 0, over = 0, over_ms = 0, over_mj = 0;
     double *v = malloc((n ? n : 1) * sizeof *v), *e = malloc((n ? n : 1) * sizeof *e);
     double *il = malloc((n ? n : 1) * sizeof *il), *ie = malloc((n ? n : 1) * sizeof *ie);
     if (!v || !e || !il || !ie) {
@@ -185,6 +185,8 @@ static void json_lats(tj_writer_t *w, const dp_report_src_t *s, const rpt_group_
         const rpt_meas_t *m = &l->v[i];
         if (isfinite(m->energy_mj)) e[ne++] = m->energy_mj;
         if (m->ms > seed_p99) over++;
+        over_ms += m->ms > s->budget_ms;
+        over_mj += m->energy_mj > s->budget_mj;
         const rpt_meas_t *sm = find_meas(seeds, m->index);
         if (sm && sm->ms > 0) il[ni++] = (m->ms / sm->ms - 1) * 100;
         if (sm && sm->energy_mj > 0 && isfinite(m->energy_mj))
@@ -201,6 +203,8 @@ static void json_lats(tj_writer_t *w, const dp_report_src_t *s, const rpt_group_
         tj_kint(w, "energy_n", (int64_t)ne);
         pcts(w, "energy_mj", e, ne);
     }
+    if (isfinite(s->budget_ms)) tj_kint(w, "over_latency_budget", (int64_t)over_ms);
+    if (isfinite(s->budget_mj) && ne) tj_kint(w, "over_energy_budget", (int64_t)over_mj);
     if (!is_seeds) {
         tj_kint(w, "ilatency_n", (int64_t)ni);
         pcts(w, "ilatency", il, ni);
@@ -633,6 +637,8 @@ dp_err_t dp_report_build(const dp_report_src_t *src, const dp_report_opts_t *o, 
     tj_key(&w, "thresholds");
     tj_obj(&w);
     tj_knum(&w, "idpb_exec", s->idpb_exec);
+    if (isfinite(s->budget_ms)) tj_knum(&w, "latency_ms", s->budget_ms);
+    if (isfinite(s->budget_mj)) tj_knum(&w, "energy_mj", s->budget_mj);
     tj_knum(&w, "regress_pct", o->regress_pct);
     tj_obj_end(&w);
     tj_key(&w, "models");

@@ -583,13 +583,29 @@ static void summary(page_t *pg)
 
     sb_s(b, "<h2 id=\"summary\">Summary</h2><p>IDPBs found per model and budget: inputs whose "
             "executed fraction reaches the threshold (of those generated), and per device "
-            "class, the inputs slower than the seeds' p99 latency and the p90 I-Latency.</p>"
+            "class, the inputs over the campaign's latency (and energy) budget, or without "
+            "one slower than the seeds' p99 latency, and the p90 I-Latency.</p>"
             "<table class=\"summary\"><tr><th class=\"l\">model</th><th class=\"l\">budget</th>"
             "<th class=\"l\">method</th><th>IDPBs (exec)</th>");
+    /* against the device budgets when the campaign sets them, else against
+     * the seeds' own p99 */
+    const tj_val_t *th = tj_get(r, "thresholds");
+    const double bud_ms = tj_get_num(th, "latency_ms", NAN),
+                 bud_mj = tj_get_num(th, "energy_mj", NAN);
+    const char *lat_key = isfinite(bud_ms) ? "over_latency_budget" : "over_seed_p99";
     for (size_t k = 0; cls && k < cls->n; k++) {
         sb_s(b, "<th>");
         esc(b, cls->items[k].str);
-        sb_s(b, ": &gt; seeds p99</th><th>");
+        if (isfinite(bud_ms))
+            sb_f(b, ": &gt; %g ms</th>", bud_ms);
+        else
+            sb_s(b, ": &gt; seeds p99</th>");
+        if (isfinite(bud_mj)) {
+            sb_s(b, "<th>");
+            esc(b, cls->items[k].str);
+            sb_f(b, ": &gt; %g mJ</th>", bud_mj);
+        }
+        sb_s(b, "<th>");
         esc(b, cls->items[k].str);
         sb_s(b, ": I-Latency p90</th>");
     }
@@ -617,11 +633,18 @@ static void summary(page_t *pg)
                 sb_s(b, "</td>");
                 for (size_t q = 0; cls && q < cls->n; q++) {
                     const tj_val_t *l = lat_of(g, cls->items[q].str);
-                    double ov = tj_get_num(l, "over_seed_p99", NAN);
+                    double ov = tj_get_num(l, lat_key, NAN);
                     sb_f(b, "<td class=\"%s\">", ov > 0 ? "bad" : "");
                     num(b, ov, "%.0f");
                     sb_s(b, " / ");
                     num(b, tj_get_num(l, "n", NAN), "%.0f");
+                    if (isfinite(bud_mj)) {
+                        double oe = tj_get_num(l, "over_energy_budget", NAN);
+                        sb_f(b, "</td><td class=\"%s\">", oe > 0 ? "bad" : "");
+                        num(b, oe, "%.0f");
+                        sb_s(b, " / ");
+                        num(b, tj_get_num(l, "energy_n", NAN), "%.0f");
+                    }
                     sb_s(b, "</td><td>");
                     num(b, tj_get_num(l, "ilatency_p90", NAN), "%+.1f%%");
                     sb_s(b, "</td>");

@@ -59,6 +59,10 @@ void dp_report_src_set_seeds(dp_report_src_t *s, const dp_dataset_t *test, const
 /* The IDPB threshold on the executed fraction (default 0.9) and the store
  * URI the report's links are relative to (recorded). */
 void dp_report_src_set_threshold(dp_report_src_t *s, double idpb_exec);
+/* The device budgets (the campaign's thresholds.latency_ms and energy_mj):
+ * an input slower or costlier than these is an IDPB on its device class.
+ * NaN or <= 0: none (the default). */
+void dp_report_src_set_device_budgets(dp_report_src_t *s, double latency_ms, double energy_mj);
 void dp_report_src_set_store_uri(dp_report_src_t *s, const char *uri);
 
 /* Everything under CAMPAIGN/ in store: result.json, measure.json beside a

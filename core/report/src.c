@@ -32,6 +32,7 @@ dp_err_t dp_report_src_new(const char *campaign, dp_report_src_t **out)
     if (!s) return dp_err_set(DP_ERR_NOMEM, "report: out of memory");
     snprintf(s->campaign, sizeof s->campaign, "%s", campaign);
     s->idpb_exec = 0.9;
+    s->budget_ms = s->budget_mj = NAN;
     s->worst_keep = 8;
     *out = s;
     return DP_OK;
@@ -91,6 +92,12 @@ void dp_report_src_set_seeds(dp_report_src_t *s, const dp_dataset_t *test, const
 void dp_report_src_set_threshold(dp_report_src_t *s, double idpb_exec)
 {
     if (isfinite(idpb_exec) && idpb_exec > 0) s->idpb_exec = idpb_exec;
+}
+
+void dp_report_src_set_device_budgets(dp_report_src_t *s, double latency_ms, double energy_mj)
+{
+    s->budget_ms = isfinite(latency_ms) && latency_ms > 0 ? latency_ms : NAN;
+    s->budget_mj = isfinite(energy_mj) && energy_mj > 0 ? energy_mj : NAN;
 }
 
 void dp_report_src_set_store_uri(dp_report_src_t *s, const char *uri)

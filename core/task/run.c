@@ -7,6 +7,7 @@
  * store into the task's directory, which is removed at the end. Artifacts
  * go to the task's store under its output_prefix. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -445,6 +446,9 @@ static dp_err_t report_page(run_t *r, const char *own, verdict_t *v)
     if (err) return err;
     dp_report_src_set_store_uri(src, r->t->store_uri);
     dp_report_src_set_threshold(src, r->s.idpb_exec);
+    const Dp__V1__Thresholds *th = r->t->thresholds;
+    dp_report_src_set_device_budgets(src, th && th->latency_ms ? th->latency_ms->value : NAN,
+                                     th && th->energy_mj ? th->energy_mj->value : NAN);
     if (r->t->dataset && r->t->dataset->test_images_uri && *r->t->dataset->test_images_uri) {
         if (load_split(r, 0, &test) == DP_OK)
             dp_report_src_set_seeds(src, test, r->t->dataset->test_images_uri);

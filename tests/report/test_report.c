@@ -96,6 +96,7 @@ static char *build(double dp_ms, const char *baseline)
     dp_report_src_t *s = NULL;
     cr_assert_eq(dp_report_src_new("c-1", &s), DP_OK);
     dp_report_src_set_seeds(s, g_test, "t10k");
+    dp_report_src_set_device_budgets(s, 2.05, NAN); /* seeds 1-1.09 ms, DeepPerform 2-2.18 */
     const int n = 10;
     perf_samples_t *dp = samples(PERF_METHOD_DEEPPERFORM, n, exec_dp);
     perf_samples_t *rnd = samples(PERF_METHOD_RANDOM, n, exec_random);
@@ -190,6 +191,10 @@ Test(report, figures_from_results_and_sample_sets)
     cr_assert_float_eq(tj_get_num(l, "ilatency_p99", 0), 100, 1e-9);
     cr_assert_float_eq(tj_get_num(l, "latency_ms_p50", 0), 2 * 1.04, 1e-9);
     cr_assert_eq(tj_get_num(l, "over_seed_p99", -1), 10);
+    /* 2 * (1 + i/100) > 2.05 for i >= 3 */
+    cr_assert_eq(tj_get_num(l, "over_latency_budget", -1), 7);
+    cr_assert_null(tj_get(l, "over_energy_budget"), "no energy measured, no budget set");
+    cr_assert_float_eq(tj_get_num(tj_get(&r, "thresholds"), "latency_ms", 0), 2.05, 1e-12);
     cr_assert_eq(tj_get(l, "latency_cdf_ms")->n, 51);
     /* worst 2 of DeepPerform's (exec 1.0: seeds 0, 1), each with the seed,
      * DeepPerform's and random's x' and their magnified deltas */
@@ -233,6 +238,7 @@ Test(report, figures_from_results_and_sample_sets)
     cr_assert(strstr(html, "href=\"../sdn_resnet/linf-0.09/random/s0/samples.safetensors\""),
               "tiles link to their sample set, relative to CAMPAIGN/report/");
     cr_assert(strstr(html, "usemap=\"#strip1\""));
+    cr_assert(strstr(html, "pi: &gt; 2.05 ms"), "the summary counts against the budget");
     cr_assert(strstr(html, "cannot load the model: not found"));
     cr_assert(!strstr(html, "<script"));
     free(html);
