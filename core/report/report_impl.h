@@ -86,7 +86,7 @@ struct dp_report_src {
     const dp_dataset_t *test;
     double idpb_exec;
     double budget_ms, budget_mj; /* device budgets; NaN: none */
-    int worst_keep; /* images kept per DeepPerform group while collecting */
+    int worst_keep;              /* images kept per DeepPerform group while collecting */
     rpt_group_t *g;
     size_t ng, capg;
     char **skipped;
