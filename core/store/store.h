@@ -64,7 +64,8 @@ typedef struct dp_store_settings {
                                      (seconds), else 60000: a server restart */
     long connect_timeout_ms;      /* default 5000 */
     long stall_timeout_s;         /* abort a transfer below 1 byte/s this long; default 30 */
-    uint64_t multipart_threshold; /* put_file above this size goes multipart; default 64 MiB */
+    uint64_t multipart_threshold; /* objects of this size or more go multipart; default
+                                     64 MiB + 1 (above 64 MiB) */
     uint64_t part_size;           /* multipart part size, >= 5 MiB; default: from the size
                                      (8 MiB, more for objects above 80 GB) */
     int parallel;                 /* multipart parts in flight, each on its own connection

@@ -7,10 +7,11 @@
  * query strings are built here sorted and RFC 3986-encoded with value-less
  * parameters as "name=", and keys are percent-encoded here.
  *
- * Every request goes through s3_request(): a bounded retry loop (count and
- * time) with exponential backoff and jitter on connection errors, 5xx and
- * 429, then one translation of the outcome into dp_err_t. Uploads above the
- * threshold go multipart, one part in memory at a time, aborted on failure. */
+ * Every request goes through s3_request_on(): a retry loop bounded by time
+ * (retry_budget_ms) with exponential backoff and jitter on connection
+ * errors, 5xx but 501 and 429, ended early by settings.cancel, then one
+ * translation of the outcome into dp_err_t. Downloads cut off resume with a
+ * ranged GET. Uploads from the threshold on go multipart (store_s3_mp.c). */
 #define _GNU_SOURCE /* sync_file_range */
 #include "store/store_s3.h"
 
