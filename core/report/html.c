@@ -551,6 +551,8 @@ static void head(page_t *pg)
             "table.grid td{font-size:11px}.ex{color:#555}\n"
             "img.strip{image-rendering:pixelated;display:block}\n"
             "details{margin:.5em 0}code{font-size:12px}\n"
+            /* a model's section below the fold is laid out when scrolled to */
+            "section.model{content-visibility:auto;contain-intrinsic-size:auto 4000px}\n"
             "</style></head><body>\n");
 }
 
@@ -999,12 +1001,13 @@ dp_err_t dp_report_html(const char *text, size_t len, char **html, size_t *hlen)
     const tj_val_t *models = arr(&r, "models");
     for (size_t m = 0; models && m < models->n; m++) {
         const char *model = models->items[m].str;
-        sb_s(&pg.b, "<h2 class=\"model\">Model ");
+        sb_s(&pg.b, "<section class=\"model\"><h2 class=\"model\">Model ");
         esc(&pg.b, model);
         sb_s(&pg.b, "</h2>\n");
         model_tables(&pg, model);
         model_charts(&pg, model);
         grids(&pg, model);
+        sb_s(&pg.b, "</section>\n");
     }
     sb_s(&pg.b, "<h2 id=\"cost\">Generation cost</h2>\n");
     chart_cost(&pg);

@@ -153,10 +153,17 @@ def main():
         seen = json.loads(b.send("Runtime.evaluate", {"expression": PROBE, "returnByValue": True},
                                  session=s)["result"]["value"])
         if a.screenshot:
-            h = max(1000, min(int(seen["height"]), 16000))
+            # sections laid out only once in view (content-visibility: auto)
+            # are all laid out for the picture of the whole page
+            h = int(b.send("Runtime.evaluate", {
+                "expression": "document.querySelectorAll('section').forEach("
+                              "x => x.style.contentVisibility = 'visible'); "
+                              "new Promise(r => requestAnimationFrame(() => "
+                              "r(document.documentElement.scrollHeight)))",
+                "awaitPromise": True, "returnByValue": True}, session=s)["result"]["value"])
             b.send("Emulation.setDeviceMetricsOverride",
-                   {"width": 1400, "height": h, "deviceScaleFactor": 1, "mobile": False},
-                   session=s)
+                   {"width": 1400, "height": max(1000, min(h, 16000)), "deviceScaleFactor": 1,
+                    "mobile": False}, session=s)
             shot = b.send("Page.captureScreenshot", {"format": "png"}, session=s)
             with open(a.screenshot, "wb") as f:
                 f.write(base64.b64decode(shot["data"]))
