@@ -1,8 +1,9 @@
 /* libFuzzer target for the report.json reader (core/report/read.c) and
  * everything that renders what it accepts. Besides "no crash": an accepted
  * report renders (dp_report_html gives DP_OK and a page that holds no
- * script, no javascript: URL and nothing fetched: no src= or href= with a
- * scheme but data:), a report compared with itself has no change, and
+ * script and no src= or href= with a scheme but data:, so nothing is
+ * fetched and no javascript: URL runs; the words may stand in escaped
+ * text), a report compared with itself has no change, and
  * refused input gets DP_ERR_FORMAT, DP_ERR_UNSUPPORTED or DP_ERR_RANGE with
  * a detail. */
 #include <stddef.h>
@@ -56,7 +57,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (char *p = lower; *p; p++)
             if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
         CHECK(!strstr(lower, "<script"));
-        CHECK(!strstr(lower, "javascript:"));
         CHECK(!fetches(lower));
         free(lower);
         free(html);
