@@ -57,6 +57,7 @@ struct dp_worker {
     const char *comp; /* log component */
     char *endpoint, *id, *host, *device_class, *scratch, *server_key;
     Dp__V1__EnergyProbe probe;
+    const dp_task_measurer_t *measurer;
     int threads;
     uint32_t hb0, live0; /* before the Welcome */
     size_t max_message;
@@ -145,6 +146,7 @@ dp_err_t dp_worker_new(const dp_worker_opts_t *o, dp_worker_t **out)
     w->role = o->role;
     w->comp = measurer ? "measurer" : "worker";
     w->probe = o->probe ? o->probe : DP__V1__ENERGY_PROBE__ENERGY_PROBE_NONE;
+    w->measurer = o->measurer;
     w->threads = o->threads;
     w->hb0 = o->heartbeat_ms ? o->heartbeat_ms : DP_WORKER_HEARTBEAT_MS;
     w->live0 = o->liveness ? o->liveness : DP_WORKER_LIVENESS;
@@ -594,6 +596,7 @@ static void *compute_main(void *arg)
     env.threads = w->threads;
     env.store_settings = &w->store_settings;
     env.cache = w->cache;
+    env.measurer = w->measurer;
     env.hooks.progress = on_progress;
     env.hooks.cancelled = on_cancelled;
     env.hooks.ctx = j;

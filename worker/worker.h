@@ -77,6 +77,8 @@ typedef struct dp_worker_opts {
     const char *http;       /* HOST:PORT serving /healthz (200 while registered and the
                                coordinator was heard from within its liveness period, 503
                                otherwise) and /metrics, from the socket thread; NULL: off */
+    const dp_task_measurer_t *measurer; /* borrowed: a measurer's own settings over its
+                                           tasks' (dp_task_env_t.measurer); NULL: none */
 } dp_worker_opts_t;
 
 typedef struct dp_worker_stats {

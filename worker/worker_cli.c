@@ -1,13 +1,16 @@
 /* The command line of dp-worker and dp-measurer (one table of settings:
  * flag, environment variable, type, bounds, default; flags over the
- * environment over the defaults), shared by both mains: they differ only in
- * the role, the environment prefix (DP_WORKER_, DP_MEASURER_) and the
- * measurer's --device-class. Everything else is in worker.c. */
+ * environment over the defaults), shared by both mains: they differ in the
+ * role, the environment prefix (DP_WORKER_, DP_MEASURER_) and the
+ * measurer's own settings (device class, energy probe, pinning) and its
+ * --once mode (once.c). Everything else is in worker.c. The measuring
+ * defaults shown are the task layer's (dp_task_settings_default). */
 #include "worker_cli.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,13 +18,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "measure/probe.h"
+#include "nn/nn.h"
+#include "once.h"
+#include "task/json.h"
 #include "util/log.h"
 #include "util/path.h"
 #include "worker.h"
 
 enum { EXIT_RUN = 1, EXIT_USAGE = 2, EXIT_START = 3 };
 
-typedef enum { CFG_STR, CFG_UINT, CFG_LEVEL, CFG_BOOL } cfg_type_t;
+typedef enum { CFG_STR, CFG_UINT, CFG_LEVEL, CFG_NUM, CFG_BOOL } cfg_type_t;
 
 typedef struct cfg {
     const char *flag, *env_suffix; /* env: PREFIX + suffix; "=NAME": NAME as is */
@@ -46,8 +53,33 @@ enum {
     C_HTTP,
     C_LOG,
     C_CHECK_ARGS,
+    C_PROBE,
+    C_SYSFS,
+    C_RAILS,
+    C_RAPL,
+    C_PIN,
+    C_MAX_LOAD,
+    C_ONCE,
+    C_MODEL,
+    C_SAMPLES,
+    C_OUT,
+    C_DATA,
+    C_SEEDS,
+    C_SEED_OFFSET,
+    C_WARMUP,
+    C_REPS,
+    C_MIN_TIME,
+    C_ROUNDS,
+    C_WINDOW,
+    C_IDLE,
+    C_B_LAT,
+    C_B_EN,
+    C_B_ILAT,
+    C_B_IEN,
     C_COUNT
 };
+
+static char d_warmup[32], d_reps[32], d_min_time[32], d_window[32], d_idle[32], d_load[32];
 
 static cfg_t cfg[C_COUNT] = {
     [C_COORD] = {"coordinator", "=DP_COORDINATOR", CFG_STR, 0, 0, DP_WORKER_ENDPOINT,
@@ -83,8 +115,66 @@ static cfg_t cfg[C_COUNT] = {
                "debug, info, warn, error or off", 0, "", 0, 0},
     [C_CHECK_ARGS] = {"check-args", "CHECK_ARGS", CFG_BOOL, 0, 1, "",
                       "check the settings, exit 0 (2 if refused): no scratch directory,\n"
-                      "no connection",
+                      "no connection (with --once: no measuring)",
                       0, "", 0, 0},
+    [C_PROBE] = {"probe", "PROBE", CFG_STR, 0, 0, "",
+                 "energy probe: none, rapl, ina3221 (jetson) or nvml (default: the\n"
+                 "device class's in a campaign, none with --once)",
+                 1, "", 0, 0},
+    [C_SYSFS] = {"sysfs-root", "SYSFS_ROOT", CFG_STR, 0, 0, "",
+                 "prefix of the /sys and /proc paths read (probes, governor, load)", 1, "", 0, 0},
+    [C_RAILS] = {"rails", "RAILS", CFG_STR, 0, 0, "",
+                 "ina3221: the board-total rail(s), alternatives comma-separated,\n"
+                 "sums with '+' (default VDD_IN,POM_5V_IN)",
+                 1, "", 0, 0},
+    [C_RAPL] = {"rapl-domains", "RAPL_DOMAINS", CFG_STR, 0, 0, "",
+                "rapl: domains summed (default package,dram)", 1, "", 0, 0},
+    [C_PIN] = {"pin-cpu", "PIN_CPU", CFG_UINT, 0, 4095, "",
+               "pin the measuring thread to this CPU (default: no pinning, or the\n"
+               "campaign's measure.pin_cpu: the CPU it runs on)",
+               1, "", 0, 0},
+    [C_MAX_LOAD] = {"max-load", "MAX_LOAD", CFG_NUM, 0, 4096, d_load,
+                    "warn when the 1-minute load average is above this", 1, "", 0, 0},
+    [C_ONCE] = {"once", "ONCE", CFG_BOOL, 0, 0, "",
+                "measure --model's --samples (and their seeds), or its seeds alone,\n"
+                "write --out and exit: no coordinator",
+                1, "", 0, 0},
+    [C_MODEL] = {"model", "MODEL", CFG_STR, 0, 0, "",
+                 "--once: the model prefix M (M.pb, M.safetensors)", 1, "", 0, 0},
+    [C_SAMPLES] = {"samples", "SAMPLES", CFG_STR, 0, 0, "",
+                   "--once: a sample set (dp-perform generate/baseline); none: the seeds", 1, "", 0,
+                   0},
+    [C_OUT] = {"out", "OUT", CFG_STR, 0, 0, "measure.json", "--once: the result file", 1, "", 0, 0},
+    [C_DATA] = {"data-dir", "DATA_DIR", CFG_STR, 0, 0, "/usr/share/datasets/fashion-mnist",
+                "--once: Fashion-MNIST, whose test images are the seeds", 1, "", 0, 0},
+    [C_SEEDS] = {"seeds", "SEEDS", CFG_UINT, 1, 1u << 24, "1000",
+                 "--once without --samples: seeds measured", 1, "", 0, 0},
+    [C_SEED_OFFSET] = {"seed-offset", "SEED_OFFSET", CFG_UINT, 0, 1u << 24, "0",
+                       "--once without --samples: the first seed", 1, "", 0, 0},
+    [C_WARMUP] = {"warmup", "WARMUP", CFG_UINT, 0, 100000, d_warmup,
+                  "--once: untimed forwards of each input first", 1, "", 0, 0},
+    [C_REPS] = {"repetitions", "REPETITIONS", CFG_UINT, 1, 100000, d_reps,
+                "--once: timed forwards per input, at least", 1, "", 0, 0},
+    [C_MIN_TIME] = {"min-time-s", "MIN_TIME_S", CFG_NUM, 0, 3600, d_min_time,
+                    "--once: timed forwards per input last at least this long", 1, "", 0, 0},
+    [C_ROUNDS] = {"rounds", "ROUNDS", CFG_UINT, 1, MEASURE_MAX_ROUNDS, "1",
+                  "--once: the repetitions and time of each input spread over this many\n"
+                  "passes over all inputs (each in an order of its own)",
+                  1, "", 0, 0},
+    [C_WINDOW] = {"energy-window-s", "ENERGY_WINDOW_S", CFG_NUM, 1, 3600, d_window,
+                  "--once: energy windows at least this long", 1, "", 0, 0},
+    [C_IDLE] = {"idle-s", "IDLE_S", CFG_NUM, 0, 3600, d_idle,
+                "--once: measure the idle power this long first and subtract it", 1, "", 0, 0},
+    [C_B_LAT] = {"latency-budget-ms", "LATENCY_BUDGET_MS", CFG_NUM, 0, 1000000000, "",
+                 "--once: IDPB when the median latency is above this", 1, "", 0, 0},
+    [C_B_EN] = {"energy-budget-mj", "ENERGY_BUDGET_MJ", CFG_NUM, 0, 1000000000, "",
+                "--once: IDPB when the energy per inference is above this", 1, "", 0, 0},
+    [C_B_ILAT] = {"ilatency-budget", "ILATENCY_BUDGET", CFG_NUM, 0, 1000000, "",
+                  "--once: IDPB when I-Latency (percent over the seed) is at least this", 1, "", 0,
+                  0},
+    [C_B_IEN] = {"ienergy-budget", "IENERGY_BUDGET", CFG_NUM, 0, 1000000, "",
+                 "--once: IDPB when I-Energy (percent over the seed) is at least this", 1, "", 0,
+                 0},
 };
 
 static const char *g_prog;
@@ -103,7 +193,7 @@ static void usage(FILE *f)
     for (int i = 0; i < C_COUNT; i++) {
         if (!shown(i)) continue;
         char left[64];
-        snprintf(left, sizeof left, "--%s%s", cfg[i].flag, cfg[i].type == CFG_BOOL ? "" : " V");
+        snprintf(left, sizeof left, cfg[i].type == CFG_BOOL ? "--%s" : "--%s V", cfg[i].flag);
         fprintf(f, "  %-22s ", left);
         for (const char *p = cfg[i].help; *p; p++) { /* continuation lines indented */
             fputc(*p, f);
@@ -111,7 +201,8 @@ static void usage(FILE *f)
         }
         fprintf(f, "\n  %-22s env %s", "", cfg[i].env);
         if (*cfg[i].def) fprintf(f, ", default %s", cfg[i].def);
-        if (cfg[i].type == CFG_UINT) fprintf(f, ", %" PRIu64 "..%" PRIu64, cfg[i].lo, cfg[i].hi);
+        if (cfg[i].type == CFG_UINT || cfg[i].type == CFG_NUM)
+            fprintf(f, ", %" PRIu64 "..%" PRIu64, cfg[i].lo, cfg[i].hi);
         fputc('\n', f);
     }
     fprintf(f,
@@ -125,6 +216,13 @@ static void usage(FILE *f)
 
 static int load_config(int argc, char **argv, const char *prefix)
 {
+    const dp_task_settings_t d = dp_task_settings_default();
+    snprintf(d_warmup, sizeof d_warmup, "%d", d.warmup);
+    snprintf(d_reps, sizeof d_reps, "%d", d.repetitions);
+    snprintf(d_min_time, sizeof d_min_time, "%g", d.min_time_s);
+    snprintf(d_window, sizeof d_window, "%g", d.energy_window_s);
+    snprintf(d_idle, sizeof d_idle, "%g", d.idle_s);
+    snprintf(d_load, sizeof d_load, "%g", d.max_load);
     for (int i = 0; i < C_COUNT; i++) {
         if (cfg[i].env_suffix[0] == '=')
             snprintf(cfg[i].env, sizeof cfg[i].env, "%s", cfg[i].env_suffix + 1);
@@ -178,6 +276,159 @@ static int parse_uint(const cfg_t *c, uint64_t *out)
     return 0;
 }
 
+static int has(int i) { return cfg[i].value && *cfg[i].value; }
+
+static int parse_num(const cfg_t *c, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(c->value, &end);
+    if (errno || end == c->value || *end || !(v >= (double)c->lo && v <= (double)c->hi)) {
+        fprintf(stderr, "%s: --%s (%s) expects a number in [%" PRIu64 ", %" PRIu64 "], got '%s'\n",
+                g_prog, c->flag, c->from, c->lo, c->hi, c->value);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A flag (or its variable): 1 on, 0 off, -1 after a line. */
+static int flag_on(const cfg_t *c)
+{
+    static const char *on[] = {"1", "true", "yes", "on"}, *off[] = {"", "0", "false", "no", "off"};
+    for (size_t i = 0; i < sizeof on / sizeof on[0]; i++)
+        if (!strcmp(c->value, on[i])) return 1;
+    for (size_t i = 0; i < sizeof off / sizeof off[0]; i++)
+        if (!strcmp(c->value, off[i])) return 0;
+    fprintf(stderr, "%s: %s (%s) is 1 or 0, got '%s'\n", g_prog, c->env, c->from, c->value);
+    return -1;
+}
+
+/* The measurer's own settings (probe, sysfs root, pinning, load). 0 or the
+ * exit status after a line. */
+static int measurer_settings(dp_task_measurer_t *ms)
+{
+    memset(ms, 0, sizeof *ms);
+    ms->pin_cpu = -1;
+    if (has(C_PROBE)) {
+        int k = measure_probe_parse_kind(cfg[C_PROBE].value);
+        if (k < 0) {
+            fprintf(stderr, "%s: --probe (%s) is none, rapl, ina3221 or nvml, got '%s'\n", g_prog,
+                    cfg[C_PROBE].from, cfg[C_PROBE].value);
+            return EXIT_USAGE;
+        }
+        /* the proto's enum: UNSPECIFIED, NONE, RAPL, INA3221, NVML */
+        ms->probe = (Dp__V1__EnergyProbe)(k + 1);
+    }
+    ms->sysfs_root = cfg[C_SYSFS].value;
+    ms->probe_rails = cfg[C_RAILS].value;
+    ms->rapl_domains = cfg[C_RAPL].value;
+    uint64_t cpu;
+    if (has(C_PIN)) {
+        if (parse_uint(&cfg[C_PIN], &cpu)) return EXIT_USAGE;
+        ms->pin_cpu = (int)cpu;
+    }
+    if (parse_num(&cfg[C_MAX_LOAD], &ms->max_load)) return EXIT_USAGE;
+    return 0;
+}
+
+static volatile sig_atomic_t g_stop;
+
+static int once_cancelled(void *ctx)
+{
+    (void)ctx;
+    return g_stop ? PERF_STOP_NOW : PERF_GO_ON;
+}
+
+static void once_progress(void *ctx, const char *stage, uint64_t done, uint64_t total,
+                          const char *line)
+{
+    (void)ctx, (void)stage, (void)done, (void)total;
+    dp_info("measurer", "%s", line);
+}
+
+/* Prints what a --once run found (from its summary). */
+static void print_once(const char *json, const char *out)
+{
+    tj_val_t j;
+    if (tj_parse(json, strlen(json), &j) != DP_OK) return;
+    const int seeds = tj_get(&j, "seeds_measured") && tj_get(&j, "seeds_measured")->num != 0;
+    printf("%s: %.0f inputs%s measured in %.1f s; wrote %s\n", g_prog, tj_get_num(&j, "n", 0),
+           seeds ? " and their seeds" : "", tj_get_num(&j, "seconds", 0), out);
+    printf("  latency ms   p50 %.4g  p90 %.4g  p99 %.4g  mean %.4g",
+           tj_get_num(&j, "latency_p50_ms", NAN), tj_get_num(&j, "latency_p90_ms", NAN),
+           tj_get_num(&j, "latency_p99_ms", NAN), tj_get_num(&j, "latency_mean_ms", NAN));
+    if (seeds) printf("  (seeds: mean %.4g)", tj_get_num(&j, "seed_latency_mean_ms", NAN));
+    printf("\n");
+    if (seeds)
+        printf("  I-FLOPs %% mean %.4g max %.4g; I-Latency %% mean %.4g max %.4g; I-Energy %% mean "
+               "%.4g max %.4g\n",
+               tj_get_num(&j, "iflops_mean", NAN), tj_get_num(&j, "iflops_max", NAN),
+               tj_get_num(&j, "ilatency_mean", NAN), tj_get_num(&j, "ilatency_max", NAN),
+               tj_get_num(&j, "ienergy_mean", NAN), tj_get_num(&j, "ienergy_max", NAN));
+    printf("  Pearson(FLOPs, latency) %.4f, (FLOPs, energy) %.4f over %.0f measurements\n",
+           tj_get_num(&j, "pearson_flops_latency", NAN),
+           tj_get_num(&j, "pearson_flops_energy", NAN), tj_get_num(&j, "pearson_n", 0));
+    const tj_val_t *w = tj_get(&j, "warnings");
+    for (size_t i = 0; w && w->type == TJ_ARR && i < w->n; i++)
+        if (w->items[i].type == TJ_STR)
+            fprintf(stderr, "%s: warning: %s\n", g_prog, w->items[i].str);
+    tj_val_free(&j);
+}
+
+/* --once: 0, or the exit status after a line; check: stop after the
+ * settings. */
+static int run_once(const dp_task_measurer_t *ms, uint64_t threads, int check)
+{
+    if (!has(C_MODEL)) {
+        fprintf(stderr, "%s: --once needs --model\n", g_prog);
+        return EXIT_USAGE;
+    }
+    dp_task_settings_t s = dp_task_settings_default();
+    uint64_t warmup, reps, seeds, offset, rounds;
+    double lat = 0, en = 0, ilat = NAN, ien = NAN;
+    if (parse_uint(&cfg[C_WARMUP], &warmup) || parse_uint(&cfg[C_REPS], &reps) ||
+        parse_uint(&cfg[C_SEEDS], &seeds) || parse_uint(&cfg[C_SEED_OFFSET], &offset) ||
+        parse_uint(&cfg[C_ROUNDS], &rounds) || parse_num(&cfg[C_MIN_TIME], &s.min_time_s) ||
+        parse_num(&cfg[C_WINDOW], &s.energy_window_s) || parse_num(&cfg[C_IDLE], &s.idle_s) ||
+        (has(C_B_LAT) && parse_num(&cfg[C_B_LAT], &lat)) ||
+        (has(C_B_EN) && parse_num(&cfg[C_B_EN], &en)) ||
+        (has(C_B_ILAT) && parse_num(&cfg[C_B_ILAT], &ilat)) ||
+        (has(C_B_IEN) && parse_num(&cfg[C_B_IEN], &ien)))
+        return EXIT_USAGE;
+    s.warmup = (int)warmup, s.repetitions = (int)reps, s.rounds = (int)rounds;
+    s.seed_begin = (uint32_t)offset, s.seed_end = (uint32_t)(offset + seeds);
+    s.idpb_latency_ms = lat, s.idpb_energy_mj = en, s.idpb_ilatency = ilat, s.idpb_ienergy = ien;
+    s.device_class = has(C_CLASS) ? cfg[C_CLASS].value : "local";
+    s.model_name = "";
+    dp_task_settings_measurer(&s, ms);
+    if (check) {
+        printf("%s: arguments accepted\n", g_prog);
+        return 0;
+    }
+    nn_set_threads((int)threads);
+    s.threads = nn_get_threads();
+    dp_measurer_once_t o = {
+        .model = cfg[C_MODEL].value,
+        .samples = has(C_SAMPLES) ? cfg[C_SAMPLES].value : NULL,
+        .data_dir = cfg[C_DATA].value,
+        .out = cfg[C_OUT].value,
+        .settings = &s,
+        .hooks = {.cancelled = once_cancelled, .progress = once_progress},
+    };
+    s.progress_secs = 10;
+    dp_task_output_t out;
+    dp_err_t err = dp_measurer_once(&o, &out);
+    if (err) {
+        fprintf(stderr, "%s: %s: %s\n", g_prog, dp_strerror(err), dp_err_detail());
+        dp_task_output_clear(&out);
+        return err == DP_ERR_CANCELLED ? 130 : EXIT_RUN;
+    }
+    print_once(out.summary_json, o.out);
+    dp_task_output_clear(&out);
+    return 0;
+}
+
 static void log_config(void)
 {
     char line[2048];
@@ -192,7 +443,6 @@ static void log_config(void)
     dp_info(g_measurer ? "measurer" : "worker", "config: %s", line);
 }
 
-static volatile sig_atomic_t g_stop;
 static dp_worker_t *g_worker;
 
 static void on_signal(int sig)
@@ -218,18 +468,32 @@ int dp_worker_cli_main(int argc, char **argv, int measurer)
     uint64_t threads, net_retry;
     if (parse_uint(&cfg[C_THREADS], &threads)) return EXIT_USAGE;
     if (parse_uint(&cfg[C_NET_RETRY], &net_retry)) return EXIT_USAGE;
+    const char *check = cfg[C_CHECK_ARGS].value;
+    if (*check && strcmp(check, "0") && strcmp(check, "1")) {
+        fprintf(stderr, "%s: --check-args (%s) is 0 or 1, got '%s'\n", g_prog,
+                cfg[C_CHECK_ARGS].from, check);
+        return EXIT_USAGE;
+    }
+    dp_task_measurer_t ms;
+    if (measurer && (rc = measurer_settings(&ms))) return rc;
+    int once = measurer ? flag_on(&cfg[C_ONCE]) : 0;
+    if (once < 0) return EXIT_USAGE;
+    if (once) {
+        if (!strcmp(check, "1")) return run_once(&ms, threads, 1);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        return run_once(&ms, threads, 0);
+    }
     if (measurer && !*cfg[C_CLASS].value) {
         fprintf(stderr, "%s: --device-class is required\n", g_prog);
         return EXIT_USAGE;
     }
     if (!*cfg[C_CURVE_KEY].value != !*cfg[C_CURVE_SERVER].value) {
         fprintf(stderr, "%s: --curve-key and --curve-server-key go together\n", g_prog);
-        return EXIT_USAGE;
-    }
-    const char *check = cfg[C_CHECK_ARGS].value;
-    if (*check && strcmp(check, "0") && strcmp(check, "1")) {
-        fprintf(stderr, "%s: --check-args (%s) is 0 or 1, got '%s'\n", g_prog,
-                cfg[C_CHECK_ARGS].from, check);
         return EXIT_USAGE;
     }
     log_config();
@@ -273,6 +537,10 @@ int dp_worker_cli_main(int argc, char **argv, int measurer)
     o.curve_key = *cfg[C_CURVE_KEY].value ? cfg[C_CURVE_KEY].value : NULL;
     o.curve_server_key = *cfg[C_CURVE_SERVER].value ? cfg[C_CURVE_SERVER].value : NULL;
     o.http = *cfg[C_HTTP].value ? cfg[C_HTTP].value : NULL;
+    if (measurer) {
+        o.measurer = &ms;
+        o.probe = ms.probe;
+    }
     dp_worker_t *w = NULL;
     dp_err_t err = dp_worker_new(&o, &w);
     if (err) {

@@ -276,6 +276,12 @@ static dp_err_t check_measuring(const Dp__V1__Campaign *c)
         if (m->energy_window_s &&
             (err = check_float(m->energy_window_s->value, 1, 3600, "measure.energy_window_s")))
             return err;
+        if (m->min_time_s &&
+            (err = check_float(m->min_time_s->value, 0, 3600, "measure.min_time_s")))
+            return err;
+        if (m->idle_s && (err = check_float(m->idle_s->value, 0, 3600, "measure.idle_s")))
+            return err;
+        if (m->rounds && (err = check_u32(m->rounds->value, 1, 64, "measure.rounds"))) return err;
     }
     const Dp__V1__Thresholds *t = c->thresholds;
     if (t) {
@@ -290,6 +296,12 @@ static dp_err_t check_measuring(const Dp__V1__Campaign *c)
             return err;
         if (t->energy_mj &&
             (err = check_float(t->energy_mj->value, 1e-6, 1e9, "thresholds.energy_mj")))
+            return err;
+        if (t->ilatency_percent && (err = check_float(t->ilatency_percent->value, -100, 1e6,
+                                                      "thresholds.ilatency_percent")))
+            return err;
+        if (t->ienergy_percent &&
+            (err = check_float(t->ienergy_percent->value, -100, 1e6, "thresholds.ienergy_percent")))
             return err;
     }
     return DP_OK;

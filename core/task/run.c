@@ -318,10 +318,10 @@ static dp_err_t run_samples(run_t *r)
     dp_err_t err = load_model(r, &m);
     if (err) goto done;
     dp_task_io_t io = {.model = m, .hooks = r->env->hooks};
-    if (!meas || r->s.seeds) {
-        if ((err = load_split(r, 0, &test))) goto done;
-        io.test = test;
-    }
+    /* every kind needs the seeds: a MEASURE of generated inputs measures
+       them beside the inputs */
+    if ((err = load_split(r, 0, &test))) goto done;
+    io.test = test;
     if (gen || (meas && !r->s.seeds)) {
         if (t->n_input_keys < 1 || !t->input_keys[0] || !*t->input_keys[0]) {
             err = dp_err_set(DP_ERR_INVALID, "task: input_keys[0] is missing");
@@ -617,6 +617,7 @@ dp_err_t dp_task_run(const Dp__V1__Task *t, const dp_task_env_t *env, dp_task_re
     run_t r = {.t = t, .env = env, .out = out};
     dp_err_t err = dp_task_settings_from_task(t, &r.s);
     if (err) return err;
+    if (env->measurer) dp_task_settings_measurer(&r.s, env->measurer);
     if (!t->output_prefix || !*t->output_prefix)
         return dp_err_set(DP_ERR_INVALID, "task: output_prefix is missing");
     if (!env->scratch || !*env->scratch)

@@ -34,9 +34,15 @@ dp_task_settings_t dp_task_settings_default(void)
     s.progress_secs = 5;
     s.warmup = 10;
     s.repetitions = 30;
+    s.min_time_s = 0.1;
+    s.rounds = 1;
     s.energy_window_s = 1.0;
+    s.pin_cpu_index = -1;
     s.probe = DP__V1__ENERGY_PROBE__ENERGY_PROBE_NONE;
+    s.sysfs_root = s.probe_rails = s.rapl_domains = "";
+    s.max_load = 1.5;
     s.idpb_exec = 0.9;
+    s.idpb_ilatency = s.idpb_ienergy = NAN;
     return s;
 }
 
@@ -65,6 +71,16 @@ static const char *str_or(const char *s) { return s ? s : ""; }
 static dp_err_t need(int ok, const char *what)
 {
     return ok ? DP_OK : dp_err_set(DP_ERR_INVALID, "task: %s", what);
+}
+
+void dp_task_settings_measurer(dp_task_settings_t *s, const dp_task_measurer_t *m)
+{
+    if (m->probe) s->probe = m->probe;
+    if (m->sysfs_root && *m->sysfs_root) s->sysfs_root = m->sysfs_root;
+    if (m->probe_rails && *m->probe_rails) s->probe_rails = m->probe_rails;
+    if (m->rapl_domains && *m->rapl_domains) s->rapl_domains = m->rapl_domains;
+    if (m->pin_cpu >= 0) s->pin_cpu = 1, s->pin_cpu_index = m->pin_cpu;
+    if (m->max_load > 0) s->max_load = m->max_load;
 }
 
 dp_err_t dp_task_settings_from_task(const Dp__V1__Task *t, dp_task_settings_t *out)
@@ -172,6 +188,9 @@ dp_err_t dp_task_settings_from_task(const Dp__V1__Task *t, dp_task_settings_t *o
         if (m->warmup) s.warmup = (int)m->warmup->value;
         if (m->repetitions) s.repetitions = (int)m->repetitions->value;
         if (m->energy_window_s) s.energy_window_s = m->energy_window_s->value;
+        if (m->min_time_s) s.min_time_s = m->min_time_s->value;
+        if (m->idle_s) s.idle_s = m->idle_s->value;
+        if (m->rounds) s.rounds = (int)m->rounds->value;
         s.pin_cpu = m->pin_cpu;
     }
     if (s.repetitions < 1 || s.warmup < 0)
@@ -190,6 +209,10 @@ dp_err_t dp_task_settings_from_task(const Dp__V1__Task *t, dp_task_settings_t *o
     const Dp__V1__Thresholds *th = t->thresholds;
     if (th && th->exec_fraction) s.idpb_exec = th->exec_fraction->value;
     if (th && th->iflops_percent) s.idpb_iflops = th->iflops_percent->value;
+    if (th && th->latency_ms) s.idpb_latency_ms = th->latency_ms->value;
+    if (th && th->energy_mj) s.idpb_energy_mj = th->energy_mj->value;
+    if (th && th->ilatency_percent) s.idpb_ilatency = th->ilatency_percent->value;
+    if (th && th->ienergy_percent) s.idpb_ienergy = th->ienergy_percent->value;
     *out = s;
     return DP_OK;
 }

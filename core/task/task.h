@@ -23,9 +23,12 @@
  *             last epoch ended)
  *   GENERATE  P/samples.safetensors (the generator at input_keys[0] +
  *   BASELINE  "/generator.safetensors")
- *   MEASURE   P/measure.json (per input: index, latency median and spread,
- *             FLOPs; totals; provenance); the inputs are the seeds (method
- *             SEEDS) or input_keys[0] + "/samples.safetensors"
+ *   MEASURE   P/measure.json (docs/MEASURE.md: per input latency median
+ *             and spread, energy, FLOPs, I-metrics and IDPB verdicts against
+ *             its seed; per group percentiles with bounds, correlations;
+ *             provenance); the inputs are the seeds (method SEEDS) or
+ *             input_keys[0] + "/samples.safetensors" measured with their
+ *             seeds (the test split) interleaved
  *   REPORT    P/summary.json: every result.json under the campaign's prefix,
  *             aggregated per model, budget and method
  *   every     P/result.json: the summary JSON the result carries
@@ -68,6 +71,7 @@
 #include "util/err.h"
 
 #define DP_TASK_HELDOUT_MAX 500 /* held-out images at most, when the count is automatic */
+#define MEASURE_MAX_ROUNDS  64  /* passes of a MEASURE over its inputs at most */
 
 /* ------------------------------------------------------------- settings */
 
@@ -115,18 +119,33 @@ typedef struct dp_task_settings {
     float sloth_lr;    /* 0: 0.002 (Linf step) or 1 (L2 starting lr) */
     int progress_secs; /* seconds between ILFO/DeepSloth progress reports: 5 */
 
-    /* Measuring (campaign MeasureSettings, DeviceClass). */
-    int warmup;             /* 10 forwards before timing */
-    int repetitions;        /* 30 timed forwards per input */
-    double energy_window_s; /* 1 (for the energy probes to come) */
-    int pin_cpu;            /* 0 */
+    /* Measuring (campaign MeasureSettings, DeviceClass; docs/MEASURE.md). */
+    int warmup;             /* 10 untimed forwards of each input before its timed ones */
+    int repetitions;        /* 30: timed forwards per input at least ... */
+    double min_time_s;      /* 0.1: ... and lasting at least this long, ... */
+    int rounds;             /* 1: ... spread over this many passes over every input
+                               (each a shuffled order of its own; MEASURE_MAX_ROUNDS
+                               at most) */
+    double energy_window_s; /* 1: energy from windows at least this long, per input */
+    double idle_s;          /* 0: seconds of idle power measured first and subtracted */
+    int pin_cpu;            /* 0; 1: pin the measuring thread to one CPU ... */
+    int pin_cpu_index;      /* ... this one; -1 (default): the CPU it runs on */
     Dp__V1__EnergyProbe probe;
-    uint32_t measure_max; /* measure at most this many inputs (DeviceClass.samples counted
-                             from the test range's start); 0: all */
+    const char *sysfs_root;   /* prefix of the probes' and governor's /sys, /proc; "" real */
+    const char *probe_rails;  /* INA3221 rails; "" the probe's default */
+    const char *rapl_domains; /* RAPL domains; "" the probe's default */
+    double max_load;          /* warn when the load average is above this: 1.5 */
+    uint32_t measure_max;     /* measure at most this many inputs (DeviceClass.samples counted
+                                 from the test range's start); 0: all */
 
-    /* Verdicts (campaign Thresholds). */
+    /* Verdicts (campaign Thresholds). Device budgets: an input is an IDPB in
+     * latency when its median latency > idpb_latency_ms or its I-Latency >=
+     * idpb_ilatency; the same for energy. 0 (NAN for the percentages):
+     * unused. */
     double idpb_exec;   /* IDPB when the executed fraction >= this: 0.9 */
     double idpb_iflops; /* 0: unused */
+    double idpb_latency_ms, idpb_energy_mj;
+    double idpb_ilatency, idpb_ienergy;
 
     int threads; /* compute threads; 0: every online CPU */
 } dp_task_settings_t;
@@ -140,6 +159,10 @@ dp_task_settings_t dp_task_settings_default(void);
  * norm or method the kind cannot use, eps not finite > 0, a shard with
  * begin > end. */
 dp_err_t dp_task_settings_from_task(const Dp__V1__Task *t, dp_task_settings_t *out);
+
+struct dp_task_measurer;
+/* A measurer's own settings over s's (see dp_task_measurer_t). */
+void dp_task_settings_measurer(dp_task_settings_t *s, const struct dp_task_measurer *m);
 
 /* The perform configs of s: the only mapping from settings to configs. */
 perf_train_config_t dp_task_train_config(const dp_task_settings_t *s);
@@ -241,6 +264,16 @@ dp_err_t dp_task_cache_new(size_t max_bytes, dp_task_cache_t **out);
 void dp_task_cache_destroy(dp_task_cache_t **c);
 void dp_task_cache_stats(dp_task_cache_t *c, dp_task_cache_stats_t *out);
 
+/* A measurer's own settings (dp-measurer's flags): its probe and sysfs
+ * root, pinning. Strings borrowed. */
+typedef struct dp_task_measurer {
+    Dp__V1__EnergyProbe probe;              /* 0 (UNSPECIFIED): the device class's */
+    const char *sysfs_root;                 /* NULL or "": the real one */
+    const char *probe_rails, *rapl_domains; /* NULL or "": the probe's defaults */
+    int pin_cpu;                            /* -1: as the campaign says; >= 0: pin to this CPU */
+    double max_load;                        /* 0: the default */
+} dp_task_measurer_t;
+
 typedef struct dp_task_env {
     dp_store_t *store;   /* opened on the task's store_uri; NULL: dp_task_run opens one
                             (settings from the environment) for the call */
@@ -253,6 +286,9 @@ typedef struct dp_task_env {
     perf_hooks_t hooks;  /* progress and cancel (TRAIN's epoch_end is dp_task_run's own:
                             it uploads the checkpoint, then calls this one if set) */
     const dp_store_settings_t *store_settings; /* for stores dp_task_run opens; NULL: env */
+    /* What a measurer knows of its machine, over the task's DeviceClass and
+     * MeasureSettings (NULL: the task's as they are). */
+    const struct dp_task_measurer *measurer;
     dp_task_cache_t *cache; /* decoded splits across tasks; NULL: each task decodes its own */
 } dp_task_env_t;
 

@@ -143,7 +143,7 @@ static void campaign_text(const char *path, const char *name, const char *weight
              "baselines { method: BASELINE_METHOD_RANDOM }\n"
              "baselines { method: BASELINE_METHOD_ILFO iterations { value: 2 } }\n"
              "device_classes { name: \"local\" probe: ENERGY_PROBE_NONE }\n"
-             "measure { warmup { value: 1 } repetitions { value: 2 } }\n",
+             "measure { warmup { value: 1 } repetitions { value: 2 } min_time_s { value: 0 } }\n",
              name, model2, train, seeds, shard, gseed);
     write_text(path, text);
 }
@@ -611,12 +611,30 @@ Test(local, split_cache_same_bits, .timeout = 300)
     cr_assert_eq(dp_local_run(c, &o, NULL, &r), DP_OK, "%s", dp_err_detail());
     cr_assert_eq(state_of(&r), DP__V1__CAMPAIGN_STATE__CAMPAIGN_STATE_DONE);
     /* the training split once, the test split once; then reused by the
-       other GENERATE, BASELINE and MEASURE-of-seeds tasks (2 + 4 + 2) and
+       other GENERATE, BASELINE and MEASURE tasks (2 + 4 + 2 of the seeds
+       + 6 of the sample sets, which measure their seeds beside them) and
        the REPORT (the seeds of its image grids) */
     cr_assert_eq(r.split_cache.misses + r.split_cache.uncached, 2, "decoded %llu times",
                  (unsigned long long)(r.split_cache.misses + r.split_cache.uncached));
-    cr_assert_eq(r.split_cache.hits, 8, "reused %llu times",
+    cr_assert_eq(r.split_cache.hits, 14, "reused %llu times",
                  (unsigned long long)r.split_cache.hits);
+    /* the real task layer's measuring runs (their CLOCK_MONOTONIC spans, as
+       the library took them) never meet a trainer task's */
+    size_t measured = 0;
+    for (size_t i = 0; i < r.n_spans; i++) {
+        const dp_local_span_t *m = &r.spans[i];
+        cr_assert_lt(m->start_ns, m->end_ns, "%s: an empty span", m->task_id);
+        if (!m->measurer) continue;
+        measured++;
+        for (size_t k = 0; k < r.n_spans; k++) {
+            const dp_local_span_t *t = &r.spans[k];
+            cr_assert(t->measurer || t->end_ns <= m->start_ns || m->end_ns <= t->start_ns,
+                      "%s [%llu, %llu] overlaps %s [%llu, %llu]", m->task_id,
+                      (unsigned long long)m->start_ns, (unsigned long long)m->end_ns, t->task_id,
+                      (unsigned long long)t->start_ns, (unsigned long long)t->end_ns);
+        }
+    }
+    cr_assert_eq(measured, 8, "MEASURE tasks run: %zu", measured);
     cr_assert_eq(r.overlaps, 0);
     dp_local_result_clear(&r);
     local_opts(&o, tmp("uncached"), NULL);

@@ -323,7 +323,7 @@ budgets { norm: NORM_LINF eps: [0.09] }
 generator { width { value: 8 } epochs { value: $C_EPOCHS } batch_size { value: 16 } seed: 7 }
 baselines { method: BASELINE_METHOD_RANDOM }
 baselines { method: BASELINE_METHOD_ILFO iterations { value: $C_ILFO_ITERS } lr { value: 0.01 } }
-measure { warmup { value: 1 } repetitions { value: 3 } }
+measure { warmup { value: 1 } repetitions { value: 3 } min_time_s { value: 0 } }
 EOF
   for c in $C_CLASSES; do
     echo "device_classes { name: \"$c\" probe: ENERGY_PROBE_NONE }"

@@ -10,14 +10,23 @@
  * - TRAIN cancelled after epoch 1 (the cancel hook) resumes from the
  *   checkpoint the epoch-end hook uploaded (resumed_from = 1) and gives the
  *   generator of an uninterrupted run;
+ * - MEASURE of a sample set: the seeds measured beside their inputs,
+ *   energy through a RAPL probe on a fake sysfs tree at a known 5 W, the
+ *   budgets' verdicts, a probe that cannot read (its detail, a warning,
+ *   latency only), and dp-measurer --once on the same inputs writing a file
+ *   of the same format; --once on bad input (exit status and message);
  * - settings from task messages, their refusals, the train split;
  * - the JSON writer and reader. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "nn/blas.h"
@@ -26,10 +35,11 @@
 #include "task/task.h"
 #include "util/path.h"
 
-#define SDN     DP_SOURCE_DIR "/models/sdn_resnet"
-#define FMNIST  "/usr/share/datasets/fashion-mnist"
-#define PERFORM DP_BINARY_DIR "/cli/dp-perform"
-#define TRAIN_K "c1/sdn_resnet/linf-0.09/deepperform/generator"
+#define SDN      DP_SOURCE_DIR "/models/sdn_resnet"
+#define FMNIST   "/usr/share/datasets/fashion-mnist"
+#define PERFORM  DP_BINARY_DIR "/cli/dp-perform"
+#define MEASURER DP_BINARY_DIR "/measurer/dp-measurer"
+#define TRAIN_K  "c1/sdn_resnet/linf-0.09/deepperform/generator"
 
 static char g_dir[64], g_store[96], g_scratch[96];
 
@@ -445,6 +455,339 @@ Test(task, every_kind, .timeout = 240)
 /* A seed gives the same x' whichever shard holds it: seeds [5, 8) agree
  * with the same seeds of [0, 8), and [30, 40) with [32, 40) (the batch is
  * 32, so seed 32 starts a batch in both). */
+/* ------------------------------------------------------------- MEASURE */
+
+/* A RAPL package counter under ROOT advanced as a machine drawing `watts`
+ * would, until stop (rename-atomic writes every 2 ms). */
+typedef struct rapl_writer {
+    char path[512];
+    double watts, t0;
+    atomic_int stop;
+} rapl_writer_t;
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void put_file(const char *path, const char *text)
+{
+    char tmpf[512];
+    snprintf(tmpf, sizeof tmpf, "%s.tmp", path);
+    FILE *f = fopen(tmpf, "w");
+    cr_assert_not_null(f, "%s", tmpf);
+    fputs(text, f);
+    fclose(f);
+    cr_assert_eq(rename(tmpf, path), 0);
+}
+
+static void *rapl_write(void *arg)
+{
+    rapl_writer_t *w = arg;
+    while (!atomic_load(&w->stop)) {
+        char v[64];
+        snprintf(v, sizeof v, "%llu\n",
+                 (unsigned long long)((mono_s() - w->t0) * w->watts * 1e6) + 1000u);
+        put_file(w->path, v);
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+/* A fake /sys under root with one RAPL package zone. */
+static void rapl_root(const char *root, rapl_writer_t *w)
+{
+    char dir[256], p[300];
+    snprintf(dir, sizeof dir, "%s/sys/class/powercap/intel-rapl:0", root);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(p, sizeof p, "%s/name", dir);
+    put_file(p, "package-0\n");
+    snprintf(p, sizeof p, "%s/max_energy_range_uj", dir);
+    put_file(p, "262143328850\n");
+    snprintf(w->path, sizeof w->path, "%s/energy_uj", dir);
+    put_file(w->path, "1000\n");
+}
+
+static void parse_file(const char *path, tj_val_t *j)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "no %s", path);
+    static char buf[1 << 18];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    cr_assert_lt(n, sizeof buf - 1, "%s is larger than the test's buffer", path);
+    cr_assert_eq(tj_parse(buf, n, j), DP_OK, "%s: %s", path, dp_err_detail());
+}
+
+/* Every member path of v ("a.b", "inputs[].seed.flops"), array items
+ * merged, appended to out as "path\n" lines. */
+static void key_paths(const tj_val_t *v, const char *path, char *out, size_t size)
+{
+    char sub[512];
+    if (v->type == TJ_OBJ) {
+        for (size_t i = 0; i < v->n; i++) {
+            snprintf(sub, sizeof sub, "%s.%s", path, v->keys[i]);
+            size_t len = strlen(out);
+            char line[520];
+            snprintf(line, sizeof line, "%s\n", sub);
+            if (!strstr(out, line)) snprintf(out + len, size - len, "%s", line);
+            key_paths(&v->items[i], sub, out, size);
+        }
+    } else if (v->type == TJ_ARR) {
+        snprintf(sub, sizeof sub, "%s[]", path);
+        for (size_t i = 0; i < v->n; i++) key_paths(&v->items[i], sub, out, size);
+    }
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The sorted member paths of a measure.json without those naming the task
+ * (task_id, campaign), which --once has no task to give. */
+static char *format_of(const tj_val_t *j)
+{
+    static char raw[1 << 16];
+    raw[0] = '\0';
+    key_paths(j, "", raw, sizeof raw);
+    char *lines[1024];
+    size_t n = 0;
+    for (char *s = strtok(raw, "\n"); s && n < 1024; s = strtok(NULL, "\n"))
+        if (strcmp(s, ".task_id") && strcmp(s, ".campaign")) lines[n++] = s;
+    qsort(lines, n, sizeof *lines, cmp_line);
+    char *out = calloc(1, 1 << 16);
+    cr_assert_not_null(out);
+    for (size_t i = 0; i < n; i++) strcat(strcat(out, lines[i]), "\n");
+    return out;
+}
+
+static const tj_val_t *at(const tj_val_t *a, size_t i)
+{
+    cr_assert(a && a->type == TJ_ARR && i < a->n);
+    return &a->items[i];
+}
+
+/* The MEASURE of a sample set (random noise, 8 seeds): the seeds measured
+ * beside their inputs; energy through a RAPL probe on a fake sysfs tree
+ * drawing a known 5 W; budgets give verdicts; a probe that cannot read
+ * leaves its detail and a warning, and latency goes on; dp-measurer --once
+ * on the same inputs writes a file of the same format. */
+Test(task, measure_energy_budgets_once, .timeout = 240)
+{
+    need_fmnist();
+    dp_task_env_t env = env_of();
+    dp_task_result_t r;
+    tj_val_t j;
+    const char *bl = "c1/sdn_resnet/linf-0.09/random/s0";
+    tk_t k;
+    tk_init(&k, DP__V1__TASK_KIND__TASK_KIND_BASELINE, DP__V1__METHOD__METHOD_RANDOM, 0, 8, bl);
+    run_ok(&k, &env, &r);
+    dp_task_result_clear(&r);
+    char samples[512];
+    snprintf(samples, sizeof samples, "%s",
+             obj("c1/sdn_resnet/linf-0.09/random/s0/samples.safetensors"));
+    perf_samples_t *set = NULL;
+    cr_assert_eq(perf_samples_load(samples, &set), DP_OK, "%s", dp_err_detail());
+
+    rapl_writer_t w = {.watts = 5.0, .t0 = mono_s()};
+    rapl_root(tmp("root"), &w);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, rapl_write, &w), 0);
+    dp_task_measurer_t ms = {.probe = DP__V1__ENERGY_PROBE__ENERGY_PROBE_RAPL,
+                             .sysfs_root = tmp("root"),
+                             .rapl_domains = "package",
+                             .pin_cpu = -1};
+    env.measurer = &ms;
+    const char *mp = "c1/sdn_resnet/linf-0.09/random/s0/measure-local";
+    Dp__V1__Thresholds th_ = DP__V1__THRESHOLDS__INIT;
+    Dp__V1__FloatValue lat = DP__V1__FLOAT_VALUE__INIT, en = DP__V1__FLOAT_VALUE__INIT,
+                       ilat = DP__V1__FLOAT_VALUE__INIT, mt = DP__V1__FLOAT_VALUE__INIT;
+    lat.value = 1e-6f; /* every input is over: an IDPB in latency */
+    en.value = 1e6f;   /* none is over */
+    ilat.value = 1e5f; /* none is 1000x slower than its seed */
+    th_.latency_ms = &lat, th_.energy_mj = &en, th_.ilatency_percent = &ilat;
+    tk_init(&k, DP__V1__TASK_KIND__TASK_KIND_MEASURE, DP__V1__METHOD__METHOD_RANDOM, 0, 8, mp);
+    tk_input(&k, bl);
+    k.t.thresholds = &th_;
+    mt.value = 0.005f;
+    k.ms.min_time_s = &mt;
+    Dp__V1__UInt32Value rounds = DP__V1__UINT32_VALUE__INIT;
+    rounds.value = 2; /* 3 repetitions over 2 rounds: 2 in each */
+    k.ms.rounds = &rounds;
+    k.dc.samples = 3; /* 3 inputs and their seeds: 6 energy windows of >= 1 s */
+    run_ok(&k, &env, &r);
+    atomic_store(&w.stop, 1);
+    pthread_join(th, NULL);
+    char key[512];
+    snprintf(key, sizeof key, "%s/measure.json", mp);
+    cr_assert(has_key(&r, key));
+    parse_file(obj(key), &j);
+    cr_assert_eq(tj_get_num(&j, "n", 0), 3);
+    cr_assert_eq(tj_get(&j, "seeds_measured")->num, 1);
+    cr_assert_eq(tj_get_num(&j, "pearson_n", 0), 6);
+    cr_assert_eq(tj_get_num(&j, "rounds", 0), 2);
+    const tj_val_t *e = tj_get(&j, "energy");
+    cr_assert_eq(tj_get(e, "measured")->num, 1, "%s", tj_get_str(e, "error", ""));
+    cr_assert_eq(tj_get_num(e, "points", 0), 6);
+    cr_assert(strstr(tj_get_str(e, "source", ""), "package-0"));
+    const tj_val_t *in = tj_get(&j, "inputs");
+    cr_assert(in && in->type == TJ_ARR && in->n == 3);
+    for (size_t q = 0; q < 3; q++) {
+        const tj_val_t *x = &in->items[q], *sd = tj_get(x, "seed");
+        cr_assert_eq(tj_get_num(x, "index", -1), (double)q);
+        cr_assert_not_null(sd, "no seed beside input %zu", q);
+        cr_assert_eq(tj_get_num(sd, "flops", 0), set->flops_seed[q]);
+        cr_assert_eq(tj_get_num(x, "flops", 0), set->flops_adv[q]);
+        cr_assert_float_eq(tj_get_num(x, "iflops_percent", NAN),
+                           (set->flops_adv[q] / set->flops_seed[q] - 1) * 100, 1e-9);
+        const double l = tj_get_num(x, "latency_median_ms", 0),
+                     ls = tj_get_num(sd, "latency_median_ms", 0);
+        cr_assert_gt(l, 0);
+        cr_assert_gt(ls, 0);
+        cr_assert_float_eq(tj_get_num(x, "ilatency_percent", NAN), (l / ls - 1) * 100, 1e-9);
+        cr_assert_geq(tj_get_num(x, "repetitions", 0), 4);
+        cr_assert_geq(tj_get_num(sd, "repetitions", 0), 4);
+        /* the window's mean power is the fake machine's 5 W (the counter moves
+           every 2 ms: within 5%), and the energy per inference is its share */
+        const tj_val_t *pts[2] = {x, sd};
+        for (int v = 0; v < 2; v++) {
+            double emj = tj_get_num(pts[v], "energy_mj", NAN),
+                   pw = tj_get_num(pts[v], "power_w", NAN),
+                   ws = tj_get_num(pts[v], "energy_window_s", NAN),
+                   reps = tj_get_num(pts[v], "energy_window_reps", 0);
+            cr_expect(fabs(pw - 5.0) <= 0.25, "input %zu/%d: %.4f W, want 5 W", q, v, pw);
+            cr_assert_geq(ws, 1.0, "a window shorter than 1 s");
+            cr_assert_gt(reps, 0);
+            cr_assert_float_eq(emj, pw * ws / reps * 1e3, 1e-9 * emj, "input %zu/%d", q, v);
+        }
+        const tj_val_t *v = tj_get(x, "idpb");
+        cr_assert_eq(tj_get(v, "latency")->type, TJ_BOOL);
+        cr_assert_eq(tj_get(v, "latency")->num, 1);
+        cr_assert_eq(tj_get(v, "energy")->num, 0);
+        cr_assert_eq(tj_get(v, "iflops")->type, TJ_NULL, "no I-FLOPs budget, no verdict");
+    }
+    const tj_val_t *idpb = tj_get(&j, "idpb");
+    cr_assert_eq(tj_get_num(tj_get(idpb, "latency"), "count", -1), 3);
+    cr_assert_eq(tj_get_num(tj_get(idpb, "energy"), "count", -1), 0);
+    cr_assert_eq(tj_get_num(tj_get(idpb, "energy"), "judged", -1), 3);
+    cr_assert_float_eq(tj_get_num(tj_get(idpb, "budgets"), "latency_ms", 0), 1e-6, 1e-9);
+    const tj_val_t *pc = tj_get(tj_get(&j, "percentiles"), "latency_ms");
+    cr_assert_eq(tj_get_num(at(pc, 2), "p", 0), 0.99);
+    cr_assert_eq(tj_get_num(at(pc, 2), "n", 0), 3);
+    cr_assert_eq(tj_get(at(pc, 2), "upper")->type, TJ_NULL, "no bound from 3 samples");
+    cr_assert_not_null(tj_get(tj_get(&j, "percentiles"), "seed_energy_mj"));
+    const tj_val_t *dev = tj_get(&j, "device");
+    cr_assert_str_eq(tj_get_str(dev, "energy_probe", ""), "rapl");
+    cr_assert(strlen(tj_get_str(dev, "measurer_version", "")) > 0);
+    cr_assert_str_eq(tj_get_str(tj_get(&j, "samples_provenance"), "gemm_path", ""), set->gemm_path);
+    cr_assert_str_eq(tj_get_str(tj_get(&j, "provenance"), "blas_core", ""), nn_blas_corename());
+    char *task_format = format_of(&j);
+    tj_val_free(&j);
+    dp_task_result_clear(&r);
+
+    /* the probe cannot read: its detail and a warning; latency goes on */
+    ms.sysfs_root = tmp("no-such-root");
+    k.dc.samples = 2;
+    run_ok(&k, &env, &r);
+    parse_file(obj(key), &j);
+    e = tj_get(&j, "energy");
+    cr_assert_eq(tj_get(e, "measured")->num, 0);
+    cr_assert(strstr(tj_get_str(e, "error", ""), "no-such-root/sys/class/powercap"), "%s",
+              tj_get_str(e, "error", ""));
+    const tj_val_t *wr = tj_get(&j, "warnings");
+    int said = 0;
+    for (size_t i = 0; wr && i < wr->n; i++)
+        said |= strstr(wr->items[i].str, "latency only") != NULL;
+    cr_assert(said, "no warning that energy is off");
+    cr_assert_gt(tj_get_num(&tj_get(&j, "inputs")->items[1], "latency_median_ms", 0), 0);
+    cr_assert_eq(tj_get(&tj_get(&j, "inputs")->items[1], "energy_mj")->type, TJ_NULL);
+    tj_val_free(&j);
+    dp_task_result_clear(&r);
+
+    /* dp-measurer --once on the same inputs: the same format */
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "%s --once --model %s --samples %s --out %s --warmup 1 --repetitions 3 "
+             "--min-time-s 0.005 --probe rapl --rapl-domains package --sysfs-root %s --threads 1 "
+             "--latency-budget-ms 0.000001 --energy-budget-mj 1000000 --ilatency-budget 100000 "
+             "> %s 2>&1",
+             MEASURER, SDN, samples, tmp("once.json"), tmp("root"), tmp("once.log"));
+    w.stop = 0;
+    cr_assert_eq(pthread_create(&th, NULL, rapl_write, &w), 0);
+    int rc = system(cmd);
+    atomic_store(&w.stop, 1);
+    pthread_join(th, NULL);
+    cr_assert_eq(rc, 0, "%s", cmd);
+    parse_file(tmp("once.json"), &j);
+    cr_assert_eq(tj_get_num(&j, "n", 0), 8);
+    cr_assert_str_eq(tj_get_str(&j, "method", ""), "random");
+    char *once_format = format_of(&j);
+    cr_assert_str_eq(once_format, task_format);
+    cr_assert_eq(tj_get_num(tj_get(tj_get(&j, "idpb"), "latency"), "count", -1), 8);
+    tj_val_free(&j);
+    free(once_format);
+    free(task_format);
+    perf_samples_destroy(&set);
+}
+
+/* dp-measurer --once on bad input: an exit status and a line naming what
+ * was wrong, never a crash. */
+Test(task, measurer_once_bad_input, .timeout = 60)
+{
+    need_fmnist();
+    put_file(tmp("not-a-set"), "not a sample set\n");
+    static const struct {
+        const char *args, *says;
+        int rc;
+    } cases[] = {
+        {"--once", "--once needs --model", 2},
+        {"--once --model " SDN " --probe sonar", "--probe (flag) is none, rapl, ina3221 or nvml",
+         2},
+        {"--once --model " SDN " --min-time-s -1", "--min-time-s (flag) expects a number", 2},
+        {"--once --model " SDN " --repetitions 0", "--repetitions (flag) expects an integer", 2},
+        {"--once --model /no/such/model", "cannot load the model /no/such/model", 1},
+        {"--once --model " SDN " --samples /no/such/set", "cannot load the inputs: /no/such/set",
+         1},
+        {"--once --model " SDN " --samples @NOTASET", "not-a-set", 1},
+        {"--once --model " SDN " --seeds 5 --seed-offset 9999", "exceed the 10000 test images", 1},
+        {"--once --model " SDN " --seeds 2 --pin-cpu 1023", "may not run on CPU 1023", 1},
+        {"--once --model " SDN " --data-dir /no/such/dir", "cannot load the seeds", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[1024], cmd[2048];
+        const char *at_ = strstr(cases[i].args, "@NOTASET");
+        if (at_)
+            snprintf(args, sizeof args, "%.*s%s", (int)(at_ - cases[i].args), cases[i].args,
+                     tmp("not-a-set"));
+        else
+            snprintf(args, sizeof args, "%s", cases[i].args);
+        snprintf(cmd, sizeof cmd, "%s %s --out %s --min-time-s 0 > %s 2>&1", MEASURER, args,
+                 tmp("bad.json"), tmp("bad.log"));
+        if (strstr(args, "--min-time-s -1")) /* the case's own value must be the one parsed */
+            snprintf(cmd, sizeof cmd, "%s %s --out %s > %s 2>&1", MEASURER, args, tmp("bad.json"),
+                     tmp("bad.log"));
+        int st = system(cmd);
+        cr_assert(WIFEXITED(st), "%s: killed by a signal", args);
+        FILE *f = fopen(tmp("bad.log"), "r");
+        cr_assert_not_null(f);
+        char log[4096];
+        size_t n = fread(log, 1, sizeof log - 1, f);
+        fclose(f);
+        log[n] = '\0';
+        cr_expect_eq(WEXITSTATUS(st), cases[i].rc, "%s: exit %d, want %d: %s", args,
+                     WEXITSTATUS(st), cases[i].rc, log);
+        cr_expect(strstr(log, cases[i].says) != NULL, "%s: '%s' not in: %s", args, cases[i].says,
+                  log);
+        cr_expect_eq(access(tmp("bad.json"), F_OK), -1, "%s: a result file was written", args);
+    }
+}
+
 Test(task, shard_independent, .timeout = 120)
 {
     need_fmnist();

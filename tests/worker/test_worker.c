@@ -103,6 +103,7 @@ typedef struct tiny {
     Dp__V1__DeviceClass dc, *dcp;
     Dp__V1__GeneratorSettings g;
     Dp__V1__UInt32Value width, epochs, batch, iters, warmup, reps;
+    Dp__V1__FloatValue min_time;
     Dp__V1__Baseline bl[2], *blp[2];
     Dp__V1__MeasureSettings ms;
     char store_uri[160];
@@ -170,6 +171,8 @@ static void tiny_init(tiny_t *t, uint32_t seeds, uint32_t shard, int baselines)
     t->ms = (Dp__V1__MeasureSettings)DP__V1__MEASURE_SETTINGS__INIT;
     t->warmup.value = 1, t->reps.value = 2;
     t->ms.warmup = &t->warmup, t->ms.repetitions = &t->reps;
+    t->min_time = (Dp__V1__FloatValue)DP__V1__FLOAT_VALUE__INIT; /* 0: the count decides */
+    t->ms.min_time_s = &t->min_time;
     t->c.measure = &t->ms;
     cr_assert_eq(campaign_validate(&t->c), DP_OK, "%s", dp_err_detail());
 }
