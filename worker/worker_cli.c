@@ -21,7 +21,7 @@
 #include "measure/probe.h"
 #include "nn/nn.h"
 #include "once.h"
-#include "task/json.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "util/path.h"
 #include "worker.h"
