@@ -513,6 +513,12 @@ static void rapl_root(const char *root, rapl_writer_t *w)
     put_file(w->path, "1000\n");
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static void parse_file(const char *path, tj_val_t *j)
 {
     FILE *f = fopen(path, "rb");
@@ -638,6 +644,8 @@ Test(task, measure_energy_budgets_once, .timeout = 240)
     cr_assert(strstr(tj_get_str(e, "source", ""), "package-0"));
     const tj_val_t *in = tj_get(&j, "inputs");
     cr_assert(in && in->type == TJ_ARR && in->n == 3);
+    double powers[6];
+    size_t n_powers = 0;
     for (size_t q = 0; q < 3; q++) {
         const tj_val_t *x = &in->items[q], *sd = tj_get(x, "seed");
         cr_assert_eq(tj_get_num(x, "index", -1), (double)q);
@@ -653,15 +661,20 @@ Test(task, measure_energy_budgets_once, .timeout = 240)
         cr_assert_float_eq(tj_get_num(x, "ilatency_percent", NAN), (l / ls - 1) * 100, 1e-9);
         cr_assert_geq(tj_get_num(x, "repetitions", 0), 4);
         cr_assert_geq(tj_get_num(sd, "repetitions", 0), 4);
-        /* the window's mean power is the fake machine's 5 W (the counter moves
-           every 2 ms: within 5%), and the energy per inference is its share */
+        /* the window's mean power is the fake machine's 5 W, and the energy
+           per inference is its share of the window. The counter is a file a
+           thread rewrites every 2 ms; on a loaded machine that thread can be
+           late by hundreds of ms at an end of a 1 s window: each window
+           within a factor of 2, their median within 25% (the probes' own
+           accuracy, 1%, is test_measure's) */
         const tj_val_t *pts[2] = {x, sd};
         for (int v = 0; v < 2; v++) {
             double emj = tj_get_num(pts[v], "energy_mj", NAN),
                    pw = tj_get_num(pts[v], "power_w", NAN),
                    ws = tj_get_num(pts[v], "energy_window_s", NAN),
                    reps = tj_get_num(pts[v], "energy_window_reps", 0);
-            cr_expect(fabs(pw - 5.0) <= 0.25, "input %zu/%d: %.4f W, want 5 W", q, v, pw);
+            cr_assert(pw > 2.5 && pw < 10, "input %zu/%d: %.4f W, want 5 W", q, v, pw);
+            powers[n_powers++] = pw;
             cr_assert_geq(ws, 1.0, "a window shorter than 1 s");
             cr_assert_gt(reps, 0);
             cr_assert_float_eq(emj, pw * ws / reps * 1e3, 1e-9 * emj, "input %zu/%d", q, v);
@@ -672,6 +685,9 @@ Test(task, measure_energy_budgets_once, .timeout = 240)
         cr_assert_eq(tj_get(v, "energy")->num, 0);
         cr_assert_eq(tj_get(v, "iflops")->type, TJ_NULL, "no I-FLOPs budget, no verdict");
     }
+    qsort(powers, n_powers, sizeof *powers, cmp_double);
+    cr_assert_eq(n_powers, 6);
+    cr_assert(fabs(powers[2] - 5.0) <= 1.25, "median window power %.4f W, want 5 W", powers[2]);
     const tj_val_t *idpb = tj_get(&j, "idpb");
     cr_assert_eq(tj_get_num(tj_get(idpb, "latency"), "count", -1), 3);
     cr_assert_eq(tj_get_num(tj_get(idpb, "energy"), "count", -1), 0);
