@@ -6,7 +6,8 @@
 #  2. makes the base image debian:bookworm-slim from Debian's mirror
 #     (deploy/make-base-image.sh: mmdebstrap, docker import), since no image
 #     registry is reachable;
-#  3. builds deploy/Dockerfile and the S3 server image deploy/s3/Dockerfile;
+#  3. builds deploy/Dockerfile and the S3 server image deploy/s3/Dockerfile
+#     (s3rver installed on the host by npm ci, as the store's tests do);
 #  4. brings up deploy/compose.yaml (coordinator, two trainers, a measurer,
 #     s3rver) and waits until every health check passes;
 #  5. runs the quickstart campaign, its store on the S3 server
@@ -78,7 +79,10 @@ DOCKER=$docker bash deploy/make-base-image.sh debian:bookworm-slim
 step "image deepperform:test (deploy/Dockerfile)"
 "$docker" build -q --network host -f deploy/Dockerfile -t "$DP_IMAGE" . >/dev/null
 step "image deepperform-s3:test (deploy/s3/Dockerfile)"
-"$docker" build -q --network host -f deploy/s3/Dockerfile -t "$DP_S3_IMAGE" . >/dev/null
+if [ ! -x tests/store/node_modules/.bin/s3rver ]; then
+  npm ci --prefix tests/store --no-audit --no-fund --loglevel=error
+fi
+"$docker" build -q --network host -f deploy/s3/Dockerfile -t "$DP_S3_IMAGE" tests/store >/dev/null
 "$docker" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | sed 's/^/   /'
 size=$("$docker" image inspect -f '{{.Size}}' "$DP_IMAGE")
 [ "$size" -lt $((400 * 1024 * 1024)) ] || {
@@ -113,7 +117,7 @@ cid=$(sed -n 's/^campaign \([^ ]*\) (quickstart): done$/\1/p' "$out")
 step "the report in the store, the coordinator's /metrics"
 "${compose[@]}" run --rm -T submit dp-store get "s3://dp/quickstart/$cid/report/summary.json" - \
   >"$work/summary.json" 2>"$work/store.err" || { cat "$work/store.err" >&2; exit 1; }
-python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d, "empty summary"' \
+/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d, "empty summary"' \
   "$work/summary.json"
 echo "   s3://dp/quickstart/$cid/report/summary.json: $(wc -c <"$work/summary.json") bytes of JSON"
 "${compose[@]}" exec -T coordinator bash -c \
