@@ -11,7 +11,7 @@
 #  4. brings up deploy/compose.yaml (coordinator, two trainers, a measurer,
 #     s3rver) and waits until every health check passes;
 #  5. runs the quickstart campaign, its store on the S3 server
-#     (examples/quickstart.txtpb with store_uri s3://dp/quickstart, made in
+#     (examples/quickstart.txtpb with store_uri s3://deepperform/quickstart, made in
 #     the image), through `dp-submit --wait` in the compose network: it must
 #     exit 0 with every task done; the report's summary.json must be in the
 #     store; the coordinator's /metrics must count the same tasks done;
@@ -84,6 +84,15 @@ if [ ! -x tests/store/node_modules/.bin/s3rver ]; then
 fi
 "$docker" build -q --network host -f deploy/s3/Dockerfile -t "$DP_S3_IMAGE" tests/store >/dev/null
 "$docker" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | sed 's/^/   /'
+# every program of the tree is in the image and finds its libraries
+want=$(sed -n 's/^add_executable(\(dp-[a-z0-9-]*\) .*/\1/p' cli/CMakeLists.txt \
+         coordinator/CMakeLists.txt worker/CMakeLists.txt measurer/CMakeLists.txt | sort -u | xargs)
+have=$("$docker" run --rm "$DP_IMAGE" bash -c 'cd /usr/local/bin && ls dp-* | xargs')
+[ "$have" = "$want" ] || { echo "FAIL the image has '$have', the tree builds '$want'" >&2; exit 1; }
+if "$docker" run --rm "$DP_IMAGE" bash -c 'ldd /usr/local/bin/dp-* | grep "not found"'; then
+  echo "FAIL a program in the image misses a library (above)" >&2; exit 1
+fi
+echo "   programs: $have (every library found)"
 size=$("$docker" image inspect -f '{{.Size}}' "$DP_IMAGE")
 [ "$size" -lt $((400 * 1024 * 1024)) ] || {
   echo "FAIL the image is $size bytes: the build stage's toolchain leaked into it?" >&2; exit 1; }
@@ -115,11 +124,12 @@ cid=$(sed -n 's/^campaign \([^ ]*\) (quickstart): done$/\1/p' "$out")
 [ -n "$cid" ] || { echo "FAIL no 'campaign ID (quickstart): done' line" >&2; exit 1; }
 
 step "the report in the store, the coordinator's /metrics"
-"${compose[@]}" run --rm -T submit dp-store get "s3://dp/quickstart/$cid/report/summary.json" - \
-  >"$work/summary.json" 2>"$work/store.err" || { cat "$work/store.err" >&2; exit 1; }
-/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d, "empty summary"' \
-  "$work/summary.json"
-echo "   s3://dp/quickstart/$cid/report/summary.json: $(wc -c <"$work/summary.json") bytes of JSON"
+for f in summary.json report.json; do
+  "${compose[@]}" run --rm -T submit dp-store get "s3://deepperform/quickstart/$cid/report/$f" - \
+    >"$work/$f" 2>"$work/store.err" || { cat "$work/store.err" >&2; exit 1; }
+  /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d, "empty"' "$work/$f"
+  echo "   s3://deepperform/quickstart/$cid/report/$f: $(wc -c <"$work/$f") bytes of JSON"
+done
 "${compose[@]}" exec -T coordinator bash -c \
   'exec 3<>/dev/tcp/127.0.0.1/8080; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; cat <&3' \
   >"$work/metrics"
