@@ -211,7 +211,7 @@ Test(rapl, energy_per_inference_across_wraps)
     measure_opts_t mo;
     measure_opts_init(&mo);
     mo.warmup = 1;
-    mo.min_window_s = 0.6;
+    mo.min_window_s = 1.5; /* > 100 inferences even at a third of a loaded core (ASan) */
     mo.windows = 2;
     measure_energy_t e;
     cr_assert_eq(measure_energy(p, fake_inference, &total, &mo, 0, &e), DP_OK, "%s",
@@ -638,12 +638,16 @@ Test(latency, median_of_a_known_busy_wait)
     cr_expect(l.count >= 20 && (double)l.count <= l.elapsed_s / 0.002 + 1, "%llu reps in %.3f s",
               (unsigned long long)l.count, l.elapsed_s);
     cr_expect_eq((uint64_t)calls, l.count + 3);
-    cr_expect(l.median_s >= 0.002 && l.median_s < 0.0022, "median %.6f s", l.median_s);
+    /* each repetition spins 2 ms of wall time and more only when preempted
+       at its end: the fastest within 10%; on a loaded machine (CI beside
+       other jobs) the median may be preempted too, so within 2x */
+    cr_expect(l.min_s >= 0.002 && l.min_s < 0.0022, "min %.6f s", l.min_s);
+    cr_expect(l.median_s >= 0.002 && l.median_s < 0.004, "median %.6f s", l.median_s);
     cr_expect(l.min_s >= 0.002 && l.min_s <= l.q1_s && l.q1_s <= l.median_s &&
                   l.median_s <= l.q3_s && l.q3_s <= l.max_s,
               "%g %g %g %g %g", l.min_s, l.q1_s, l.median_s, l.q3_s, l.max_s);
     cr_expect(fabs(l.iqr_s - (l.q3_s - l.q1_s)) < 1e-15);
-    cr_expect(l.mad_s >= 0 && l.mad_s < 0.0002, "MAD %.6f", l.mad_s);
+    cr_expect(l.mad_s >= 0 && l.mad_s < 0.002, "MAD %.6f", l.mad_s);
     cr_expect_geq(l.elapsed_s, 0.1);
     cr_expect_eq(l.env.pinned_cpu, -1);
 }
