@@ -185,8 +185,9 @@ static int shown(int i) { return !cfg[i].measurer_only || g_measurer; }
 static void usage(FILE *f)
 {
     fprintf(f, "usage: %s [options]\n\n", g_prog);
-    fprintf(f, g_measurer ? "Measures the latency of MEASURE tasks' inputs on this machine for "
-                            "its device class.\n\n"
+    fprintf(f, g_measurer ? "Measures the latency and energy of MEASURE tasks' inputs on this "
+                            "machine for its device class; with --once, a sample set (and its "
+                            "seeds) here, without a coordinator.\n\n"
                           : "Runs TRAIN, GENERATE, BASELINE and REPORT tasks of the "
                             "coordinator's campaigns.\n\n");
     fprintf(f, "options (flags override the environment, which overrides the defaults):\n");
