@@ -141,7 +141,8 @@ step "every container runs as non-root"
 for svc in coordinator trainer-1 trainer-2 measurer s3; do
   c=$("${compose[@]}" ps -q "$svc")
   user=$("$docker" inspect -f '{{.Config.User}}' "$c")
-  uids=$("$docker" top "$c" -eo uid | tail -n +2 | sort -u | tr '\n' ' ')
+  uids=$("$docker" top "$c" -eo pid,uid | awk 'NR > 1 {print $2}' | sort -u | tr '\n' ' ')
+  [ -n "$uids" ] || { echo "FAIL docker top listed no process of $svc" >&2; exit 1; }
   for u in $uids; do
     [ "$u" != 0 ] || { echo "FAIL $svc has a process of uid 0 (image user '$user')" >&2; exit 1; }
   done
