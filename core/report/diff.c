@@ -34,7 +34,11 @@ static void put(figs_t *f, const char *prefix, const char *k, double v)
         }
         f->v = x, f->cap = cap;
     }
-    snprintf(f->v[f->n].name, sizeof f->v[0].name, "%s/%s", prefix, k);
+    /* a name too long to hold is left out rather than cut, so two cut
+     * names never compare as one figure */
+    if (snprintf(f->v[f->n].name, sizeof f->v[0].name, "%s/%s", prefix, k) >=
+        (int)sizeof f->v[0].name)
+        return;
     f->v[f->n++].v = v;
 }
 
