@@ -2,10 +2,12 @@
  * zoo (core/adnn) on Fashion-MNIST.
  *
  *   dp-zoo train --family sdn-resnet --out models/sdn_resnet [options]
- *   dp-zoo eval [--json] MODEL      accuracy and executed fraction, batch 1
+ *   dp-zoo eval [--json] [--trace F] MODEL   accuracy, executed fraction and
+ *                                   decision margins, batch 1
  *   dp-zoo info MODEL               architecture, tensors, FLOPs
  *
  * MODEL is a prefix: MODEL.pb (dp.v1.ModelSpec) and MODEL.safetensors. */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,7 +25,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: dp-zoo train --family FAMILY --out PREFIX [options]\n"
-               "       dp-zoo eval [--json] [--tau X] [--limit N] MODEL\n"
+               "       dp-zoo eval [--json] [--trace FILE] [--tau X] [--limit N] MODEL\n"
                "       dp-zoo info MODEL\n"
                "\n"
                "Adaptive networks on Fashion-MNIST. MODEL is a prefix: MODEL.pb holds the\n"
@@ -46,13 +48,17 @@ static void usage(FILE *f)
                "common options:\n"
                "  --data-dir DIR    IDX files (default /usr/share/datasets/fashion-mnist)\n"
                "  --threads N       OpenBLAS threads (default: all cores)\n"
-               "  --json            eval: one JSON object on stdout\n"
+               "  --json            eval: one JSON object on stdout (accuracy, executed\n"
+               "                    fractions, exits, the decisions' margins to their\n"
+               "                    threshold, blocks run, the masks used)\n"
+               "  --trace FILE      eval: one JSON line per image (prediction, exit, mask,\n"
+               "                    FLOPs, each decision's value and the closest margin)\n"
                "  --quiet           no progress lines\n"
                "  -h, --help        this text\n");
 }
 
 typedef struct opts {
-    const char *cmd, *family, *out, *data_dir, *model, *gate, *init;
+    const char *cmd, *family, *out, *data_dir, *model, *gate, *init, *trace;
     long epochs, batch, seed, threads, limit;
     double lr, tau;
     int json, quiet;
@@ -82,16 +88,25 @@ static int parse_list(const char *flag, const char *s, int *out, int *count)
 
 static int parse_args(int argc, char **argv, opts_t *o)
 {
-    static const struct option lo[] = {
-        {"family", required_argument, 0, 'f'},   {"out", required_argument, 0, 'o'},
-        {"epochs", required_argument, 0, 'e'},   {"batch", required_argument, 0, 'b'},
-        {"lr", required_argument, 0, 'l'},       {"seed", required_argument, 0, 's'},
-        {"limit", required_argument, 0, 'n'},    {"widths", required_argument, 0, 'W'},
-        {"blocks", required_argument, 0, 'B'},   {"tau", required_argument, 0, 'T'},
-        {"data-dir", required_argument, 0, 'd'}, {"threads", required_argument, 0, 't'},
-        {"json", no_argument, 0, 'j'},           {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},           {"gate", required_argument, 0, 'G'},
-        {"init", required_argument, 0, 'I'},     {0, 0, 0, 0}};
+    static const struct option lo[] = {{"family", required_argument, 0, 'f'},
+                                       {"out", required_argument, 0, 'o'},
+                                       {"epochs", required_argument, 0, 'e'},
+                                       {"batch", required_argument, 0, 'b'},
+                                       {"lr", required_argument, 0, 'l'},
+                                       {"seed", required_argument, 0, 's'},
+                                       {"limit", required_argument, 0, 'n'},
+                                       {"widths", required_argument, 0, 'W'},
+                                       {"blocks", required_argument, 0, 'B'},
+                                       {"tau", required_argument, 0, 'T'},
+                                       {"data-dir", required_argument, 0, 'd'},
+                                       {"threads", required_argument, 0, 't'},
+                                       {"json", no_argument, 0, 'j'},
+                                       {"quiet", no_argument, 0, 'q'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {"gate", required_argument, 0, 'G'},
+                                       {"init", required_argument, 0, 'I'},
+                                       {"trace", required_argument, 0, 'R'},
+                                       {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         int bad = 0;
@@ -129,6 +144,9 @@ static int parse_args(int argc, char **argv, opts_t *o)
         case 'G':
             o->gate = optarg;
             break;
+        case 'R':
+            o->trace = optarg;
+            break;
         case 'd':
             o->data_dir = optarg;
             break;
@@ -163,16 +181,81 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Adaptive batch-1 evaluation over the first n images of d. */
+#define MAX_MASKS 4096
+
+typedef struct mask_count {
+    char mask[ADNN_MAX_BLOCKS + 1]; /* '1' block run, '0' skipped */
+    long n;
+} mask_count_t;
+
 typedef struct eval_res {
     double acc, mean, min, p50, max, mean_exact;
     long exits[ADNN_MAX_EXITS + 1];
+    /* decisions (adnn_trace_decisions): how close each came to its threshold */
+    long decisions, near; /* near: within MARGIN of the threshold */
+    double min_margin;    /* the closest */
+    float threshold;
+    int nblocks;
+    long block_run[ADNN_MAX_BLOCKS];
+    mask_count_t *masks;  /* distinct masks, first seen first */
+    size_t nmasks, other; /* other: inputs past MAX_MASKS distinct masks */
 } eval_res_t;
 
-static int eval_adaptive(adnn_model_t *m, const dp_dataset_t *d, uint32_t n, eval_res_t *r)
+#define MARGIN 0.05
+
+static int cmp_mask(const void *a, const void *b)
+{
+    long x = ((const mask_count_t *)a)->n, y = ((const mask_count_t *)b)->n;
+    return (x < y) - (x > y);
+}
+
+static void count_mask(eval_res_t *r, const char *mask)
+{
+    for (size_t j = 0; j < r->nmasks; j++)
+        if (!strcmp(r->masks[j].mask, mask)) {
+            r->masks[j].n++;
+            return;
+        }
+    if (r->nmasks == MAX_MASKS) {
+        r->other++;
+        return;
+    }
+    snprintf(r->masks[r->nmasks].mask, sizeof r->masks[0].mask, "%s", mask);
+    r->masks[r->nmasks++].n = 1;
+}
+
+/* One JSON line per input into trace (when not NULL): what it decided. */
+static void trace_line(FILE *trace, uint32_t i, int label, const adnn_trace_t *t, const char *mask,
+                       double fraction, const float *p, int np, float thr)
+{
+    fprintf(trace,
+            "{\"i\":%u,\"label\":%d,\"pred\":%d,\"exit\":%d,\"mask\":\"%s\",\"flops\":%.0f,"
+            "\"exec_fraction\":%.6f,\"threshold\":%.9g,\"decisions\":[",
+            i, label, t->pred, t->exit_taken, mask, t->flops_ref, fraction, (double)thr);
+    double mm = INFINITY;
+    for (int k = 0; k < np; k++) {
+        fprintf(trace, "%s%.9g", k ? "," : "", (double)p[k]);
+        mm = fmin(mm, fabs((double)p[k] - thr));
+    }
+    if (np)
+        fprintf(trace, "],\"margin\":%.9g}\n", mm);
+    else
+        fprintf(trace, "],\"margin\":null}\n");
+}
+
+static int eval_adaptive(adnn_model_t *m, const dp_dataset_t *d, uint32_t n, FILE *trace,
+                         eval_res_t *r)
 {
     double *fr = malloc((n ? n : 1) * sizeof *fr);
-    if (!fr) return -1;
     memset(r, 0, sizeof *r);
+    r->masks = malloc(MAX_MASKS * sizeof *r->masks);
+    if (!fr || !r->masks) {
+        free(fr);
+        free(r->masks);
+        r->masks = NULL;
+        return -1;
+    }
+    r->min_margin = INFINITY;
     double full = adnn_flops_full(m, 0), full_x = adnn_flops_full(m, 1);
     size_t isz = dp_dataset_sample_size(d);
     long correct = 0;
@@ -185,6 +268,25 @@ static int eval_adaptive(adnn_model_t *m, const dp_dataset_t *d, uint32_t n, eva
         sum += fr[i];
         sumx += t.flops_exact / full_x;
         if (t.exit_taken >= 0 && t.exit_taken <= ADNN_MAX_EXITS) r->exits[t.exit_taken]++;
+        float p[ADNN_MAX_BLOCKS], thr;
+        int np = adnn_trace_decisions(m, &t, p, &thr);
+        r->threshold = thr;
+        for (int k = 0; k < np; k++) {
+            double mg = fabs((double)p[k] - thr);
+            r->decisions++;
+            r->near += mg < MARGIN;
+            r->min_margin = fmin(r->min_margin, mg);
+        }
+        char mask[ADNN_MAX_BLOCKS + 1];
+        int nb = t.nblocks < ADNN_MAX_BLOCKS ? t.nblocks : ADNN_MAX_BLOCKS;
+        for (int b = 0; b < nb; b++) {
+            mask[b] = t.ran[b] ? '1' : '0';
+            r->block_run[b] += t.ran[b] != 0;
+        }
+        mask[nb] = '\0';
+        r->nblocks = nb;
+        count_mask(r, mask);
+        if (trace) trace_line(trace, i, d->labels[i], &t, mask, fr[i], p, np, thr);
     }
     qsort(fr, n, sizeof *fr, cmp_double);
     r->acc = (double)correct / n;
@@ -325,10 +427,11 @@ static int cmd_train(opts_t *o)
         }
         if (!o->quiet) {
             eval_res_t r;
-            if (eval_adaptive(m, test, probe, &r) == 0)
+            if (eval_adaptive(m, test, probe, NULL, &r) == 0)
                 printf("epoch %ld/%ld done: test[0:%u] adaptive accuracy %.4f, executed fraction "
                        "mean %.3f (min %.3f, max %.3f)\n",
                        ep + 1, o->epochs, probe, r.acc, r.mean, r.min, r.max);
+            free(r.masks);
             fflush(stdout);
         }
     }
@@ -370,11 +473,24 @@ static int cmd_eval(opts_t *o)
     if (o->tau > 0) ((adnn_spec_t *)s)->exit_tau = (float)o->tau; /* evaluation override */
     uint32_t n = test->n;
     if (o->limit > 0 && (uint32_t)o->limit < n) n = (uint32_t)o->limit;
+    FILE *trace = NULL;
+    if (o->trace && !(trace = fopen(o->trace, "w"))) {
+        fprintf(stderr, "dp-zoo eval: --trace %s: %s\n", o->trace, strerror(errno));
+        goto done;
+    }
     eval_res_t r;
-    if (eval_adaptive(m, test, n, &r)) {
+    int bad = eval_adaptive(m, test, n, trace, &r);
+    if (trace && (fclose(trace) != 0 || bad)) {
+        if (!bad) fprintf(stderr, "dp-zoo eval: --trace %s: %s\n", o->trace, strerror(errno));
+        free(r.masks);
+        goto done;
+    }
+    if (bad) {
         fprintf(stderr, "dp-zoo: out of memory\n");
         goto done;
     }
+    /* the masks, most used first */
+    qsort(r.masks, r.nmasks, sizeof *r.masks, cmp_mask);
     if (o->json) {
         printf("{\"family\":\"%s\",\"accuracy\":%.4f,\"exec_fraction\":{\"mean\":%.4f,\"min\":%.4f,"
                "\"p50\":%.4f,\"max\":%.4f},\"flops_full\":%.0f,\"flops_full_exact\":%.0f,"
@@ -382,7 +498,26 @@ static int cmd_eval(opts_t *o)
                adnn_family_name(s->family), r.acc, r.mean, r.min, r.p50, r.max,
                adnn_flops_full(m, 0), adnn_flops_full(m, 1), r.mean_exact, s->exit_tau, n);
         for (int k = 0; k <= s->nexits; k++) printf("%s%ld", k ? "," : "", r.exits[k]);
-        printf("]}\n");
+        printf("],\"decisions\":{\"n\":%ld,\"threshold\":%.9g,\"within_0_05\":%ld,"
+               "\"within_0_05_share\":%.6f,\"min_margin\":",
+               r.decisions, (double)r.threshold, r.near,
+               r.decisions ? (double)r.near / (double)r.decisions : 0.0);
+        if (r.decisions)
+            printf("%.9g}", r.min_margin);
+        else
+            printf("null}");
+        printf(",\"block_run_share\":[");
+        for (int b = 0; b < r.nblocks; b++)
+            printf("%s%.6f", b ? "," : "", (double)r.block_run[b] / n);
+        printf("],\"masks\":{\"distinct\":%zu,\"used_by_0_5pct\":[", r.nmasks + (r.other > 0));
+        int first = 1;
+        for (size_t j = 0; j < r.nmasks; j++) {
+            if ((double)r.masks[j].n / n < 0.005) continue;
+            printf("%s{\"mask\":\"%s\",\"share\":%.6f}", first ? "" : ",", r.masks[j].mask,
+                   (double)r.masks[j].n / n);
+            first = 0;
+        }
+        printf("]}}\n");
     } else {
         printf("%s on %u test images (batch 1, adaptive, tau %g)\n", o->model, n, s->exit_tau);
         printf("  accuracy          %.4f\n", r.acc);
@@ -393,6 +528,19 @@ static int cmd_eval(opts_t *o)
                adnn_flops_full(m, 1));
         printf("  exits taken      ");
         for (int k = 0; k <= s->nexits; k++) printf(" %ld", r.exits[k]);
+        printf("\n");
+        if (r.decisions)
+            printf("  decisions         %ld against %g: %ld (%.2f%%) within %.2f of it, the "
+                   "closest %.3g away\n",
+                   r.decisions, (double)r.threshold, r.near,
+                   100.0 * (double)r.near / (double)r.decisions, MARGIN, r.min_margin);
+        printf("  blocks run (share)");
+        for (int b = 0; b < r.nblocks; b++) printf(" %.3f", (double)r.block_run[b] / n);
+        printf("\n  masks             %zu distinct%s; used by >= 0.5%% of the images:", r.nmasks,
+               r.other ? " (and more)" : "");
+        for (size_t j = 0; j < r.nmasks; j++)
+            if ((double)r.masks[j].n / n >= 0.005)
+                printf(" %s (%.1f%%)", r.masks[j].mask, 100.0 * (double)r.masks[j].n / n);
         printf("\n");
         /* accuracy of every exit on its own (batched, all blocks run) */
         int E = s->nexits, K = s->num_classes, bs = 100;
@@ -418,6 +566,7 @@ static int cmd_eval(opts_t *o)
         }
         free(lg);
     }
+    free(r.masks);
     rc = 0;
 done:
     adnn_model_destroy(&m);

@@ -154,7 +154,18 @@ typedef struct adnn_trace {
     float conf[ADNN_MAX_EXITS + 1]; /* c_k of each exit evaluated (0 if not reached) */
     double flops_ref;               /* METHOD.md section 4 (conv, linear; no /groups) */
     double flops_exact;             /* conv/groups, linear, BN, activations, pooling */
+    int ngates;                     /* SkipNet, BlockDrop: blocks decided by a gate */
+    float gate_p[ADNN_MAX_BLOCKS];  /* each one's run probability (against gate_threshold) */
 } adnn_trace_t;
+
+/* The decisions a forward took, each as the value compared with its
+ * threshold: SkipNet's gates and BlockDrop's policy (run probabilities
+ * against gate_threshold), or the confidence of each internal exit reached
+ * (against exit_tau; the final classifier decides nothing). Writes up to
+ * ADNN_MAX_BLOCKS values into p and the threshold into *threshold; returns
+ * the count. A decision whose value is within a small margin of its
+ * threshold is a coin flip: rounding decides it. */
+int adnn_trace_decisions(const adnn_model_t *m, const adnn_trace_t *t, float *p, float *threshold);
 
 /* Batch size 1, real branching. x is (C,H,W). */
 void adnn_forward_adaptive(adnn_model_t *m, const float *x, adnn_trace_t *trace);

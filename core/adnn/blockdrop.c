@@ -247,8 +247,10 @@ static void bd_forward_adaptive(adnn_model_t *m, const float *x, adnn_trace_t *t
     t->flops_ref += policy_flops(f, 0);
     t->flops_exact += policy_flops(f, 1);
     uint8_t run[ADNN_MAX_BLOCKS];
-    for (int b = 0; b < f->nblocks; b++)
+    for (int b = 0; b < f->nblocks; b++) {
         run[b] = sigmoid(f->pfwd.logits[b]) >= (double)m->spec.gate_threshold;
+        t->gate_p[t->ngates++] = (float)sigmoid(f->pfwd.logits[b]);
+    }
     const float *h = adnn_cbn_adaptive(m, &f->stem, x, t);
     /* a dropped downsampling block computes its projection only */
     for (int b = 0; b < f->nblocks && h; b++)

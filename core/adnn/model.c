@@ -407,6 +407,24 @@ void adnn_forward_adaptive(adnn_model_t *m, const float *x, adnn_trace_t *trace)
     m->ops->forward_adaptive(m, x, trace);
 }
 
+int adnn_trace_decisions(const adnn_model_t *m, const adnn_trace_t *t, float *p, float *threshold)
+{
+    const adnn_spec_t *s = &m->spec;
+    if (s->family == ADNN_FAMILY_SKIPNET || s->family == ADNN_FAMILY_BLOCKDROP) {
+        *threshold = s->gate_threshold;
+        int n = t->ngates < ADNN_MAX_BLOCKS ? t->ngates : ADNN_MAX_BLOCKS;
+        memcpy(p, t->gate_p, (size_t)n * sizeof *p);
+        return n;
+    }
+    *threshold = s->exit_tau;
+    /* internal exits reached: up to the one taken, or all when none was */
+    int last = t->exit_taken >= 0 && t->exit_taken < t->nexits ? t->exit_taken : t->nexits - 1;
+    int n = 0;
+    for (int k = 0; k <= last && k < ADNN_MAX_EXITS && n < ADNN_MAX_BLOCKS; k++)
+        p[n++] = t->conf[k];
+    return n;
+}
+
 double adnn_flops_full(const adnn_model_t *m, int exact) { return m->ops->flops_full(m, exact); }
 
 dp_err_t adnn_eval_batch(adnn_model_t *m, const float *x, int n, float *out)

@@ -359,6 +359,7 @@ static void skip_forward_adaptive(adnn_model_t *m, const float *x, adnn_trace_t 
         t->flops_ref += gate_flops(m, k, 0);
         t->flops_exact += gate_flops(m, k, 1);
         int open = ga.p[0] > m->spec.gate_threshold;
+        if (k < ADNN_MAX_BLOCKS) t->gate_p[t->ngates++] = ga.p[0];
         if (f->force[k] != ADNN_SKIP_GATE_AUTO) open = f->force[k];
         h = adnn_basic_adaptive(m, &f->blocks[k], k, open, h, t);
     }

@@ -37,6 +37,7 @@
 #include "nn/blas.h"
 #include "nn/safetensors.h"
 #include "perform/perform.h"
+#include "util/json.h"
 #include "util/utf8.h"
 
 extern char **environ;
@@ -1238,6 +1239,71 @@ Test(cli_zoo, info_train_eval)
     long sum = 0;
     for (char *q = (char *)e + 9; *q != ']'; q += *q == ',') sum += strtol(q, &q, 10);
     cr_assert_eq(sum, 20, "%s", p.out);
+    proc_free(&p);
+}
+
+/* eval --json's decision margins against --trace's per-image lines: the
+ * shipped SkipNet on 40 images, 6 gates each; every count in the summary
+ * recomputed from the trace. */
+Test(cli_zoo, decisions_and_trace)
+{
+    need_fmnist();
+    const char *skip = DP_SOURCE_DIR "/models/skipnet";
+    proc_t p =
+        RUN(ZOO, "eval", "--json", "--limit", "40", "--threads", "1", "--trace", "@/t.jsonl", skip);
+    expect_ok(&p);
+    tj_val_t j;
+    cr_assert_eq(tj_parse(p.out, p.out_len, &j), DP_OK, "%s", dp_err_detail());
+    const tj_val_t *dec = tj_get(&j, "decisions");
+    cr_assert_not_null(dec, "%s", p.out);
+    cr_assert_eq(tj_get_num(dec, "n", -1), 240, "%s", p.out);
+    cr_assert_eq(tj_get_num(dec, "threshold", -1), 0.5);
+    size_t len = 0;
+    char *tr = slurp(tmp("t.jsonl"), &len);
+    cr_assert_not_null(tr);
+    long lines = 0, near = 0, decisions = 0, runs[6] = {0};
+    double minm = INFINITY;
+    for (char *line = tr, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        cr_assert_not_null(nl, "the trace's last line is cut");
+        tj_val_t l;
+        cr_assert_eq(tj_parse(line, (size_t)(nl - line), &l), DP_OK, "line %ld: %s", lines,
+                     dp_err_detail());
+        cr_assert_eq(tj_get_num(&l, "i", -1), lines);
+        const tj_val_t *ps = tj_get(&l, "decisions");
+        cr_assert(ps && ps->type == TJ_ARR && ps->n == 6, "line %ld", lines);
+        const char *mask = tj_get_str(&l, "mask", "");
+        cr_assert_eq(strlen(mask), 6, "line %ld mask %s", lines, mask);
+        double lm = INFINITY;
+        for (size_t k = 0; k < ps->n; k++) {
+            double mg = fabs(ps->items[k].num - 0.5);
+            lm = fmin(lm, mg);
+            near += mg < 0.05;
+            decisions++;
+            /* a gate above the threshold runs its block */
+            cr_assert_eq(mask[k] == '1', ps->items[k].num > 0.5, "line %ld block %zu", lines, k);
+            runs[k] += mask[k] == '1';
+        }
+        cr_assert_float_eq(tj_get_num(&l, "margin", -1), lm, 1e-6, "line %ld", lines);
+        minm = fmin(minm, lm);
+        tj_val_free(&l);
+        lines++;
+    }
+    cr_assert_eq(lines, 40);
+    cr_assert_eq(decisions, 240);
+    cr_assert_eq(tj_get_num(dec, "within_0_05", -1), near, "%s", p.out);
+    cr_assert_float_eq(tj_get_num(dec, "min_margin", -1), minm, 1e-6);
+    const tj_val_t *share = tj_get(&j, "block_run_share");
+    cr_assert(share && share->n == 6);
+    for (int k = 0; k < 6; k++) cr_assert_float_eq(share->items[k].num, runs[k] / 40.0, 1e-6);
+    free(tr);
+    tj_val_free(&j);
+    proc_free(&p);
+    /* a trace that cannot be written is named, and nothing is printed */
+    p = RUN(ZOO, "eval", "--json", "--limit", "2", "--trace", "@/no/dir/t.jsonl", skip);
+    expect_status(&p, 1);
+    expect_err(&p, "--trace @/no/dir/t.jsonl: No such file or directory");
+    cr_assert_eq(p.out_len, 0);
     proc_free(&p);
 }
 
