@@ -88,21 +88,6 @@ static void count_worker(void *ctx, Dp__V1__Role role, const char *cls)
     w->v[w->n++].n = 1;
 }
 
-/* A label value: backslash, quote and newline escaped. */
-static void label(char *out, size_t size, const char *v)
-{
-    size_t o = 0;
-    for (; *v && o + 3 < size; v++) {
-        if (*v == '\\' || *v == '"')
-            out[o++] = '\\', out[o++] = *v;
-        else if (*v == '\n')
-            out[o++] = '\\', out[o++] = 'n';
-        else
-            out[o++] = *v;
-    }
-    out[o] = '\0';
-}
-
 #define APPEND(...)                                                                                \
     do {                                                                                           \
         if (dp_http_appendf(&b, &len, &cap, __VA_ARGS__)) return NULL;                             \
@@ -139,7 +124,7 @@ static char *metrics(const dp_coord_server_t *s)
     }
     for (size_t i = 0; i < w.n; i++) {
         char cls[160];
-        label(cls, sizeof cls, w.v[i].cls);
+        dp_http_label(cls, sizeof cls, w.v[i].cls);
         APPEND("dp_workers_alive{role=\"%s\",device_class=\"%s\"} %llu\n",
                w.v[i].role < 4 ? role_names[w.v[i].role] : "unspecified", cls,
                (unsigned long long)w.v[i].n);

@@ -251,16 +251,7 @@ static void http_handle(void *ctx, const char *path, dp_http_reply_t *out)
     dp_worker_stats(w, &st);
     const char *role = w->role == DP__V1__ROLE__ROLE_MEASURER ? "measurer" : "trainer";
     char cls[160];
-    size_t o = 0;
-    for (const char *c = w->device_class; *c && o + 3 < sizeof cls; c++) {
-        if (*c == '\\' || *c == '"')
-            cls[o++] = '\\', cls[o++] = *c;
-        else if (*c == '\n')
-            cls[o++] = '\\', cls[o++] = 'n';
-        else
-            cls[o++] = *c;
-    }
-    cls[o] = '\0';
+    dp_http_label(cls, sizeof cls, w->device_class);
     char *b = NULL;
     size_t len = 0, cap = 0;
     out->content_type = "text/plain; version=0.0.4; charset=utf-8";

@@ -130,6 +130,20 @@ void dp_http_destroy(dp_http_t **ph)
     *ph = NULL;
 }
 
+void dp_http_label(char *out, size_t size, const char *v)
+{
+    size_t o = 0;
+    for (; *v && o + 3 < size; v++) {
+        if (*v == '\\' || *v == '"')
+            out[o++] = '\\', out[o++] = *v;
+        else if (*v == '\n')
+            out[o++] = '\\', out[o++] = 'n';
+        else
+            out[o++] = *v;
+    }
+    if (size) out[o] = '\0';
+}
+
 int dp_http_appendf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
 {
     for (;;) {

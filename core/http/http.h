@@ -45,6 +45,10 @@ int dp_http_port(const dp_http_t *h);
 /* Accepts NULL and *h == NULL; sets *h = NULL. */
 void dp_http_destroy(dp_http_t **h);
 
+/* v as a Prometheus label value into out (size bytes): backslash, quote and
+ * newline escaped; cut at a whole escape when out is too small. */
+void dp_http_label(char *out, size_t size, const char *v);
+
 /* Appends printf output to a growing string (*buf, *len, *cap; *buf NULL
  * at first): for handlers building a body. -1 when out of memory (*buf is
  * then freed and NULL). */

@@ -128,3 +128,12 @@ Test(http, serves_get_head_404_405)
     cr_assert_eq(calls, before, "the handler ran for DELETE");
     dp_http_destroy(&h);
 }
+
+Test(http, label_escaped)
+{
+    char out[16];
+    dp_http_label(out, sizeof out, "a\"b\\c\nd");
+    cr_assert_str_eq(out, "a\\\"b\\\\c\\nd");
+    dp_http_label(out, 6, "\"\"\"\"");
+    cr_assert_str_eq(out, "\\\"\\\""); /* two whole escapes fit, never half of one */
+}
