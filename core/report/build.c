@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "measure/stats.h"
 #include "report/report_impl.h"
 
 #define HIST_BINS   20
@@ -31,9 +32,8 @@ static int cmp_double(const void *a, const void *b)
 
 double rpt_rank_pct(const double *sorted, size_t n, double p)
 {
-    if (n == 0) return NAN;
-    size_t k = (size_t)ceil(p / 100.0 * (double)n);
-    return sorted[(k < 1 ? 1 : k > n ? n : k) - 1];
+    /* the measurer's nearest rank, so the report and measure.json agree */
+    return n ? sorted[measure_nearest_rank(n, p / 100.0) - 1] : NAN;
 }
 
 static int cmp_group(const void *a, const void *b)

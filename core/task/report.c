@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "measure/stats.h"
 #include "task/task_impl.h"
 
 typedef struct lat {
@@ -206,9 +207,8 @@ static int cmp_cell(const void *a, const void *b)
 
 static double rank_pct(const double *sorted, size_t n, double p)
 {
-    if (n == 0) return NAN;
-    size_t k = (size_t)ceil(p / 100.0 * (double)n);
-    return sorted[(k < 1 ? 1 : k > n ? n : k) - 1];
+    /* the measurer's nearest rank, so the report and measure.json agree */
+    return n ? sorted[measure_nearest_rank(n, p / 100.0) - 1] : NAN;
 }
 
 /* The latency members of l; seeds (sorted by index, may be NULL) for
