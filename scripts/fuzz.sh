@@ -3,7 +3,9 @@
 # on its seed corpus (a scratch copy, so the tree is not modified). Seeds too big
 # to commit are written into the scratch copy by the fuzzer itself (fuzz_perform:
 # a generator file, through DP_FUZZ_PERFORM_SEEDS). DP_FUZZ_BUILD_DIR: the build
-# directory (default build-fuzz).
+# directory (default build-fuzz). DP_FUZZ_SEED: libFuzzer's -seed (default: a
+# random seed each run); CI sets one so that a run it fails is the run a
+# developer repeats.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}
@@ -19,6 +21,7 @@ for bin in "$build"/fuzz/fuzz_*; do
   echo "fuzz: $name for ${secs}s"
   log=$(mktemp); rc=0; rm -f "$build/$name"-*
   "$bin" -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 \
+    ${DP_FUZZ_SEED:+-seed="$DP_FUZZ_SEED"} \
     -artifact_prefix="$build/$name-" "$work" >"$log" 2>&1 || rc=$?
   if [ "$rc" -ne 0 ]; then
     # A finding: the report, then each input it wrote, in base64 so the

@@ -1021,7 +1021,8 @@ binary_data_pack(const ProtobufCBinaryData *bd, uint8_t *out)
 {
 	size_t len = bd->len;
 	size_t rv = uint32_pack(len, out);
-	memcpy(out + rv, bd->data, len);
+	if (len > 0) /* dp: bd->data may be NULL when len is 0 */
+		memcpy(out + rv, bd->data, len);
 	return rv + len;
 }
 
@@ -2082,10 +2083,10 @@ parse_tag_and_wiretype(size_t len,
 	}
 	for (rv = 1; rv < max_rv; rv++) {
 		if (data[rv] & 0x80) {
-			tag |= (data[rv] & 0x7f) << shift;
+			tag |= (uint32_t) (data[rv] & 0x7f) << shift; /* dp: unsigned shift */
 			shift += 7;
 		} else {
-			tag |= data[rv] << shift;
+			tag |= (uint32_t) data[rv] << shift; /* dp: unsigned shift */
 			*tag_out = tag;
 			return rv + 1;
 		}
@@ -2748,10 +2749,14 @@ parse_packed_repeated_member(ScannedMember *scanned_member,
 	const ProtobufCFieldDescriptor *field = scanned_member->field;
 	size_t *p_n = STRUCT_MEMBER_PTR(size_t, message, field->quantifier_offset);
 	size_t siz = sizeof_elt_in_repeated_array(field->type);
-	void *array = *(char **) member + siz * (*p_n);
 	const uint8_t *at = scanned_member->data + scanned_member->length_prefix_len;
 	size_t rem = scanned_member->len - scanned_member->length_prefix_len;
 	size_t count = 0;
+	void *array;
+	/* dp: an empty packed field adds nothing; the array may still be NULL */
+	if (rem == 0)
+		return TRUE;
+	array = *(char **) member + siz * (*p_n);
 #if defined(WORDS_BIGENDIAN)
 	unsigned i;
 #endif
