@@ -123,6 +123,17 @@ dp_err_t measure_pearson(const double *x, const double *y, size_t n, double *r)
     return DP_OK;
 }
 
+double measure_spread_ratio(const double *v, size_t n)
+{
+    if (!n) return NAN;
+    double lo = INFINITY, hi = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(v[i] > 0) || !isfinite(v[i])) return NAN;
+        lo = v[i] < lo ? v[i] : lo, hi = v[i] > hi ? v[i] : hi;
+    }
+    return hi / lo;
+}
+
 double measure_increase(double seed, double input)
 {
     if (!(seed > 0)) return NAN;

@@ -51,6 +51,11 @@ void measure_sort(double *v, size_t n);
  * no variance (the detail says which). */
 dp_err_t measure_pearson(const double *x, const double *y, size_t n, double *r);
 
+/* The largest of v[0..n) over the smallest: how far apart the rounds of one
+ * input's timing are (1: alike). NAN when n is 0 or any value is not a
+ * finite positive number. */
+double measure_spread_ratio(const double *v, size_t n);
+
 /* I-Latency / I-Energy of an input against its seed: (input / seed - 1) *
  * 100. NAN when seed is not > 0. */
 double measure_increase(double seed, double input);

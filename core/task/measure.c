@@ -38,6 +38,13 @@
  * for the same inputs could change meaning (docs/MEASURE.md). */
 #define MEASURE_PROTOCOL 2
 #define UPPER_CONFIDENCE 0.99
+/* A point's rounds are "unsteady" when its slowest round's median exceeds
+ * its fastest's by this factor: far beyond the noise of a quiet machine,
+ * and what a host that changes speed between rounds (another tenant on the
+ * core, frequency steps) gives. Above UNSTEADY_SHARE of the points, the run
+ * warns that its medians will not repeat. */
+#define UNSTEADY_RATIO 1.25
+#define UNSTEADY_SHARE 0.05
 
 /* One round's latency summary of a point (seconds). */
 typedef struct rsum {
@@ -126,6 +133,7 @@ typedef struct run {
     measure_env_t env_start, env_end;
     double load_max;
     size_t load_high; /* measurements begun with the load above max_load */
+    size_t unsteady;  /* points whose rounds' medians differ by more than UNSTEADY_RATIO */
     int pinned_cpu;   /* -1: none */
     /* energy */
     measure_probe_t *probe;
@@ -257,6 +265,7 @@ static void merge_rounds(run_t *r)
             l->min_s = fmin(l->min_s, q[j].min), l->max_s = fmax(l->max_s, q[j].max);
             l->count += q[j].count, sum += q[j].mean * (double)q[j].count;
         }
+        if (R > 1 && measure_spread_ratio(v[0], R) > UNSTEADY_RATIO) r->unsteady++;
         l->median_s = median_of(v[0], R), l->q1_s = median_of(v[1], R);
         l->q3_s = median_of(v[2], R), l->mad_s = median_of(v[3], R);
         l->iqr_s = l->q3_s - l->q1_s;
@@ -565,6 +574,7 @@ static void json_totals(tj_writer_t *w, const run_t *r, const derived_t *d, doub
     tj_knum(w, "loadavg1_end", r->env_end.loadavg1);
     tj_knum(w, "loadavg1_max", r->load_max);
     tj_kint(w, "load_high_measurements", (int64_t)r->load_high);
+    tj_kint(w, "unsteady_measurements", (int64_t)r->unsteady);
     tj_kbool(w, "pinned", r->pinned_cpu >= 0);
     tj_kint(w, "pinned_cpu", r->pinned_cpu);
     tj_kint(w, "threads", nn_get_threads());
@@ -780,6 +790,13 @@ dp_err_t dp_task_measure(const dp_task_settings_t *s, const dp_task_io_t *io, dp
         }
     }
     merge_rounds(&r);
+    if ((double)r.unsteady > UNSTEADY_SHARE * (double)m)
+        warn(&r,
+             "the rounds of %zu of %zu measurements disagree by more than %.0f%% (slowest "
+             "round's median over the fastest's): this machine's speed changed during the run "
+             "(another tenant on the core, frequency or thermal steps); its medians will not "
+             "repeat closely",
+             r.unsteady, m, (UNSTEADY_RATIO - 1) * 100);
     measure_env_read(s->sysfs_root, r.pinned_cpu, s->max_load, &r.env_end);
     if (r.load_high)
         warn(&r,

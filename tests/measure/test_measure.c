@@ -881,3 +881,17 @@ Test(stats, pearson_and_increase)
     cr_expect(fabs(measure_increase(4.0, 3.0) + 25.0) < 1e-12);
     cr_expect(isnan(measure_increase(0, 3.0)));
 }
+
+Test(stats, spread_ratio)
+{
+    const double rounds[] = {0.40, 0.62, 0.41}, alike[] = {1.0, 1.0}, zero[] = {1.0, 0.0};
+    cr_expect(fabs(measure_spread_ratio(rounds, 3) - 1.55) < 1e-12, "%.15f",
+              measure_spread_ratio(rounds, 3));
+    cr_expect_eq(measure_spread_ratio(alike, 2), 1.0);
+    cr_expect_eq(measure_spread_ratio(rounds + 1, 1), 1.0);
+    cr_expect(isnan(measure_spread_ratio(zero, 2)));
+    cr_expect(isnan(measure_spread_ratio(rounds, 0)));
+    const double inf[] = {1.0, INFINITY}, nan_[] = {NAN, 1.0};
+    cr_expect(isnan(measure_spread_ratio(inf, 2)));
+    cr_expect(isnan(measure_spread_ratio(nan_, 2)));
+}

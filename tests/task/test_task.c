@@ -701,6 +701,8 @@ Test(task, measure_energy_budgets_once, .timeout = 240)
     const tj_val_t *dev = tj_get(&j, "device");
     cr_assert_str_eq(tj_get_str(dev, "energy_probe", ""), "rapl");
     cr_assert(strlen(tj_get_str(dev, "measurer_version", "")) > 0);
+    const double unsteady = tj_get_num(dev, "unsteady_measurements", -1);
+    cr_assert(unsteady >= 0 && unsteady <= tj_get_num(&j, "n", 0) * 2, "unsteady %g", unsteady);
     cr_assert_str_eq(tj_get_str(tj_get(&j, "samples_provenance"), "gemm_path", ""), set->gemm_path);
     cr_assert_str_eq(tj_get_str(tj_get(&j, "provenance"), "blas_core", ""), nn_blas_corename());
     char *task_format = format_of(&j);
