@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "adnn/adnn.h"
+#include "adnn/skipnet.h"
 #include "cli_util.h"
 #include "data/dataset.h"
 #include "nn/nn.h"
@@ -45,6 +46,15 @@ static void usage(FILE *f)
                "  --tau X           exit threshold stored in the spec (default: the family's)\n"
                "  --init PREFIX     start from PREFIX.safetensors (same architecture)\n"
                "  --gate KIND       SkipNet gate: recurrent (default) or feedforward\n"
+               "  --gate-lambda X   SkipNet: compute penalty on mean p_k (default 0.1)\n"
+               "  --gate-soft-steps N  SkipNet: Adam steps with soft gates before hard\n"
+               "                    gates and the straight-through gradient (default 500)\n"
+               "  --gate-margin M   SkipNet: logit margin of the margin term (default 0)\n"
+               "  --gate-margin-weight W  SkipNet: weight of the margin term W * mean\n"
+               "                    relu(M - |t_k - logit(threshold)|) that makes the gates\n"
+               "                    decisive (default 0: off)\n"
+               "  --gate-sample     SkipNet: draw the hard gates from Bernoulli(p_k) in\n"
+               "                    training instead of thresholding p_k (default off)\n"
                "common options:\n"
                "  --data-dir DIR    IDX files (default /usr/share/datasets/fashion-mnist)\n"
                "  --threads N       OpenBLAS threads (default: all cores)\n"
@@ -61,6 +71,9 @@ typedef struct opts {
     const char *cmd, *family, *out, *data_dir, *model, *gate, *init, *trace;
     long epochs, batch, seed, threads, limit;
     double lr, tau;
+    double gate_lambda, gate_margin, gate_margin_weight; /* < 0: the family's default */
+    long gate_soft_steps;                                /* < 0: the family's default */
+    int gate_sample;
     int json, quiet;
     int nwidths, widths[ADNN_MAX_STAGES], nblocks, blocks[ADNN_MAX_STAGES];
 } opts_t;
@@ -106,6 +119,11 @@ static int parse_args(int argc, char **argv, opts_t *o)
                                        {"gate", required_argument, 0, 'G'},
                                        {"init", required_argument, 0, 'I'},
                                        {"trace", required_argument, 0, 'R'},
+                                       {"gate-lambda", required_argument, 0, 'L'},
+                                       {"gate-soft-steps", required_argument, 0, 'S'},
+                                       {"gate-margin", required_argument, 0, 'M'},
+                                       {"gate-margin-weight", required_argument, 0, 'w'},
+                                       {"gate-sample", no_argument, 0, 'P'},
                                        {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -146,6 +164,21 @@ static int parse_args(int argc, char **argv, opts_t *o)
             break;
         case 'R':
             o->trace = optarg;
+            break;
+        case 'P':
+            o->gate_sample = 1;
+            break;
+        case 'L':
+            bad = cli_parse_double("--gate-lambda", optarg, 0, 100, &o->gate_lambda);
+            break;
+        case 'S':
+            bad = cli_parse_long("--gate-soft-steps", optarg, 0, 0x7fffffff, &o->gate_soft_steps);
+            break;
+        case 'M':
+            bad = cli_parse_double("--gate-margin", optarg, 0, 100, &o->gate_margin);
+            break;
+        case 'w':
+            bad = cli_parse_double("--gate-margin-weight", optarg, 0, 100, &o->gate_margin_weight);
             break;
         case 'd':
             o->data_dir = optarg;
@@ -340,6 +373,12 @@ static int cmd_train(opts_t *o)
         }
         spec.gate_kind = o->gate[0] == 'r' ? ADNN_GATE_RECURRENT : ADNN_GATE_FEEDFORWARD;
     }
+    int gate_opts = o->gate_lambda >= 0 || o->gate_soft_steps >= 0 || o->gate_margin >= 0 ||
+                    o->gate_margin_weight >= 0 || o->gate_sample;
+    if (gate_opts && fam != ADNN_FAMILY_SKIPNET) {
+        fprintf(stderr, "dp-zoo train: the --gate-* options apply to skipnet only\n");
+        return 2;
+    }
 
     dp_dataset_t *train = NULL, *test = NULL;
     adnn_model_t *m = NULL;
@@ -368,6 +407,22 @@ static int cmd_train(opts_t *o)
             rc = cli_fail("cannot load the --init weights", err);
             goto done;
         }
+    }
+    if (fam == ADNN_FAMILY_SKIPNET) {
+        adnn_skipnet_train_t g = adnn_skipnet_train_default();
+        if (o->gate_lambda >= 0) g.lambda = (float)o->gate_lambda;
+        if (o->gate_soft_steps >= 0) g.soft_steps = (int)o->gate_soft_steps;
+        if (o->gate_margin >= 0) g.margin = (float)o->gate_margin;
+        if (o->gate_margin_weight >= 0) g.margin_weight = (float)o->gate_margin_weight;
+        g.sample = o->gate_sample;
+        if ((err = adnn_skipnet_set_train(m, &g))) {
+            rc = cli_fail("train", err);
+            goto done;
+        }
+        if (!o->quiet)
+            printf("dp-zoo train: gates: lambda %g, %d soft steps, margin %g weight %g, %s\n",
+                   g.lambda, g.soft_steps, g.margin, g.margin_weight,
+                   g.sample ? "sampled" : "thresholded");
     }
     uint32_t ntrain = train->n;
     if (o->limit > 0 && (uint32_t)o->limit < ntrain) ntrain = (uint32_t)o->limit;
@@ -613,7 +668,11 @@ int main(int argc, char **argv)
                 .epochs = 3,
                 .batch = 64,
                 .seed = 1,
-                .lr = 3e-3};
+                .lr = 3e-3,
+                .gate_lambda = -1,
+                .gate_soft_steps = -1,
+                .gate_margin = -1,
+                .gate_margin_weight = -1};
     cli_set_prog("dp-zoo");
     if (argc < 2) {
         usage(stderr);

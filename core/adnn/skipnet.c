@@ -15,7 +15,10 @@
  * Training: y = S + g_k (B - S) over the whole batch (every block computed),
  * with soft gates g_k = p_k for the first SKIP_SOFT_STEPS Adam steps, then
  * hard gates g_k = [p_k > threshold] with the straight-through gradient
- * dL/dp_k = <dL/dy, B - S>. Loss = CE + SKIP_LAMBDA * mean_k p_k.
+ * dL/dp_k = <dL/dy, B - S>. Loss = CE + lambda * mean_k p_k, plus an optional
+ * margin term that pushes the gate logits away from the threshold
+ * (adnn_skipnet_train_t in skipnet.h; defaults lambda 0.1, 500 soft steps),
+ * and optionally hard gates drawn from Bernoulli(p_k) instead of thresholded.
  * Spend-more probabilities: p_k of every gate (K = number of blocks), in
  * inference mode along the hard path; the hard decisions carry no gradient. */
 #include <math.h>
@@ -25,9 +28,10 @@
 
 #include "adnn/adnn_impl.h"
 #include "adnn/skipnet.h"
+#include "util/rng.h"
 
-#define SKIP_LAMBDA     0.1f /* compute penalty on mean p_k */
-#define SKIP_SOFT_STEPS 500  /* Adam steps with soft gates before straight-through */
+#define SKIP_LAMBDA     0.1f /* default compute penalty on mean p_k */
+#define SKIP_SOFT_STEPS 500  /* default Adam steps with soft gates before straight-through */
 
 #define OOM() dp_err_set(DP_ERR_NOMEM, "out of memory in SkipNet")
 
@@ -64,6 +68,9 @@ typedef struct skipnet {
     float *wih, *whh, *bih, *bhh, *gfw, *gfb; /* shared LSTM and linear (recurrent) */
     adnn_gap_head_t final;
     int force[ADNN_MAX_BLOCKS];
+    adnn_skipnet_train_t opt;
+    dp_rng_t rng; /* the sampled gates' draws, seeded from the spec's seed */
+    int rng_ready;
     skip_fwd_t fwd;
 } skipnet_t;
 
@@ -77,6 +84,7 @@ static dp_err_t skip_build(adnn_model_t *m)
             return dp_err_set(DP_ERR_NOMEM, "out of memory building a SkipNet");
         skipnet_t *f0 = m->fam;
         for (int k = 0; k < ADNN_MAX_BLOCKS; k++) f0->force[k] = ADNN_SKIP_GATE_AUTO;
+        f0->opt = adnn_skipnet_train_default();
     }
     skipnet_t *f = m->fam;
     char nm[64];
@@ -133,6 +141,28 @@ dp_err_t adnn_skipnet_force_gate(adnn_model_t *m, int k, int mode)
     if (k < 0 || k >= f->nblocks || mode < ADNN_SKIP_GATE_AUTO || mode > ADNN_SKIP_GATE_OPEN)
         return dp_err_set(DP_ERR_RANGE, "adnn_skipnet_force_gate: gate %d mode %d", k, mode);
     f->force[k] = mode;
+    return DP_OK;
+}
+
+adnn_skipnet_train_t adnn_skipnet_train_default(void)
+{
+    adnn_skipnet_train_t o = {.lambda = SKIP_LAMBDA, .soft_steps = SKIP_SOFT_STEPS};
+    return o;
+}
+
+dp_err_t adnn_skipnet_set_train(adnn_model_t *m, const adnn_skipnet_train_t *o)
+{
+    if (m->spec.family != ADNN_FAMILY_SKIPNET)
+        return dp_err_set(DP_ERR_INVALID, "adnn_skipnet_set_train: model is '%s'",
+                          adnn_family_name(m->spec.family));
+    if (!(o->lambda >= 0 && isfinite(o->lambda)) || o->soft_steps < 0 ||
+        !(o->margin >= 0 && isfinite(o->margin)) ||
+        !(o->margin_weight >= 0 && isfinite(o->margin_weight)))
+        return dp_err_set(DP_ERR_RANGE,
+                          "adnn_skipnet_set_train: lambda %g, soft steps %d, margin %g, margin "
+                          "weight %g (none may be negative)",
+                          o->lambda, o->soft_steps, o->margin, o->margin_weight);
+    ((skipnet_t *)m->fam)->opt = *o;
     return DP_OK;
 }
 
@@ -249,7 +279,12 @@ static dp_err_t skip_full_forward(adnn_model_t *m, const float *x, int n, int tr
     float thr = m->spec.gate_threshold;
     adnn_arena_reset(m);
     a->n = n, a->train = train;
-    a->soft = train && m->adam_t < SKIP_SOFT_STEPS;
+    a->soft = train && m->adam_t < f->opt.soft_steps;
+    int sample = train && !a->soft && f->opt.sample;
+    if (sample && !f->rng_ready) {
+        dp_rng_seed(&f->rng, m->spec.seed ^ 0x5c1b9a7eULL);
+        f->rng_ready = 1;
+    }
     dp_err_t err = adnn_cbn_forward(m, &f->stem, x, n, train, &a->stem);
     if (err) return err;
     const float *h = a->stem.out, *hs = NULL, *cs = NULL;
@@ -259,7 +294,7 @@ static dp_err_t skip_full_forward(adnn_model_t *m, const float *x, int n, int tr
         if ((err = gate_forward(m, k, h, n, train, hs, cs, ga))) return err;
         hs = ga->h, cs = ga->c;
         for (int i = 0; i < n; i++) {
-            int open = ga->p[i] > thr;
+            int open = sample ? dp_rng_uniform(&f->rng) < ga->p[i] : ga->p[i] > thr;
             if (!train && f->force[k] != ADNN_SKIP_GATE_AUTO) open = f->force[k];
             ga->g[i] = a->soft ? ga->p[i] : (float)open;
         }
@@ -390,17 +425,28 @@ static dp_err_t skip_train_step(adnn_model_t *m, const float *x, const int32_t *
     dp_err_t err = skip_full_forward(m, x, n, 1);
     if (err) return err;
     skipnet_t *f = m->fam;
+    const adnn_skipnet_train_t *o = &f->opt;
     int K = m->spec.num_classes, G = f->nblocks;
     float *probs = adnn_arena_get(m, (size_t)n * K), *dl = adnn_arena_get(m, (size_t)n * K);
-    if (!probs || !dl) return OOM();
+    float *dt = adnn_arena_get(m, (size_t)n * G);
+    if (!probs || !dl || !dt) return OOM();
     double l = nn_crossentropy_forward(probs, f->fwd.logits, y, n, K);
     nn_crossentropy_backward(dl, probs, y, n, K, 1.0f);
-    double psum = 0;
+    /* margin term on the logits, its gradient handed to the gates as dt */
+    double thr = m->spec.gate_threshold, tstar = log(thr / (1.0 - thr));
+    double psum = 0, msum = 0, mw = (double)o->margin_weight / ((double)n * G);
     for (int k = 0; k < G; k++)
-        for (int i = 0; i < n; i++) psum += f->fwd.gate[k].p[i];
-    *loss = l + SKIP_LAMBDA * psum / ((double)n * G);
+        for (int i = 0; i < n; i++) {
+            const skip_gate_act_t *ga = &f->fwd.gate[k];
+            double d = (double)ga->t[i] - tstar, s = ga->p[i] > thr ? 1.0 : -1.0;
+            psum += ga->p[i];
+            int inside = o->margin_weight > 0 && s * d < o->margin;
+            msum += inside ? o->margin - s * d : 0.0;
+            dt[(size_t)i * G + k] = inside ? (float)(-s * mw) : 0.0f;
+        }
+    *loss = l + o->lambda * psum / ((double)n * G) + mw * msum;
     *correct = adnn_count_correct(f->fwd.logits, y, n, K);
-    return skip_backward(m, dl, NULL, SKIP_LAMBDA / (float)(n * G), NULL);
+    return skip_backward(m, dl, dt, o->lambda / (float)(n * G), NULL);
 }
 
 static int skip_pk_count(const adnn_model_t *m) { return ((const skipnet_t *)m->fam)->nblocks; }

@@ -301,6 +301,12 @@ void adnn_test_check_pk_vjp(adnn_family_t family, int K)
 void adnn_test_check_train_grad(const adnn_spec_t *s, uint64_t seed)
 {
     adnn_model_t *m = adnn_test_build(s, seed);
+    adnn_test_check_model_train_grad(m, seed);
+    adnn_model_destroy(&m);
+}
+
+void adnn_test_check_model_train_grad(adnn_model_t *m, uint64_t seed)
+{
     int n = 4;
     float x[4 * IMG];
     int32_t y[4] = {1, 3, 5, 7};
@@ -346,7 +352,6 @@ void adnn_test_check_train_grad(const adnn_spec_t *s, uint64_t seed)
         free(g[i]);
     }
     free(g);
-    adnn_model_destroy(&m);
 }
 
 void adnn_test_tmp_prefix(char *buf, size_t n, const char *suite, const char *tag)

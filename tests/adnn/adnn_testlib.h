@@ -100,6 +100,9 @@ void adnn_test_check_pk_vjp(adnn_family_t family, int K);
  * model built from s (seed), against central differences (h 1e-4) along one
  * random direction per tensor (seed + 2). */
 void adnn_test_check_train_grad(const adnn_spec_t *s, uint64_t seed);
+/* The same on a model already built (and configured), which stays the
+ * caller's. */
+void adnn_test_check_model_train_grad(adnn_model_t *m, uint64_t seed);
 
 /* "/tmp/dp_test_SUITE_TAG_PID" */
 void adnn_test_tmp_prefix(char *buf, size_t n, const char *suite, const char *tag);

@@ -6,7 +6,9 @@
  *   by exactly that block's FLOPs (less its shortcut when it downsamples);
  * - FLOPs of the full network equal the METHOD.md section 4 formula;
  * - the input gradient of the p_k loss and the parameter gradients of the
- *   training objective (soft gates) match central finite differences;
+ *   training objective (soft gates), with and without the margin term on the
+ *   gate logits, match central finite differences; the training options are
+ *   checked; sampled gates draw reproducibly;
  * - weights round trip; malformed weight files name the tensor;
  * - the shipped models meet the zoo's acceptance figures. */
 #include <criterion/criterion.h>
@@ -249,6 +251,104 @@ static void check_train_grad(adnn_gate_kind_t kind, uint64_t seed)
 
 Test(skipnet, train_param_gradient_recurrent) { check_train_grad(ADNN_GATE_RECURRENT, 21); }
 Test(skipnet, train_param_gradient_feedforward) { check_train_grad(ADNN_GATE_FEEDFORWARD, 22); }
+
+/* The same with the margin term on: margin 4 puts every logit of the small
+ * random network inside it, weight 2 makes the term as large as the cross
+ * entropy, and lambda 0.3 differs from the default. The seeds are those of
+ * the check without the term (with seed 23 the stem conv weight's finite
+ * difference is off by the same 0.009 with the term's weight at 0, 0.5 and
+ * 2: a kink of that input, not the term). The check fails with the term's
+ * gradient sign flipped. */
+static void check_train_grad_margin(adnn_gate_kind_t kind, uint64_t seed)
+{
+    adnn_spec_t s = adnn_test_spec(ADNN_FAMILY_SKIPNET);
+    s.gate_kind = kind;
+    s.stem_width = 4;
+    s.widths[0] = 4, s.widths[1] = 6, s.widths[2] = 8;
+    s.blocks[0] = 1, s.blocks[1] = 2, s.blocks[2] = 1;
+    s.gate_dim = 5;
+    adnn_model_t *m = adnn_test_build(&s, seed);
+    adnn_skipnet_train_t o = adnn_skipnet_train_default();
+    o.lambda = 0.3f, o.margin = 4.0f, o.margin_weight = 2.0f;
+    cr_assert_eq(adnn_skipnet_set_train(m, &o), DP_OK);
+    /* the loss counts the term: every logit inside the margin adds to it */
+    float x[4 * IMG];
+    int32_t y[4] = {1, 3, 5, 7};
+    adnn_test_fill_images(x, 4 * IMG, seed + 1);
+    double l1, l0;
+    cr_assert_eq(adnn_train_step(m, x, y, 4, &l1, NULL), DP_OK, "%s", dp_err_detail());
+    o.margin_weight = 0;
+    cr_assert_eq(adnn_skipnet_set_train(m, &o), DP_OK);
+    cr_assert_eq(adnn_train_step(m, x, y, 4, &l0, NULL), DP_OK);
+    cr_assert_gt(l1, l0 + 1.0, "margin term %g", l1 - l0);
+    cr_assert_leq(l1, l0 + 2.0 * 4.0 + 1e-6, "margin term %g", l1 - l0);
+    o.margin_weight = 2.0f;
+    cr_assert_eq(adnn_skipnet_set_train(m, &o), DP_OK);
+    adnn_test_check_model_train_grad(m, seed);
+    adnn_model_destroy(&m);
+}
+
+Test(skipnet, train_param_gradient_margin_recurrent)
+{
+    check_train_grad_margin(ADNN_GATE_RECURRENT, 21);
+}
+Test(skipnet, train_param_gradient_margin_feedforward)
+{
+    check_train_grad_margin(ADNN_GATE_FEEDFORWARD, 22);
+}
+
+/* Sampled hard gates: repeated training steps (no Adam step between them)
+ * draw new decisions, so the loss changes from call to call while the
+ * thresholded gates give the same loss each time; two models built with the
+ * same seed draw the same decisions. */
+Test(skipnet, train_sampled_gates)
+{
+    float x[4 * IMG];
+    int32_t y[4] = {1, 3, 5, 7};
+    adnn_test_fill_images(x, 4 * IMG, 28);
+    adnn_skipnet_train_t o = adnn_skipnet_train_default();
+    o.soft_steps = 0;
+    adnn_model_t *a = new_skip(ADNN_GATE_RECURRENT, 27), *b = new_skip(ADNN_GATE_RECURRENT, 27);
+    double la[8], lb[8];
+    cr_assert_eq(adnn_skipnet_set_train(a, &o), DP_OK);
+    for (int r = 0; r < 2; r++) cr_assert_eq(adnn_train_step(a, x, y, 4, &la[r], NULL), DP_OK);
+    cr_assert_eq(la[0], la[1], "thresholded gates: %g then %g", la[0], la[1]);
+    o.sample = 1;
+    cr_assert_eq(adnn_skipnet_set_train(a, &o), DP_OK);
+    cr_assert_eq(adnn_skipnet_set_train(b, &o), DP_OK);
+    int differ = 0;
+    for (int r = 0; r < 8; r++) {
+        cr_assert_eq(adnn_train_step(a, x, y, 4, &la[r], NULL), DP_OK);
+        cr_assert_eq(adnn_train_step(b, x, y, 4, &lb[r], NULL), DP_OK);
+        cr_assert_eq(la[r], lb[r], "draw %d: %g vs %g", r, la[r], lb[r]);
+        differ += r > 0 && la[r] != la[0];
+    }
+    cr_assert_gt(differ, 0, "8 sampled steps gave the same loss %g", la[0]);
+    adnn_model_destroy(&a);
+    adnn_model_destroy(&b);
+}
+
+Test(skipnet, train_options_checked)
+{
+    adnn_skipnet_train_t o = adnn_skipnet_train_default();
+    cr_assert_float_eq(o.lambda, 0.1f, 1e-7);
+    cr_assert_eq(o.soft_steps, 500);
+    cr_assert_eq(o.margin_weight, 0.0f);
+    adnn_model_t *m = new_skip(ADNN_GATE_RECURRENT, 25);
+    adnn_skipnet_train_t bad = o;
+    bad.margin = -1;
+    cr_assert_eq(adnn_skipnet_set_train(m, &bad), DP_ERR_RANGE);
+    bad = o, bad.margin_weight = NAN;
+    cr_assert_eq(adnn_skipnet_set_train(m, &bad), DP_ERR_RANGE);
+    bad = o, bad.soft_steps = -1;
+    cr_assert_eq(adnn_skipnet_set_train(m, &bad), DP_ERR_RANGE);
+    cr_assert_eq(adnn_skipnet_set_train(m, &o), DP_OK);
+    adnn_model_destroy(&m);
+    adnn_spec_t s = adnn_test_spec(ADNN_FAMILY_BLOCKDROP);
+    m = adnn_test_build(&s, 26);
+    cr_assert_eq(adnn_skipnet_set_train(m, &o), DP_ERR_INVALID);
+    adnn_model_destroy(&m);
+}
 
 static void check_weights(adnn_gate_kind_t kind, uint64_t seed, const char *missing,
                           const char *reshaped)
