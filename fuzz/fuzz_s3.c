@@ -5,6 +5,7 @@
  *   2  InitiateMultipartUpload (UploadId)
  *   3  CompleteMultipartUpload; byte 1: the part count, 1..4
  *   4  ListMultipartUploads page; byte 1: stop after that many uploads (0: never)
+ *   5  ListParts page
  * Besides "no crash": every key, ETag and token is a NUL-terminated string
  * within its buffer, a page's count is what the callback saw, stopping at k
  * gives the first k objects of the full page, and errors carry their kind
@@ -15,6 +16,30 @@
 #include <string.h>
 
 #include "store/store_impl.h"
+
+typedef struct part_seen {
+    size_t calls, body_len;
+} part_seen_t;
+
+static void on_part(int number, uint64_t size, const char *etag, void *arg)
+{
+    part_seen_t *s = arg;
+    (void)size;
+    CHECK(number >= 1 && number <= 10000 && etag);
+    CHECK(strnlen(etag, 72) < 72 && strlen(etag) <= s->body_len);
+    s->calls++;
+}
+
+static void fuzz_parts(const char *xml, size_t len)
+{
+    part_seen_t seen = {.body_len = len};
+    int next = -1; /* must be reset */
+    dp_err_t err = store_s3_parts_page(xml, "fuzz-bucket", "k", on_part, &seen, &next);
+    CHECK(next >= 0 && next <= 10000);
+    CHECK(seen.calls <= count_of(xml, "<Part>"));
+    if (err) CHECK(err == DP_ERR_FORMAT || err == DP_ERR_NOMEM);
+    if (err) CHECK(!next && strstr(dp_err_detail(), "s3://fuzz-bucket/k"));
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -183,6 +208,30 @@ static void fuzz_uploads(const char *xml, size_t len, unsigned param)
     free(ni);
 }
 
+typedef struct part_seen {
+    size_t calls, body_len;
+} part_seen_t;
+
+static void on_part(int number, uint64_t size, const char *etag, void *arg)
+{
+    part_seen_t *s = arg;
+    (void)size;
+    CHECK(number >= 1 && number <= 10000 && etag);
+    CHECK(strnlen(etag, 72) < 72 && strlen(etag) <= s->body_len);
+    s->calls++;
+}
+
+static void fuzz_parts(const char *xml, size_t len)
+{
+    part_seen_t seen = {.body_len = len};
+    int next = -1; /* must be reset */
+    dp_err_t err = store_s3_parts_page(xml, "fuzz-bucket", "k", on_part, &seen, &next);
+    CHECK(next >= 0 && next <= 10000);
+    CHECK(seen.calls <= count_of(xml, "<Part>"));
+    if (err) CHECK(err == DP_ERR_FORMAT || err == DP_ERR_NOMEM);
+    if (err) CHECK(!next && strstr(dp_err_detail(), "s3://fuzz-bucket/k"));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2) return 0;
@@ -191,7 +240,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!xml) return 0;
     memcpy(xml, data + 2, len);
     xml[len] = '\0';
-    switch (data[0] % 5) {
+    switch (data[0] % 6) {
     case 0:
         fuzz_list(xml, len, data[1]);
         break;
@@ -204,8 +253,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 3:
         fuzz_complete(xml, data[1]);
         break;
-    default:
+    case 4:
         fuzz_uploads(xml, len, data[1]);
+        break;
+    default:
+        fuzz_parts(xml, len);
         break;
     }
     free(xml);

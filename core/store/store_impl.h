@@ -92,6 +92,14 @@ dp_err_t store_s3_http_error(const char *where, const char *method, long status,
  * unterminated <Upload> or a truncated page without markers. */
 dp_err_t store_s3_uploads_page(const char *xml, const char *bucket, dp_store_upload_fn fn,
                                void *arg, int *stopped, char **next_key, char **next_id);
+/* One ListParts page: fn for each <Part> with a <PartNumber> from 1 to
+ * 10,000, in order (number, Size, ETag without quotes). When <IsTruncated> is
+ * true, *next is the NextPartNumberMarker (1 to 10,000), else 0;
+ * DP_ERR_FORMAT for an unterminated <Part> or a truncated page without a
+ * marker. */
+typedef void (*store_part_fn)(int number, uint64_t size, const char *etag, void *arg);
+dp_err_t store_s3_parts_page(const char *xml, const char *bucket, const char *key, store_part_fn fn,
+                             void *arg, int *next);
 /* The UploadId of an InitiateMultipartUpload answer into id (truncated to n
  * bytes); DP_ERR_FORMAT when there is none. */
 dp_err_t store_s3_upload_id(const char *xml, const char *bucket, const char *key, char *id,

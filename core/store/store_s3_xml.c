@@ -1,6 +1,7 @@
 /* S3 answers, bytes to results: the ListObjectsV2 page, the error body (Code,
  * Message) and its dp_err_t, the UploadId of InitiateMultipartUpload and the
- * answer to CompleteMultipartUpload. No I/O here: store_s3.c hands over the
+ * answer to CompleteMultipartUpload, the ListMultipartUploads and ListParts
+ * pages. No I/O here: store_s3.c hands over the
  * bodies it received, fuzz/fuzz_s3.c hands over anything. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,5 +222,59 @@ out:
     free(block);
     free(key);
     free(id);
+    return err;
+}
+
+dp_err_t store_s3_parts_page(const char *xml, const char *bucket, const char *key, store_part_fn fn,
+                             void *arg, int *next)
+{
+    *next = 0;
+    if (!xml) xml = "";
+    char *block = NULL;
+    dp_err_t err = DP_OK;
+    size_t pos = 0;
+    for (;;) {
+        const char *start = strstr(xml + pos, "<Part>");
+        if (!start) break;
+        const char *end = strstr(start, "</Part>");
+        if (!end) {
+            err = dp_err_set(DP_ERR_FORMAT, "s3://%s/%s: parts listing: unterminated <Part>",
+                             bucket, key);
+            goto out;
+        }
+        size_t bl = (size_t)(end - start);
+        char *nb = realloc(block, bl + 1);
+        if (!nb) {
+            err = dp_err_set(DP_ERR_NOMEM, "store: list parts");
+            goto out;
+        }
+        block = nb;
+        memcpy(block, start, bl);
+        block[bl] = '\0';
+        pos = (size_t)(end - xml) + strlen("</Part>");
+        char num[32] = "", size[32] = "", etag[72] = "";
+        if (!store_xml_field(block, "PartNumber", num, sizeof num, NULL)) continue;
+        long n = strtol(num, NULL, 10);
+        if (n < 1 || n > 10000) continue; /* S3 numbers parts 1 to 10,000 */
+        store_xml_field(block, "Size", size, sizeof size, NULL);
+        store_xml_field(block, "ETag", etag, sizeof etag, NULL);
+        char *e = etag[0] == '"' ? etag + 1 : etag;
+        size_t el = strlen(e);
+        if (el && e[el - 1] == '"') e[--el] = '\0';
+        fn((int)n, strtoull(size, NULL, 10), e, arg);
+    }
+    char trunc[16] = "", marker[32] = "";
+    store_xml_field(xml, "IsTruncated", trunc, sizeof trunc, NULL);
+    if (strcmp(trunc, "true")) goto out;
+    long m = store_xml_field(xml, "NextPartNumberMarker", marker, sizeof marker, NULL)
+                 ? strtol(marker, NULL, 10)
+                 : 0;
+    if (m < 1 || m > 10000)
+        err = dp_err_set(DP_ERR_FORMAT, "s3://%s/%s: truncated parts listing without a marker",
+                         bucket, key);
+    else
+        *next = (int)m;
+out:
+    free(block);
     return err;
 }

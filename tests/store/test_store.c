@@ -260,6 +260,45 @@ Test(store_s3_xml, uploads_page)
     cr_assert_eq(store_s3_uploads_page(NULL, "b", collect_upload, &b, &stopped, &nk, &ni), DP_OK);
 }
 
+static void collect_part(int number, uint64_t size, const char *etag, void *arg)
+{
+    store_buf_addf(arg, "%d|%llu|%s\n", number, (unsigned long long)size, etag);
+}
+
+Test(store_s3_xml, parts_page)
+{
+    const char *page = "<ListPartsResult><Bucket>b</Bucket><Key>k</Key>"
+                       "<NextPartNumberMarker>3</NextPartNumberMarker>"
+                       "<IsTruncated>true</IsTruncated>"
+                       "<Part><PartNumber>1</PartNumber><ETag>&quot;0a1b&quot;</ETag>"
+                       "<Size>5242880</Size></Part>"
+                       "<Part><PartNumber>3</PartNumber><ETag>\"ff\"</ETag><Size>7</Size></Part>"
+                       "<Part><PartNumber>0</PartNumber><ETag>x</ETag></Part>"
+                       "<Part><PartNumber>10001</PartNumber><ETag>x</ETag></Part>"
+                       "<Part><ETag>no number</ETag></Part></ListPartsResult>";
+    store_buf_t b = {0};
+    int next;
+    cr_assert_eq(store_s3_parts_page(page, "b", "k", collect_part, &b, &next), DP_OK);
+    cr_assert_str_eq(b.p, "1|5242880|0a1b\n3|7|ff\n");
+    cr_assert_eq(next, 3);
+    store_buf_free(&b);
+    /* the last page: no marker; a truncated page without one, an unterminated
+     * <Part>: DP_ERR_FORMAT naming the object */
+    cr_assert_eq(
+        store_s3_parts_page("<IsTruncated>false</IsTruncated>", "b", "k", collect_part, &b, &next),
+        DP_OK);
+    cr_assert(!next && !b.p);
+    cr_assert_eq(
+        store_s3_parts_page("<IsTruncated>true</IsTruncated>", "b", "k", collect_part, &b, &next),
+        DP_ERR_FORMAT);
+    cr_assert(strstr(dp_err_detail(), "s3://b/k"), "%s", dp_err_detail());
+    cr_assert_eq(
+        store_s3_parts_page("<Part><PartNumber>1</PartNumber>", "b", "k", collect_part, &b, &next),
+        DP_ERR_FORMAT);
+    cr_assert_eq(store_s3_parts_page(NULL, "b", "k", collect_part, &b, &next), DP_OK);
+    cr_assert_null(b.p);
+}
+
 /* ---- file:// ---- */
 
 static char *tmpdir(void)
