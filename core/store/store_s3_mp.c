@@ -1,6 +1,8 @@
 /* Multipart uploads of the s3:// backend: parts sent in parallel, each
  * thread on its own connection with one part in memory; a failed part is
- * retried by itself (s3_request_on's time budget), an upload ID the server
+ * retried by itself (s3_request_on's time budget); an unfinished upload of
+ * the same key whose stored parts (ListParts) are this object's parts is
+ * continued, sending only the parts it lacks; an upload ID the server
  * lost (NoSuchUpload: a restart with fresh state) starts a new upload once,
  * and any other failure or a cancel aborts the upload, itself retried within
  * the retry budget, so no unfinished upload is left behind unless the
@@ -37,6 +39,7 @@ typedef struct mp {
     dp_err_t err;
     char detail[1024];
     int vanished; /* the server answered NoSuchUpload */
+    char *done;   /* not stream: done[i], part i+1 is already stored (resumed); or NULL */
 } mp_t;
 
 static dp_err_t initiate(s3_t *s3, const char *key, char *upload_id, size_t n)
@@ -227,6 +230,7 @@ static void *sender(void *arg)
         }
         if (m->nparts >= 0 && m->next >= m->nparts) break;
         int i = m->next++;
+        if (m->done && m->done[i]) continue; /* stored by the upload this one continues */
         const char *data = NULL;
         size_t n = 0;
         if (m->stream) {
@@ -307,6 +311,149 @@ static dp_err_t send_parts(mp_t *m, int nthreads)
     return m->err;
 }
 
+/* ---- continuing an unfinished upload ------------------------------------------------ */
+
+typedef struct newest {
+    const char *key;
+    char id[1024];
+    int64_t initiated;
+    int found;
+} newest_t;
+
+static int keep_newest(const dp_store_upload_t *u, void *arg)
+{
+    newest_t *w = arg;
+    if (strcmp(u->key, w->key) || strlen(u->upload_id) >= sizeof w->id) return 0;
+    if (!w->found || u->initiated >= w->initiated) {
+        snprintf(w->id, sizeof w->id, "%s", u->upload_id);
+        w->initiated = u->initiated;
+        w->found = 1;
+    }
+    return 0;
+}
+
+static dp_err_t uploads_on(s3_t *s3, const char *prefix, dp_store_upload_fn fn, void *arg);
+
+typedef struct stored {
+    uint64_t size;
+    char etag[40]; /* "" : not stored */
+} stored_t;
+
+typedef struct parts_seen {
+    stored_t *parts; /* MAX_PARTS */
+    int count;
+} parts_seen_t;
+
+static void on_part(int number, uint64_t size, const char *etag, void *arg)
+{
+    parts_seen_t *p = arg;
+    stored_t *st = &p->parts[number - 1];
+    if (!st->etag[0]) p->count++;
+    st->size = size;
+    snprintf(st->etag, sizeof st->etag, "%s", *etag ? etag : "-");
+}
+
+/* Every part of upload_id the server holds (ListParts, all pages). */
+static dp_err_t list_parts(s3_t *s3, const char *key, const char *upload_id, parts_seen_t *seen)
+{
+    dp_err_t err = DP_OK;
+    int marker = 0;
+    do {
+        store_buf_t q = {0}, body = {0};
+        char mbuf[16];
+        snprintf(mbuf, sizeof mbuf, "%d", marker);
+        qparam_t p[2] = {{"uploadId", upload_id}, {"part-number-marker", mbuf}};
+        err = s3_make_query(p, marker ? 2 : 1, &q);
+        s3_req_t r = s3_req_init("GET", key);
+        r.query = q.p;
+        r.out_mem = &body;
+        s3_resp_t resp = {0};
+        if (!err) err = s3_request_on(s3, &s3->conn, &r, &resp);
+        store_buf_free(&resp.err);
+        store_buf_free(&q);
+        int next = 0;
+        if (!err) err = store_s3_parts_page(body.p, s3->bucket, key, on_part, seen, &next);
+        store_buf_free(&body);
+        if (!err && next <= marker) break; /* the last page, or a marker that does not advance */
+        marker = next;
+    } while (!err);
+    return err;
+}
+
+/* Continues the newest unfinished upload of the object's key when every part
+ * it holds is a part of this object (same number, size and MD5, read from
+ * mem or the file here): m->upload_id, m->md5s and m->done take its parts,
+ * and 1 is returned. Anything else (no such upload, a server without
+ * ListMultipartUploads or ListParts, a part that differs: another object's
+ * upload, left alone) returns 0 and a new upload is made. */
+static int resume(mp_t *m)
+{
+    s3_t *s3 = m->s3;
+    newest_t w = {.key = m->key};
+    if (uploads_on(s3, m->key, keep_newest, &w) || !w.found) return 0;
+    parts_seen_t seen = {calloc(MAX_PARTS, sizeof(stored_t)), 0};
+    char *buf = m->mem ? NULL : malloc((size_t)m->part);
+    int ok = seen.parts && (m->mem || buf);
+    if (ok && list_parts(s3, m->key, w.id, &seen)) {
+        dp_debug(LOG_COMP, "s3://%s/%s: listing the parts of upload %s: %s", s3->bucket, m->key,
+                 w.id, dp_err_detail());
+        ok = 0;
+    }
+    ok = ok && seen.count > 0; /* nothing to tell whose upload it is */
+    for (int i = 0; ok && i < MAX_PARTS; i++) {
+        const stored_t *st = &seen.parts[i];
+        if (!st->etag[0]) continue;
+        uint64_t off = (uint64_t)i * m->part;
+        size_t n = (size_t)(m->len - off < m->part ? m->len - off : m->part);
+        if (i >= m->nparts || st->size != n) {
+            ok = 0;
+            break;
+        }
+        const char *data = m->mem ? m->mem + off : buf;
+        for (size_t got = 0; !m->mem && got < n;) {
+            ssize_t k = pread(m->fd, buf + got, n - got, (off_t)(off + got));
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0) {
+                ok = 0;
+                break;
+            }
+            got += (size_t)k;
+        }
+        if (!ok) break;
+        store_md5(data, n, m->md5s[i]);
+        ok = store_etag_matches(st->etag, m->md5s[i]);
+    }
+    if (ok) {
+        for (int i = 0; i < m->nparts; i++) m->done[i] = seen.parts[i].etag[0] != '\0';
+        snprintf(m->upload_id, sizeof m->upload_id, "%s", w.id);
+        dp_debug(LOG_COMP, "multipart s3://%s/%s: continuing upload %s: %d of %d parts stored",
+                 s3->bucket, m->key, w.id, seen.count, m->nparts);
+    } else {
+        dp_debug(LOG_COMP, "multipart s3://%s/%s: upload %s is not continued", s3->bucket, m->key,
+                 w.id);
+    }
+    free(buf);
+    free(seen.parts);
+    return ok;
+}
+
+/* 1 when the object at key is already the one these parts make (its ETag is
+ * the multipart ETag of md5s): a completion whose answer was lost took
+ * effect, or another put of the same object completed the same upload. */
+static int completed_already(s3_t *s3, const char *key, const unsigned char (*md5s)[16], int nparts)
+{
+    s3_req_t r = s3_req_init("HEAD", key);
+    s3_resp_t resp = {0};
+    dp_err_t err = s3_request_on(s3, &s3->conn, &r, &resp);
+    store_buf_free(&resp.err);
+    if (err || !strchr(resp.etag, '-')) return 0;
+    store_buf_t xml = {0};
+    int ok = !store_buf_addf(&xml, "<ETag>%s</ETag>", resp.etag) &&
+             !store_s3_complete_answer(xml.p, s3->bucket, key, md5s, nparts);
+    store_buf_free(&xml);
+    return ok;
+}
+
 dp_err_t s3_put_multipart(s3_t *s3, const char *key, const char *mem, int fd, uint64_t len,
                           int stream, char *first, size_t first_len)
 {
@@ -320,10 +467,17 @@ dp_err_t s3_put_multipart(s3_t *s3, const char *key, const char *mem, int fd, ui
     int nthreads = s3->cfg.parallel > 0 ? s3->cfg.parallel : 4;
     if (!stream && nthreads > m.nparts) nthreads = m.nparts;
     if (!(m.md5s = calloc(MAX_PARTS, 16))) return dp_err_set(DP_ERR_NOMEM, "store: part MD5s");
+    if (!stream && !(m.done = calloc((size_t)m.nparts, 1))) {
+        free(m.md5s);
+        return dp_err_set(DP_ERR_NOMEM, "store: part MD5s");
+    }
     pthread_mutex_init(&m.mu, NULL);
     dp_err_t err = DP_OK;
     for (int round = 0;; round++) {
-        if ((err = initiate(s3, key, m.upload_id, sizeof m.upload_id))) break;
+        if (!(round == 0 && !stream && resume(&m))) {
+            if (m.done) memset(m.done, 0, (size_t)m.nparts);
+            if ((err = initiate(s3, key, m.upload_id, sizeof m.upload_id))) break;
+        }
         dp_debug(LOG_COMP, "multipart s3://%s/%s: upload %s, %s parts of %llu bytes, %d in flight",
                  s3->bucket, key, m.upload_id, stream ? "streamed" : "known",
                  (unsigned long long)m.part, nthreads);
@@ -333,6 +487,12 @@ dp_err_t s3_put_multipart(s3_t *s3, const char *key, const char *mem, int fd, ui
         if (!err)
             err = complete(s3, key, m.upload_id, (const unsigned char(*)[16])m.md5s, m.nparts,
                            &vanished);
+        if (err && vanished &&
+            completed_already(s3, key, (const unsigned char(*)[16])m.md5s, m.nparts)) {
+            dp_debug(LOG_COMP, "s3://%s/%s: upload %s was completed already", s3->bucket, key,
+                     m.upload_id);
+            err = DP_OK;
+        }
         if (!err) break;
         if (vanished && round == 0 && !stream) { /* the server lost it: once more, anew */
             dp_warn(LOG_COMP,
@@ -354,6 +514,7 @@ dp_err_t s3_put_multipart(s3_t *s3, const char *key, const char *mem, int fd, ui
     pthread_mutex_destroy(&m.mu);
     free(m.first);
     free(m.md5s);
+    free(m.done);
     return err;
 }
 
@@ -373,10 +534,9 @@ static int strip_upload(const dp_store_upload_t *u, void *arg)
     return st->fn(&rel, st->arg);
 }
 
-dp_err_t s3_list_uploads(dp_store_t *s, const char *prefix, dp_store_upload_fn fn, void *arg)
+/* Every unfinished upload under prefix (full keys), all pages. */
+static dp_err_t uploads_on(s3_t *s3, const char *prefix, dp_store_upload_fn fn, void *arg)
 {
-    s3_t *s3 = s->impl;
-    strip_up_t st = {strlen(s->prefix), fn, arg};
     char *kmark = NULL, *imark = NULL;
     dp_err_t err = DP_OK;
     int stop = 0;
@@ -401,15 +561,19 @@ dp_err_t s3_list_uploads(dp_store_t *s, const char *prefix, dp_store_upload_fn f
         free(kmark);
         free(imark);
         kmark = imark = NULL;
-        if (!err)
-            err =
-                store_s3_uploads_page(body.p, s3->bucket, strip_upload, &st, &stop, &kmark, &imark);
+        if (!err) err = store_s3_uploads_page(body.p, s3->bucket, fn, arg, &stop, &kmark, &imark);
         store_buf_free(&body);
         if (!kmark) break;
     }
     free(kmark);
     free(imark);
     return err;
+}
+
+dp_err_t s3_list_uploads(dp_store_t *s, const char *prefix, dp_store_upload_fn fn, void *arg)
+{
+    strip_up_t st = {strlen(s->prefix), fn, arg};
+    return uploads_on(s->impl, prefix, strip_upload, &st);
 }
 
 dp_err_t s3_abort_upload_op(dp_store_t *s, const char *key, const char *upload_id)

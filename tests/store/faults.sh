@@ -1,37 +1,44 @@
 #!/usr/bin/env bash
-# The store under real faults, through dp-store against s3rver (with
-# s3rver-uploads.js, so unfinished uploads can be listed through the API):
-#   - s3rver SIGKILLed during a multipart put and back 10 s later on the same
-#     port and directory: the put completes with the default settings;
-#   - s3rver gone longer than --retry-for: exit 1, no object; back before the
-#     abort's own retries end: no unfinished upload; never back: the message
-#     names the upload ID and the command that removes it, which works;
+# The store under real faults, through dp-store against a real S3 server on
+# 127.0.0.1: DP_TEST_S3_SERVER=s3rver (default; with s3rver-uploads.js, so
+# unfinished uploads can be listed through the API) or swift (Swift's s3api,
+# run-swift.sh); see server.sh. "The server" is every process of it:
+#   - the server SIGKILLed during a multipart put and back 10 s later on the
+#     same port and directory: the put completes with the default settings;
+#   - the server gone longer than --retry-for: exit 1, no object; back before
+#     the abort's own retries end: no unfinished upload; never back: the
+#     message names the upload ID and the command that removes it, which works;
 #   - dp-store killed by SIGINT or SIGTERM during a multipart put: 130/143,
 #     no object, no unfinished upload; by SIGKILL: the upload is left and
-#     `dp-store uploads abort` removes it;
+#     `dp-store uploads abort` removes it; the same put run again continues
+#     the upload a SIGKILL left (Swift: ListParts), sending only what is missing;
 #   - get killed by SIGINT, SIGTERM, SIGKILL and timeout(1): no temporary
 #     file once the next get to the same destination is done;
-#   - s3rver killed during a get and back 3 s later: the get completes.
+#   - the server killed during a get and back 3 s later: the get completes.
 # Usage: faults.sh DP_STORE_BINARY
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:?usage: faults.sh DP_STORE_BINARY}
 [ -x "$bin" ] || { echo "faults: $bin is not executable" >&2; exit 1; }
-[ -x "$here/node_modules/.bin/s3rver" ] ||
-  npm ci --prefix "$here" --no-audit --no-fund --loglevel=error >&2
+# shellcheck source=tests/store/server.sh
+. "$here/server.sh"
 work=$(mktemp -d "${TMPDIR:-/tmp}/dp-store-faults.XXXXXX")
 export DP_TEST_S3_PIDDIR=$work
 cleanup() {
-  for f in "$work"/*.pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+  for f in "$work"/*.pid; do server_stop "$f" KILL; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-read -r port spid _ < <(bash "$here/run-s3rver.sh" -d "$work/s3" -b faults)
-[ -n "${port:-}" ] || { echo "faults: s3rver did not start" >&2; exit 1; }
-export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+read -r port spid _ < <(bash "$server_script" -d "$work/s3" -b faults)
+[ -n "${port:-}" ] || { echo "faults: $server did not start" >&2; exit 1; }
 export DP_STORE_ENDPOINT=http://127.0.0.1:$port
+# "gone longer than --retry-for": the server is started again once the parts
+# have given up, and must be up before the abort's own retries (another
+# --retry-for) end; Swift takes up to ~12 s to start on a loaded core
+gone_retry=4 gone_back=6
+[ "$server" = swift ] && gone_retry=20 gone_back=21
 passed=0 failed=0
 ok() { echo "ok   $*"; passed=$((passed + 1)); }
 bad() { echo "FAIL $*"; failed=$((failed + 1)); }
@@ -39,10 +46,19 @@ check() { # check WHAT COND...
   local what=$1; shift
   if "$@"; then ok "$what"; else bad "$what"; fi
 }
-server_kill() { kill -9 "$spid"; wait "$spid" 2>/dev/null; rm -f "$work/$spid.pid"; }
+server_kill() { # every process of the server, gone before this returns
+  server_stop "$work/$spid.pid" KILL
+  server_gone "$work/$spid.pid"
+  rm -f "$work/$spid.pid"
+}
 server_start() {
-  read -r port spid _ < <(bash "$here/run-s3rver.sh" -p "$port" -d "$work/s3" -b faults)
-  [ -n "${spid:-}" ] || { echo "faults: s3rver did not restart" >&2; exit 1; }
+  read -r port spid _ < <(bash "$server_script" -p "$port" -d "$work/s3" -b faults)
+  [ -n "${spid:-}" ] || { echo "faults: $server did not restart" >&2; exit 1; }
+}
+# waits (up to 20 s) until a put run with -v has started its multipart upload
+upload_started() { # LOG
+  for _ in $(seq 1 400); do grep -q "multipart s3://.*: upload " "$1" && return 0; sleep 0.05; done
+  return 1
 }
 uploads() { "$bin" uploads ls s3://faults/; }
 no_uploads() { [ -z "$(uploads)" ]; }
@@ -53,7 +69,7 @@ since() { echo "$(now) - $1" | bc; }
 
 head -c $((200 << 20)) /dev/urandom >"$work/big" # 25 parts of 8 MiB
 
-echo "== s3rver killed during a multipart put, back after 10 s"
+echo "== $server killed during a multipart put, back after 10 s"
 "$bin" put "$work/big" s3://faults/restart 2>"$work/restart.err" &
 p=$!
 sleep 0.5
@@ -69,13 +85,13 @@ check "the put retried while the server was down" grep -q "retry" "$work/restart
 check "the object is the file" same_object restart "$work/big"
 check "no unfinished upload left" no_uploads
 
-echo "== s3rver gone longer than --retry-for 4, back at 6.5 s"
-"$bin" --retry-for 4 put "$work/big" s3://faults/gone 2>"$work/gone.err" &
+echo "== $server gone longer than --retry-for $gone_retry, started again at $gone_back s"
+"$bin" --retry-for $gone_retry put "$work/big" s3://faults/gone 2>"$work/gone.err" &
 p=$!
 sleep 0.5
 server_kill
 t0=$(now)
-sleep 6
+sleep $gone_back
 server_start
 wait $p
 rc=$?
@@ -85,7 +101,7 @@ check "it says it gave up" grep -q "gave up after" "$work/gone.err"
 check "no object" no_object gone
 check "no unfinished upload (the abort retried until the server came back)" no_uploads
 
-echo "== s3rver gone for good"
+echo "== $server gone for good"
 "$bin" --retry-for 2 put "$work/big" s3://faults/lost 2>"$work/lost.err" &
 p=$!
 sleep 0.5
@@ -103,9 +119,10 @@ check "that command removes it" no_uploads
 
 for sig in INT TERM; do
   echo "== dp-store put killed by SIG$sig"
-  "$bin" put "$work/big" "s3://faults/sig$sig" 2>"$work/sig$sig.err" &
+  "$bin" -v put "$work/big" "s3://faults/sig$sig" 2>"$work/sig$sig.err" &
   p=$!
-  sleep 0.4
+  upload_started "$work/sig$sig.err" || bad "the put of sig$sig started no upload"
+  sleep 0.2
   kill -s $sig $p
   wait $p
   rc=$?
@@ -116,9 +133,10 @@ for sig in INT TERM; do
 done
 
 echo "== dp-store put killed by SIGKILL"
-"$bin" put "$work/big" s3://faults/sigKILL 2>/dev/null &
+"$bin" -v put "$work/big" s3://faults/sigKILL 2>"$work/sigKILL.err" &
 p=$!
-sleep 0.4
+upload_started "$work/sigKILL.err" || bad "the put of sigKILL started no upload"
+sleep 0.2
 kill -9 $p
 wait $p
 rc=$?
@@ -127,6 +145,28 @@ check "the unfinished upload is listed" [ "$(uploads | grep -c s3://faults/sigKI
 check "uploads ls --older-than 3600 leaves it out" [ -z "$("$bin" uploads ls --older-than 3600 s3://faults/)" ]
 "$bin" uploads abort s3://faults/sigKILL >/dev/null
 check "dp-store uploads abort removes it" no_uploads
+
+echo "== dp-store put killed by SIGKILL, then the same put again"
+"$bin" -v put "$work/big" s3://faults/again 2>"$work/again1.err" &
+p=$!
+upload_started "$work/again1.err" || bad "the put of again started no upload"
+sleep 2 # some of the 25 parts stored
+kill -9 $p
+wait $p
+"$bin" -v put "$work/big" s3://faults/again 2>"$work/again2.err"
+rc=$?
+check "the put again completes (exit $rc)" [ $rc = 0 ]
+check "the object is the file" same_object again "$work/big"
+sent=$(grep -c "PUT s3://faults/again: HTTP 200" "$work/again2.err")
+if [ "$server" = swift ]; then # ListParts: the upload left is continued
+  check "it continues the upload left behind" grep -q "continuing upload" "$work/again2.err"
+  check "and sends only the parts not stored ($sent of 25)" [ "$sent" -lt 25 ]
+  check "no unfinished upload left" no_uploads
+else # s3rver has no ListParts: a new upload, all parts sent
+  check "a new upload sends all 25 parts ($sent)" [ "$sent" = 25 ]
+  "$bin" uploads abort s3://faults/again >/dev/null
+  check "the upload left is removed by uploads abort" no_uploads
+fi
 
 echo "== get killed"
 "$bin" put "$work/big" s3://faults/src 2>/dev/null || bad "put of the source"
@@ -155,7 +195,7 @@ for how in INT TERM KILL timeout; do
   check "the next get has the object" cmp -s "$work/dl/out" "$work/big"
 done
 
-echo "== s3rver killed during a get, back after 3 s"
+echo "== $server killed during a get, back after 3 s"
 rm -f "$work/dl/out"
 "$bin" -v get s3://faults/src "$work/dl/out" 2>"$work/resume.err" &
 p=$!

@@ -4,8 +4,9 @@
 # Usage: run-s3rver.sh [-p PORT] [-d DIR] [-b BUCKET]
 #   -p  port (default: a free one)   -d  data directory (default: a new mktemp -d)
 #   -b  bucket created at start (default: dp-test)
-# If DP_TEST_S3_PIDDIR is set, PID is also written to $DP_TEST_S3_PIDDIR/PID.pid
-# so a driver can stop every server it started. The server's log goes to DIR.log.
+# PID is also written to DIR.pids and, if DP_TEST_S3_PIDDIR is set, to
+# $DP_TEST_S3_PIDDIR/PID.pid, so a driver can stop every server it started
+# (the same files as run-swift.sh's). The server's log goes to DIR.log.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 port=0 dir= bucket=dp-test
@@ -34,6 +35,7 @@ NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--openssl-legacy-provider --require
 setsid "$bin" -d "$dir" -a 127.0.0.1 -p "$port" --silent --configure-bucket "$bucket" \
   </dev/null >"$dir.log" 2>&1 &
 pid=$!
+echo "$pid" >"$dir.pids"
 [ -n "${DP_TEST_S3_PIDDIR:-}" ] && echo "$pid" >"$DP_TEST_S3_PIDDIR/$pid.pid"
 for _ in $(seq 1 200); do
   if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
