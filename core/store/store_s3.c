@@ -125,6 +125,19 @@ static int file_md5_finish(file_md5_t *h, int wanted)
     return h->ok;
 }
 
+/* Writes all of n bytes at off (a range of a parallel download). */
+static dp_err_t pwrite_all(int fd, const void *data, size_t n, uint64_t off)
+{
+    const char *p = data;
+    while (n) {
+        ssize_t k = pwrite(fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return dp_err_set(DP_ERR_IO, "download: %s", strerror(errno));
+        p += k, n -= (size_t)k, off += (uint64_t)k;
+    }
+    return DP_OK;
+}
+
 /* Writes n body bytes to the output file and starts the writeback of every
  * SYNC_STEP written, so that the fsync before the rename finds little left to
  * do (it cost ~40 ms per 64 MiB at the end, ~15% of a download; with 8 MiB
@@ -132,7 +145,9 @@ static int file_md5_finish(file_md5_t *h, int wanted)
 static int out_write(xfer_t *x, const void *data, size_t n)
 {
     int fd = x->req->out_fd;
-    if (store_write_all(fd, data, n, "download")) {
+    const uint64_t base = x->req->range_len ? x->req->range_off : 0;
+    if (x->req->range_len ? pwrite_all(fd, data, n, base + x->written)
+                          : store_write_all(fd, data, n, "download")) {
         x->resp->werr = DP_ERR_IO;
         snprintf(x->resp->werr_detail, sizeof x->resp->werr_detail, "%s", dp_err_detail());
         return -1;
@@ -143,7 +158,7 @@ static int out_write(xfer_t *x, const void *data, size_t n)
     if (!x->s3->cfg.no_fsync && !x->req->out_stream && x->written - x->flushed >= SYNC_STEP) {
         /* advisory: an error here shows again at fsync (without one, no
          * writeback is started: the page cache keeps the bytes, as curl's) */
-        (void)sync_file_range(fd, (off_t)x->flushed, (off_t)(x->written - x->flushed),
+        (void)sync_file_range(fd, (off_t)(base + x->flushed), (off_t)(x->written - x->flushed),
                               SYNC_FILE_RANGE_WRITE);
         x->flushed = x->written;
     }
@@ -239,6 +254,7 @@ static size_t header_cb(char *data, size_t size, size_t n, void *arg)
     if (len > 5 && !strncmp(data, "HTTP/", 5)) { /* a new response (after 100 Continue) */
         r->etag[0] = '\0';
         r->has_length = 0;
+        r->total = 0;
         const char *sp = memchr(data, ' ', len);
         r->last_status = sp && sp + 4 <= data + len ? strtol(sp + 1, NULL, 10) : 0;
     } else if (header_value(data, len, "ETag", v, sizeof v)) {
@@ -264,6 +280,9 @@ static size_t header_cb(char *data, size_t size, size_t n, void *arg)
                 }
             }
         }
+    } else if (header_value(data, len, "Content-Range", v, sizeof v)) {
+        const char *slash = strchr(v, '/'); /* "bytes FIRST-LAST/TOTAL" */
+        r->total = slash && slash[1] != '*' ? strtoull(slash + 1, NULL, 10) : 0;
     } else if (header_value(data, len, "Last-Modified", v, sizeof v)) {
         r->mtime = (int64_t)curl_getdate(v, NULL);
     }
@@ -409,7 +428,16 @@ static struct curl_slist *make_headers(const s3_t *s3, const s3_req_t *r, uint64
         snprintf(line, sizeof line, "Content-Type: %s", r->ctype);
         if (!(h = curl_slist_append(hdrs, line))) goto fail;
     }
-    if (range_from) {
+    if (r->range_len) {
+        snprintf(line, sizeof line, "Range: bytes=%llu-%llu",
+                 (unsigned long long)(r->range_off + range_from),
+                 (unsigned long long)(r->range_off + r->range_len - 1));
+        if (!(h = curl_slist_append(hdrs, line))) goto fail;
+        if (etag && *etag) {
+            snprintf(line, sizeof line, "If-Match: \"%s\"", etag);
+            if (!(h = curl_slist_append(hdrs, line))) goto fail;
+        }
+    } else if (range_from) {
         snprintf(line, sizeof line, "Range: bytes=%llu-", (unsigned long long)range_from);
         if (!(h = curl_slist_append(hdrs, line))) goto fail;
         if (etag && *etag) {
@@ -481,7 +509,8 @@ dp_err_t s3_request_on(s3_t *s3, s3_conn_t *conn, const s3_req_t *r, s3_resp_t *
             }
         }
         uint64_t from = r->resume ? resp->streamed : 0;
-        struct curl_slist *hdrs = make_headers(s3, r, from, resp->stream_etag);
+        struct curl_slist *hdrs =
+            make_headers(s3, r, from, r->if_match ? r->if_match : resp->stream_etag);
         if (!hdrs) {
             err = dp_err_set(DP_ERR_NOMEM, "store: headers");
             break;
@@ -491,7 +520,9 @@ dp_err_t s3_request_on(s3_t *s3, s3_conn_t *conn, const s3_req_t *r, s3_resp_t *
         if (r->resume && !from && resp->etag[0] && resp->status >= 200 && resp->status < 300)
             snprintf(resp->stream_etag, sizeof resp->stream_etag, "%s", resp->etag);
         if (rc == CURLE_OK && resp->status >= 200 && resp->status < 300) {
-            if (from && resp->status != 206) {
+            /* a range: 206, but the first range of an object may be answered
+             * 200, the whole object (a server that ignores Range) */
+            if ((from || (r->range_len && r->range_off)) && resp->status != 206) {
                 err = dp_err_set(DP_ERR_REMOTE, "%s: GET: resuming at %llu: HTTP %ld, not 206", w,
                                  (unsigned long long)from, resp->status);
                 break;
@@ -708,6 +739,108 @@ static dp_err_t s3_get_mem(dp_store_t *s, const char *key, void **data, size_t *
     return DP_OK;
 }
 
+/* ---- ranged parallel downloads -------------------------------------------------------- */
+
+/* One range of key into fd at its offset, on conn: a cut transfer resumes
+ * where it stopped; etag (If-Match) keeps every range to one object. */
+static dp_err_t get_range(s3_t *s3, s3_conn_t *conn, const char *key, int fd, uint64_t off,
+                          uint64_t len, const char *etag, s3_resp_t *resp)
+{
+    s3_req_t r = s3_req_init("GET", key);
+    r.out_fd = fd;
+    r.resume = 1;
+    r.range_off = off;
+    r.range_len = len;
+    r.if_match = etag && *etag ? etag : NULL;
+    dp_err_t err = s3_request_on(s3, conn, &r, resp);
+    if (!err && resp->streamed != len)
+        err = dp_err_set(DP_ERR_TRUNCATED, "s3://%s/%s: range at %llu: %llu bytes, not %llu",
+                         s3->bucket, key, (unsigned long long)off,
+                         (unsigned long long)resp->streamed, (unsigned long long)len);
+    return err;
+}
+
+typedef struct ranges {
+    s3_t *s3;
+    const char *key;
+    int fd;
+    const char *etag;
+    uint64_t total, part;
+    pthread_mutex_t mu;
+    uint64_t next; /* offset of the next range to fetch */
+    dp_err_t err;
+    char detail[1024];
+} ranges_t;
+
+/* One downloader: takes the next range and fetches it on its own
+ * connection (one 1 MiB staging buffer), until none is left or one fails. */
+static void *range_getter(void *arg)
+{
+    ranges_t *g = arg;
+    s3_conn_t conn;
+    dp_err_t err = s3_conn_init(&conn);
+    if (!err) conn.wbuf = malloc(WBUF_SIZE); /* NULL: unstaged writes, correct */
+    for (;;) {
+        pthread_mutex_lock(&g->mu);
+        if (err && !g->err) {
+            g->err = err;
+            snprintf(g->detail, sizeof g->detail, "%s", dp_err_detail());
+        }
+        uint64_t off = g->next;
+        int stop = g->err || off >= g->total;
+        if (!stop) g->next += g->part;
+        pthread_mutex_unlock(&g->mu);
+        if (stop) break;
+        uint64_t len = g->total - off < g->part ? g->total - off : g->part;
+        s3_resp_t resp = {0};
+        err = get_range(g->s3, &conn, g->key, g->fd, off, len, g->etag, &resp);
+        store_buf_free(&resp.err);
+    }
+    s3_conn_free(&conn);
+    return NULL;
+}
+
+/* key into fd in ranges of part_size fetched by up to settings.parallel
+ * threads, one range each at a time, written at their offsets, every range
+ * with If-Match on the ETag a HEAD gave first. *whole = 0 when the object
+ * fits one range (or has no ETag to hold the ranges to), for one plain GET.
+ * (A HEAD, not a first range: s3rver answers a range of an empty object with
+ * a byte it never sends.) */
+static dp_err_t get_parallel(s3_t *s3, const char *key, int fd, int *whole)
+{
+    uint64_t part = s3->cfg.part_size ? s3->cfg.part_size : (8ull << 20);
+    *whole = 0;
+    s3_req_t h = s3_req_init("HEAD", key);
+    s3_resp_t head = {0};
+    dp_err_t err = s3_request(s3, &h, &head);
+    store_buf_free(&head.err);
+    if (err) return err;
+    if (!head.has_length || head.length <= part || !head.etag[0]) return DP_OK;
+    *whole = 1;
+    ranges_t g = {.s3 = s3, .key = key, .fd = fd, .total = head.length, .part = part};
+    g.etag = head.etag;
+    pthread_mutex_init(&g.mu, NULL);
+    uint64_t nranges = (head.length + part - 1) / part;
+    int nthreads = (uint64_t)s3->cfg.parallel < nranges ? s3->cfg.parallel : (int)nranges;
+    pthread_t th[64];
+    int started = 0;
+    for (int t = 0; t < nthreads && t < 64; t++) {
+        if (pthread_create(&th[started], NULL, range_getter, &g)) break; /* fewer getters */
+        started++;
+    }
+    if (!started) range_getter(&g);
+    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&g.mu);
+    if (g.err) return dp_err_set(g.err, "%s", g.detail);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != head.length)
+        return dp_err_set(DP_ERR_TRUNCATED, "s3://%s/%s: downloaded %lld bytes of %llu", s3->bucket,
+                          key, (long long)st.st_size, (unsigned long long)head.length);
+    dp_debug(LOG_COMP, "GET s3://%s/%s: %llu bytes in %llu ranges, %d in flight", s3->bucket, key,
+             (unsigned long long)head.length, (unsigned long long)nranges, nthreads);
+    return DP_OK;
+}
+
 static dp_err_t s3_get_file(dp_store_t *s, const char *key, const char *path)
 {
     s3_t *s3 = s->impl;
@@ -716,12 +849,16 @@ static dp_err_t s3_get_file(dp_store_t *s, const char *key, const char *path)
     dp_err_t err = store_tmp_open(path, &tmp, &fd);
     if (err) return err;
     if (!s3->conn.wbuf) s3->conn.wbuf = malloc(WBUF_SIZE); /* NULL: unstaged writes, correct */
-    s3_req_t r = s3_req_init("GET", key);
-    r.out_fd = fd;
-    r.resume = 1;
-    s3_resp_t resp = {0};
-    err = s3_request(s3, &r, &resp);
-    store_buf_free(&resp.err);
+    int whole = 0;
+    if (s3->cfg.parallel > 1) err = get_parallel(s3, key, fd, &whole);
+    if (!err && !whole) { /* one GET */
+        s3_req_t r = s3_req_init("GET", key);
+        r.out_fd = fd;
+        r.resume = 1;
+        s3_resp_t resp = {0};
+        err = s3_request(s3, &r, &resp);
+        store_buf_free(&resp.err);
+    }
     if (!err) {
         err = store_tmp_commit(fd, tmp, path, !s3->cfg.no_fsync);
     } else {

@@ -55,6 +55,9 @@ typedef struct s3_req {
     int out_stream;       /* out_fd is a pipe: no writeback to start */
     int resume;           /* a retry resumes out_fd with a ranged GET of the same ETag
                              from where it stopped, instead of starting over */
+    uint64_t range_off;   /* range_len > 0: GET bytes [range_off, range_off + range_len) */
+    uint64_t range_len;   /* only, written to out_fd at their offsets (pwrite) */
+    const char *if_match; /* If-Match on every try, or NULL */
 } s3_req_t;
 
 typedef struct s3_resp {
@@ -70,6 +73,7 @@ typedef struct s3_resp {
     char werr_detail[256];
     uint64_t streamed;    /* bytes written to a stream out_fd, all tries together */
     char stream_etag[72]; /* ETag of the first answer of a streamed GET */
+    uint64_t total;       /* the object's size from Content-Range (a 206), else 0 */
 } s3_resp_t;
 
 typedef struct qparam {

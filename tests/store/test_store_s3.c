@@ -5,7 +5,9 @@
  * encoding, pagination past 1,000 keys, multipart, not-found and bad
  * credentials; every kind of request checked against botocore's SigV4; and the
  * server killed for real in the middle of an upload. */
+#define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -638,4 +640,103 @@ Test(s3_fault, server_killed_mid_upload, .timeout = 180)
     unlink(src);
     free(data);
     dp_store_destroy(&s);
+}
+
+/* ---- ranged parallel downloads ---- */
+
+typedef struct ranges_seen {
+    pthread_mutex_t mu;
+    int gets, ranged, if_match;
+    dp_store_t *other; /* replaces the object when the third GET goes out */
+    const char *key;
+    int replaced;
+    dp_err_t replace_err;
+} ranges_seen_t;
+
+/* Counts the GETs, those with a Range and those with If-Match; called from
+ * every downloading thread, so under a lock. The lock also holds the other
+ * threads while the object is replaced: every GET after it finds the new
+ * ETag. */
+static void range_trace(dp_store_trace_kind_t kind, const char *data, size_t len, void *arg)
+{
+    ranges_seen_t *rs = arg;
+    pthread_mutex_lock(&rs->mu);
+    if (kind == DP_STORE_TRACE_HEADER_OUT && len > 4 && !strncmp(data, "GET ", 4)) {
+        rs->gets++;
+        if (memmem(data, len, "\r\nRange: bytes=", 15)) rs->ranged++;
+        if (memmem(data, len, "\r\nIf-Match: \"", 13)) rs->if_match++;
+        if (rs->other && rs->gets == 3 && !rs->replaced) {
+            rs->replaced = 1;
+            rs->replace_err = dp_store_put_mem(rs->other, rs->key, "new", 3);
+        }
+    }
+    pthread_mutex_unlock(&rs->mu);
+}
+
+/* get_file of an object of 6 ranges with 3 in flight: the file is the object,
+ * every range carries If-Match on the ETag; an object that fits one range,
+ * and an empty one, take one plain GET. The object replaced during the
+ * download: an error (412), and no file. */
+Test(s3, ranged_parallel_get, .timeout = 120)
+{
+    ranges_seen_t rs = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    dp_store_settings_t st = base_settings(endpoint());
+    st.multipart_threshold = 64u << 20;
+    dp_store_t *w = open_store(&st, "s3://" BUCKET);
+    st.parallel = 3;
+    st.trace = range_trace;
+    st.trace_arg = &rs;
+    dp_store_t *s = open_store(&st, "s3://" BUCKET);
+    size_t big = (25u << 20) + 777; /* 6 ranges of 5 MiB, the last 777 bytes */
+    char *data = pattern(big, 6);
+    cr_assert_eq(dp_store_put_mem(w, "rg/big.bin", data, big), DP_OK, "%s", dp_err_detail());
+    char dst[] = "/tmp/dp-rg-dst-XXXXXX";
+    close(mkstemp(dst));
+    cr_assert_eq(dp_store_get_file(s, "rg/big.bin", dst), DP_OK, "%s", dp_err_detail());
+    size_t n;
+    char *back = read_file(dst, &n);
+    cr_assert_eq(n, big);
+    cr_assert_eq(memcmp(back, data, big), 0);
+    free(back);
+    cr_assert_eq(rs.gets, 6, "GETs: %d", rs.gets);
+    cr_assert_eq(rs.ranged, 6, "ranged GETs: %d", rs.ranged);
+    cr_assert_eq(rs.if_match, 6, "GETs with If-Match: %d", rs.if_match);
+
+    /* one range, and none */
+    rs.gets = rs.ranged = 0;
+    cr_assert_eq(dp_store_put_mem(w, "rg/small.bin", data, 1000), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(dp_store_get_file(s, "rg/small.bin", dst), DP_OK, "%s", dp_err_detail());
+    back = read_file(dst, &n);
+    cr_assert_eq(n, 1000);
+    cr_assert_eq(memcmp(back, data, n), 0);
+    free(back);
+    cr_assert_eq(rs.gets, 1, "GETs of a small object: %d", rs.gets);
+    cr_assert_eq(rs.ranged, 0, "ranged GETs of a small object: %d", rs.ranged);
+    cr_assert_eq(dp_store_put_mem(w, "rg/empty", "", 0), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(dp_store_get_file(s, "rg/empty", dst), DP_OK, "%s", dp_err_detail());
+    back = read_file(dst, &n);
+    cr_assert_eq(n, 0);
+    free(back);
+
+    /* replaced during the download */
+    unlink(dst);
+    rs.gets = 0;
+    rs.other = w;
+    rs.key = "rg/big.bin";
+    dp_err_t err = dp_store_get_file(s, "rg/big.bin", dst);
+    cr_assert(rs.replaced);
+    cr_assert_eq(rs.replace_err, DP_OK, "the object was not replaced");
+    cr_assert_eq(err, DP_ERR_REMOTE, "got %s: %s", dp_strerror(err), dp_err_detail());
+    /* If-Match fails (412); s3rver checks the range against the new, shorter
+     * object first (416) */
+    cr_assert(strstr(dp_err_detail(), "HTTP 412") ||
+                  (!swift() && strstr(dp_err_detail(), "HTTP 416")),
+              "%s", dp_err_detail());
+    cr_assert_neq(access(dst, F_OK), 0, "no file after a failed download");
+    cr_assert_eq(dp_store_delete(w, "rg/big.bin"), DP_OK);
+    cr_assert_eq(dp_store_delete(w, "rg/small.bin"), DP_OK);
+    cr_assert_eq(dp_store_delete(w, "rg/empty"), DP_OK);
+    dp_store_destroy(&s);
+    dp_store_destroy(&w);
+    free(data);
 }
