@@ -4,6 +4,7 @@
 #ifndef DP_STORE_STORE_IMPL_H
 #define DP_STORE_STORE_IMPL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -120,6 +121,13 @@ dp_err_t store_s3_complete_answer(const char *xml, const char *bucket, const cha
 dp_err_t store_tmp_open(const char *path, char **tmp, int *fd);
 dp_err_t store_tmp_commit(int fd, const char *tmp, const char *path, int durable);
 void store_tmp_abort(int fd, const char *tmp);
+
+/* pthread_create with every signal blocked in the new thread: the store's own
+ * threads (multipart senders, range getters, the MD5 thread) never take the
+ * application's signals, which go to its threads as without them (a cancel
+ * flag set by a handler; timeout(1) sends SIGTERM twice at once, which two
+ * threads would each take, as two signals). */
+int store_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 /* Writes all of len bytes to fd, retrying on EINTR and short writes. */
 dp_err_t store_write_all(int fd, const void *data, size_t len, const char *what);

@@ -53,7 +53,7 @@ typedef struct xfer {
  * range, so a match means the server holds the bytes this thread hashed;
  * a file changed during the upload can only make them differ, which the
  * check reports (it never passes a wrong object). The sum does not depend
- * on the try, so retries reuse it. Without a thread (pthread_create
+ * on the try, so retries reuse it. Without a thread (store_thread_create
  * failed) the file is hashed before the upload. */
 #define MD5_CHUNK ((size_t)256 << 10)
 
@@ -111,7 +111,7 @@ static void file_md5_start(file_md5_t *h, int fd, uint64_t len)
     memset(h, 0, sizeof *h);
     h->fd = fd, h->len = len;
     atomic_init(&h->stop, 0);
-    h->threaded = pthread_create(&h->thread, NULL, file_md5_main, h) == 0;
+    h->threaded = store_thread_create(&h->thread, file_md5_main, h) == 0;
     if (!h->threaded) file_md5_main(h);
 }
 
@@ -825,7 +825,7 @@ static dp_err_t get_parallel(s3_t *s3, const char *key, int fd, int *whole)
     pthread_t th[64];
     int started = 0;
     for (int t = 0; t < nthreads && t < 64; t++) {
-        if (pthread_create(&th[started], NULL, range_getter, &g)) break; /* fewer getters */
+        if (store_thread_create(&th[started], range_getter, &g)) break; /* fewer getters */
         started++;
     }
     if (!started) range_getter(&g);

@@ -302,7 +302,7 @@ static dp_err_t send_parts(mp_t *m, int nthreads)
     pthread_t th[64];
     int started = 0;
     for (int t = 1; t < nthreads && t < 64; t++) {
-        if (pthread_create(&th[started], NULL, sender, m)) break; /* fewer senders */
+        if (store_thread_create(&th[started], sender, m)) break; /* fewer senders */
         started++;
     }
     sender(m);
