@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
 # Store throughput: upload and download of one object (SIZE_MIB, 100 MiB by
 # default; run it again with SIZE_MIB=1024) with dp-store and with the curl
-# command-line tool against the same s3rver (127.0.0.1, fresh directory), in
-# one run. Every round runs every variant once, in a new random order, so load
-# from other processes falls on all of them alike. Prints, per variant, MiB/s
-# as the median and the best of ROUNDS, the client's CPU time and s3rver's
-# (user+sys, medians), and the ratios dp-store / curl of medians and of
-# bests, all from this run; the load average before and after; and the peak
-# RSS of the streamed put - and get -.
+# command-line tool against the same server on 127.0.0.1 (fresh directory),
+# in one run: SERVER=s3rver (default) or swift (Debian's Swift with s3api,
+# tests/store/run-swift.sh; SWIFT_WORKERS proxy processes, default 2). Every
+# round runs every variant once, in a new random order, so load from other
+# processes falls on all of them alike. Prints, per variant, MiB/s as the
+# median and the best of ROUNDS, the client's CPU time and the server's
+# (user+sys of all its processes, medians), and the ratios dp-store / curl of
+# medians and of bests, all from this run; the load average before and after;
+# and the peak RSS of the streamed put - and get -.
 #
 # Variants: curl; dp-store as it is (above 64 MiB: multipart, 4 parts of
-# 8 MiB in flight; get: size check, fsync, rename); dp-store one PUT
-# (--multipart-above 5120: streamed, MD5 checked against the ETag); put -
-# from stdin and get - to stdout (bounded memory); get --no-fsync; and
-# curl + sync FILE, curl's download made durable as dp-store's get is.
-# s3rver (Node) is the bottleneck on a small machine. CONTROL=1 adds a second,
-# identical curl variant: its ratio to curl is the noise of the run.
+# 8 MiB in flight; get: above 8 MiB 4 ranges of 8 MiB in flight, size check,
+# fsync, rename); dp-store one PUT (--multipart-above 5120: streamed, MD5
+# checked against the ETag); put - from stdin and get - to stdout (bounded
+# memory, one GET); get --no-fsync; and curl + sync FILE, curl's download made
+# durable as dp-store's get is. CONTROL=1 adds a second, identical curl
+# variant: its ratio to curl is the noise of the run.
 # Usage: bench/bench_store.sh [DP_STORE_BINARY] (default build/cli/dp-store)
-#   env: SIZE_MIB (100), ROUNDS (8), SEED (random order; default: $RANDOM),
-#        BASE (another dp-store binary whose put and get run in the same rounds),
-#        CONTROL (1: curl twice), SYNC (1, default: sync before each transfer,
-#        untimed, so none pays for the previous one's writeback; 0: no sync)
+#   env: SERVER (s3rver), SIZE_MIB (100), ROUNDS (8), SEED (random order;
+#        default: $RANDOM), BASE (another dp-store binary whose put and get run
+#        in the same rounds), CONTROL (1: curl twice), SYNC (1, default: sync
+#        before each transfer, untimed, so none pays for the previous one's
+#        writeback; 0: no sync), PARALLEL and PART_MIB (dp-store's --parallel
+#        and --part-size for every dp-store variant; default: its own)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/${DP_BUILD_DIR:-build}/cli/dp-store}
@@ -29,42 +33,62 @@ rounds=${ROUNDS:-8}
 RANDOM=${SEED:-$RANDOM}
 [ -x "$bin" ] || { echo "bench_store: $bin not built" >&2; exit 1; }
 tests=$root/tests/store
-[ -x "$tests/node_modules/.bin/s3rver" ] ||
-  npm ci --prefix "$tests" --no-audit --no-fund --loglevel=error >&2
+export DP_TEST_S3_SERVER=${SERVER:-s3rver}
+export SWIFT_WORKERS=${SWIFT_WORKERS:-2}
+# shellcheck source=tests/store/server.sh
+. "$tests/server.sh"
 work=$(mktemp -d "${TMPDIR:-/tmp}/dp-bench-store.XXXXXX")
 export DP_TEST_S3_PIDDIR=$work
 cleanup() {
-  for f in "$work"/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  for f in "$work"/*.pid; do server_stop "$f"; done
   rm -rf "$work"
 }
 trap cleanup EXIT
-read -r port spid _ < <(bash "$tests/run-s3rver.sh" -d "$work/s3" -b bench)
+read -r port spid sdir < <(bash "$server_script" -d "$work/s3" -b bench)
+[ -n "${port:-}" ] || { echo "bench_store: $server did not start" >&2; exit 1; }
 hz=$(getconf CLK_TCK)
-server_ticks() { awk '{print $14 + $15}' "/proc/$spid/stat"; }
+# CPU ticks of every process of the server and of the children they reaped:
+# each listed PID leads a process group (a Swift proxy's workers are in its)
+server_ticks() {
+  awk -v list="$(tr '\n' ' ' <"$sdir.pids")" 'BEGIN { n = split(list, a, " "); for (i = 1; i <= n; i++) g[a[i]] = 1 }
+    { sub(/^[0-9]+ \([^)]*\) /, ""); if ($3 in g) t += $12 + $13 + $14 + $15 } END { print t + 0 }' \
+    /proc/[0-9]*/stat 2>/dev/null
+}
 ep=http://127.0.0.1:$port
-export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER DP_STORE_ENDPOINT=$ep
+export DP_STORE_ENDPOINT=$ep
+dp_args=()
+[ -n "${PARALLEL:-}" ] && dp_args+=(--parallel "$PARALLEL")
+[ -n "${PART_MIB:-}" ] && dp_args+=(--part-size "$PART_MIB")
+dp() { "$bin" "${dp_args[@]}" "$@"; }
 head -c $((size_mib << 20)) /dev/urandom >"$work/obj"
 sum=$(sha256sum <"$work/obj" | cut -d' ' -f1)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# s3rver (like S3) requires x-amz-content-sha256, which curl 7.88 does not add;
-# UNSIGNED-PAYLOAD is the cheapest value, so curl does no hashing at all.
+# s3rver and Swift (like S3) require x-amz-content-sha256, which curl 7.88 does
+# not add; UNSIGNED-PAYLOAD is the cheapest value, so curl does no hashing at
+# all. The credentials go through a netrc file: curl splits --user at the
+# first colon, and Swift's access key is account:user.
+printf 'machine 127.0.0.1 login %s password %s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" \
+  >"$work/netrc"
 unsigned="x-amz-content-sha256: UNSIGNED-PAYLOAD"
-c_auth=(-sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER -H "$unsigned")
+c_auth=(-sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --netrc-file "$work/netrc" -H "$unsigned")
 v_curl_put() { curl "${c_auth[@]}" -T "$work/obj" "$ep/bench/curl" -o /dev/null; }
 v_curl_get() { curl "${c_auth[@]}" -o "$work/out" "$ep/bench/curl"; }
 # curl's download made as durable as dp-store's default get (fsync(2) of the
 # file by coreutils' sync, after curl exits)
 v_curl_get_sync() { v_curl_get && sync "$work/out"; }
-v_dp_put() { "$bin" put "$work/obj" s3://bench/dp; }
-v_dp_get() { "$bin" get s3://bench/dp "$work/out"; }
-v_dp_get_nofsync() { "$bin" --no-fsync get s3://bench/dp "$work/out"; }
+v_dp_put() { dp put "$work/obj" s3://bench/dp; }
+# every get reads the object curl put: one PUT. (What dp-store put above 64 MiB
+# is a multipart object: Swift serves it segment by segment through its
+# manifest, at about half the rate, so reading it would compare other work.)
+v_dp_get() { dp get s3://bench/curl "$work/out"; }
+v_dp_get_nofsync() { dp --no-fsync get s3://bench/curl "$work/out"; }
 # one streamed PUT whatever the size (the multipart threshold above S3's 5 GiB)
-v_single_put() { "$bin" --multipart-above 5120 put "$work/obj" s3://bench/single; }
+v_single_put() { dp --multipart-above 5120 put "$work/obj" s3://bench/single; }
 # stdin and stdout, with the peak RSS (GNU time, KiB) kept per run
 rss() { /usr/bin/time -a -o "$work/rss.$1" -f %M "${@:2}"; }
-v_pipe_put() { rss pipe_put "$bin" put - s3://bench/pipe <"$work/obj"; }
-v_pipe_get() { rss pipe_get "$bin" get s3://bench/dp - >"$work/out"; }
+v_pipe_put() { rss pipe_put "$bin" "${dp_args[@]}" put - s3://bench/pipe <"$work/obj"; }
+v_pipe_get() { rss pipe_get "$bin" "${dp_args[@]}" get s3://bench/curl - >"$work/out"; }
 variants=(curl_put dp_put single_put pipe_put curl_get curl_get_sync dp_get dp_get_nofsync
   pipe_get)
 if ! "$bin" --help | grep -q -- --parallel; then
@@ -80,7 +104,7 @@ fi
 # BASE=path/to/older/dp-store: its put and get too, to compare two builds in one run
 if [ -n "${BASE:-}" ]; then
   v_base_put() { "$BASE" put "$work/obj" s3://bench/base; }
-  v_base_get() { "$BASE" get s3://bench/base "$work/out"; }
+  v_base_get() { "$BASE" get s3://bench/curl "$work/out"; }
   variants+=(base_put base_get)
 fi
 
@@ -88,7 +112,7 @@ TIMEFORMAT='%R %U %S'
 run() { # variant: appends "wall user sys server_ticks" to t.VARIANT
   rm -f "$work/out"
   # no transfer pays for the one before: the last put's 64 MiB are still being
-  # written back by the kernel (s3rver's copy, and the download's), which
+  # written back by the kernel (the server's copy, and the download's), which
   # otherwise lands on whichever variant runs next (SYNC=0: no sync)
   [ "${SYNC:-1}" = 1 ] && sync
   local s0 t
@@ -122,12 +146,13 @@ stats() {
     }
     END { m = med(w, NR); printf "%s %s %s %s\n", m, w[1], med(c, NR), med(s, NR) }' "$work/t.$1"
 }
-printf 'object %d MiB, %d rounds (random order within each), s3rver on 127.0.0.1:%s\n' \
-  "$size_mib" "$rounds" "$port"
+printf 'object %d MiB, %d rounds (random order within each), %s on 127.0.0.1:%s\n' \
+  "$size_mib" "$rounds" "$server" "$port"
+[ ${#dp_args[@]} -gt 0 ] && echo "dp-store ${dp_args[*]}"
 printf 'load average before: %s   after: %s   (%s CPUs)\n' "$load_before" \
   "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"
 printf '%-30s %12s %12s %10s %10s %14s %12s\n' variant 'median MiB/s' 'best MiB/s' 'cpu s' \
-  's3rver s' 'median/curl' 'best/curl'
+  'server s' 'median/curl' 'best/curl'
 for op in put get; do
   read -r cm cb _ < <(stats "curl_$op")
   for v in "${variants[@]}"; do
