@@ -49,10 +49,11 @@ read -r port spid sdir < <(bash "$server_script" -d "$work/s3" -b bench)
 hz=$(getconf CLK_TCK)
 # CPU ticks of every process of the server and of the children they reaped:
 # each listed PID leads a process group (a Swift proxy's workers are in its)
+# (cat, not awk, opens them: a process may end between the glob and the read)
 server_ticks() {
-  awk -v list="$(tr '\n' ' ' <"$sdir.pids")" 'BEGIN { n = split(list, a, " "); for (i = 1; i <= n; i++) g[a[i]] = 1 }
-    { sub(/^[0-9]+ \([^)]*\) /, ""); if ($3 in g) t += $12 + $13 + $14 + $15 } END { print t + 0 }' \
-    /proc/[0-9]*/stat 2>/dev/null
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
+    awk -v list="$(tr '\n' ' ' <"$sdir.pids")" 'BEGIN { n = split(list, a, " "); for (i = 1; i <= n; i++) g[a[i]] = 1 }
+      { sub(/^[0-9]+ \([^)]*\) /, ""); if ($3 in g) t += $12 + $13 + $14 + $15 } END { print t + 0 }'
 }
 ep=http://127.0.0.1:$port
 export DP_STORE_ENDPOINT=$ep
