@@ -3,7 +3,8 @@
  * Only parses options and calls core/store. SIGINT and SIGTERM cancel the
  * store (an upload is aborted on the server, a download's temporary file
  * removed), then the program dies of the same signal, as without a
- * handler; a second signal ends it at once. */
+ * handler; a second signal ends it at once (the same one within a second
+ * is taken for the first sent twice). */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -25,14 +26,23 @@ enum { EXIT_USAGE = 2, EXIT_NOTFOUND = 3, EXIT_AUTH = 4 };
 enum { MAX_RETRIES = 100, MAX_PART_MIB = 5120, MAX_RETRY_FOR_S = 86400, MAX_PARALLEL = 64 };
 
 static volatile sig_atomic_t stop_signal; /* the signal that cancels the store, 0: none */
+static struct timespec stop_at;           /* when it came (set before stop_signal) */
 
 static void on_signal(int sig)
 {
-    if (stop_signal) { /* a second one: no more cleanup */
-        signal(sig, SIG_DFL);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now); /* async-signal-safe */
+    if (stop_signal) {
+        /* the same signal again within a second is the first one sent twice
+         * (timeout(1) sends it to the process, then to its process group) */
+        long ms =
+            (long)(now.tv_sec - stop_at.tv_sec) * 1000 + (now.tv_nsec - stop_at.tv_nsec) / 1000000;
+        if (sig == stop_signal && ms < 1000) return;
+        signal(sig, SIG_DFL); /* a second one: no more cleanup */
         raise(sig);
         return;
     }
+    stop_at = now;
     stop_signal = sig;
 }
 
