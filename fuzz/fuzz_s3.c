@@ -17,30 +17,6 @@
 
 #include "store/store_impl.h"
 
-typedef struct part_seen {
-    size_t calls, body_len;
-} part_seen_t;
-
-static void on_part(int number, uint64_t size, const char *etag, void *arg)
-{
-    part_seen_t *s = arg;
-    (void)size;
-    CHECK(number >= 1 && number <= 10000 && etag);
-    CHECK(strnlen(etag, 72) < 72 && strlen(etag) <= s->body_len);
-    s->calls++;
-}
-
-static void fuzz_parts(const char *xml, size_t len)
-{
-    part_seen_t seen = {.body_len = len};
-    int next = -1; /* must be reset */
-    dp_err_t err = store_s3_parts_page(xml, "fuzz-bucket", "k", on_part, &seen, &next);
-    CHECK(next >= 0 && next <= 10000);
-    CHECK(seen.calls <= count_of(xml, "<Part>"));
-    if (err) CHECK(err == DP_ERR_FORMAT || err == DP_ERR_NOMEM);
-    if (err) CHECK(!next && strstr(dp_err_detail(), "s3://fuzz-bucket/k"));
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define KEY_MAX 4096 /* store_s3_list_page's key buffer */
