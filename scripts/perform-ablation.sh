@@ -55,11 +55,10 @@ while read -r vname flags; do
   samples=$dir/$vname.safetensors
   if [ ! -f "$gen" ]; then
     log "train $vname: ${flags:-(defaults)}"
-    t0=$(date +%s)
+    # appended: a resumed training's log follows the first part's
     # shellcheck disable=SC2086  # flags are words on purpose
-    "$DP" train "${common[@]}" $flags --out "$gen" >"$dir/$vname-train.log" 2>&1 ||
+    "$DP" train "${common[@]}" $flags --out "$gen" >>"$dir/$vname-train.log" 2>&1 ||
       { cat "$dir/$vname-train.log" >&2; exit 1; }
-    echo $(($(date +%s) - t0)) >"$dir/$vname-train.seconds"
   fi
   if [ ! -f "$samples" ]; then
     "$DP" generate --model "$MODEL" --gen "$gen" --seeds "$SEEDS" --threads "$THREADS" \
@@ -75,10 +74,20 @@ d, dp, variants = sys.argv[1], sys.argv[2], sys.argv[3]
 def evaluate(path):
     return json.loads(subprocess.check_output([dp, "evaluate", "--json", path]))[0]
 
+def train_seconds(log):
+    # the sum of the epochs' times ("epoch E/N ... 66.9s"), the last line of
+    # each epoch counted once, so a resumed training counts every epoch
+    per = {}
+    for line in open(log, errors="replace"):
+        m = re.match(r"epoch (\d+)/\d+ .* ([0-9.]+)s$", line.strip())
+        if m:
+            per[int(m.group(1))] = float(m.group(2))
+    return sum(per.values())
+
 def best_epoch(log):
     # dp-perform train's last line: "... best held-out executed fraction X at epoch N; ..."
     best = None
-    for line in open(log):
+    for line in open(log, errors="replace"):
         m = re.search(r"best held-out executed fraction \S+ at epoch (\d+)", line)
         if m:
             best = int(m.group(1))
@@ -98,7 +107,7 @@ for line in variants.splitlines():
         continue
     name, flags = parts[0], parts[1] if len(parts) > 1 else ""
     r = evaluate("%s/%s.safetensors" % (d, name))
-    secs = open("%s/%s-train.seconds" % (d, name)).read().strip()
+    secs = "%.0f" % train_seconds("%s/%s-train.log" % (d, name))
     be = best_epoch("%s/%s-train.log" % (d, name))
     assert r["within_budget"], name + ": outside the budget"
     print("%-12s %5d %9.1f %9.1f %6.3f %7s %5s %9.2f  %s" % (name, r["n"], r["iflops_mean"],
