@@ -17,7 +17,9 @@ function(dp_add_test name)
   target_link_libraries(${name} PRIVATE dp_core PkgConfig::CRITERION ${T_LIBS})
   target_compile_definitions(${name} PRIVATE
     DP_SOURCE_DIR="${PROJECT_SOURCE_DIR}" DP_BINARY_DIR="${PROJECT_BINARY_DIR}")
-  add_test(NAME ${name} COMMAND ${name} --jobs 1 -q
+  # not -q: Criterion's quiet mode hides a failing assertion, and a
+  # failure seen once in CI must say what failed
+  add_test(NAME ${name} COMMAND ${name} --jobs 1
            WORKING_DIRECTORY ${PROJECT_BINARY_DIR})
   set_tests_properties(${name} PROPERTIES LABELS ${T_LABEL} TIMEOUT ${T_TIMEOUT})
 endfunction()

@@ -434,6 +434,14 @@ void nn_parallel_for(int nunits, int nt, nn_par_fn fn, void *ctx)
         g_pool.nworkers++;
     }
     const unsigned job = ++g_pool.job;
+    /* Close the counter under the new job's tag before changing the job's
+     * fields: a worker still in pool_claim for the last job may hold a
+     * stale counter value whose unit number is below the new nunits, and
+     * its compare-exchange would succeed while the old tag is there, running
+     * a unit of the new job twice and miscounting `done`. The closed
+     * counter's unit, INT_MAX, is past any job's units. */
+    atomic_store_explicit(&g_pool.next, ((unsigned long long)job << 32) | 0x7fffffffu,
+                          memory_order_release);
     g_pool.fn = fn, g_pool.ctx = ctx;
     atomic_store(&g_pool.nunits, nunits);
     atomic_store(&g_pool.nt, nt);
