@@ -2753,8 +2753,9 @@ parse_packed_repeated_member(ScannedMember *scanned_member,
 	size_t rem = scanned_member->len - scanned_member->length_prefix_len;
 	size_t count = 0;
 	void *array;
-	/* dp: an empty packed field adds nothing; the array may still be NULL */
-	if (rem == 0)
+	/* dp: a packed field with no whole element (empty, or fewer bytes than
+	 * one fixed-size element) adds nothing, and no array was allocated */
+	if (rem == 0 || *(char **) member == NULL)
 		return TRUE;
 	array = *(char **) member + siz * (*p_n);
 #if defined(WORDS_BIGENDIAN)
