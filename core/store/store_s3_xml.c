@@ -30,6 +30,38 @@ static int64_t parse_iso8601(const char *s)
     return (int64_t)timegm(&tm);
 }
 
+/* The next <TAG>...</TAG> element of xml at or after *pos, copied into
+ * *block (grown as needed, NUL-terminated, from the opening tag to just before
+ * the closing one), *pos moved past it. 1: found; 0: none left; -1: an
+ * opening tag without its closing one; -2: out of memory. */
+static int next_element(const char *xml, size_t *pos, const char *tag, char **block)
+{
+    char open[32], close[33];
+    snprintf(open, sizeof open, "<%s>", tag);
+    snprintf(close, sizeof close, "</%s>", tag);
+    const char *start = strstr(xml + *pos, open);
+    if (!start) return 0;
+    const char *end = strstr(start, close);
+    if (!end) return -1;
+    size_t bl = (size_t)(end - start);
+    char *nb = realloc(*block, bl + 1);
+    if (!nb) return -2;
+    *block = nb;
+    memcpy(nb, start, bl);
+    nb[bl] = '\0';
+    *pos = (size_t)(end - xml) + strlen(close);
+    return 1;
+}
+
+/* An ETag without the double quotes S3 puts around it, in place. */
+static char *unquote(char *etag)
+{
+    char *e = etag[0] == '"' ? etag + 1 : etag;
+    size_t el = strlen(e);
+    if (el && e[el - 1] == '"') e[el - 1] = '\0';
+    return e;
+}
+
 dp_err_t store_s3_list_page(const char *xml, const char *bucket, dp_store_list_fn fn, void *arg,
                             size_t *count, int *stopped, char **next)
 {
@@ -42,23 +74,12 @@ dp_err_t store_s3_list_page(const char *xml, const char *bucket, dp_store_list_f
     dp_err_t err = DP_OK;
     size_t pos = 0;
     while (!*stopped) {
-        const char *start = strstr(xml + pos, "<Contents>");
-        if (!start) break;
-        const char *end = strstr(start, "</Contents>");
-        if (!end) {
-            err = dp_err_set(DP_ERR_FORMAT, "s3://%s: listing: unterminated <Contents>", bucket);
-            break;
-        }
-        size_t bl = (size_t)(end - start);
-        char *nb = realloc(block, bl + 1);
-        if (!nb) {
-            err = dp_err_set(DP_ERR_NOMEM, "store: list");
-            break;
-        }
-        block = nb;
-        memcpy(block, start, bl);
-        block[bl] = '\0';
-        pos = (size_t)(end - xml) + strlen("</Contents>");
+        int got = next_element(xml, &pos, "Contents", &block);
+        if (got < 0)
+            err = got == -1 ? dp_err_set(DP_ERR_FORMAT, "s3://%s: listing: unterminated <Contents>",
+                                         bucket)
+                            : dp_err_set(DP_ERR_NOMEM, "store: list");
+        if (got <= 0) break;
         char num[32] = "", date[64] = "";
         dp_store_info_t info = {.key = key};
         if (!store_xml_field(block, "Key", key, KEY_MAX, NULL)) continue;
@@ -66,11 +87,9 @@ dp_err_t store_s3_list_page(const char *xml, const char *bucket, dp_store_list_f
             info.size = strtoull(num, NULL, 10);
         if (store_xml_field(block, "LastModified", date, sizeof date, NULL))
             info.mtime = parse_iso8601(date);
-        if (store_xml_field(block, "ETag", info.etag, sizeof info.etag, NULL) &&
-            info.etag[0] == '"') {
-            size_t el = strlen(info.etag);
-            memmove(info.etag, info.etag + 1, el);
-            if (el >= 2 && info.etag[el - 2] == '"') info.etag[el - 2] = '\0';
+        if (store_xml_field(block, "ETag", info.etag, sizeof info.etag, NULL)) {
+            char *e = unquote(info.etag);
+            memmove(info.etag, e, strlen(e) + 1);
         }
         ++*count;
         *stopped = fn(&info, arg) != 0;
@@ -146,9 +165,7 @@ dp_err_t store_s3_complete_answer(const char *xml, const char *bucket, const cha
     /* the ETag of a multipart object: MD5 of the parts' MD5s, "-N" */
     char etag[72] = "";
     store_xml_field(xml, "ETag", etag, sizeof etag, NULL);
-    char *e = etag[0] == '"' ? etag + 1 : etag;
-    size_t el = strlen(e);
-    if (el && e[el - 1] == '"') e[--el] = '\0';
+    char *e = unquote(etag);
     char *dash = strchr(e, '-');
     if (!dash) return DP_OK;
     unsigned char all[16];
@@ -176,24 +193,14 @@ dp_err_t store_s3_uploads_page(const char *xml, const char *bucket, dp_store_upl
     }
     size_t pos = 0;
     while (!*stopped) {
-        const char *start = strstr(xml + pos, "<Upload>");
-        if (!start) break;
-        const char *end = strstr(start, "</Upload>");
-        if (!end) {
-            err = dp_err_set(DP_ERR_FORMAT, "s3://%s: uploads listing: unterminated <Upload>",
-                             bucket);
+        int got = next_element(xml, &pos, "Upload", &block);
+        if (got < 0) {
+            err = got == -1 ? dp_err_set(DP_ERR_FORMAT,
+                                         "s3://%s: uploads listing: unterminated <Upload>", bucket)
+                            : dp_err_set(DP_ERR_NOMEM, "store: list uploads");
             goto out;
         }
-        size_t bl = (size_t)(end - start);
-        char *nb = realloc(block, bl + 1);
-        if (!nb) {
-            err = dp_err_set(DP_ERR_NOMEM, "store: list uploads");
-            goto out;
-        }
-        block = nb;
-        memcpy(block, start, bl);
-        block[bl] = '\0';
-        pos = (size_t)(end - xml) + strlen("</Upload>");
+        if (!got) break;
         char date[64] = "";
         if (!store_xml_field(block, "Key", key, KEY_MAX, NULL) ||
             !store_xml_field(block, "UploadId", id, TOKEN_MAX, NULL))
@@ -234,34 +241,22 @@ dp_err_t store_s3_parts_page(const char *xml, const char *bucket, const char *ke
     dp_err_t err = DP_OK;
     size_t pos = 0;
     for (;;) {
-        const char *start = strstr(xml + pos, "<Part>");
-        if (!start) break;
-        const char *end = strstr(start, "</Part>");
-        if (!end) {
-            err = dp_err_set(DP_ERR_FORMAT, "s3://%s/%s: parts listing: unterminated <Part>",
-                             bucket, key);
+        int got = next_element(xml, &pos, "Part", &block);
+        if (got < 0) {
+            err = got == -1
+                      ? dp_err_set(DP_ERR_FORMAT, "s3://%s/%s: parts listing: unterminated <Part>",
+                                   bucket, key)
+                      : dp_err_set(DP_ERR_NOMEM, "store: list parts");
             goto out;
         }
-        size_t bl = (size_t)(end - start);
-        char *nb = realloc(block, bl + 1);
-        if (!nb) {
-            err = dp_err_set(DP_ERR_NOMEM, "store: list parts");
-            goto out;
-        }
-        block = nb;
-        memcpy(block, start, bl);
-        block[bl] = '\0';
-        pos = (size_t)(end - xml) + strlen("</Part>");
+        if (!got) break;
         char num[32] = "", size[32] = "", etag[72] = "";
         if (!store_xml_field(block, "PartNumber", num, sizeof num, NULL)) continue;
         long n = strtol(num, NULL, 10);
         if (n < 1 || n > 10000) continue; /* S3 numbers parts 1 to 10,000 */
         store_xml_field(block, "Size", size, sizeof size, NULL);
         store_xml_field(block, "ETag", etag, sizeof etag, NULL);
-        char *e = etag[0] == '"' ? etag + 1 : etag;
-        size_t el = strlen(e);
-        if (el && e[el - 1] == '"') e[--el] = '\0';
-        fn((int)n, strtoull(size, NULL, 10), e, arg);
+        fn((int)n, strtoull(size, NULL, 10), unquote(etag), arg);
     }
     char trunc[16] = "", marker[32] = "";
     store_xml_field(xml, "IsTruncated", trunc, sizeof trunc, NULL);
