@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "adnn/adnn.h"
+#include "adnn/blockdrop.h"
 #include "adnn/skipnet.h"
 #include "cli_util.h"
 #include "data/dataset.h"
@@ -55,6 +56,19 @@ static void usage(FILE *f)
                "                    decisive (default 0: off)\n"
                "  --gate-sample     SkipNet: draw the hard gates from Bernoulli(p_k) in\n"
                "                    training instead of thresholding p_k (default off)\n"
+               "  --gate-target F   SkipNet: keep the batches' mean p_k at F (0 < F < 1) by\n"
+               "                    adapting the compute penalty, which starts at\n"
+               "                    --gate-lambda (default off: the penalty is fixed)\n"
+               "  --gate-target-rate R  SkipNet: the penalty's step per batch (default 0.01)\n"
+               "  --policy-penalty X  BlockDrop: the policy's reward for a wrong prediction\n"
+               "                    is -X (default 10; lower drops more blocks)\n"
+               "  --policy-explore A  BlockDrop: masks drawn from A p + (1 - A)(1 - p),\n"
+               "                    A in [0.5, 1] (default 0.8; 0.5: uniform masks, the\n"
+               "                    policy learns nothing)\n"
+               "  --policy-only     BlockDrop: train the policy alone against the frozen\n"
+               "                    backbone (default: both)\n"
+               "  --policy-self-critical  BlockDrop: REINFORCE baseline per image, the reward\n"
+               "                    of its greedy mask (default: the batch's mean reward)\n"
                "common options:\n"
                "  --data-dir DIR    IDX files (default /usr/share/datasets/fashion-mnist)\n"
                "  --threads N       OpenBLAS threads (default: all cores)\n"
@@ -73,6 +87,9 @@ typedef struct opts {
     double lr, tau;
     double gate_lambda, gate_margin, gate_margin_weight; /* < 0: the family's default */
     long gate_soft_steps;                                /* < 0: the family's default */
+    double policy_penalty, policy_explore;               /* < 0: the family's default */
+    double gate_target, gate_target_rate;                /* < 0: the family's default */
+    int policy_only, policy_self_critical;
     int gate_sample;
     int json, quiet;
     int nwidths, widths[ADNN_MAX_STAGES], nblocks, blocks[ADNN_MAX_STAGES];
@@ -124,6 +141,12 @@ static int parse_args(int argc, char **argv, opts_t *o)
                                        {"gate-margin", required_argument, 0, 'M'},
                                        {"gate-margin-weight", required_argument, 0, 'w'},
                                        {"gate-sample", no_argument, 0, 'P'},
+                                       {"gate-target", required_argument, 0, 'g'},
+                                       {"gate-target-rate", required_argument, 0, 'r'},
+                                       {"policy-penalty", required_argument, 0, 'Y'},
+                                       {"policy-explore", required_argument, 0, 'X'},
+                                       {"policy-only", no_argument, 0, 'O'},
+                                       {"policy-self-critical", no_argument, 0, 'C'},
                                        {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -179,6 +202,28 @@ static int parse_args(int argc, char **argv, opts_t *o)
             break;
         case 'w':
             bad = cli_parse_double("--gate-margin-weight", optarg, 0, 100, &o->gate_margin_weight);
+            break;
+        case 'g':
+            bad = cli_parse_double("--gate-target", optarg, 0, 1, &o->gate_target);
+            if (!bad && !(o->gate_target > 0 && o->gate_target < 1)) {
+                fprintf(stderr, "dp-zoo: --gate-target must be above 0 and below 1\n");
+                bad = 1;
+            }
+            break;
+        case 'r':
+            bad = cli_parse_double("--gate-target-rate", optarg, 0, 100, &o->gate_target_rate);
+            break;
+        case 'O':
+            o->policy_only = 1;
+            break;
+        case 'C':
+            o->policy_self_critical = 1;
+            break;
+        case 'Y':
+            bad = cli_parse_double("--policy-penalty", optarg, 0, 1000, &o->policy_penalty);
+            break;
+        case 'X':
+            bad = cli_parse_double("--policy-explore", optarg, 0.5, 1, &o->policy_explore);
             break;
         case 'd':
             o->data_dir = optarg;
@@ -374,9 +419,16 @@ static int cmd_train(opts_t *o)
         spec.gate_kind = o->gate[0] == 'r' ? ADNN_GATE_RECURRENT : ADNN_GATE_FEEDFORWARD;
     }
     int gate_opts = o->gate_lambda >= 0 || o->gate_soft_steps >= 0 || o->gate_margin >= 0 ||
-                    o->gate_margin_weight >= 0 || o->gate_sample;
+                    o->gate_margin_weight >= 0 || o->gate_sample || o->gate_target >= 0 ||
+                    o->gate_target_rate >= 0;
     if (gate_opts && fam != ADNN_FAMILY_SKIPNET) {
         fprintf(stderr, "dp-zoo train: the --gate-* options apply to skipnet only\n");
+        return 2;
+    }
+    int policy_opts = o->policy_penalty >= 0 || o->policy_explore >= 0 || o->policy_only ||
+                      o->policy_self_critical;
+    if (policy_opts && fam != ADNN_FAMILY_BLOCKDROP) {
+        fprintf(stderr, "dp-zoo train: the --policy-* options apply to blockdrop only\n");
         return 2;
     }
 
@@ -415,14 +467,33 @@ static int cmd_train(opts_t *o)
         if (o->gate_margin >= 0) g.margin = (float)o->gate_margin;
         if (o->gate_margin_weight >= 0) g.margin_weight = (float)o->gate_margin_weight;
         g.sample = o->gate_sample;
+        if (o->gate_target >= 0) g.target = (float)o->gate_target;
+        if (o->gate_target_rate >= 0) g.target_rate = (float)o->gate_target_rate;
         if ((err = adnn_skipnet_set_train(m, &g))) {
             rc = cli_fail("train", err);
             goto done;
         }
         if (!o->quiet)
-            printf("dp-zoo train: gates: lambda %g, %d soft steps, margin %g weight %g, %s\n",
-                   g.lambda, g.soft_steps, g.margin, g.margin_weight,
-                   g.sample ? "sampled" : "thresholded");
+            printf("dp-zoo train: gates: lambda %g%s, %d soft steps, margin %g weight %g, %s\n",
+                   g.lambda, g.target > 0 ? " (adapted to the target)" : "", g.soft_steps, g.margin,
+                   g.margin_weight, g.sample ? "sampled" : "thresholded");
+        if (!o->quiet && g.target > 0)
+            printf("dp-zoo train: gates: target mean p_k %g, rate %g\n", g.target, g.target_rate);
+    }
+    if (fam == ADNN_FAMILY_BLOCKDROP) {
+        adnn_blockdrop_train_t g = adnn_blockdrop_train_default();
+        if (o->policy_penalty >= 0) g.penalty = (float)o->policy_penalty;
+        if (o->policy_explore >= 0) g.explore = (float)o->policy_explore;
+        g.policy_only = o->policy_only;
+        g.self_critical = o->policy_self_critical;
+        if ((err = adnn_blockdrop_set_train(m, &g))) {
+            rc = cli_fail("train", err);
+            goto done;
+        }
+        if (!o->quiet)
+            printf("dp-zoo train: policy: penalty %g, explore %g%s, baseline %s\n", g.penalty,
+                   g.explore, g.policy_only ? ", the backbone frozen" : "",
+                   g.self_critical ? "the greedy mask's reward" : "the batch mean");
     }
     uint32_t ntrain = train->n;
     if (o->limit > 0 && (uint32_t)o->limit < ntrain) ntrain = (uint32_t)o->limit;
@@ -672,7 +743,11 @@ int main(int argc, char **argv)
                 .gate_lambda = -1,
                 .gate_soft_steps = -1,
                 .gate_margin = -1,
-                .gate_margin_weight = -1};
+                .gate_margin_weight = -1,
+                .gate_target = -1,
+                .gate_target_rate = -1,
+                .policy_penalty = -1,
+                .policy_explore = -1};
     cli_set_prog("dp-zoo");
     if (argc < 2) {
         usage(stderr);

@@ -11,11 +11,13 @@
  *
  * Training (one objective per step, both networks at once, documented in
  * docs/ZOO.md): a mask a_k ~ Bernoulli(q_k) is drawn per image from the policy
- * with exploration q = 0.8 p + 0.2 (1 - p) (the reference's alpha), the
+ * with exploration q = a p + (1 - a)(1 - p) (the reference's alpha, a = 0.8), the
  * backbone is trained with cross-entropy under that mask (stochastic depth
  * driven by the policy, so it tolerates the skips the policy makes), and the
  * policy with REINFORCE on the same forward: reward 1 - (|a|/K)^2 when the
- * prediction is right, -BD_PENALTY otherwise, minus the batch mean reward.
+ * prediction is right, -penalty otherwise, minus a baseline: the batch mean
+ * reward, or each image's reward under its greedy mask (self-critical, as the
+ * reference's code does) (adnn_blockdrop_train_t, blockdrop.h).
  * Spend-more probabilities: p_k = policy sigmoid k (depends only on the
  * policy network). */
 #include <math.h>
@@ -24,10 +26,9 @@
 #include <string.h>
 
 #include "adnn/adnn_impl.h"
+#include "adnn/blockdrop.h"
 
-#define BD_PENALTY 10.0 /* reward of a wrong prediction: -BD_PENALTY */
-#define BD_EXPLORE 0.8  /* q = a p + (1 - a)(1 - p) when sampling masks */
-#define BD_PBLOCKS 2    /* basic blocks of the policy network */
+#define BD_PBLOCKS 2 /* basic blocks of the policy network */
 
 typedef struct bd_fwd {
     adnn_cbn_act_t stem;
@@ -55,6 +56,7 @@ typedef struct bd {
     bd_pfwd_t pfwd;
     dp_rng_t rng;
     int rng_ready;
+    adnn_blockdrop_train_t opt;
 } bd_t;
 
 #define OOM(what) dp_err_set(DP_ERR_NOMEM, "out of memory in BlockDrop %s", what)
@@ -68,8 +70,12 @@ static dp_err_t bd_build(adnn_model_t *m)
     if (s->policy_width < 1 || s->policy_width > 256)
         return dp_err_set(DP_ERR_RANGE, "spec: policy_width %d out of range [1, 256]",
                           s->policy_width);
-    if (!m->fam && !(m->fam = calloc(1, sizeof(bd_t))))
-        return dp_err_set(DP_ERR_NOMEM, "out of memory building a BlockDrop network");
+    if (!m->fam) {
+        bd_t *f0 = calloc(1, sizeof(bd_t));
+        if (!f0) return dp_err_set(DP_ERR_NOMEM, "out of memory building a BlockDrop network");
+        f0->opt = adnn_blockdrop_train_default();
+        m->fam = f0;
+    }
     bd_t *f = m->fam;
     char nm[64];
     int h = s->h, w = s->w, c = s->stem_width;
@@ -98,6 +104,25 @@ static dp_err_t bd_build(adnn_model_t *m)
     pf->c = c, pf->h = h, pf->w = w, pf->k = f->nblocks;
     pf->fw = adnn_reg(m, "policy.fc.weight", 1, ADNN_INIT_UNIFORM, c, 2, f->nblocks, c, 0, 0);
     pf->fb = adnn_reg(m, "policy.fc.bias", 1, ADNN_INIT_ONE, c, 1, f->nblocks, 0, 0, 0);
+    return DP_OK;
+}
+
+adnn_blockdrop_train_t adnn_blockdrop_train_default(void)
+{
+    return (adnn_blockdrop_train_t){.penalty = 10.0f, .explore = 0.8f};
+}
+
+dp_err_t adnn_blockdrop_set_train(adnn_model_t *m, const adnn_blockdrop_train_t *o)
+{
+    if (m->spec.family != ADNN_FAMILY_BLOCKDROP)
+        return dp_err_set(DP_ERR_INVALID, "adnn_blockdrop_set_train: model is '%s'",
+                          adnn_family_name(m->spec.family));
+    if (!(o->penalty >= 0 && isfinite(o->penalty)) || !(o->explore >= 0.5f && o->explore <= 1.0f))
+        return dp_err_set(DP_ERR_RANGE,
+                          "adnn_blockdrop_set_train: penalty %g (not negative), explore %g (in "
+                          "[0.5, 1])",
+                          o->penalty, o->explore);
+    ((bd_t *)m->fam)->opt = *o;
     return DP_OK;
 }
 
@@ -277,6 +302,19 @@ static dp_err_t bd_eval_batch(adnn_model_t *m, const float *x, int n, float *out
     return DP_OK;
 }
 
+/* The reward of one image's run: 1 - (|a|/K)^2 when its prediction is right,
+ * -penalty otherwise. */
+static double bd_reward(const float *logits, int C, int32_t y, const uint8_t *mask, int B,
+                        double pen, int *right)
+{
+    int arg, kept = 0;
+    adnn_confidence(logits, C, &arg);
+    for (int b = 0; b < B; b++) kept += mask[b];
+    double frac = (double)kept / B;
+    *right = arg == y;
+    return *right ? 1.0 - frac * frac : -pen;
+}
+
 static dp_err_t bd_train_step(adnn_model_t *m, const float *x, const int32_t *y, int n,
                               double *loss, int *correct)
 {
@@ -293,37 +331,46 @@ static dp_err_t bd_train_step(adnn_model_t *m, const float *x, const int32_t *y,
     float *dz = adnn_arena_get(m, (size_t)n * B), *probs = adnn_arena_get(m, (size_t)n * C);
     float *dl = adnn_arena_get(m, (size_t)n * C);
     double *reward = (double *)adnn_arena_get(m, 2 * (size_t)n);
-    if (!mask || !dz || !probs || !dl || !reward) return OOM("training");
+    double *base = (double *)adnn_arena_get(m, 2 * (size_t)n);
+    if (!mask || !dz || !probs || !dl || !reward || !base) return OOM("training");
     const float *z = f->pfwd.logits;
+    double a = f->opt.explore, pen = f->opt.penalty;
+    int right;
+    if (f->opt.self_critical) { /* each image's baseline: the reward of its greedy mask */
+        for (size_t j = 0; j < (size_t)n * B; j++)
+            mask[j] = sigmoid(z[j]) >= m->spec.gate_threshold;
+        if ((err = backbone_forward(m, x, n, 0, mask))) return err;
+        for (int i = 0; i < n; i++)
+            base[i] = bd_reward(f->fwd.logits + (size_t)i * C, C, y[i], mask + (size_t)i * B, B,
+                                pen, &right);
+    }
     for (size_t j = 0; j < (size_t)n * B; j++) {
-        double p = sigmoid(z[j]), q = BD_EXPLORE * p + (1.0 - BD_EXPLORE) * (1.0 - p);
+        double p = sigmoid(z[j]), q = a * p + (1.0 - a) * (1.0 - p);
         mask[j] = dp_rng_uniform(&f->rng) < q;
     }
-    if ((err = backbone_forward(m, x, n, 1, mask))) return err;
+    if ((err = backbone_forward(m, x, n, !f->opt.policy_only, mask))) return err;
     *loss = nn_crossentropy_forward(probs, f->fwd.logits, y, n, C);
     nn_crossentropy_backward(dl, probs, y, n, C, 1.0f);
     double mean = 0;
     int c = 0;
     for (int i = 0; i < n; i++) {
-        int arg, kept = 0;
-        adnn_confidence(f->fwd.logits + (size_t)i * C, C, &arg);
-        for (int b = 0; b < B; b++) kept += mask[(size_t)i * B + b];
-        double frac = (double)kept / B;
-        reward[i] = arg == y[i] ? 1.0 - frac * frac : -BD_PENALTY;
-        c += arg == y[i];
+        reward[i] =
+            bd_reward(f->fwd.logits + (size_t)i * C, C, y[i], mask + (size_t)i * B, B, pen, &right);
+        c += right;
         mean += reward[i] / n;
     }
+    if (!f->opt.self_critical)
+        for (int i = 0; i < n; i++) base[i] = mean;
     *correct = c;
-    /* REINFORCE: L = -(1/n) sum_i (R_i - mean R) sum_k log pi(a_ik) */
+    /* REINFORCE: L = -(1/n) sum_i (R_i - baseline_i) sum_k log pi(a_ik) */
     for (int i = 0; i < n; i++)
         for (int b = 0; b < B; b++) {
             size_t j = (size_t)i * B + b;
-            double p = sigmoid(z[j]), q = BD_EXPLORE * p + (1.0 - BD_EXPLORE) * (1.0 - p);
+            double p = sigmoid(z[j]), q = a * p + (1.0 - a) * (1.0 - p);
             double dlogpi = mask[j] ? 1.0 / q : -1.0 / (1.0 - q);
-            dz[j] = (float)(-(reward[i] - mean) / n * dlogpi * (2.0 * BD_EXPLORE - 1.0) * p *
-                            (1.0 - p));
+            dz[j] = (float)(-(reward[i] - base[i]) / n * dlogpi * (2.0 * a - 1.0) * p * (1.0 - p));
         }
-    if ((err = backbone_backward(m, dl, mask))) return err;
+    if (!f->opt.policy_only && (err = backbone_backward(m, dl, mask))) return err;
     return policy_backward(m, dz, NULL);
 }
 

@@ -69,6 +69,7 @@ typedef struct skipnet {
     adnn_gap_head_t final;
     int force[ADNN_MAX_BLOCKS];
     adnn_skipnet_train_t opt;
+    double mult;  /* the compute penalty's multiplier when opt.target > 0 */
     dp_rng_t rng; /* the sampled gates' draws, seeded from the spec's seed */
     int rng_ready;
     skip_fwd_t fwd;
@@ -85,6 +86,7 @@ static dp_err_t skip_build(adnn_model_t *m)
         skipnet_t *f0 = m->fam;
         for (int k = 0; k < ADNN_MAX_BLOCKS; k++) f0->force[k] = ADNN_SKIP_GATE_AUTO;
         f0->opt = adnn_skipnet_train_default();
+        f0->mult = f0->opt.lambda;
     }
     skipnet_t *f = m->fam;
     char nm[64];
@@ -146,7 +148,8 @@ dp_err_t adnn_skipnet_force_gate(adnn_model_t *m, int k, int mode)
 
 adnn_skipnet_train_t adnn_skipnet_train_default(void)
 {
-    adnn_skipnet_train_t o = {.lambda = SKIP_LAMBDA, .soft_steps = SKIP_SOFT_STEPS};
+    adnn_skipnet_train_t o = {
+        .lambda = SKIP_LAMBDA, .soft_steps = SKIP_SOFT_STEPS, .target_rate = 0.01f};
     return o;
 }
 
@@ -157,12 +160,17 @@ dp_err_t adnn_skipnet_set_train(adnn_model_t *m, const adnn_skipnet_train_t *o)
                           adnn_family_name(m->spec.family));
     if (!(o->lambda >= 0 && isfinite(o->lambda)) || o->soft_steps < 0 ||
         !(o->margin >= 0 && isfinite(o->margin)) ||
-        !(o->margin_weight >= 0 && isfinite(o->margin_weight)))
+        !(o->margin_weight >= 0 && isfinite(o->margin_weight)) ||
+        !(o->target >= 0 && o->target < 1) || !(o->target_rate >= 0 && isfinite(o->target_rate)))
         return dp_err_set(DP_ERR_RANGE,
                           "adnn_skipnet_set_train: lambda %g, soft steps %d, margin %g, margin "
-                          "weight %g (none may be negative)",
-                          o->lambda, o->soft_steps, o->margin, o->margin_weight);
-    ((skipnet_t *)m->fam)->opt = *o;
+                          "weight %g, target %g, target rate %g (none may be negative, the "
+                          "target is below 1)",
+                          o->lambda, o->soft_steps, o->margin, o->margin_weight, o->target,
+                          o->target_rate);
+    skipnet_t *f = m->fam;
+    f->opt = *o;
+    f->mult = o->lambda;
     return DP_OK;
 }
 
@@ -444,9 +452,11 @@ static dp_err_t skip_train_step(adnn_model_t *m, const float *x, const int32_t *
             msum += inside ? o->margin - s * d : 0.0;
             dt[(size_t)i * G + k] = inside ? (float)(-s * mw) : 0.0f;
         }
-    *loss = l + o->lambda * psum / ((double)n * G) + mw * msum;
+    double lambda = o->target > 0 ? f->mult : o->lambda, mean_p = psum / ((double)n * G);
+    *loss = l + lambda * mean_p + mw * msum;
     *correct = adnn_count_correct(f->fwd.logits, y, n, K);
-    return skip_backward(m, dl, dt, o->lambda / (float)(n * G), NULL);
+    if (o->target > 0) f->mult = fmax(0.0, f->mult + o->target_rate * (mean_p - o->target));
+    return skip_backward(m, dl, dt, (float)(lambda / (n * G)), NULL);
 }
 
 static int skip_pk_count(const adnn_model_t *m) { return ((const skipnet_t *)m->fam)->nblocks; }

@@ -30,21 +30,30 @@ dp_err_t adnn_skipnet_force_gate(adnn_model_t *m, int k, int mode);
  * the expected loss, p_k L(run) + (1 - p_k) L(skip) + lambda p_k, which is
  * linear in p_k and so drives each p_k towards 0 or 1, where the draw
  * agrees with the threshold at inference (the reference trains its gates
- * with sampled decisions, by REINFORCE). */
+ * with sampled decisions, by REINFORCE).
+ * target: when > 0, lambda is not fixed but a multiplier that keeps the
+ * batches' mean p_k at target (dual ascent: after each step lambda +=
+ * target_rate * (mean p_k - target), never below 0, starting from lambda).
+ * A fixed lambda either runs every block or drops a fixed share; a target
+ * fixes how much is dropped and leaves the gates to choose which blocks for
+ * which inputs. */
 typedef struct adnn_skipnet_train {
     float lambda;        /* compute penalty on mean p_k (default 0.1) */
     int soft_steps;      /* Adam steps with soft gates (default 500) */
     float margin;        /* logit margin (default 0) */
     float margin_weight; /* weight of the margin term (default 0: off) */
     int sample;          /* hard gates drawn from Bernoulli(p_k) (default 0: off) */
+    float target;        /* mean p_k the multiplier aims at (default 0: fixed lambda) */
+    float target_rate;   /* the multiplier's step per batch (default 0.01) */
 } adnn_skipnet_train_t;
 
 /* The defaults above. */
 adnn_skipnet_train_t adnn_skipnet_train_default(void);
 
 /* Sets the objective of later adnn_train_step calls (not saved with the
- * model). DP_ERR_INVALID for another family, DP_ERR_RANGE for a negative
- * or non-finite value. */
+ * model; the multiplier restarts from lambda). DP_ERR_INVALID for another
+ * family, DP_ERR_RANGE for a negative or non-finite value or a target of 1
+ * or more. */
 dp_err_t adnn_skipnet_set_train(adnn_model_t *m, const adnn_skipnet_train_t *o);
 
 #endif

@@ -7,14 +7,19 @@
  * - FLOPs of the full network (policy included) equal the METHOD.md formula;
  * - p_k are the policy sigmoids, depend on the policy only, and the input
  *   gradient of their loss matches central finite differences;
+ * - the training options: a frozen backbone stays bit for bit, the
+ *   self-critical baseline trains otherwise than the batch mean, explore 0.5
+ *   teaches the policy nothing, bad values are refused;
  * - weights round trip; malformed weight files name the tensor;
  * - the shipped model meets the zoo's figures (skipped without the data). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "adnn/adnn.h"
+#include "adnn/blockdrop.h"
 #include "adnn_testlib.h"
 
 #define IMG  ADNN_TEST_IMG
@@ -180,6 +185,152 @@ Test(blockdrop, training_step_updates_both_networks)
         adnn_adam_step(m, 3e-3f);
     }
     cr_assert_lt(loss, 0.5 * first, "loss %g after 30 steps, %g at first", loss, first);
+    adnn_model_destroy(&m);
+}
+
+/* Every tensor's values, trainable ones and BatchNorm statistics alike, in
+ * model order. */
+static float *copy_tensors(const adnn_model_t *m, size_t *total)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < adnn_tensor_count(m); i++) {
+        adnn_tensor_info_t t;
+        adnn_tensor_at(m, i, &t);
+        n += t.numel;
+    }
+    float *all = malloc(n * sizeof *all), *p = all;
+    cr_assert(all);
+    for (size_t i = 0; i < adnn_tensor_count(m); i++) {
+        adnn_tensor_info_t t;
+        adnn_tensor_at(m, i, &t);
+        memcpy(p, t.data, t.numel * sizeof *p);
+        p += t.numel;
+    }
+    *total = n;
+    return all;
+}
+
+/* After training steps, counts the tensors whose values changed, those of
+ * the policy network ("policy.") and those of the backbone; weights only, or
+ * BatchNorm statistics too. */
+static void count_changed(const adnn_model_t *m, const float *before, int weights_only, int *policy,
+                          int *backbone)
+{
+    *policy = *backbone = 0;
+    const float *p = before;
+    for (size_t i = 0; i < adnn_tensor_count(m); i++) {
+        adnn_tensor_info_t t;
+        adnn_tensor_at(m, i, &t);
+        int changed = memcmp(p, t.data, t.numel * sizeof *p) != 0 && (t.trainable || !weights_only);
+        if (!strncmp(t.name, "policy.", 7))
+            *policy += changed;
+        else
+            *backbone += changed;
+        p += t.numel;
+    }
+}
+
+static void train_steps(adnn_model_t *m, int steps, uint64_t seed)
+{
+    float x[16 * IMG];
+    int32_t y[16];
+    adnn_test_fill_images(x, 16 * IMG, seed);
+    for (int i = 0; i < 16; i++) y[i] = i % 10;
+    for (int s = 0; s < steps; s++) {
+        double loss;
+        int c;
+        cr_assert_eq(adnn_train_step(m, x, y, 16, &loss, &c), DP_OK, "%s", dp_err_detail());
+        cr_assert(isfinite(loss), "step %d: loss %g", s, loss);
+        adnn_adam_step(m, 3e-3f);
+    }
+}
+
+/* policy_only: the backbone's weights and BatchNorm statistics stay as they
+ * were, bit for bit, while the policy learns; by default both change. */
+Test(blockdrop, policy_only_freezes_the_backbone)
+{
+    adnn_model_t *m = new_bd(43);
+    adnn_blockdrop_train_t o = adnn_blockdrop_train_default();
+    cr_assert_float_eq(o.penalty, 10.0f, 1e-7);
+    cr_assert_float_eq(o.explore, 0.8f, 1e-7);
+    cr_assert(!o.policy_only && !o.self_critical);
+    o.policy_only = 1;
+    o.penalty = 3;
+    cr_assert_eq(adnn_blockdrop_set_train(m, &o), DP_OK);
+    size_t n;
+    float *before = copy_tensors(m, &n);
+    train_steps(m, 5, 44);
+    int policy, backbone;
+    count_changed(m, before, 0, &policy, &backbone);
+    cr_assert_eq(backbone, 0, "%d backbone tensors changed", backbone);
+    cr_assert_gt(policy, 0, "the policy did not learn");
+    free(before);
+    adnn_model_destroy(&m);
+
+    m = new_bd(43);
+    before = copy_tensors(m, &n);
+    train_steps(m, 5, 44);
+    count_changed(m, before, 0, &policy, &backbone);
+    cr_assert(policy > 0 && backbone > 0, "joint training: %d policy, %d backbone tensors changed",
+              policy, backbone);
+    free(before);
+    adnn_model_destroy(&m);
+}
+
+/* The self-critical baseline changes what the policy learns (the same draws,
+ * other advantages) and still trains; explore 0.5 gives the policy no
+ * gradient at all (uniform masks). */
+Test(blockdrop, self_critical_and_uniform_masks)
+{
+    adnn_model_t *a = new_bd(45), *b = new_bd(45), *c = new_bd(45);
+    adnn_blockdrop_train_t o = adnn_blockdrop_train_default();
+    o.policy_only = 1;
+    cr_assert_eq(adnn_blockdrop_set_train(a, &o), DP_OK);
+    o.self_critical = 1;
+    cr_assert_eq(adnn_blockdrop_set_train(b, &o), DP_OK);
+    o.self_critical = 0, o.explore = 0.5f;
+    cr_assert_eq(adnn_blockdrop_set_train(c, &o), DP_OK);
+    size_t n;
+    float *before = copy_tensors(a, &n);
+    train_steps(a, 3, 46);
+    train_steps(b, 3, 46);
+    train_steps(c, 3, 46);
+    float *pa = copy_tensors(a, &n), *pb = copy_tensors(b, &n);
+    cr_assert(memcmp(pa, pb, n * sizeof *pa) != 0, "the baselines gave the same weights");
+    int policy, backbone;
+    count_changed(b, before, 0, &policy, &backbone);
+    cr_assert(policy > 0 && backbone == 0, "self-critical: %d policy, %d backbone", policy,
+              backbone);
+    count_changed(c, before, 1, &policy, &backbone); /* the policy's BatchNorm statistics move */
+    cr_assert(policy == 0 && backbone == 0, "explore 0.5: %d policy, %d backbone weights", policy,
+              backbone);
+    free(before);
+    free(pa);
+    free(pb);
+    adnn_model_destroy(&a);
+    adnn_model_destroy(&b);
+    adnn_model_destroy(&c);
+}
+
+Test(blockdrop, train_options_checked)
+{
+    adnn_model_t *m = new_bd(47);
+    adnn_blockdrop_train_t o = adnn_blockdrop_train_default(), bad = o;
+    bad.penalty = -1;
+    cr_assert_eq(adnn_blockdrop_set_train(m, &bad), DP_ERR_RANGE);
+    bad = o, bad.penalty = INFINITY;
+    cr_assert_eq(adnn_blockdrop_set_train(m, &bad), DP_ERR_RANGE);
+    bad = o, bad.explore = 0.49f;
+    cr_assert_eq(adnn_blockdrop_set_train(m, &bad), DP_ERR_RANGE);
+    bad = o, bad.explore = 1.01f;
+    cr_assert_eq(adnn_blockdrop_set_train(m, &bad), DP_ERR_RANGE);
+    bad = o, bad.explore = NAN;
+    cr_assert_eq(adnn_blockdrop_set_train(m, &bad), DP_ERR_RANGE);
+    cr_assert_eq(adnn_blockdrop_set_train(m, &o), DP_OK);
+    adnn_model_destroy(&m);
+    adnn_spec_t s = adnn_test_spec(ADNN_FAMILY_SKIPNET);
+    m = adnn_test_build(&s, 48);
+    cr_assert_eq(adnn_blockdrop_set_train(m, &o), DP_ERR_INVALID);
     adnn_model_destroy(&m);
 }
 

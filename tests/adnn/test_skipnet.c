@@ -328,6 +328,42 @@ Test(skipnet, train_sampled_gates)
     adnn_model_destroy(&b);
 }
 
+/* A target on mean p_k: the penalty starts at lambda (the first step's loss
+ * is the fixed-lambda one) and moves by rate * (mean p_k - target) after each
+ * step, so with the same gates (thresholded, no Adam step) the second loss is
+ * higher when the gates run more than the target, and the penalty never goes
+ * below 0 when they run less. */
+Test(skipnet, train_target_adapts_the_penalty)
+{
+    float x[4 * IMG];
+    int32_t y[4] = {0, 2, 4, 6};
+    adnn_test_fill_images(x, 4 * IMG, 29);
+    adnn_skipnet_train_t o = adnn_skipnet_train_default();
+    o.soft_steps = 0;
+    o.lambda = 0;
+    adnn_model_t *plain = new_skip(ADNN_GATE_FEEDFORWARD, 30);
+    adnn_model_t *low = new_skip(ADNN_GATE_FEEDFORWARD, 30),
+                 *high = new_skip(ADNN_GATE_FEEDFORWARD, 30);
+    cr_assert_eq(adnn_skipnet_set_train(plain, &o), DP_OK);
+    o.target = 0.01f, o.target_rate = 1;
+    cr_assert_eq(adnn_skipnet_set_train(low, &o), DP_OK);
+    o.target = 0.99f;
+    cr_assert_eq(adnn_skipnet_set_train(high, &o), DP_OK);
+    double lp[2], ll[2], lh[2];
+    for (int r = 0; r < 2; r++) {
+        cr_assert_eq(adnn_train_step(plain, x, y, 4, &lp[r], NULL), DP_OK);
+        cr_assert_eq(adnn_train_step(low, x, y, 4, &ll[r], NULL), DP_OK);
+        cr_assert_eq(adnn_train_step(high, x, y, 4, &lh[r], NULL), DP_OK);
+    }
+    cr_assert(lp[0] == ll[0] && lp[0] == lh[0], "first step: %g %g %g", lp[0], ll[0], lh[0]);
+    cr_assert_eq(lp[1], lp[0]);
+    cr_assert_gt(ll[1], lp[1], "target below the gates' mean: %g vs %g", ll[1], lp[1]);
+    cr_assert_eq(lh[1], lp[1], "target above the gates' mean: %g vs %g", lh[1], lp[1]);
+    adnn_model_destroy(&plain);
+    adnn_model_destroy(&low);
+    adnn_model_destroy(&high);
+}
+
 Test(skipnet, train_options_checked)
 {
     adnn_skipnet_train_t o = adnn_skipnet_train_default();
@@ -341,6 +377,12 @@ Test(skipnet, train_options_checked)
     bad = o, bad.margin_weight = NAN;
     cr_assert_eq(adnn_skipnet_set_train(m, &bad), DP_ERR_RANGE);
     bad = o, bad.soft_steps = -1;
+    cr_assert_eq(adnn_skipnet_set_train(m, &bad), DP_ERR_RANGE);
+    bad = o, bad.target = 1;
+    cr_assert_eq(adnn_skipnet_set_train(m, &bad), DP_ERR_RANGE);
+    bad = o, bad.target = -0.1f;
+    cr_assert_eq(adnn_skipnet_set_train(m, &bad), DP_ERR_RANGE);
+    bad = o, bad.target = 0.5f, bad.target_rate = -1;
     cr_assert_eq(adnn_skipnet_set_train(m, &bad), DP_ERR_RANGE);
     cr_assert_eq(adnn_skipnet_set_train(m, &o), DP_OK);
     adnn_model_destroy(&m);

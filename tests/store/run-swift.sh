@@ -15,7 +15,8 @@
 # servers), each the leader of its own process group; if DP_TEST_S3_PIDDIR is
 # set, that list is also written to $DP_TEST_S3_PIDDIR/PID.pid.
 # The servers' log goes to DIR.log. SWIFT_WORKERS (default 0: the proxy serves
-# in one process) sets the proxy's worker processes.
+# in one process) sets the proxy's worker processes, SWIFT_OBJECT_WORKERS
+# (default 0) the object server's.
 set -euo pipefail
 SWIFT_ACCESS_KEY=test:tester
 SWIFT_SECRET_KEY=testing
@@ -52,7 +53,7 @@ if [ ! -e "$etc/proxy-server.conf" ]; then
   aport=$(free_port) cport=$(free_port) oport=$(free_port) mport=$(free_port)
   common="[DEFAULT]
 bind_ip = 127.0.0.1
-workers = 0
+workers = WORKERS
 user = $(id -un)
 swift_dir = $etc
 devices = $dir/node
@@ -61,8 +62,10 @@ log_level = WARNING
 "
   for s in account:$aport container:$cport object:$oport; do
     name=${s%%:*} p=${s#*:}
+    w=0
+    [ $name = object ] && w=${SWIFT_OBJECT_WORKERS:-0}
     printf '%sbind_port = %s\n\n[pipeline:main]\npipeline = %s-server\n\n[app:%s-server]\nuse = egg:swift#%s\n' \
-      "$common" "$p" "$name" "$name" "$name" >"$etc/$name-server.conf"
+      "${common/WORKERS/$w}" "$p" "$name" "$name" "$name" >"$etc/$name-server.conf"
     (cd "$etc" && swift-ring-builder $name.builder create 10 1 1 >/dev/null &&
       swift-ring-builder $name.builder add r1z1-127.0.0.1:$p/d1 1 >/dev/null &&
       swift-ring-builder $name.builder rebalance >/dev/null)
