@@ -69,6 +69,9 @@ static void usage(FILE *f)
                "                    backbone (default: both)\n"
                "  --policy-self-critical  BlockDrop: REINFORCE baseline per image, the reward\n"
                "                    of its greedy mask (default: the batch's mean reward)\n"
+               "  --policy-local-grad  BlockDrop, with --policy-only: each decision's gradient\n"
+               "                    from the image's reward with the block run and skipped\n"
+               "                    (one more backbone forward per block), not REINFORCE\n"
                "common options:\n"
                "  --data-dir DIR    IDX files (default /usr/share/datasets/fashion-mnist)\n"
                "  --threads N       OpenBLAS threads (default: all cores)\n"
@@ -89,7 +92,7 @@ typedef struct opts {
     long gate_soft_steps;                                /* < 0: the family's default */
     double policy_penalty, policy_explore;               /* < 0: the family's default */
     double gate_target, gate_target_rate;                /* < 0: the family's default */
-    int policy_only, policy_self_critical;
+    int policy_only, policy_self_critical, policy_local_grad;
     int gate_sample;
     int json, quiet;
     int nwidths, widths[ADNN_MAX_STAGES], nblocks, blocks[ADNN_MAX_STAGES];
@@ -147,6 +150,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
                                        {"policy-explore", required_argument, 0, 'X'},
                                        {"policy-only", no_argument, 0, 'O'},
                                        {"policy-self-critical", no_argument, 0, 'C'},
+                                       {"policy-local-grad", no_argument, 0, 'D'},
                                        {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -218,6 +222,9 @@ static int parse_args(int argc, char **argv, opts_t *o)
             break;
         case 'C':
             o->policy_self_critical = 1;
+            break;
+        case 'D':
+            o->policy_local_grad = 1;
             break;
         case 'Y':
             bad = cli_parse_double("--policy-penalty", optarg, 0, 1000, &o->policy_penalty);
@@ -426,7 +433,7 @@ static int cmd_train(opts_t *o)
         return 2;
     }
     int policy_opts = o->policy_penalty >= 0 || o->policy_explore >= 0 || o->policy_only ||
-                      o->policy_self_critical;
+                      o->policy_self_critical || o->policy_local_grad;
     if (policy_opts && fam != ADNN_FAMILY_BLOCKDROP) {
         fprintf(stderr, "dp-zoo train: the --policy-* options apply to blockdrop only\n");
         return 2;
@@ -486,6 +493,7 @@ static int cmd_train(opts_t *o)
         if (o->policy_explore >= 0) g.explore = (float)o->policy_explore;
         g.policy_only = o->policy_only;
         g.self_critical = o->policy_self_critical;
+        g.local_grad = o->policy_local_grad;
         if ((err = adnn_blockdrop_set_train(m, &g))) {
             rc = cli_fail("train", err);
             goto done;
@@ -493,7 +501,9 @@ static int cmd_train(opts_t *o)
         if (!o->quiet)
             printf("dp-zoo train: policy: penalty %g, explore %g%s, baseline %s\n", g.penalty,
                    g.explore, g.policy_only ? ", the backbone frozen" : "",
-                   g.self_critical ? "the greedy mask's reward" : "the batch mean");
+                   g.local_grad      ? "none (each decision tried both ways)"
+                   : g.self_critical ? "the greedy mask's reward"
+                                     : "the batch mean");
     }
     uint32_t ntrain = train->n;
     if (o->limit > 0 && (uint32_t)o->limit < ntrain) ntrain = (uint32_t)o->limit;

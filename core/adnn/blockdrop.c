@@ -117,6 +117,9 @@ dp_err_t adnn_blockdrop_set_train(adnn_model_t *m, const adnn_blockdrop_train_t 
     if (m->spec.family != ADNN_FAMILY_BLOCKDROP)
         return dp_err_set(DP_ERR_INVALID, "adnn_blockdrop_set_train: model is '%s'",
                           adnn_family_name(m->spec.family));
+    if (o->local_grad && !o->policy_only)
+        return dp_err_set(DP_ERR_INVALID, "adnn_blockdrop_set_train: the local gradient needs the "
+                                          "backbone frozen (policy_only)");
     if (!(o->penalty >= 0 && isfinite(o->penalty)) || !(o->explore >= 0.5f && o->explore <= 1.0f))
         return dp_err_set(DP_ERR_RANGE,
                           "adnn_blockdrop_set_train: penalty %g (not negative), explore %g (in "
@@ -348,6 +351,21 @@ static dp_err_t bd_train_step(adnn_model_t *m, const float *x, const int32_t *y,
         double p = sigmoid(z[j]), q = a * p + (1.0 - a) * (1.0 - p);
         mask[j] = dp_rng_uniform(&f->rng) < q;
     }
+    double *flip = NULL; /* (n, B): the reward with block b's decision flipped */
+    if (f->opt.local_grad) {
+        flip = (double *)adnn_arena_get(m, 2 * (size_t)n * B);
+        uint8_t *m2 = (uint8_t *)adnn_arena_get(m, (size_t)n * B / sizeof(float) + 1);
+        if (!flip || !m2) return OOM("training");
+        memcpy(m2, mask, (size_t)n * B);
+        for (int b = 0; b < B; b++) {
+            for (int i = 0; i < n; i++) m2[(size_t)i * B + b] ^= 1;
+            if ((err = backbone_forward(m, x, n, 0, m2))) return err;
+            for (int i = 0; i < n; i++)
+                flip[(size_t)i * B + b] = bd_reward(f->fwd.logits + (size_t)i * C, C, y[i],
+                                                    m2 + (size_t)i * B, B, pen, &right);
+            for (int i = 0; i < n; i++) m2[(size_t)i * B + b] ^= 1;
+        }
+    }
     if ((err = backbone_forward(m, x, n, !f->opt.policy_only, mask))) return err;
     *loss = nn_crossentropy_forward(probs, f->fwd.logits, y, n, C);
     nn_crossentropy_backward(dl, probs, y, n, C, 1.0f);
@@ -362,13 +380,18 @@ static dp_err_t bd_train_step(adnn_model_t *m, const float *x, const int32_t *y,
     if (!f->opt.self_critical)
         for (int i = 0; i < n; i++) base[i] = mean;
     *correct = c;
-    /* REINFORCE: L = -(1/n) sum_i (R_i - baseline_i) sum_k log pi(a_ik) */
+    /* REINFORCE: L = -(1/n) sum_i (R_i - baseline_i) sum_k log pi(a_ik); with
+     * local_grad, L = -(1/n) sum_i E[R_i] differentiated one decision at a
+     * time: dE[R_i]/dq_ik = R_i(a_ik = 1) - R_i(a_ik = 0), the others as drawn */
     for (int i = 0; i < n; i++)
         for (int b = 0; b < B; b++) {
             size_t j = (size_t)i * B + b;
-            double p = sigmoid(z[j]), q = a * p + (1.0 - a) * (1.0 - p);
-            double dlogpi = mask[j] ? 1.0 / q : -1.0 / (1.0 - q);
-            dz[j] = (float)(-(reward[i] - base[i]) / n * dlogpi * (2.0 * a - 1.0) * p * (1.0 - p));
+            double p = sigmoid(z[j]), q = a * p + (1.0 - a) * (1.0 - p), g;
+            if (flip)
+                g = mask[j] ? reward[i] - flip[j] : flip[j] - reward[i];
+            else
+                g = (reward[i] - base[i]) * (mask[j] ? 1.0 / q : -1.0 / (1.0 - q));
+            dz[j] = (float)(-g / n * (2.0 * a - 1.0) * p * (1.0 - p));
         }
     if (!f->opt.policy_only && (err = backbone_backward(m, dl, mask))) return err;
     return policy_backward(m, dz, NULL);

@@ -24,20 +24,28 @@
  * mask the policy would take at inference (p_k >= threshold), one more
  * backbone forward per step, instead of the batch's mean reward: a hard image
  * is then not punished for being hard, only for a draw worse than its
- * greedy mask, so the policy learns which blocks each input needs. */
+ * greedy mask, so the policy learns which blocks each input needs.
+ * local_grad (with policy_only): instead of REINFORCE, each decision's
+ * gradient is the difference of the image's reward with that block run and
+ * skipped, the other decisions as drawn (one more backbone forward per block
+ * per step): the exact derivative of the expected reward in that decision's
+ * probability given the others, where REINFORCE credits every decision of an
+ * image with the image's whole reward. */
 typedef struct adnn_blockdrop_train {
     float penalty;     /* reward of a wrong prediction is -penalty (default 10) */
     float explore;     /* in [0.5, 1]: the policy's weight in q (default 0.8) */
     int policy_only;   /* the backbone frozen, only the policy learns (default 0) */
     int self_critical; /* baseline: each image's greedy-mask reward (default 0: batch mean) */
+    int local_grad;    /* each decision tried both ways, no REINFORCE (default 0) */
 } adnn_blockdrop_train_t;
 
 /* The defaults above. */
 adnn_blockdrop_train_t adnn_blockdrop_train_default(void);
 
 /* Sets the objective of later adnn_train_step calls (not saved with the
- * model). DP_ERR_INVALID for another family, DP_ERR_RANGE for a negative or
- * non-finite penalty or explore outside [0.5, 1]. */
+ * model). DP_ERR_INVALID for another family or local_grad without
+ * policy_only, DP_ERR_RANGE for a negative or non-finite penalty or explore
+ * outside [0.5, 1]. */
 dp_err_t adnn_blockdrop_set_train(adnn_model_t *m, const adnn_blockdrop_train_t *o);
 
 #endif

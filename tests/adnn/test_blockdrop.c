@@ -312,6 +312,92 @@ Test(blockdrop, self_critical_and_uniform_masks)
     adnn_model_destroy(&c);
 }
 
+/* The local gradient is the derivative of the expected reward: with the
+ * policy's logits fixed (fc weights 0, so p_k = sigmoid(bias_k) whatever the
+ * image), the mean of its per-step gradients on the policy's bias over many
+ * draws agrees with -dE[R]/dz_k summed over all 2^K masks, each mask's
+ * reward taken from the backbone's own prediction (adaptive forward). */
+Test(blockdrop, local_grad_is_the_expected_reward_gradient)
+{
+    enum { K = 6, STEPS = 2000 };
+    const float bias[K] = {0.4f, -0.3f, 0.1f, 1.2f, -0.8f, 0.0f};
+    const double a = 0.8, pen = 2;
+    adnn_model_t *m = new_bd(49), *ref = new_bd(49);
+    float x[IMG];
+    adnn_test_fill_images(x, IMG, 50);
+    int all[K] = {1, 1, 1, 1, 1, 1};
+    adnn_trace_t t;
+    force_mask(ref, all, K);
+    adnn_forward_adaptive(ref, x, &t);
+    int32_t y = t.pred; /* right with every block: some masks are wrong */
+    double R[1 << K];
+    int wrong = 0;
+    for (int code = 0; code < 1 << K; code++) {
+        int on[K], kept = 0;
+        for (int k = 0; k < K; k++) kept += on[k] = code >> k & 1;
+        force_mask(ref, on, K);
+        adnn_forward_adaptive(ref, x, &t);
+        double frac = (double)kept / K;
+        R[code] = t.pred == y ? 1.0 - frac * frac : -pen;
+        wrong += t.pred != y;
+    }
+    double want[K];
+    for (int k = 0; k < K; k++) {
+        double p = 1.0 / (1.0 + exp(-(double)bias[k])), d = 0;
+        for (int code = 0; code < 1 << K; code++) {
+            if (code >> k & 1) continue;
+            double pr = 1; /* P(the other decisions) */
+            for (int j = 0; j < K; j++) {
+                if (j == k) continue;
+                double pj = 1.0 / (1.0 + exp(-(double)bias[j])), qj = a * pj + (1 - a) * (1 - pj);
+                pr *= code >> j & 1 ? qj : 1 - qj;
+            }
+            d += pr * (R[code | 1 << k] - R[code]);
+        }
+        want[k] = -(2 * a - 1) * p * (1 - p) * d; /* dL/dz_k, L = -E[R] */
+    }
+    size_t nw, bi = 0;
+    float *w = adnn_test_tensor(m, "policy.fc.weight", &nw),
+          *b = adnn_test_tensor(m, "policy.fc.bias", NULL);
+    memset(w, 0, nw * sizeof(float));
+    memcpy(b, bias, sizeof bias);
+    for (size_t i = 0; i < adnn_tensor_count(m); i++) {
+        adnn_tensor_info_t ti;
+        adnn_tensor_at(m, i, &ti);
+        if (!strcmp(ti.name, "policy.fc.bias")) bi = i;
+    }
+    adnn_blockdrop_train_t o = adnn_blockdrop_train_default();
+    o.policy_only = o.local_grad = 1;
+    o.penalty = (float)pen, o.explore = (float)a;
+    cr_assert_eq(adnn_blockdrop_set_train(m, &o), DP_OK);
+    double sum[K] = {0}, sq[K] = {0};
+    for (int s = 0; s < STEPS; s++) { /* no Adam step: the same policy every time */
+        double loss;
+        cr_assert_eq(adnn_train_step(m, x, &y, 1, &loss, NULL), DP_OK, "%s", dp_err_detail());
+        const float *g = adnn_tensor_grad(m, bi);
+        for (int k = 0; k < K; k++) sum[k] += g[k], sq[k] += (double)g[k] * g[k];
+    }
+    /* the mean of the estimates within 4 standard errors of the exact value,
+     * and the exact values large enough against that error to tell */
+    double largest = 0, worst_se = 0;
+    for (int k = 0; k < K; k++) {
+        double mean = sum[k] / STEPS, var = sq[k] / STEPS - mean * mean;
+        double se = sqrt(fmax(var, 0) / STEPS);
+        cr_assert_float_eq(mean, want[k], 4 * se + 1e-9,
+                           "block %d: mean of the estimates %g, exact %g, standard error %g", k,
+                           mean, want[k], se);
+        largest = fmax(largest, fabs(want[k]));
+        worst_se = fmax(worst_se, se);
+    }
+    cr_assert_gt(largest, 10 * worst_se,
+                 "the exact gradients (largest %g) are too small against "
+                 "the standard error %g",
+                 largest, worst_se);
+    cr_assert_gt(wrong, 0, "every mask is right: the penalty is never tested");
+    adnn_model_destroy(&m);
+    adnn_model_destroy(&ref);
+}
+
 Test(blockdrop, train_options_checked)
 {
     adnn_model_t *m = new_bd(47);
@@ -326,6 +412,8 @@ Test(blockdrop, train_options_checked)
     cr_assert_eq(adnn_blockdrop_set_train(m, &bad), DP_ERR_RANGE);
     bad = o, bad.explore = NAN;
     cr_assert_eq(adnn_blockdrop_set_train(m, &bad), DP_ERR_RANGE);
+    bad = o, bad.local_grad = 1; /* needs the backbone frozen */
+    cr_assert_eq(adnn_blockdrop_set_train(m, &bad), DP_ERR_INVALID);
     cr_assert_eq(adnn_blockdrop_set_train(m, &o), DP_OK);
     adnn_model_destroy(&m);
     adnn_spec_t s = adnn_test_spec(ADNN_FAMILY_SKIPNET);
