@@ -72,6 +72,9 @@ static void usage(FILE *f)
                "  --policy-local-grad  BlockDrop, with --policy-only: each decision's gradient\n"
                "                    from the image's reward with the block run and skipped\n"
                "                    (one more backbone forward per block), not REINFORCE\n"
+               "  --policy-max-run F  BlockDrop: a block runs for at most a share F of the\n"
+               "                    images, by a price on running it that adapts to the\n"
+               "                    batches (default 1: no price)\n"
                "common options:\n"
                "  --data-dir DIR    IDX files (default /usr/share/datasets/fashion-mnist)\n"
                "  --threads N       OpenBLAS threads (default: all cores)\n"
@@ -92,6 +95,7 @@ typedef struct opts {
     long gate_soft_steps;                                /* < 0: the family's default */
     double policy_penalty, policy_explore;               /* < 0: the family's default */
     double gate_target, gate_target_rate;                /* < 0: the family's default */
+    double policy_max_run;                               /* < 0: the family's default */
     int policy_only, policy_self_critical, policy_local_grad;
     int gate_sample;
     int json, quiet;
@@ -151,6 +155,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
                                        {"policy-only", no_argument, 0, 'O'},
                                        {"policy-self-critical", no_argument, 0, 'C'},
                                        {"policy-local-grad", no_argument, 0, 'D'},
+                                       {"policy-max-run", required_argument, 0, 'U'},
                                        {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -225,6 +230,13 @@ static int parse_args(int argc, char **argv, opts_t *o)
             break;
         case 'D':
             o->policy_local_grad = 1;
+            break;
+        case 'U':
+            bad = cli_parse_double("--policy-max-run", optarg, 0, 1, &o->policy_max_run);
+            if (!bad && !(o->policy_max_run > 0)) {
+                fprintf(stderr, "dp-zoo: --policy-max-run must be above 0\n");
+                bad = 1;
+            }
             break;
         case 'Y':
             bad = cli_parse_double("--policy-penalty", optarg, 0, 1000, &o->policy_penalty);
@@ -433,7 +445,7 @@ static int cmd_train(opts_t *o)
         return 2;
     }
     int policy_opts = o->policy_penalty >= 0 || o->policy_explore >= 0 || o->policy_only ||
-                      o->policy_self_critical || o->policy_local_grad;
+                      o->policy_self_critical || o->policy_local_grad || o->policy_max_run >= 0;
     if (policy_opts && fam != ADNN_FAMILY_BLOCKDROP) {
         fprintf(stderr, "dp-zoo train: the --policy-* options apply to blockdrop only\n");
         return 2;
@@ -494,13 +506,14 @@ static int cmd_train(opts_t *o)
         g.policy_only = o->policy_only;
         g.self_critical = o->policy_self_critical;
         g.local_grad = o->policy_local_grad;
+        if (o->policy_max_run >= 0) g.max_run = (float)o->policy_max_run;
         if ((err = adnn_blockdrop_set_train(m, &g))) {
             rc = cli_fail("train", err);
             goto done;
         }
         if (!o->quiet)
-            printf("dp-zoo train: policy: penalty %g, explore %g%s, baseline %s\n", g.penalty,
-                   g.explore, g.policy_only ? ", the backbone frozen" : "",
+            printf("dp-zoo train: policy: penalty %g, explore %g, max run %g%s, baseline %s\n",
+                   g.penalty, g.explore, g.max_run, g.policy_only ? ", the backbone frozen" : "",
                    g.local_grad      ? "none (each decision tried both ways)"
                    : g.self_critical ? "the greedy mask's reward"
                                      : "the batch mean");
@@ -756,6 +769,7 @@ int main(int argc, char **argv)
                 .gate_margin_weight = -1,
                 .gate_target = -1,
                 .gate_target_rate = -1,
+                .policy_max_run = -1,
                 .policy_penalty = -1,
                 .policy_explore = -1};
     cli_set_prog("dp-zoo");

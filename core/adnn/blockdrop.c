@@ -28,7 +28,8 @@
 #include "adnn/adnn_impl.h"
 #include "adnn/blockdrop.h"
 
-#define BD_PBLOCKS 2 /* basic blocks of the policy network */
+#define BD_PBLOCKS    2    /* basic blocks of the policy network */
+#define BD_PRICE_RATE 0.05 /* step of a block's price per batch (max_run < 1) */
 
 typedef struct bd_fwd {
     adnn_cbn_act_t stem;
@@ -57,6 +58,7 @@ typedef struct bd {
     dp_rng_t rng;
     int rng_ready;
     adnn_blockdrop_train_t opt;
+    double price[ADNN_MAX_BLOCKS]; /* each block's price when opt.max_run < 1 */
 } bd_t;
 
 #define OOM(what) dp_err_set(DP_ERR_NOMEM, "out of memory in BlockDrop %s", what)
@@ -109,7 +111,7 @@ static dp_err_t bd_build(adnn_model_t *m)
 
 adnn_blockdrop_train_t adnn_blockdrop_train_default(void)
 {
-    return (adnn_blockdrop_train_t){.penalty = 10.0f, .explore = 0.8f};
+    return (adnn_blockdrop_train_t){.penalty = 10.0f, .explore = 0.8f, .max_run = 1.0f};
 }
 
 dp_err_t adnn_blockdrop_set_train(adnn_model_t *m, const adnn_blockdrop_train_t *o)
@@ -120,12 +122,15 @@ dp_err_t adnn_blockdrop_set_train(adnn_model_t *m, const adnn_blockdrop_train_t 
     if (o->local_grad && !o->policy_only)
         return dp_err_set(DP_ERR_INVALID, "adnn_blockdrop_set_train: the local gradient needs the "
                                           "backbone frozen (policy_only)");
-    if (!(o->penalty >= 0 && isfinite(o->penalty)) || !(o->explore >= 0.5f && o->explore <= 1.0f))
+    if (!(o->penalty >= 0 && isfinite(o->penalty)) || !(o->explore >= 0.5f && o->explore <= 1.0f) ||
+        !(o->max_run > 0 && o->max_run <= 1))
         return dp_err_set(DP_ERR_RANGE,
                           "adnn_blockdrop_set_train: penalty %g (not negative), explore %g (in "
-                          "[0.5, 1])",
-                          o->penalty, o->explore);
-    ((bd_t *)m->fam)->opt = *o;
+                          "[0.5, 1]), max run %g (in (0, 1])",
+                          o->penalty, o->explore, o->max_run);
+    bd_t *f = m->fam;
+    f->opt = *o;
+    memset(f->price, 0, sizeof f->price);
     return DP_OK;
 }
 
@@ -335,7 +340,8 @@ static dp_err_t bd_train_step(adnn_model_t *m, const float *x, const int32_t *y,
     float *dl = adnn_arena_get(m, (size_t)n * C);
     double *reward = (double *)adnn_arena_get(m, 2 * (size_t)n);
     double *base = (double *)adnn_arena_get(m, 2 * (size_t)n);
-    if (!mask || !dz || !probs || !dl || !reward || !base) return OOM("training");
+    double *raw = (double *)adnn_arena_get(m, 2 * (size_t)n); /* reward[] before the prices */
+    if (!mask || !dz || !probs || !dl || !reward || !base || !raw) return OOM("training");
     const float *z = f->pfwd.logits;
     double a = f->opt.explore, pen = f->opt.penalty;
     int right;
@@ -372,9 +378,10 @@ static dp_err_t bd_train_step(adnn_model_t *m, const float *x, const int32_t *y,
     double mean = 0;
     int c = 0;
     for (int i = 0; i < n; i++) {
-        reward[i] =
+        raw[i] = reward[i] =
             bd_reward(f->fwd.logits + (size_t)i * C, C, y[i], mask + (size_t)i * B, B, pen, &right);
         c += right;
+        for (int b = 0; b < B; b++) reward[i] -= f->price[b] * mask[(size_t)i * B + b];
         mean += reward[i] / n;
     }
     if (!f->opt.self_critical)
@@ -387,11 +394,21 @@ static dp_err_t bd_train_step(adnn_model_t *m, const float *x, const int32_t *y,
         for (int b = 0; b < B; b++) {
             size_t j = (size_t)i * B + b;
             double p = sigmoid(z[j]), q = a * p + (1.0 - a) * (1.0 - p), g;
-            if (flip)
-                g = mask[j] ? reward[i] - flip[j] : flip[j] - reward[i];
+            if (flip) /* the other blocks' prices are the same both ways */
+                g = (mask[j] ? raw[i] - flip[j] : flip[j] - raw[i]) - f->price[b];
             else
                 g = (reward[i] - base[i]) * (mask[j] ? 1.0 / q : -1.0 / (1.0 - q));
             dz[j] = (float)(-g / n * (2.0 * a - 1.0) * p * (1.0 - p));
+        }
+    /* each block's price rises while more than max_run of the batch would run
+     * it at inference (p >= threshold), falls otherwise, never below 0 */
+    if (f->opt.max_run < 1)
+        for (int b = 0; b < B; b++) {
+            int runs = 0;
+            for (int i = 0; i < n; i++)
+                runs += sigmoid(z[(size_t)i * B + b]) >= m->spec.gate_threshold;
+            f->price[b] =
+                fmax(0.0, f->price[b] + BD_PRICE_RATE * ((double)runs / n - f->opt.max_run));
         }
     if (!f->opt.policy_only && (err = backbone_backward(m, dl, mask))) return err;
     return policy_backward(m, dz, NULL);

@@ -30,13 +30,20 @@
  * skipped, the other decisions as drawn (one more backbone forward per block
  * per step): the exact derivative of the expected reward in that decision's
  * probability given the others, where REINFORCE credits every decision of an
- * image with the image's whole reward. */
+ * image with the image's whole reward.
+ * max_run < 1: running block k costs price_k, subtracted from the reward of
+ * every image that runs it; each price starts at 0 and moves after every step
+ * by 0.05 * (share of the batch whose p_k >= threshold - max_run), never below
+ * 0. The expected reward alone has one best mask for nearly every image when
+ * the blocks are interchangeable; a block the policy would run for everyone
+ * then gets dearer until it is dropped for the images that need it least. */
 typedef struct adnn_blockdrop_train {
     float penalty;     /* reward of a wrong prediction is -penalty (default 10) */
     float explore;     /* in [0.5, 1]: the policy's weight in q (default 0.8) */
     int policy_only;   /* the backbone frozen, only the policy learns (default 0) */
     int self_critical; /* baseline: each image's greedy-mask reward (default 0: batch mean) */
     int local_grad;    /* each decision tried both ways, no REINFORCE (default 0) */
+    float max_run;     /* in (0, 1]: the share of images that may run a block (default 1) */
 } adnn_blockdrop_train_t;
 
 /* The defaults above. */
@@ -45,7 +52,7 @@ adnn_blockdrop_train_t adnn_blockdrop_train_default(void);
 /* Sets the objective of later adnn_train_step calls (not saved with the
  * model). DP_ERR_INVALID for another family or local_grad without
  * policy_only, DP_ERR_RANGE for a negative or non-finite penalty or explore
- * outside [0.5, 1]. */
+ * outside [0.5, 1] or max_run outside (0, 1]. */
 dp_err_t adnn_blockdrop_set_train(adnn_model_t *m, const adnn_blockdrop_train_t *o);
 
 #endif

@@ -398,6 +398,53 @@ Test(blockdrop, local_grad_is_the_expected_reward_gradient)
     adnn_model_destroy(&ref);
 }
 
+/* max_run: a block the greedy policy runs for more than max_run of the batch
+ * gets a price that rises by 0.05 * (share - max_run) per step; with the same
+ * draws (same seed, no Adam step) each step's gradient on the policy's bias
+ * then differs from the unpriced one by exactly price * (2a - 1) p (1 - p),
+ * p the same for every image (fc weights 0). */
+Test(blockdrop, max_run_prices_the_blocks_run_too_often)
+{
+    enum { K = 6, N = 4 };
+    adnn_model_t *m[2] = {new_bd(51), new_bd(51)};
+    float x[N * IMG];
+    int32_t y[N] = {1, 4, 7, 9};
+    adnn_test_fill_images(x, N * IMG, 52);
+    size_t bi = 0;
+    for (int v = 0; v < 2; v++) {
+        size_t nw;
+        float *w = adnn_test_tensor(m[v], "policy.fc.weight", &nw);
+        float *b = adnn_test_tensor(m[v], "policy.fc.bias", NULL);
+        memset(w, 0, nw * sizeof(float));
+        for (int k = 0; k < K; k++) b[k] = 0.5f; /* p = 0.62: every image runs every block */
+        adnn_blockdrop_train_t o = adnn_blockdrop_train_default();
+        o.policy_only = o.local_grad = 1;
+        o.max_run = v ? 0.5f : 1.0f;
+        cr_assert_eq(adnn_blockdrop_set_train(m[v], &o), DP_OK);
+    }
+    for (size_t i = 0; i < adnn_tensor_count(m[0]); i++) {
+        adnn_tensor_info_t ti;
+        adnn_tensor_at(m[0], i, &ti);
+        if (!strcmp(ti.name, "policy.fc.bias")) bi = i;
+    }
+    double p = 1.0 / (1.0 + exp(-0.5)), scale = (2 * 0.8 - 1) * p * (1 - p);
+    for (int s = 0; s < 3; s++) {
+        float g[2][K];
+        for (int v = 0; v < 2; v++) {
+            double loss;
+            cr_assert_eq(adnn_train_step(m[v], x, y, N, &loss, NULL), DP_OK, "%s", dp_err_detail());
+            memcpy(g[v], adnn_tensor_grad(m[v], bi), sizeof g[v]);
+        }
+        double price = 0.05 * (1.0 - 0.5) * s; /* every image runs every block */
+        for (int k = 0; k < K; k++)
+            cr_assert_float_eq(g[1][k] - g[0][k], price * scale, 1e-6,
+                               "step %d, block %d: %g vs unpriced %g, expected difference %g", s, k,
+                               g[1][k], g[0][k], price * scale);
+    }
+    adnn_model_destroy(&m[0]);
+    adnn_model_destroy(&m[1]);
+}
+
 Test(blockdrop, train_options_checked)
 {
     adnn_model_t *m = new_bd(47);
@@ -411,6 +458,10 @@ Test(blockdrop, train_options_checked)
     bad = o, bad.explore = 1.01f;
     cr_assert_eq(adnn_blockdrop_set_train(m, &bad), DP_ERR_RANGE);
     bad = o, bad.explore = NAN;
+    cr_assert_eq(adnn_blockdrop_set_train(m, &bad), DP_ERR_RANGE);
+    bad = o, bad.max_run = 0;
+    cr_assert_eq(adnn_blockdrop_set_train(m, &bad), DP_ERR_RANGE);
+    bad = o, bad.max_run = 1.5f;
     cr_assert_eq(adnn_blockdrop_set_train(m, &bad), DP_ERR_RANGE);
     bad = o, bad.local_grad = 1; /* needs the backbone frozen */
     cr_assert_eq(adnn_blockdrop_set_train(m, &bad), DP_ERR_INVALID);
