@@ -31,14 +31,34 @@ static adnn_model_t *new_bd(uint64_t seed)
     return adnn_test_build(&s, seed);
 }
 
-/* Policy forced to a fixed mask: fc weights 0, bias +-10. */
-static void force_mask(adnn_model_t *m, const int *on, int k)
+/* The policy's logits fixed whatever the image: fc weights 0, bias logit. */
+static void fix_policy(adnn_model_t *m, const float *logit, int k)
 {
     size_t nw;
     float *w = adnn_test_tensor(m, "policy.fc.weight", &nw),
           *b = adnn_test_tensor(m, "policy.fc.bias", NULL);
     memset(w, 0, nw * sizeof(float));
-    for (int i = 0; i < k; i++) b[i] = on[i] ? 10.0f : -10.0f;
+    memcpy(b, logit, (size_t)k * sizeof(float));
+}
+
+/* Policy forced to a fixed mask: logits +-10. */
+static void force_mask(adnn_model_t *m, const int *on, int k)
+{
+    float logit[ADNN_MAX_BLOCKS];
+    for (int i = 0; i < k; i++) logit[i] = on[i] ? 10.0f : -10.0f;
+    fix_policy(m, logit, k);
+}
+
+/* The gradient of the policy's bias after the last training step. */
+static const float *policy_bias_grad(const adnn_model_t *m)
+{
+    for (size_t i = 0; i < adnn_tensor_count(m); i++) {
+        adnn_tensor_info_t t;
+        adnn_tensor_at(m, i, &t);
+        if (!strcmp(t.name, "policy.fc.bias")) return adnn_tensor_grad(m, i);
+    }
+    cr_assert_fail("no policy.fc.bias");
+    return NULL;
 }
 
 Test(blockdrop, all_blocks_on_matches_batch)
@@ -356,16 +376,7 @@ Test(blockdrop, local_grad_is_the_expected_reward_gradient)
         }
         want[k] = -(2 * a - 1) * p * (1 - p) * d; /* dL/dz_k, L = -E[R] */
     }
-    size_t nw, bi = 0;
-    float *w = adnn_test_tensor(m, "policy.fc.weight", &nw),
-          *b = adnn_test_tensor(m, "policy.fc.bias", NULL);
-    memset(w, 0, nw * sizeof(float));
-    memcpy(b, bias, sizeof bias);
-    for (size_t i = 0; i < adnn_tensor_count(m); i++) {
-        adnn_tensor_info_t ti;
-        adnn_tensor_at(m, i, &ti);
-        if (!strcmp(ti.name, "policy.fc.bias")) bi = i;
-    }
+    fix_policy(m, bias, K);
     adnn_blockdrop_train_t o = adnn_blockdrop_train_default();
     o.policy_only = o.local_grad = 1;
     o.penalty = (float)pen, o.explore = (float)a;
@@ -374,7 +385,7 @@ Test(blockdrop, local_grad_is_the_expected_reward_gradient)
     for (int s = 0; s < STEPS; s++) { /* no Adam step: the same policy every time */
         double loss;
         cr_assert_eq(adnn_train_step(m, x, &y, 1, &loss, NULL), DP_OK, "%s", dp_err_detail());
-        const float *g = adnn_tensor_grad(m, bi);
+        const float *g = policy_bias_grad(m);
         for (int k = 0; k < K; k++) sum[k] += g[k], sq[k] += (double)g[k] * g[k];
     }
     /* the mean of the estimates within 4 standard errors of the exact value,
@@ -410,22 +421,13 @@ Test(blockdrop, max_run_prices_the_blocks_run_too_often)
     float x[N * IMG];
     int32_t y[N] = {1, 4, 7, 9};
     adnn_test_fill_images(x, N * IMG, 52);
-    size_t bi = 0;
+    const float half[K] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f}; /* p = 0.62: every block run */
     for (int v = 0; v < 2; v++) {
-        size_t nw;
-        float *w = adnn_test_tensor(m[v], "policy.fc.weight", &nw);
-        float *b = adnn_test_tensor(m[v], "policy.fc.bias", NULL);
-        memset(w, 0, nw * sizeof(float));
-        for (int k = 0; k < K; k++) b[k] = 0.5f; /* p = 0.62: every image runs every block */
+        fix_policy(m[v], half, K);
         adnn_blockdrop_train_t o = adnn_blockdrop_train_default();
         o.policy_only = o.local_grad = 1;
         o.max_run = v ? 0.5f : 1.0f;
         cr_assert_eq(adnn_blockdrop_set_train(m[v], &o), DP_OK);
-    }
-    for (size_t i = 0; i < adnn_tensor_count(m[0]); i++) {
-        adnn_tensor_info_t ti;
-        adnn_tensor_at(m[0], i, &ti);
-        if (!strcmp(ti.name, "policy.fc.bias")) bi = i;
     }
     double p = 1.0 / (1.0 + exp(-0.5)), scale = (2 * 0.8 - 1) * p * (1 - p);
     for (int s = 0; s < 3; s++) {
@@ -433,7 +435,7 @@ Test(blockdrop, max_run_prices_the_blocks_run_too_often)
         for (int v = 0; v < 2; v++) {
             double loss;
             cr_assert_eq(adnn_train_step(m[v], x, y, N, &loss, NULL), DP_OK, "%s", dp_err_detail());
-            memcpy(g[v], adnn_tensor_grad(m[v], bi), sizeof g[v]);
+            memcpy(g[v], policy_bias_grad(m[v]), sizeof g[v]);
         }
         double price = 0.05 * (1.0 - 0.5) * s; /* every image runs every block */
         for (int k = 0; k < K; k++)
