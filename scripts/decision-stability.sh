@@ -21,12 +21,13 @@ if [ -z "${MODELS:-}" ]; then
     MODELS=$(for f in models/*.pb; do basename "$f" .pb; done | tr '\n' ' ')
 fi
 mkdir -p "$OUT"
-for m in $MODELS; do
+read -ra models <<<"$MODELS"
+for m in "${models[@]}"; do
     "$zoo" eval --quiet --threads 1 --trace "$OUT/$m.native.jsonl" "models/$m" >/dev/null
     DP_GEMM=portable OPENBLAS_CORETYPE=Sandybridge \
         "$zoo" eval --quiet --threads 1 --trace "$OUT/$m.other.jsonl" "models/$m" >/dev/null
 done
-python3 - "$OUT" $MODELS <<'PY'
+python3 - "$OUT" "${models[@]}" <<'PY'
 import json, sys
 out, models = sys.argv[1], sys.argv[2:]
 print(f"{'model':14s} {'decisions':>9s} {'<1e-4':>6s} {'<1e-3':>6s} {'<0.05':>7s} {'changed':>8s} {'max diff':>9s}")
