@@ -742,7 +742,8 @@ static dp_err_t s3_get_mem(dp_store_t *s, const char *key, void **data, size_t *
 /* ---- ranged parallel downloads -------------------------------------------------------- */
 
 /* One range of key into fd at its offset, on conn: a cut transfer resumes
- * where it stopped; etag (If-Match) keeps every range to one object. */
+ * where it stopped; etag (If-Match, and the answer's ETag compared) keeps
+ * every range to one object. */
 static dp_err_t get_range(s3_t *s3, s3_conn_t *conn, const char *key, int fd, uint64_t off,
                           uint64_t len, const char *etag, s3_resp_t *resp)
 {
@@ -753,7 +754,14 @@ static dp_err_t get_range(s3_t *s3, s3_conn_t *conn, const char *key, int fd, ui
     r.range_len = len;
     r.if_match = etag && *etag ? etag : NULL;
     dp_err_t err = s3_request_on(s3, conn, &r, resp);
-    if (!err && resp->streamed != len)
+    /* a server that ignores If-Match (s3rver does) serves a range of the
+     * object that replaced this one: its ETag says so */
+    if (!err && etag && *etag && resp->etag[0] && strcmp(resp->etag, etag))
+        err = dp_err_set(DP_ERR_REMOTE,
+                         "s3://%s/%s: range at %llu: the object changed during the download "
+                         "(ETag %s, was %s)",
+                         s3->bucket, key, (unsigned long long)off, resp->etag, etag);
+    else if (!err && resp->streamed != len)
         err = dp_err_set(DP_ERR_TRUNCATED, "s3://%s/%s: range at %llu: %llu bytes, not %llu",
                          s3->bucket, key, (unsigned long long)off,
                          (unsigned long long)resp->streamed, (unsigned long long)len);
