@@ -450,6 +450,11 @@ static int cmd_train(opts_t *o)
         fprintf(stderr, "dp-zoo train: the --policy-* options apply to blockdrop only\n");
         return 2;
     }
+    if (o->policy_local_grad && !o->policy_only) {
+        fprintf(stderr, "dp-zoo train: --policy-local-grad needs --policy-only (the flips are "
+                        "judged by the frozen backbone)\n");
+        return 2;
+    }
 
     dp_dataset_t *train = NULL, *test = NULL;
     adnn_model_t *m = NULL;

@@ -1119,7 +1119,9 @@ TestSuite(cli_zoo, .init = setup, .fini = teardown);
 
 Test(cli_zoo, usage_errors)
 {
-#define FAM "train", "--family", "sdn-resnet", "--out", "@/m"
+#define FAM  "train", "--family", "sdn-resnet", "--out", "@/m"
+#define SKIP "train", "--family", "skipnet", "--out", "@/m"
+#define BD   "train", "--family", "blockdrop", "--out", "@/m"
     static const bad_case_t cases[] = {
         {2, "usage: dp-zoo train", {NULL}},
         {2, "dp-zoo: unknown command 'frob' (train, eval, info)", {"frob", SDN}},
@@ -1154,9 +1156,31 @@ Test(cli_zoo, usage_errors)
         {2, "dp-zoo: --epochs expects an integer in [1, 1000], got '0'", {FAM, "--epochs", "0"}},
         {2, "dp-zoo: --batch expects an integer in [1, 4096], got '0'", {FAM, "--batch", "0"}},
         {2, "dp-zoo train: unexpected argument 'extra'", {FAM, "extra"}},
+        {2,
+         "dp-zoo train: the --gate-* options apply to skipnet only",
+         {FAM, "--gate-target", "0.5"}},
+        {2, "dp-zoo train: the --policy-* options apply to blockdrop only", {FAM, "--policy-only"}},
+        {2, "dp-zoo: --gate-target must be above 0 and below 1", {SKIP, "--gate-target", "1"}},
+        {2, "dp-zoo: --gate-target must be above 0 and below 1", {SKIP, "--gate-target", "0"}},
+        {2,
+         "dp-zoo: --gate-target-rate expects a number in [0, 100], got '-1'",
+         {SKIP, "--gate-target-rate", "-1"}},
+        {2, "dp-zoo train: --policy-local-grad needs --policy-only", {BD, "--policy-local-grad"}},
+        {2,
+         "dp-zoo: --policy-explore expects a number in [0.5, 1], got '0.4'",
+         {BD, "--policy-explore", "0.4"}},
+        {2,
+         "dp-zoo: --policy-penalty expects a number in [0, 1000], got '-1'",
+         {BD, "--policy-penalty", "-1"}},
+        {2, "dp-zoo: --policy-max-run must be above 0", {BD, "--policy-max-run", "0"}},
+        {2,
+         "dp-zoo: --policy-max-run expects a number in [0, 1], got '1.5'",
+         {BD, "--policy-max-run", "1.5"}},
     };
     RUN_CASES(ZOO, cases);
 #undef FAM
+#undef SKIP
+#undef BD
 }
 
 Test(cli_zoo, bad_files)
