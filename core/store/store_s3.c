@@ -527,6 +527,16 @@ dp_err_t s3_request_on(s3_t *s3, s3_conn_t *conn, const s3_req_t *r, s3_resp_t *
                                  (unsigned long long)from, resp->status);
                 break;
             }
+            /* a server that ignores If-Match (s3rver does) serves a range of
+             * the object that replaced this one: its ETag says so */
+            const char *want = r->if_match ? r->if_match : resp->stream_etag;
+            if ((from || r->range_len) && want[0] && resp->etag[0] && strcmp(resp->etag, want)) {
+                err = dp_err_set(DP_ERR_REMOTE,
+                                 "%s: GET: range at %llu: the object changed during the download "
+                                 "(ETag %s, was %s)",
+                                 w, (unsigned long long)(r->range_off + from), resp->etag, want);
+                break;
+            }
             err = DP_OK;
             break;
         }
@@ -742,8 +752,8 @@ static dp_err_t s3_get_mem(dp_store_t *s, const char *key, void **data, size_t *
 /* ---- ranged parallel downloads -------------------------------------------------------- */
 
 /* One range of key into fd at its offset, on conn: a cut transfer resumes
- * where it stopped; etag (If-Match, and the answer's ETag compared) keeps
- * every range to one object. */
+ * where it stopped; etag (If-Match, and each answer's ETag compared with it)
+ * keeps every range to one object. */
 static dp_err_t get_range(s3_t *s3, s3_conn_t *conn, const char *key, int fd, uint64_t off,
                           uint64_t len, const char *etag, s3_resp_t *resp)
 {
@@ -754,14 +764,7 @@ static dp_err_t get_range(s3_t *s3, s3_conn_t *conn, const char *key, int fd, ui
     r.range_len = len;
     r.if_match = etag && *etag ? etag : NULL;
     dp_err_t err = s3_request_on(s3, conn, &r, resp);
-    /* a server that ignores If-Match (s3rver does) serves a range of the
-     * object that replaced this one: its ETag says so */
-    if (!err && etag && *etag && resp->etag[0] && strcmp(resp->etag, etag))
-        err = dp_err_set(DP_ERR_REMOTE,
-                         "s3://%s/%s: range at %llu: the object changed during the download "
-                         "(ETag %s, was %s)",
-                         s3->bucket, key, (unsigned long long)off, resp->etag, etag);
-    else if (!err && resp->streamed != len)
+    if (!err && resp->streamed != len)
         err = dp_err_set(DP_ERR_TRUNCATED, "s3://%s/%s: range at %llu: %llu bytes, not %llu",
                          s3->bucket, key, (unsigned long long)off,
                          (unsigned long long)resp->streamed, (unsigned long long)len);
