@@ -60,6 +60,9 @@ static void usage(FILE *f)
                "                    adapting the compute penalty, which starts at\n"
                "                    --gate-lambda (default off: the penalty is fixed)\n"
                "  --gate-target-rate R  SkipNet: the penalty's step per batch (default 0.01)\n"
+               "  --gate-target-per-block  SkipNet: a penalty per gate, each keeping its own\n"
+               "                    gate's mean p_k at --gate-target, so every block is\n"
+               "                    skipped for some inputs (default: one for all gates)\n"
                "  --policy-penalty X  BlockDrop: the policy's reward for a wrong prediction\n"
                "                    is -X (default 10; lower drops more blocks)\n"
                "  --policy-explore A  BlockDrop: masks drawn from A p + (1 - A)(1 - p),\n"
@@ -97,7 +100,7 @@ typedef struct opts {
     double gate_target, gate_target_rate;                /* < 0: the family's default */
     double policy_max_run;                               /* < 0: the family's default */
     int policy_only, policy_self_critical, policy_local_grad;
-    int gate_sample;
+    int gate_sample, gate_target_per_block;
     int json, quiet;
     int nwidths, widths[ADNN_MAX_STAGES], nblocks, blocks[ADNN_MAX_STAGES];
 } opts_t;
@@ -150,6 +153,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
                                        {"gate-sample", no_argument, 0, 'P'},
                                        {"gate-target", required_argument, 0, 'g'},
                                        {"gate-target-rate", required_argument, 0, 'r'},
+                                       {"gate-target-per-block", no_argument, 0, 'K'},
                                        {"policy-penalty", required_argument, 0, 'Y'},
                                        {"policy-explore", required_argument, 0, 'X'},
                                        {"policy-only", no_argument, 0, 'O'},
@@ -221,6 +225,9 @@ static int parse_args(int argc, char **argv, opts_t *o)
             break;
         case 'r':
             bad = cli_parse_double("--gate-target-rate", optarg, 0, 100, &o->gate_target_rate);
+            break;
+        case 'K':
+            o->gate_target_per_block = 1;
             break;
         case 'O':
             o->policy_only = 1;
@@ -439,7 +446,7 @@ static int cmd_train(opts_t *o)
     }
     int gate_opts = o->gate_lambda >= 0 || o->gate_soft_steps >= 0 || o->gate_margin >= 0 ||
                     o->gate_margin_weight >= 0 || o->gate_sample || o->gate_target >= 0 ||
-                    o->gate_target_rate >= 0;
+                    o->gate_target_rate >= 0 || o->gate_target_per_block;
     if (gate_opts && fam != ADNN_FAMILY_SKIPNET) {
         fprintf(stderr, "dp-zoo train: the --gate-* options apply to skipnet only\n");
         return 2;
@@ -448,6 +455,10 @@ static int cmd_train(opts_t *o)
                       o->policy_self_critical || o->policy_local_grad || o->policy_max_run >= 0;
     if (policy_opts && fam != ADNN_FAMILY_BLOCKDROP) {
         fprintf(stderr, "dp-zoo train: the --policy-* options apply to blockdrop only\n");
+        return 2;
+    }
+    if (o->gate_target_per_block && !(o->gate_target > 0)) {
+        fprintf(stderr, "dp-zoo train: --gate-target-per-block needs --gate-target\n");
         return 2;
     }
     if (o->policy_local_grad && !o->policy_only) {
@@ -493,6 +504,7 @@ static int cmd_train(opts_t *o)
         g.sample = o->gate_sample;
         if (o->gate_target >= 0) g.target = (float)o->gate_target;
         if (o->gate_target_rate >= 0) g.target_rate = (float)o->gate_target_rate;
+        g.target_per_block = o->gate_target_per_block;
         if ((err = adnn_skipnet_set_train(m, &g))) {
             rc = cli_fail("train", err);
             goto done;
@@ -502,7 +514,8 @@ static int cmd_train(opts_t *o)
                    g.lambda, g.target > 0 ? " (adapted to the target)" : "", g.soft_steps, g.margin,
                    g.margin_weight, g.sample ? "sampled" : "thresholded");
         if (!o->quiet && g.target > 0)
-            printf("dp-zoo train: gates: target mean p_k %g, rate %g\n", g.target, g.target_rate);
+            printf("dp-zoo train: gates: target mean p_k %g%s, rate %g\n", g.target,
+                   g.target_per_block ? " per gate" : "", g.target_rate);
     }
     if (fam == ADNN_FAMILY_BLOCKDROP) {
         adnn_blockdrop_train_t g = adnn_blockdrop_train_default();

@@ -69,8 +69,9 @@ typedef struct skipnet {
     adnn_gap_head_t final;
     int force[ADNN_MAX_BLOCKS];
     adnn_skipnet_train_t opt;
-    double mult;  /* the compute penalty's multiplier when opt.target > 0 */
-    dp_rng_t rng; /* the sampled gates' draws, seeded from the spec's seed */
+    double mult;                    /* the compute penalty's multiplier when opt.target > 0 */
+    double mult_k[ADNN_MAX_BLOCKS]; /* one per gate when opt.target_per_block */
+    dp_rng_t rng;                   /* the sampled gates' draws, seeded from the spec's seed */
     int rng_ready;
     skip_fwd_t fwd;
 } skipnet_t;
@@ -87,6 +88,7 @@ static dp_err_t skip_build(adnn_model_t *m)
         for (int k = 0; k < ADNN_MAX_BLOCKS; k++) f0->force[k] = ADNN_SKIP_GATE_AUTO;
         f0->opt = adnn_skipnet_train_default();
         f0->mult = f0->opt.lambda;
+        for (int k = 0; k < ADNN_MAX_BLOCKS; k++) f0->mult_k[k] = f0->opt.lambda;
     }
     skipnet_t *f = m->fam;
     char nm[64];
@@ -168,9 +170,13 @@ dp_err_t adnn_skipnet_set_train(adnn_model_t *m, const adnn_skipnet_train_t *o)
                           "target is below 1)",
                           o->lambda, o->soft_steps, o->margin, o->margin_weight, o->target,
                           o->target_rate);
+    if (o->target_per_block && !(o->target > 0))
+        return dp_err_set(DP_ERR_INVALID,
+                          "adnn_skipnet_set_train: a target per block needs a target above 0");
     skipnet_t *f = m->fam;
     f->opt = *o;
     f->mult = o->lambda;
+    for (int k = 0; k < ADNN_MAX_BLOCKS; k++) f->mult_k[k] = o->lambda;
     return DP_OK;
 }
 
@@ -442,20 +448,35 @@ static dp_err_t skip_train_step(adnn_model_t *m, const float *x, const int32_t *
     nn_crossentropy_backward(dl, probs, y, n, K, 1.0f);
     /* margin term on the logits, its gradient handed to the gates as dt */
     double thr = m->spec.gate_threshold, tstar = log(thr / (1.0 - thr));
-    double psum = 0, msum = 0, mw = (double)o->margin_weight / ((double)n * G);
-    for (int k = 0; k < G; k++)
+    double psum = 0, msum = 0, mw = (double)o->margin_weight / ((double)n * G), pen_k = 0;
+    double pk[ADNN_MAX_BLOCKS];
+    for (int k = 0; k < G; k++) {
+        const skip_gate_act_t *ga = &f->fwd.gate[k];
+        /* a multiplier per gate: its penalty's gradient on the logit,
+         * mult_k p (1 - p) / (n G), goes to the gate through dt */
+        double lk = o->target_per_block ? f->mult_k[k] / ((double)n * G) : 0.0;
+        pk[k] = 0;
         for (int i = 0; i < n; i++) {
-            const skip_gate_act_t *ga = &f->fwd.gate[k];
-            double d = (double)ga->t[i] - tstar, s = ga->p[i] > thr ? 1.0 : -1.0;
-            psum += ga->p[i];
+            double p = ga->p[i], d = (double)ga->t[i] - tstar, s = p > thr ? 1.0 : -1.0;
+            pk[k] += p;
             int inside = o->margin_weight > 0 && s * d < o->margin;
             msum += inside ? o->margin - s * d : 0.0;
-            dt[(size_t)i * G + k] = inside ? (float)(-s * mw) : 0.0f;
+            dt[(size_t)i * G + k] =
+                (inside ? (float)(-s * mw) : 0.0f) + (float)(lk * p * (1.0 - p));
         }
-    double lambda = o->target > 0 ? f->mult : o->lambda, mean_p = psum / ((double)n * G);
-    *loss = l + lambda * mean_p + mw * msum;
+        psum += pk[k];
+        pk[k] /= n;
+        pen_k += o->target_per_block ? f->mult_k[k] * pk[k] / G : 0.0;
+    }
+    double lambda = o->target_per_block ? 0.0 : o->target > 0 ? f->mult : o->lambda;
+    double mean_p = psum / ((double)n * G);
+    *loss = l + lambda * mean_p + pen_k + mw * msum;
     *correct = adnn_count_correct(f->fwd.logits, y, n, K);
-    if (o->target > 0) f->mult = fmax(0.0, f->mult + o->target_rate * (mean_p - o->target));
+    if (o->target_per_block)
+        for (int k = 0; k < G; k++)
+            f->mult_k[k] = fmax(0.0, f->mult_k[k] + o->target_rate * (pk[k] - o->target));
+    else if (o->target > 0)
+        f->mult = fmax(0.0, f->mult + o->target_rate * (mean_p - o->target));
     return skip_backward(m, dl, dt, (float)(lambda / (n * G)), NULL);
 }
 

@@ -36,24 +36,29 @@ dp_err_t adnn_skipnet_force_gate(adnn_model_t *m, int k, int mode);
  * target_rate * (mean p_k - target), never below 0, starting from lambda).
  * A fixed lambda either runs every block or drops a fixed share; a target
  * fixes how much is dropped and leaves the gates to choose which blocks for
- * which inputs. */
+ * which inputs.
+ * target_per_block: one multiplier per gate, each keeping its own gate's
+ * mean p_k at target, so no gate can settle on always or never running its
+ * block: every block is skipped for some inputs and run for the others
+ * (needs target > 0; DP_ERR_INVALID otherwise). */
 typedef struct adnn_skipnet_train {
-    float lambda;        /* compute penalty on mean p_k (default 0.1) */
-    int soft_steps;      /* Adam steps with soft gates (default 500) */
-    float margin;        /* logit margin (default 0) */
-    float margin_weight; /* weight of the margin term (default 0: off) */
-    int sample;          /* hard gates drawn from Bernoulli(p_k) (default 0: off) */
-    float target;        /* mean p_k the multiplier aims at (default 0: fixed lambda) */
-    float target_rate;   /* the multiplier's step per batch (default 0.01) */
+    float lambda;         /* compute penalty on mean p_k (default 0.1) */
+    int soft_steps;       /* Adam steps with soft gates (default 500) */
+    float margin;         /* logit margin (default 0) */
+    float margin_weight;  /* weight of the margin term (default 0: off) */
+    int sample;           /* hard gates drawn from Bernoulli(p_k) (default 0: off) */
+    float target;         /* mean p_k the multiplier aims at (default 0: fixed lambda) */
+    float target_rate;    /* the multiplier's step per batch (default 0.01) */
+    int target_per_block; /* a multiplier per gate (default 0: one for all) */
 } adnn_skipnet_train_t;
 
 /* The defaults above. */
 adnn_skipnet_train_t adnn_skipnet_train_default(void);
 
 /* Sets the objective of later adnn_train_step calls (not saved with the
- * model; the multiplier restarts from lambda). DP_ERR_INVALID for another
- * family, DP_ERR_RANGE for a negative or non-finite value or a target of 1
- * or more. */
+ * model; the multipliers restart from lambda). DP_ERR_INVALID for another
+ * family or a target per block without a target, DP_ERR_RANGE for a
+ * negative or non-finite value or a target of 1 or more. */
 dp_err_t adnn_skipnet_set_train(adnn_model_t *m, const adnn_skipnet_train_t *o);
 
 #endif

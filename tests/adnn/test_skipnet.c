@@ -364,6 +364,47 @@ Test(skipnet, train_target_adapts_the_penalty)
     adnn_model_destroy(&high);
 }
 
+/* A multiplier per gate: starting from lambda 0, the first step is the
+ * plain one; at the second each gate's penalty is rate * (its mean p_k -
+ * target) times its mean p_k, so the per-gate penalty exceeds the one
+ * shared multiplier's, rate * (mean p - target) * mean p, by the covariance
+ * of the gates' means across the two steps (positive when they differ). */
+Test(skipnet, train_target_per_block)
+{
+    float x[4 * IMG];
+    int32_t y[4] = {1, 3, 5, 7};
+    adnn_test_fill_images(x, 4 * IMG, 31);
+    adnn_skipnet_train_t o = adnn_skipnet_train_default();
+    o.soft_steps = 0;
+    o.lambda = 0;
+    adnn_model_t *plain = new_skip(ADNN_GATE_RECURRENT, 32),
+                 *one = new_skip(ADNN_GATE_RECURRENT, 32), *per = new_skip(ADNN_GATE_RECURRENT, 32),
+                 *above = new_skip(ADNN_GATE_RECURRENT, 32);
+    cr_assert_eq(adnn_skipnet_set_train(plain, &o), DP_OK);
+    o.target = 0.01f, o.target_rate = 1;
+    cr_assert_eq(adnn_skipnet_set_train(one, &o), DP_OK);
+    o.target_per_block = 1;
+    cr_assert_eq(adnn_skipnet_set_train(per, &o), DP_OK);
+    o.target = 0.99f;
+    cr_assert_eq(adnn_skipnet_set_train(above, &o), DP_OK);
+    double lp[2], lo[2], lk[2], la[2];
+    for (int r = 0; r < 2; r++) {
+        cr_assert_eq(adnn_train_step(plain, x, y, 4, &lp[r], NULL), DP_OK);
+        cr_assert_eq(adnn_train_step(one, x, y, 4, &lo[r], NULL), DP_OK);
+        cr_assert_eq(adnn_train_step(per, x, y, 4, &lk[r], NULL), DP_OK);
+        cr_assert_eq(adnn_train_step(above, x, y, 4, &la[r], NULL), DP_OK);
+    }
+    cr_assert(lp[0] == lo[0] && lp[0] == lk[0] && lp[0] == la[0], "first step: %g %g %g %g", lp[0],
+              lo[0], lk[0], la[0]);
+    cr_assert_gt(lo[1], lp[1], "one multiplier, target below: %g vs %g", lo[1], lp[1]);
+    cr_assert_gt(lk[1], lo[1], "a multiplier per gate: %.9g, one for all: %.9g", lk[1], lo[1]);
+    cr_assert_eq(la[1], lp[1], "every gate below its target: %g vs %g", la[1], lp[1]);
+    adnn_model_destroy(&plain);
+    adnn_model_destroy(&one);
+    adnn_model_destroy(&per);
+    adnn_model_destroy(&above);
+}
+
 Test(skipnet, train_options_checked)
 {
     adnn_skipnet_train_t o = adnn_skipnet_train_default();
@@ -384,6 +425,8 @@ Test(skipnet, train_options_checked)
     cr_assert_eq(adnn_skipnet_set_train(m, &bad), DP_ERR_RANGE);
     bad = o, bad.target = 0.5f, bad.target_rate = -1;
     cr_assert_eq(adnn_skipnet_set_train(m, &bad), DP_ERR_RANGE);
+    bad = o, bad.target_per_block = 1; /* without a target */
+    cr_assert_eq(adnn_skipnet_set_train(m, &bad), DP_ERR_INVALID);
     cr_assert_eq(adnn_skipnet_set_train(m, &o), DP_OK);
     adnn_model_destroy(&m);
     adnn_spec_t s = adnn_test_spec(ADNN_FAMILY_BLOCKDROP);
