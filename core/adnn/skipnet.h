@@ -38,10 +38,9 @@ dp_err_t adnn_skipnet_force_gate(adnn_model_t *m, int k, int mode);
  * fixes how much is dropped and leaves the gates to choose which blocks for
  * which inputs.
  * target_per_block: one multiplier per gate, each raised while its own
- * gate's batch mean p_k is above target (and never below 0), so no gate
- * can settle on running its block for every input: at most about target of
- * the inputs run each block, and the gates choose which (needs target > 0;
- * DP_ERR_INVALID otherwise). */
+ * gate's batch mean p_k is above target (and never below 0), so a gate that
+ * runs its block for most inputs is pushed, on its own, to choose which
+ * inputs skip it (needs target > 0; DP_ERR_INVALID otherwise). */
 typedef struct adnn_skipnet_train {
     float lambda;         /* compute penalty on mean p_k (default 0.1) */
     int soft_steps;       /* Adam steps with soft gates (default 500) */
