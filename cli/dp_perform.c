@@ -38,7 +38,7 @@ typedef enum { T_STR, T_LONG, T_DOUBLE, T_FLAG, T_NORM } ftype_t;
 
 typedef struct opts {
     const char *cmd, *model, *gen, *out, *ckpt, *data_dir, *method;
-    long norm, l2_at_most, l2_exact, json, quiet;
+    long norm, l2_at_most, l2_exact, linf_scaled, json, quiet;
     double eps, alpha, beta, lr, idpb, time_limit;
     long seeds, offset, train_n, val_n, width, batch, epochs, patience, iters, seed, threads;
     long lr_step1, lr_step2;
@@ -67,6 +67,8 @@ static const flag_t flags[] = {
      "L2 projection scales down only above eps (the default)"},
     {"l2-exact", "DP_PERFORM_L2_EXACT", NULL, T_FLAG, 0, 0, O(l2_exact),
      "L2 projection sets the norm to exactly eps (the published code)"},
+    {"linf-scaled", "DP_PERFORM_LINF_SCALED", NULL, T_FLAG, 0, 0, O(linf_scaled),
+     "train, Linf: delta = eps * g instead of clip(g, -eps, eps) (saved with the generator)"},
     {"seeds", "DP_PERFORM_SEEDS", "N", T_LONG, 1, 1 << 24, O(seeds),
      "test seeds: test images [offset, offset+N) (default %D)"},
     {"seed-offset", "DP_PERFORM_SEED_OFFSET", "N", T_LONG, 0, 1 << 24, O(offset), "(default %D)"},
@@ -238,6 +240,7 @@ static dp_task_settings_t settings_of(const opts_t *o)
     if (o->norm >= 0) s.budget.norm = (perf_norm_t)o->norm;
     s.budget.eps = (float)o->eps;
     s.budget.l2_at_most = !o->l2_exact;
+    s.budget.linf_scaled = s.budget.norm == PERF_NORM_LINF && o->linf_scaled;
     s.model_name = o->model ? cli_base_name(o->model) : "";
     s.width = (int)o->width, s.batch = (int)o->batch, s.epochs = (int)o->epochs;
     s.patience = (int)o->patience, s.lr_step1 = (int)o->lr_step1, s.lr_step2 = (int)o->lr_step2;
@@ -351,6 +354,10 @@ static int cmd_train(opts_t *o)
     if (!cli_out_file_ok("--out", o->out) || !out_not_model(o) ||
         (o->ckpt && !cli_out_file_ok("--checkpoint", o->ckpt)))
         return 1;
+    if (o->linf_scaled && o->norm != PERF_NORM_LINF) {
+        fprintf(stderr, "dp-perform train: --linf-scaled applies to --norm linf only\n");
+        return 2;
+    }
     if (o->batch < 2) { /* BatchNorm's training statistics need two images */
         fprintf(stderr, "dp-perform train: --batch must be >= 2 for training, got %ld\n", o->batch);
         return 2;
@@ -384,8 +391,10 @@ static int cmd_train(opts_t *o)
                "from epoch %d, x0.01 from %d, patience %d), %ld training + %ld held-out images, "
                "%d threads, checkpoint %s\n",
                cli_base_name(o->model), perf_norm_name(c.budget.norm), c.budget.eps,
-               c.budget.norm == PERF_NORM_L2 && !c.budget.l2_at_most ? " (exactly)" : "", c.width,
-               c.batch, c.epochs, (double)c.lr, s1, s2, c.patience, o->train_n, o->val_n,
+               c.budget.norm == PERF_NORM_L2 && !c.budget.l2_at_most ? " (exactly)"
+               : c.budget.linf_scaled                                ? " (scaled)"
+                                                                     : "",
+               c.width, c.batch, c.epochs, (double)c.lr, s1, s2, c.patience, o->train_n, o->val_n,
                nn_get_threads(), io.checkpoint);
     }
     if (dp_task_train(&s, &io, &out)) {

@@ -181,7 +181,7 @@ static void write_seeds(const char *dir)
         s->flops_adv[i] = 1.5e6;
     }
     s->flops_full = 2e6, s->seconds = 0.25, s->method = PERF_METHOD_RANDOM;
-    s->budget = (perf_budget_t){PERF_NORM_L2, 0.5f, 1};
+    s->budget = (perf_budget_t){PERF_NORM_L2, 0.5f, 1, 0};
     snprintf(s->model, sizeof s->model, "sdn_resnet_fmnist");
     snprintf(path, sizeof path, "%s/samples_2x1x4x4.st", dir);
     CHECK(perf_samples_save(s, path) == DP_OK);
@@ -191,7 +191,7 @@ static void write_seeds(const char *dir)
     c.h = c.w = 13, c.width = 1, c.max_batch = 1, c.inference_only = 1;
     perf_gen_t *g = perf_gen_new(&c);
     CHECK(g);
-    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0, 0};
     snprintf(path, sizeof path, "%s/gen_1x13x13_w1.st", dir);
     CHECK(perf_gen_save(g, &b, path) == DP_OK);
     perf_gen_destroy(&g);

@@ -41,7 +41,13 @@ void perf_project(const perf_budget_t *b, const float *g, float *delta, int n, s
     for (int i = 0; i < n; i++) {
         const float *gi = g + (size_t)i * d;
         float *di = delta + (size_t)i * d;
-        if (b->norm == PERF_NORM_LINF) {
+        if (b->norm == PERF_NORM_LINF && b->linf_scaled) {
+            /* |g| < 1 from the tanh; the clip keeps any other g inside too */
+            for (size_t j = 0; j < d; j++) {
+                float v = b->eps * gi[j];
+                di[j] = v > b->eps ? b->eps : (v < -b->eps ? -b->eps : v);
+            }
+        } else if (b->norm == PERF_NORM_LINF) {
             for (size_t j = 0; j < d; j++)
                 di[j] = gi[j] > b->eps ? b->eps : (gi[j] < -b->eps ? -b->eps : gi[j]);
         } else {
@@ -57,6 +63,10 @@ void perf_project_backward(const perf_budget_t *b, const float *g, const float *
     for (int i = 0; i < n; i++) {
         const float *gi = g + (size_t)i * d, *dd = ddelta + (size_t)i * d;
         float *o = dg + (size_t)i * d;
+        if (b->norm == PERF_NORM_LINF && b->linf_scaled) {
+            for (size_t j = 0; j < d; j++) o[j] = fabsf(gi[j]) <= 1.0f ? b->eps * dd[j] : 0.0f;
+            continue;
+        }
         if (b->norm == PERF_NORM_LINF) {
             for (size_t j = 0; j < d; j++) o[j] = fabsf(gi[j]) <= b->eps ? dd[j] : 0.0f;
             continue;

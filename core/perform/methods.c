@@ -361,6 +361,7 @@ static void project_ball(const perf_budget_t *b, float *delta, int n, size_t d)
 {
     perf_budget_t bb = *b;
     bb.l2_at_most = 1;
+    bb.linf_scaled = 0;
     perf_project(&bb, delta, delta, n, d);
 }
 

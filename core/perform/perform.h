@@ -38,9 +38,13 @@ typedef enum perf_norm { PERF_NORM_LINF = 0, PERF_NORM_L2 = 1 } perf_norm_t;
 typedef struct perf_budget {
     perf_norm_t norm;
     float eps;
-    int l2_at_most; /* L2 only: 1 scales down only when ||g|| > eps; 0 sets ||delta|| = eps
-                       (the published code). Default 1 (perf_train_config_default, the task
-                       layer, dp-perform), as campaign.proto's Budget.l2_exact = false */
+    int l2_at_most;  /* L2 only: 1 scales down only when ||g|| > eps; 0 sets ||delta|| = eps
+                        (the published code). Default 1 (perf_train_config_default, the task
+                        layer, dp-perform), as campaign.proto's Budget.l2_exact = false */
+    int linf_scaled; /* Linf only: delta = eps * g (g in (-1, 1), the generator's tanh output)
+                        instead of clip(g, -eps, eps), whose gradient is 0 on every clipped
+                        pixel. A generator's setting, saved with it; baselines ignore it.
+                        Default 0 (dp-perform train --linf-scaled sets it) */
 } perf_budget_t;
 
 /* "linf" / "l2"; parse returns -1 if unknown. */

@@ -129,7 +129,9 @@ static dp_err_t set_gen_meta(st_writer_t *w, const perf_gen_t *g, const perf_bud
         (err = set_meta_f(w, "slope", c->slope)) ||
         (err = set_meta_f(w, "res_slope", c->res_slope)) ||
         (err = st_writer_set_metadata(w, "norm", perf_norm_name(b->norm))) ||
-        (err = set_meta_f(w, "eps", b->eps)) || (err = set_meta_f(w, "l2_at_most", b->l2_at_most)))
+        (err = set_meta_f(w, "eps", b->eps)) ||
+        (err = set_meta_f(w, "l2_at_most", b->l2_at_most)) ||
+        (err = set_meta_f(w, "linf_scaled", b->linf_scaled)))
         return err;
     return DP_OK;
 }
@@ -181,6 +183,11 @@ static dp_err_t gen_config_from(const st_file_t *f, int max_batch, perf_gen_conf
     b->norm = (perf_norm_t)perf_norm_parse(norm);
     b->eps = (float)v[6];
     b->l2_at_most = (int)v[7];
+    /* absent in generators saved before it: the clip */
+    double sc = 0;
+    if (st_metadata(f, "linf_scaled") && (meta_f(f, "linf_scaled", &sc) || (sc != 0 && sc != 1)))
+        return dp_err_set(DP_ERR_FORMAT, "%s: metadata 'linf_scaled' is not 0 or 1", st_path(f));
+    b->linf_scaled = (int)sc;
     return DP_OK;
 }
 
@@ -273,8 +280,9 @@ static dp_err_t ckpt_load(const char *path, perf_gen_t *g, perf_disc_t *d,
     const perf_gen_config_t *gc = perf_gen_config(g);
     if (c.c != gc->c || c.h != gc->h || c.w != gc->w || c.width != gc->width ||
         b.norm != cfg->budget.norm || b.eps != cfg->budget.eps ||
-        b.l2_at_most != cfg->budget.l2_at_most || meta_f(f, "seed", &v) || v != (double)cfg->seed ||
-        meta_f(f, "alpha", &v) || (float)v != cfg->alpha) {
+        b.l2_at_most != cfg->budget.l2_at_most || b.linf_scaled != cfg->budget.linf_scaled ||
+        meta_f(f, "seed", &v) || v != (double)cfg->seed || meta_f(f, "alpha", &v) ||
+        (float)v != cfg->alpha) {
         err = dp_err_set(DP_ERR_MISMATCH,
                          "%s: checkpoint was written with other settings (shape, width, "
                          "budget, seed or alpha)",

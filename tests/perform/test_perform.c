@@ -48,7 +48,7 @@ Test(perform, projections_linf_l2)
 {
     float g[2 * D], dl[2 * D];
     fill_uniform(g, 2 * D, 1, -1, 1);
-    perf_budget_t b = {PERF_NORM_LINF, 0.05f, 0};
+    perf_budget_t b = {PERF_NORM_LINF, 0.05f, 0, 0};
     perf_project(&b, g, dl, 2, D);
     for (int i = 0; i < 2; i++) cr_assert_leq(perf_norm_of(b.norm, dl + i * D, D), 0.05 + 1e-7);
     b.norm = PERF_NORM_L2;
@@ -62,6 +62,12 @@ Test(perform, projections_linf_l2)
     perf_project(&b, g, dl, 2, D);
     cr_assert_eq(memcmp(g, dl, D * sizeof(float)), 0);
     cr_assert_float_eq(perf_norm_of(b.norm, dl + D, D), 1.0, 1e-5);
+    /* Linf scaled: delta = eps * g, inside the budget with no pixel clipped */
+    fill_uniform(g, 2 * D, 1, -1, 1);
+    b = (perf_budget_t){PERF_NORM_LINF, 0.03f, 0, 1};
+    perf_project(&b, g, dl, 2, D);
+    for (int j = 0; j < 2 * D; j++) cr_assert_eq(dl[j], 0.03f * g[j], "pixel %d", j);
+    for (int i = 0; i < 2; i++) cr_assert_leq(perf_norm_of(b.norm, dl + i * D, D), 0.03);
 }
 
 /* Directional derivative of <w, project(g)> against central differences. */
@@ -71,9 +77,12 @@ Test(perform, projection_backward_fd)
     float g[D], w[D], dg[D], v[D], gp[D], out[D];
     fill_uniform(w, D, 3, -1, 1);
     fill_uniform(v, D, 4, -1, 1);
-    for (int mode = 0; mode < 3; mode++) {
-        perf_budget_t b = {mode == 0 ? PERF_NORM_LINF : PERF_NORM_L2, mode == 0 ? 0.5f : 2.0f,
-                           mode == 2};
+    for (int mode = 0; mode < 4; mode++) { /* clip, L2 exact, L2 at most, Linf scaled */
+        perf_budget_t b = {mode == 0 || mode == 3 ? PERF_NORM_LINF : PERF_NORM_L2,
+                           mode == 0   ? 0.5f
+                           : mode == 3 ? 0.03f
+                                       : 2.0f,
+                           mode == 2, mode == 3};
         fill_uniform(g, D, 5 + mode, -1, 1);
         perf_project_backward(&b, g, w, dg, 1, D);
         double ana = 0, h = 1e-3, f[2];
@@ -98,7 +107,7 @@ Test(perform, random_in_ball)
     dp_rng_seed(&r, 9);
     double mean_r = 0;
     for (int i = 0; i < 200; i++) {
-        perf_budget_t b = {PERF_NORM_L2, 1.5f, 1};
+        perf_budget_t b = {PERF_NORM_L2, 1.5f, 1, 0};
         perf_random_delta(&b, &r, d, D);
         double n = perf_norm_of(PERF_NORM_L2, d, D);
         cr_assert_leq(n, 1.5 + 1e-6);
@@ -151,11 +160,11 @@ Test(perform, budget_all_outputs, .timeout = 600)
     gc.width = 8, gc.max_batch = 4, gc.inference_only = 1, gc.seed = 3;
     perf_gen_t *g = perf_gen_new(&gc);
     cr_assert_not_null(g);
-    perf_budget_t budgets[5] = {{PERF_NORM_LINF, 0.03f, 0},
-                                {PERF_NORM_LINF, 0.09f, 0},
-                                {PERF_NORM_L2, 0.5f, 0},
-                                {PERF_NORM_L2, 1.5f, 0},
-                                {PERF_NORM_L2, 1.0f, 1}};
+    perf_budget_t budgets[5] = {{PERF_NORM_LINF, 0.03f, 0, 0},
+                                {PERF_NORM_LINF, 0.09f, 0, 0},
+                                {PERF_NORM_L2, 0.5f, 0, 0},
+                                {PERF_NORM_L2, 1.5f, 0, 0},
+                                {PERF_NORM_L2, 1.0f, 1, 0}};
     for (int bi = 0; bi < 5; bi++) {
         const perf_budget_t *b = &budgets[bi];
         for (int meth = 0; meth < 4; meth++) {
@@ -254,7 +263,7 @@ static int edge_seeds(float *x, int cap, float eps)
  * the checker refuses it, perf_apply_budget gives the last float within. */
 Test(budget, reported_case)
 {
-    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0, 0};
     float x = 187.0f / 255.0f, delta = 0.09f, old, v;
     cr_assert_eq(x, 0.733333349f);
     perf_apply(&x, &delta, &old, 1);
@@ -277,7 +286,7 @@ Test(budget, checker_refuses_one_ulp_over)
 {
     static float xs[2000], x[D], xa[D];
     for (size_t e = 0; e < N_EDGE_EPS; e++) {
-        perf_budget_t b = {PERF_NORM_LINF, edge_eps[e], 0};
+        perf_budget_t b = {PERF_NORM_LINF, edge_eps[e], 0, 0};
         int n = edge_seeds(xs, 2000, b.eps), refused = 0;
         for (int i = 0; i < n; i++)
             for (int dir = -1; dir <= 1; dir += 2) {
@@ -295,7 +304,7 @@ Test(budget, checker_refuses_one_ulp_over)
             }
         cr_assert_gt(refused, n / 2, "eps %.9g: %d of %d refused", b.eps, refused, 2 * n);
     }
-    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0, 0};
     for (int j = 0; j < D; j++) x[j] = xa[j] = 0.5f;
     xa[3] = NAN;
     cr_assert_not(perf_within_budget(&b, x, xa, D), "NaN");
@@ -311,7 +320,7 @@ Test(budget, checker_refuses_one_ulp_over)
     int hidden = 0;
     for (size_t e = 0; e < sizeof eps_l2 / sizeof eps_l2[0]; e++)
         for (int m = 0; m < 2; m++) {
-            perf_budget_t l2 = {PERF_NORM_L2, eps_l2[e], m};
+            perf_budget_t l2 = {PERF_NORM_L2, eps_l2[e], m, 0};
             for (int j = 0; j < D; j++) x[j] = xa[j] = (float)(j % 256) / 255.0f * 0.5f + 0.2f;
             for (int j = 0; j < 4; j++) xa[j] = x[j] + l2.eps / 2;
             while (!perf_within_budget(&l2, x, xa, D)) xa[0] = nextafterf(xa[0], 0.0f);
@@ -342,7 +351,7 @@ Test(budget, apply_linf_boundary)
     static float xs[3000];
     int nudged = 0;
     for (size_t e = 0; e < N_EDGE_EPS; e++) {
-        perf_budget_t b = {PERF_NORM_LINF, edge_eps[e], 0};
+        perf_budget_t b = {PERF_NORM_LINF, edge_eps[e], 0, 0};
         int n = edge_seeds(xs, 3000, b.eps);
         dp_rng_t r;
         dp_rng_seed(&r, 5 + e);
@@ -380,7 +389,7 @@ Test(budget, apply_linf_boundary)
     cr_assert_gt(nudged, 100, "the boundary cases were reached (%d)", nudged);
     /* a whole image and a batch: the same as pixel by pixel */
     static float x[3 * D], dl[3 * D], xa[3 * D];
-    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0, 0};
     fill_uniform(dl, 3 * D, 8, -0.2f, 0.2f);
     for (int j = 0; j < 3 * D; j++) x[j] = (float)(j % 256) / 255.0f;
     perf_apply_budget(&b, x, dl, xa, 3, D);
@@ -405,7 +414,7 @@ Test(budget, apply_l2_boundary)
     for (size_t e = 0; e < sizeof eps_l2 / sizeof eps_l2[0]; e++)
         for (int t = 0; t < 200; t++) {
             int clip = t % 2, at_most = t % 4 >= 2;
-            perf_budget_t b = {PERF_NORM_L2, eps_l2[e], at_most};
+            perf_budget_t b = {PERF_NORM_L2, eps_l2[e], at_most, 0};
             fill_uniform(x, D, 1000 + t, 0.0f, 1.0f);
             for (int j = 0; j < D; j++) /* 8-bit pixels; interior ones unless clip */
                 x[j] = clip ? (float)(int)(x[j] * x[j] * 255.0f + 0.5f) / 255.0f
@@ -433,7 +442,7 @@ Test(budget, apply_l2_boundary)
         }
     cr_assert_gt(shrunk, trials / 10, "%d of %d needed a shrink", shrunk, trials);
     /* far outside the ball, and a delta of zeros */
-    perf_budget_t b = {PERF_NORM_L2, 1.0f, 1};
+    perf_budget_t b = {PERF_NORM_L2, 1.0f, 1, 0};
     fill_uniform(dl, D, 9, -1.0f, 1.0f);
     for (int j = 0; j < D; j++) x[j] = (float)(j % 256) / 255.0f;
     perf_apply_budget(&b, x, dl, xa, 1, D);
@@ -449,7 +458,7 @@ Test(budget, apply_l2_boundary)
 Test(budget, summary_no_slack)
 {
     perf_samples_t *s = perf_samples_new(2, 1, 2, 2);
-    s->budget = (perf_budget_t){PERF_NORM_LINF, 0.09f, 0};
+    s->budget = (perf_budget_t){PERF_NORM_LINF, 0.09f, 0, 0};
     s->flops_full = 10;
     for (int i = 0; i < 2; i++) s->flops_seed[i] = s->flops_adv[i] = 5;
     for (int j = 0; j < 8; j++) s->xadv[j] = 0.5f;
@@ -487,11 +496,11 @@ Test(budget, methods_strict_on_8bit_seeds, .timeout = 600)
     gc.width = 8, gc.max_batch = 4, gc.inference_only = 1, gc.seed = 7;
     perf_gen_t *g = perf_gen_new(&gc);
     cr_assert_not_null(g);
-    perf_budget_t budgets[] = {{PERF_NORM_LINF, 0.09f, 0},
-                               {PERF_NORM_LINF, 8.0f / 255.0f, 0},
-                               {PERF_NORM_LINF, 0.03f, 0},
-                               {PERF_NORM_L2, 1.0f, 0},
-                               {PERF_NORM_L2, 0.5f, 1}};
+    perf_budget_t budgets[] = {{PERF_NORM_LINF, 0.09f, 0, 0},
+                               {PERF_NORM_LINF, 8.0f / 255.0f, 0, 0},
+                               {PERF_NORM_LINF, 0.03f, 0, 0},
+                               {PERF_NORM_L2, 1.0f, 0, 0},
+                               {PERF_NORM_L2, 0.5f, 1, 0}};
     for (size_t bi = 0; bi < sizeof budgets / sizeof budgets[0]; bi++)
         for (int meth = 0; meth < 4; meth++) {
             const perf_budget_t *b = &budgets[bi];
@@ -531,7 +540,7 @@ Test(budget, methods_strict_on_8bit_seeds, .timeout = 600)
 static perf_samples_t *baseline_run(adnn_model_t *m, int meth, const float *x, int lo, int hi,
                                     int workers)
 {
-    const perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    const perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0, 0};
     perf_samples_t *s = perf_samples_new(hi - lo, 1, 28, 28);
     cr_assert_not_null(s);
     for (int i = lo; i < hi; i++) s->seed_index[i - lo] = i;
@@ -576,7 +585,7 @@ Test(perform, baselines_same_bits_whatever_the_set, .timeout = 600)
         perf_samples_destroy(&all);
     }
     /* a slot outside the batch is refused, naming it */
-    const perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    const perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0, 0};
     perf_samples_t *s = perf_samples_new(2, 1, 28, 28);
     perf_ilfo_config_t c = perf_ilfo_config_default();
     c.batch = 4, c.first_slot = 4;
@@ -734,7 +743,14 @@ Test(perform, train_deterministic_and_resume, .timeout = 600)
     perf_budget_t bud = tiny_train(NULL).budget, bud2;
     cr_assert_eq(perf_gen_save(a, &bud, gp), DP_OK, "%s", dp_err_detail());
     cr_assert_eq(perf_gen_load(gp, 4, &g, &bud2), DP_OK, "%s", dp_err_detail());
-    cr_assert(bud2.norm == bud.norm && bud2.eps == bud.eps && bud2.l2_at_most == 1);
+    cr_assert(bud2.norm == bud.norm && bud2.eps == bud.eps && bud2.l2_at_most == 1 &&
+              bud2.linf_scaled == 0);
+    perf_gen_destroy(&g);
+    perf_budget_t scaled = bud;
+    scaled.linf_scaled = 1;
+    cr_assert_eq(perf_gen_save(a, &scaled, gp), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(perf_gen_load(gp, 4, &g, &bud2), DP_OK, "%s", dp_err_detail());
+    cr_assert_eq(bud2.linf_scaled, 1, "the scaled Linf mapping is saved with the generator");
     perf_samples_t *s1 = perf_samples_new(4, 1, 28, 28), *s2 = perf_samples_new(4, 1, 28, 28);
     cr_assert_eq(perf_generate(a, m, &bud, x, s1, 1), DP_OK);
     cr_assert_eq(perf_generate(g, m, &bud, x, s2, 1), DP_OK);
@@ -768,7 +784,7 @@ Test(perform, generate_per_input_deterministic)
     perf_gen_config_t gc = perf_gen_config_default();
     gc.width = 8, gc.max_batch = 5, gc.inference_only = 1;
     perf_gen_t *g = perf_gen_new(&gc);
-    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0, 0};
     perf_samples_t *all = perf_samples_new(5, 1, 28, 28), *one = perf_samples_new(1, 1, 28, 28),
                    *mix = perf_samples_new(5, 1, 28, 28);
     cr_assert_eq(perf_generate(g, m, &b, x, all, 1), DP_OK);
@@ -813,7 +829,7 @@ static perf_samples_t *run_workers(adnn_model_t *m, int meth, perf_norm_t norm, 
     perf_samples_t *s = perf_samples_new(n, 1, 28, 28);
     cr_assert_not_null(s);
     for (int i = 0; i < n; i++) s->seed_index[i] = 100 + i;
-    perf_budget_t b = {norm, norm == PERF_NORM_LINF ? 0.09f : 1.0f, 0};
+    perf_budget_t b = {norm, norm == PERF_NORM_LINF ? 0.09f : 1.0f, 0, 0};
     dp_err_t err;
     if (meth == PERF_METHOD_ILFO) {
         perf_ilfo_config_t c = perf_ilfo_config_default();
@@ -1136,7 +1152,7 @@ Test(perform, baseline_progress_lines, .init = cr_redirect_stdout)
     float *x = seeds(6, 91);
     perf_samples_t *s = perf_samples_new(6, 1, 28, 28);
     for (int i = 0; i < 6; i++) s->seed_index[i] = i;
-    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0};
+    perf_budget_t b = {PERF_NORM_LINF, 0.09f, 0, 0};
     perf_ilfo_config_t c = perf_ilfo_config_default();
     c.iters = 2, c.batch = 2, c.progress_every = 1e-9, c.hooks = hooks;
     cr_assert_eq(perf_ilfo(m, &b, &c, x, s), DP_OK, "%s", dp_err_detail());

@@ -91,7 +91,7 @@ static perf_samples_t *valid_set(void)
 {
     perf_samples_t *s = perf_samples_new(1, 1, 2, 2);
     cr_assert_not_null(s);
-    s->budget = (perf_budget_t){PERF_NORM_LINF, 0.09f, 0};
+    s->budget = (perf_budget_t){PERF_NORM_LINF, 0.09f, 0, 0};
     s->method = PERF_METHOD_RANDOM;
     s->flops_full = 2e6, s->seconds = 0.5;
     s->flops_seed[0] = 1e6, s->flops_adv[0] = 1.5e6;
@@ -236,14 +236,14 @@ Test(samples_meta, generator_eps_checked_as_float)
     const char *p = path_of("gen.st");
     float epss[] = {(float)1e-9, 1e6f, 0.09f};
     for (size_t i = 0; i < sizeof epss / sizeof epss[0]; i++) {
-        perf_budget_t b = {PERF_NORM_L2, epss[i], 1}, b2;
+        perf_budget_t b = {PERF_NORM_L2, epss[i], 1, 0}, b2;
         cr_assert_eq(perf_gen_save(g, &b, p), DP_OK, "%s", dp_err_detail());
         cr_assert_eq(perf_gen_load(p, 1, &h, &b2), DP_OK, "eps %g: %s", epss[i], dp_err_detail());
         cr_assert_eq(memcmp(&b2.eps, &b.eps, sizeof(float)), 0);
         perf_gen_destroy(&h);
     }
     /* below the float bound: refused, naming the field */
-    perf_budget_t b = {PERF_NORM_L2, 9.9e-10f, 1}, b2;
+    perf_budget_t b = {PERF_NORM_L2, 9.9e-10f, 1, 0}, b2;
     cr_assert_eq(perf_gen_save(g, &b, p), DP_OK, "%s", dp_err_detail());
     cr_assert_eq(perf_gen_load(p, 1, &h, &b2), DP_ERR_FORMAT);
     cr_assert(strstr(dp_err_detail(), "metadata 'eps' is 9.9"), "%s", dp_err_detail());
