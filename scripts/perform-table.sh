@@ -15,6 +15,7 @@
 #   BATCH=32
 #   ALPHA=0  BETA=0  ILFO_ITERS=300  THREADS=1  METHODS="deepperform random ilfo deepsloth"
 #   L2_AT_MOST=0 (1: "at most eps" projection for the generator)
+#   LINF_SCALED=0 (1: Linf generators trained with --linf-scaled, delta = eps * g)
 #   JOBS=1 (models worked on side by side; with THREADS=1 each, JOBS=cores is
 #   the fastest setting on the shipped models: docs/PERFORM.md, Threads)
 # Reduced example (minutes, not hours):
@@ -43,6 +44,7 @@ BETA=${BETA:-0}
 ILFO_ITERS=${ILFO_ITERS:-300}
 THREADS=${THREADS:-1}
 L2_AT_MOST=${L2_AT_MOST:-0}
+LINF_SCALED=${LINF_SCALED:-0}
 METHODS=${METHODS:-"deepperform random ilfo deepsloth"}
 if [ -z "${MODELS:-}" ]; then
   MODELS=$(ls models/*.pb 2>/dev/null | sed 's/\.pb$//' | tr '\n' ' ')
@@ -63,6 +65,8 @@ run_model() (
     atm=()
     if [ "$norm" = l2 ]; then
       if [ "$L2_AT_MOST" = 1 ]; then atm=(--l2-at-most); else atm=(--l2-exact); fi
+    elif [ "$LINF_SCALED" = 1 ]; then
+      atm=(--linf-scaled)
     fi
     for eps in $epss; do
       tag="$name-$norm-$eps"
