@@ -138,6 +138,7 @@ static void check_gen(perf_gen_t *g, const perf_budget_t *b)
     CHECK(b->norm == PERF_NORM_LINF || b->norm == PERF_NORM_L2);
     CHECK(isfinite(c->slope) && isfinite(c->res_slope));
     CHECK(b->l2_at_most == 0 || b->l2_at_most == 1);
+    CHECK(b->linf_scaled == 0 || b->linf_scaled == 1);
     /* save, load again: the same tensors, config and budget */
     CHECK(perf_gen_save(g, b, out_path) == DP_OK);
     perf_gen_t *h = NULL;
@@ -147,7 +148,7 @@ static void check_gen(perf_gen_t *g, const perf_budget_t *b)
     CHECK(d->c == c->c && d->h == c->h && d->w == c->w && d->width == c->width);
     bits_same(&d->slope, &c->slope, sizeof c->slope);
     bits_same(&d->res_slope, &c->res_slope, sizeof c->res_slope);
-    CHECK(b2.norm == b->norm && b2.l2_at_most == b->l2_at_most);
+    CHECK(b2.norm == b->norm && b2.l2_at_most == b->l2_at_most && b2.linf_scaled == b->linf_scaled);
     bits_same(&b2.eps, &b->eps, sizeof b->eps);
     CHECK(perf_gen_num_tensors(h) == perf_gen_num_tensors(g));
     for (int i = 0; i < perf_gen_num_tensors(g); i++) {

@@ -252,6 +252,54 @@ Test(samples_meta, generator_eps_checked_as_float)
     perf_gen_destroy(&g);
 }
 
+/* A generator's linf_scaled: absent loads as 0 (the clip, files from before
+ * it), 0 and 1 load, anything else is refused naming the field. The value
+ * is changed in place in the file's JSON header. */
+Test(samples_meta, generator_linf_scaled_checked)
+{
+    perf_gen_config_t c = perf_gen_config_default();
+    c.h = c.w = 13, c.width = 1, c.max_batch = 1, c.inference_only = 1;
+    perf_gen_t *g = perf_gen_new(&c), *h = NULL;
+    cr_assert_not_null(g);
+    const char *p = path_of("gen_scaled.st");
+    perf_budget_t b = {PERF_NORM_LINF, 0.03f, 1, 1}, b2;
+    cr_assert_eq(perf_gen_save(g, &b, p), DP_OK, "%s", dp_err_detail());
+    FILE *f = fopen(p, "r+b");
+    cr_assert_not_null(f);
+    enum { CAP = 1 << 20 };
+    char *buf = malloc(CAP);
+    cr_assert_not_null(buf);
+    size_t len = fread(buf, 1, CAP, f);
+    cr_assert_lt(len, CAP);
+    char *at = memmem(buf, len, "\"linf_scaled\":\"1\"", 17);
+    cr_assert_not_null(at, "the header holds linf_scaled");
+    long off = (long)(at - buf) + 15;
+    static const struct {
+        char v;
+        int ok, scaled;
+    } cases[] = {{'1', 1, 1}, {'0', 1, 0}, {'2', 0, 0}, {'x', 0, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(fseek(f, off, SEEK_SET), 0);
+        cr_assert_eq(fputc(cases[i].v, f), cases[i].v);
+        cr_assert_eq(fflush(f), 0);
+        dp_err_t err = perf_gen_load(p, 1, &h, &b2);
+        if (cases[i].ok) {
+            cr_assert_eq(err, DP_OK, "'%c': %s", cases[i].v, dp_err_detail());
+            cr_assert_eq(b2.linf_scaled, cases[i].scaled);
+            perf_gen_destroy(&h);
+        } else {
+            cr_assert_eq(err, DP_ERR_FORMAT, "'%c'", cases[i].v);
+            cr_assert(strstr(dp_err_detail(), "metadata 'linf_scaled' is not 0 or 1"), "%s",
+                      dp_err_detail());
+            cr_assert_null(h);
+        }
+    }
+    cr_assert_eq(fclose(f), 0);
+    free(buf);
+    unlink(p);
+    perf_gen_destroy(&g);
+}
+
 /* Provenance: the OpenBLAS core type and nn_gemm path a set was made with
  * round-trip; a file without them loads as "unknown"; a name that is not a
  * short printable one is refused, naming the file. */
