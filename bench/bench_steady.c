@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli_util.h"
 #include "measure/latency.h"
 #include "measure/stats.h"
 
@@ -108,48 +109,39 @@ int main(int argc, char **argv)
                                        {"pin", required_argument, 0, 'p'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-        char *end = NULL;
+    cli_set_prog("bench_steady");
+    int c, bad = 0;
+    while (!bad && (c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
         case 'n':
-            points = strtol(optarg, &end, 10);
+            bad = cli_parse_long("--points", optarg, 2, 1L << 24, &points);
             break;
         case 'w':
-            work_ms = strtod(optarg, &end);
+            bad = cli_parse_double("--work-ms", optarg, 1e-6, 1e4, &work_ms);
             break;
         case 't':
-            min_time = strtod(optarg, &end);
+            bad = cli_parse_double("--min-time", optarg, 0, 3600, &min_time);
             break;
         case 'k':
-            reps = strtol(optarg, &end, 10);
+            bad = cli_parse_long("--reps", optarg, 1, 1L << 30, &reps);
             break;
         case 'r':
-            rounds = strtol(optarg, &end, 10);
+            bad = cli_parse_long("--rounds", optarg, 1, MAX_ROUNDS, &rounds);
             break;
         case 'u':
-            warmup = strtol(optarg, &end, 10);
+            bad = cli_parse_long("--warmup", optarg, 0, 1L << 20, &warmup);
             break;
         case 'p':
-            pin = strtol(optarg, &end, 10);
+            bad = cli_parse_long("--pin", optarg, -1, 4095, &pin);
             break;
         case 'h':
             usage(stdout);
             return 0;
         default:
-            usage(stderr);
-            return 2;
-        }
-        if (end == optarg || *end) {
-            const char *name = "?";
-            for (const struct option *q = lo; q->name; q++)
-                if (q->val == c) name = q->name;
-            fprintf(stderr, "bench_steady: --%s: not a number: '%s'\n", name, optarg);
-            return 2;
+            bad = 1;
         }
     }
-    if (optind != argc || points < 2 || !(work_ms > 0) || !(min_time >= 0) || reps < 1 ||
-        rounds < 1 || rounds > MAX_ROUNDS || warmup < 0 || pin < -1) {
+    if (bad || optind != argc) {
         usage(stderr);
         return 2;
     }

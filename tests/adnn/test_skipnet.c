@@ -328,6 +328,17 @@ Test(skipnet, train_sampled_gates)
     adnn_model_destroy(&b);
 }
 
+/* The losses of two training steps of a fresh SkipNet (kind, seed) on x, y
+ * (4 images) with objective o. */
+static void two_losses(adnn_gate_kind_t kind, uint64_t seed, const float *x, const int32_t *y,
+                       const adnn_skipnet_train_t *o, double loss[2])
+{
+    adnn_model_t *m = new_skip(kind, seed);
+    cr_assert_eq(adnn_skipnet_set_train(m, o), DP_OK);
+    for (int r = 0; r < 2; r++) cr_assert_eq(adnn_train_step(m, x, y, 4, &loss[r], NULL), DP_OK);
+    adnn_model_destroy(&m);
+}
+
 /* A target on mean p_k: the penalty starts at lambda (the first step's loss
  * is the fixed-lambda one) and moves by rate * (mean p_k - target) after each
  * step, so with the same gates (thresholded, no Adam step) the second loss is
@@ -341,27 +352,16 @@ Test(skipnet, train_target_adapts_the_penalty)
     adnn_skipnet_train_t o = adnn_skipnet_train_default();
     o.soft_steps = 0;
     o.lambda = 0;
-    adnn_model_t *plain = new_skip(ADNN_GATE_FEEDFORWARD, 30);
-    adnn_model_t *low = new_skip(ADNN_GATE_FEEDFORWARD, 30),
-                 *high = new_skip(ADNN_GATE_FEEDFORWARD, 30);
-    cr_assert_eq(adnn_skipnet_set_train(plain, &o), DP_OK);
-    o.target = 0.01f, o.target_rate = 1;
-    cr_assert_eq(adnn_skipnet_set_train(low, &o), DP_OK);
-    o.target = 0.99f;
-    cr_assert_eq(adnn_skipnet_set_train(high, &o), DP_OK);
     double lp[2], ll[2], lh[2];
-    for (int r = 0; r < 2; r++) {
-        cr_assert_eq(adnn_train_step(plain, x, y, 4, &lp[r], NULL), DP_OK);
-        cr_assert_eq(adnn_train_step(low, x, y, 4, &ll[r], NULL), DP_OK);
-        cr_assert_eq(adnn_train_step(high, x, y, 4, &lh[r], NULL), DP_OK);
-    }
+    two_losses(ADNN_GATE_FEEDFORWARD, 30, x, y, &o, lp);
+    o.target = 0.01f, o.target_rate = 1;
+    two_losses(ADNN_GATE_FEEDFORWARD, 30, x, y, &o, ll);
+    o.target = 0.99f;
+    two_losses(ADNN_GATE_FEEDFORWARD, 30, x, y, &o, lh);
     cr_assert(lp[0] == ll[0] && lp[0] == lh[0], "first step: %g %g %g", lp[0], ll[0], lh[0]);
     cr_assert_eq(lp[1], lp[0]);
     cr_assert_gt(ll[1], lp[1], "target below the gates' mean: %g vs %g", ll[1], lp[1]);
     cr_assert_eq(lh[1], lp[1], "target above the gates' mean: %g vs %g", lh[1], lp[1]);
-    adnn_model_destroy(&plain);
-    adnn_model_destroy(&low);
-    adnn_model_destroy(&high);
 }
 
 /* A multiplier per gate: starting from lambda 0, the first step is the
@@ -377,32 +377,19 @@ Test(skipnet, train_target_per_block)
     adnn_skipnet_train_t o = adnn_skipnet_train_default();
     o.soft_steps = 0;
     o.lambda = 0;
-    adnn_model_t *plain = new_skip(ADNN_GATE_RECURRENT, 32),
-                 *one = new_skip(ADNN_GATE_RECURRENT, 32), *per = new_skip(ADNN_GATE_RECURRENT, 32),
-                 *above = new_skip(ADNN_GATE_RECURRENT, 32);
-    cr_assert_eq(adnn_skipnet_set_train(plain, &o), DP_OK);
-    o.target = 0.01f, o.target_rate = 1;
-    cr_assert_eq(adnn_skipnet_set_train(one, &o), DP_OK);
-    o.target_per_block = 1;
-    cr_assert_eq(adnn_skipnet_set_train(per, &o), DP_OK);
-    o.target = 0.99f;
-    cr_assert_eq(adnn_skipnet_set_train(above, &o), DP_OK);
     double lp[2], lo[2], lk[2], la[2];
-    for (int r = 0; r < 2; r++) {
-        cr_assert_eq(adnn_train_step(plain, x, y, 4, &lp[r], NULL), DP_OK);
-        cr_assert_eq(adnn_train_step(one, x, y, 4, &lo[r], NULL), DP_OK);
-        cr_assert_eq(adnn_train_step(per, x, y, 4, &lk[r], NULL), DP_OK);
-        cr_assert_eq(adnn_train_step(above, x, y, 4, &la[r], NULL), DP_OK);
-    }
+    two_losses(ADNN_GATE_RECURRENT, 32, x, y, &o, lp);
+    o.target = 0.01f, o.target_rate = 1;
+    two_losses(ADNN_GATE_RECURRENT, 32, x, y, &o, lo);
+    o.target_per_block = 1;
+    two_losses(ADNN_GATE_RECURRENT, 32, x, y, &o, lk);
+    o.target = 0.99f;
+    two_losses(ADNN_GATE_RECURRENT, 32, x, y, &o, la);
     cr_assert(lp[0] == lo[0] && lp[0] == lk[0] && lp[0] == la[0], "first step: %g %g %g %g", lp[0],
               lo[0], lk[0], la[0]);
     cr_assert_gt(lo[1], lp[1], "one multiplier, target below: %g vs %g", lo[1], lp[1]);
     cr_assert_gt(lk[1], lo[1], "a multiplier per gate: %.9g, one for all: %.9g", lk[1], lo[1]);
     cr_assert_eq(la[1], lp[1], "every gate below its target: %g vs %g", la[1], lp[1]);
-    adnn_model_destroy(&plain);
-    adnn_model_destroy(&one);
-    adnn_model_destroy(&per);
-    adnn_model_destroy(&above);
 }
 
 Test(skipnet, train_options_checked)

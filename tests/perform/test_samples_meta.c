@@ -224,15 +224,22 @@ Test(samples_meta, nan_per_input_flops)
     expect_refused(p, DP_ERR_FORMAT, "input 0: FLOPs 1e+06 (seed), nan (x')");
 }
 
+/* The smallest generator the loader takes (13x13, width 1), for its files. */
+static perf_gen_t *tiny_gen(void)
+{
+    perf_gen_config_t c = perf_gen_config_default();
+    c.h = c.w = 13, c.width = 1, c.max_batch = 1, c.inference_only = 1;
+    perf_gen_t *g = perf_gen_new(&c);
+    cr_assert_not_null(g, "%s", dp_err_detail());
+    return g;
+}
+
 /* Generator files: eps 1e-9 (the least dp-perform train --eps) becomes the
  * float 9.99999972e-10, below the double bound 1e-9, so the file saved from
  * it was refused. Bounds now apply to the floats. */
 Test(samples_meta, generator_eps_checked_as_float)
 {
-    perf_gen_config_t c = perf_gen_config_default();
-    c.h = c.w = 13, c.width = 1, c.max_batch = 1, c.inference_only = 1;
-    perf_gen_t *g = perf_gen_new(&c), *h = NULL;
-    cr_assert_not_null(g);
+    perf_gen_t *g = tiny_gen(), *h = NULL;
     const char *p = path_of("gen.st");
     float epss[] = {(float)1e-9, 1e6f, 0.09f};
     for (size_t i = 0; i < sizeof epss / sizeof epss[0]; i++) {
@@ -257,10 +264,7 @@ Test(samples_meta, generator_eps_checked_as_float)
  * is changed in place in the file's JSON header. */
 Test(samples_meta, generator_linf_scaled_checked)
 {
-    perf_gen_config_t c = perf_gen_config_default();
-    c.h = c.w = 13, c.width = 1, c.max_batch = 1, c.inference_only = 1;
-    perf_gen_t *g = perf_gen_new(&c), *h = NULL;
-    cr_assert_not_null(g);
+    perf_gen_t *g = tiny_gen(), *h = NULL;
     const char *p = path_of("gen_scaled.st");
     perf_budget_t b = {PERF_NORM_LINF, 0.03f, 1, 1}, b2;
     cr_assert_eq(perf_gen_save(g, &b, p), DP_OK, "%s", dp_err_detail());
