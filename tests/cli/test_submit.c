@@ -41,6 +41,7 @@
 #include "client.h"
 #include "wire/envelope.h"
 #include "wire/sock.h"
+#include "../lib/free_port.h"
 
 extern char **environ;
 
@@ -246,17 +247,6 @@ static result_t run(const char *first, ...)
     } while (0)
 
 /* A port on 127.0.0.1 that nobody listens on (bound, then closed). */
-static int free_port(void)
-{
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0, "bind: %s", strerror(errno));
-    socklen_t len = sizeof a;
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 /* ---------------------------------------------------------------- campaigns */
 
@@ -478,7 +468,9 @@ Test(submit_files, json_of_a_reply)
 Test(submit_files, cannot_reach)
 {
     char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", free_port());
+    const int port = free_port();
+    cr_assert_gt(port, 0, "no free port on 127.0.0.1");
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
     write_pb(tmp("tiny.pb"), "tiny");
     result_t r = run("--coordinator", ep, "--timeout", "0.5", "@/tiny.pb", "--wait", NULL);
     char want[128];
@@ -786,7 +778,11 @@ static void *worker_main(void *arg)
  * temporary directory, with up to 4 more arguments (NULL-terminated). */
 static void coordinator_start(char *ep, size_t size, ...)
 {
-    if (!*ep) snprintf(ep, size, "tcp://127.0.0.1:%d", free_port());
+    if (!*ep) {
+        const int port = free_port();
+        cr_assert_gt(port, 0, "no free port on 127.0.0.1");
+        snprintf(ep, size, "tcp://127.0.0.1:%d", port);
+    }
     char *journal = expand("@/coord.journal"), *log = expand("@/coord.log");
     char *args[16] = {
         COORD,        "--bind",      ep,    "--journal", journal, "--heartbeat-ms", "100",

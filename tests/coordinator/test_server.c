@@ -30,6 +30,7 @@
 #include "util/log.h"
 #include "wire/envelope.h"
 #include "wire/sock.h"
+#include "../lib/free_port.h"
 
 #define WAIT_MS 10000 /* a reply that should come comes well within this */
 
@@ -1105,18 +1106,6 @@ Test(server, cancel_reaches_the_worker, .timeout = 60)
 
 /* ---------------------------------------------------------------- kill -9 */
 
-static int free_port(void)
-{
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static pid_t spawn_coordinator(const char *ep, const char *journal, const char *logfile)
 {
     const pid_t pid = fork();
@@ -1137,7 +1126,9 @@ Test(server, kill9_keeps_acknowledged_results, .timeout = 120)
     char *dir = tmp_dir(), journal[128], logfile[128], ep[64];
     snprintf(journal, sizeof journal, "%s/j", dir);
     snprintf(logfile, sizeof logfile, "%s/log", dir);
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", free_port());
+    const int port = free_port();
+    cr_assert_gt(port, 0, "no free port on 127.0.0.1");
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
     pid_t pid = spawn_coordinator(ep, journal, logfile);
     void *ctx = zmq_ctx_new();
     client_t tr, sub;

@@ -154,8 +154,9 @@ _watchdog=$!
 
 passed() { _ok=1; }
 
+# a port below the ephemeral range, so a restarted server finds it free
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+  "$DP_SRC/tests/lib/free-port.py"
 }
 
 # --------------------------------------------------------------- the pipeline

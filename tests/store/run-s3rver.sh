@@ -22,10 +22,9 @@ bin=$here/node_modules/.bin/s3rver
 [ -x "$bin" ] || { echo "run-s3rver: $bin missing; run: npm ci --prefix $here" >&2; exit 1; }
 [ -n "$dir" ] || dir=$(mktemp -d "${TMPDIR:-/tmp}/dp-s3rver.XXXXXX")
 mkdir -p "$dir"
-if [ "$port" = 0 ]; then
-  port=$(node -e 'const s=require("net").createServer();
-    s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-fi
+# below the ephemeral range: a server started again on its port after a
+# kill finds it free (tests/lib/free-port.py)
+[ "$port" = 0 ] && port=$("$here/../lib/free-port.py")
 # s3rver 3.7 makes ListObjectsV2 continuation tokens with DES, which Node 17+
 # (OpenSSL 3) only offers through the legacy provider.
 # s3rver-uploads.js adds what s3rver lacks of multipart uploads: listing and

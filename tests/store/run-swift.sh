@@ -18,6 +18,7 @@
 # in one process) sets the proxy's worker processes, SWIFT_OBJECT_WORKERS
 # (default 0) the object server's.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 SWIFT_ACCESS_KEY=test:tester
 SWIFT_SECRET_KEY=testing
 port=0 dir= bucket=dp-test
@@ -42,15 +43,15 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 etc=$dir/etc
 
-free_port() {
-  /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
 if [ ! -e "$etc/proxy-server.conf" ]; then
   mkdir -p "$etc" "$dir/node/d1"
-  [ "$port" = 0 ] && port=$(free_port)
-  aport=$(free_port) cport=$(free_port) oport=$(free_port) mport=$(free_port)
+  # five distinct ports below the ephemeral range: every server is started
+  # again on its port after a kill, and a port in that range may meanwhile
+  # be held by an outgoing connection (tests/lib/free-port.py)
+  mapfile -t ports < <("$here/../lib/free-port.py" 5)
+  [ "${#ports[@]}" = 5 ] || { echo "run-swift: no free ports on 127.0.0.1" >&2; exit 1; }
+  [ "$port" = 0 ] && port=${ports[0]}
+  aport=${ports[1]} cport=${ports[2]} oport=${ports[3]} mport=${ports[4]}
   common="[DEFAULT]
 bind_ip = 127.0.0.1
 workers = WORKERS
@@ -187,5 +188,11 @@ if [ $up = 1 ]; then
 fi
 echo "run-swift: swift did not come up on 127.0.0.1:$port; log:" >&2
 cat "$dir.log" >&2 || true
+# a server still retrying its bind logs nothing: show who holds the ports
+if command -v ss >/dev/null; then
+  for p in $port $(sed -n 's/^bind_port = //p' "$etc"/*-server.conf) $mport; do
+    ss -Htanp "( sport = :$p )" >&2 || true
+  done
+fi
 stop_all
 exit 1
