@@ -39,7 +39,7 @@ typedef enum { T_STR, T_LONG, T_DOUBLE, T_FLAG, T_NORM } ftype_t;
 typedef struct opts {
     const char *cmd, *model, *gen, *out, *ckpt, *data_dir, *method;
     long norm, l2_at_most, l2_exact, linf_scaled, json, quiet;
-    double eps, alpha, beta, lr, idpb, time_limit;
+    double eps, alpha, beta, lr, idpb, time_limit, adv_margin;
     long seeds, offset, train_n, val_n, width, batch, epochs, patience, iters, seed, threads;
     long lr_step1, lr_step2;
 } opts_t;
@@ -91,6 +91,8 @@ static const flag_t flags[] = {
     {"alpha", "DP_PERFORM_ALPHA", "X", T_DOUBLE, 0, 1e6, O(alpha),
      "L_GAN weight (default %D: no discriminator)"},
     {"beta", "DP_PERFORM_BETA", "X", T_DOUBLE, 0, 1e6, O(beta), "L_per weight (default %D)"},
+    {"adv-margin", "DP_PERFORM_ADV_MARGIN", "X", T_DOUBLE, 0, 1, O(adv_margin),
+     "train: L_adv over the decisions with p_k < X only, as ILFO's margin (default %D: all)"},
     {"lr", "DP_PERFORM_LR", "X", T_DOUBLE, 1e-9, 1, O(lr), "Adam learning rate (default %D)"},
     {"checkpoint", "DP_PERFORM_CHECKPOINT", "PATH", T_STR, 0, 0, O(ckpt),
      "(default GEN.ckpt; resumed from when present)"},
@@ -125,7 +127,7 @@ static void opts_default(opts_t *o)
     o->val_n = (long)d.heldout;
     o->train_n = (long)(d.train_end - d.train_begin) - o->val_n;
     o->width = d.width, o->batch = d.batch, o->epochs = d.epochs, o->patience = d.patience;
-    o->lr = d.lr, o->alpha = d.alpha, o->beta = d.beta;
+    o->lr = d.lr, o->alpha = d.alpha, o->beta = d.beta, o->adv_margin = d.adv_margin;
     o->lr_step1 = d.lr_step1, o->lr_step2 = d.lr_step2;
     o->iters = d.ilfo_iters, o->seed = (long)d.seed, o->idpb = d.idpb_exec;
     o->threads = d.threads;
@@ -245,6 +247,7 @@ static dp_task_settings_t settings_of(const opts_t *o)
     s.width = (int)o->width, s.batch = (int)o->batch, s.epochs = (int)o->epochs;
     s.patience = (int)o->patience, s.lr_step1 = (int)o->lr_step1, s.lr_step2 = (int)o->lr_step2;
     s.alpha = (float)o->alpha, s.beta = (float)o->beta, s.lr = (float)o->lr;
+    s.adv_margin = (float)o->adv_margin;
     s.seed = (uint64_t)o->seed;
     s.time_limit_s = o->time_limit;
     s.train_begin = 0;
@@ -387,15 +390,18 @@ static int cmd_train(opts_t *o)
         const perf_train_config_t c = dp_task_train_config(&s);
         int s1, s2;
         perf_lr_steps(&c, &s1, &s2);
+        char adv[64] = "";
+        if (c.adv_margin > 0)
+            snprintf(adv, sizeof adv, ", L_adv on p_k < %g only", (double)c.adv_margin);
         printf("dp-perform train: %s, %s eps %g%s, width %d, batch %d, <= %d epochs (lr %g, x0.1 "
-               "from epoch %d, x0.01 from %d, patience %d), %ld training + %ld held-out images, "
+               "from epoch %d, x0.01 from %d, patience %d)%s, %ld training + %ld held-out images, "
                "%d threads, checkpoint %s\n",
                cli_base_name(o->model), perf_norm_name(c.budget.norm), c.budget.eps,
                c.budget.norm == PERF_NORM_L2 && !c.budget.l2_at_most ? " (exactly)"
                : c.budget.linf_scaled                                ? " (scaled)"
                                                                      : "",
-               c.width, c.batch, c.epochs, (double)c.lr, s1, s2, c.patience, o->train_n, o->val_n,
-               nn_get_threads(), io.checkpoint);
+               c.width, c.batch, c.epochs, (double)c.lr, s1, s2, c.patience, adv, o->train_n,
+               o->val_n, nn_get_threads(), io.checkpoint);
     }
     if (dp_task_train(&s, &io, &out)) {
         rc = task_fail();

@@ -234,6 +234,26 @@ double perf_ladv(const float *p, int n, int k)
     return l / ((double)n * k);
 }
 
+double perf_ladv_below(const float *p, int n, int k, float margin, float *dp)
+{
+    if (n <= 0 || k <= 0) return 0;
+    const double nk = (double)n * k;
+    double l = 0;
+    for (size_t i = 0; i < (size_t)n * k; i++) {
+        float g = 0.0f;
+        if (p[i] < margin) {
+            if (p[i] < PERF_LOG_FLOOR) {
+                l -= log(PERF_LOG_FLOOR);
+            } else {
+                l -= log(p[i]);
+                g = (float)(-1.0 / (nk * p[i]));
+            }
+        }
+        if (dp) dp[i] = g;
+    }
+    return l / nk;
+}
+
 double perf_lper(const perf_budget_t *b, const float *g, int n, size_t d, float weight, float *dg)
 {
     double l = 0;

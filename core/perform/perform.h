@@ -102,6 +102,12 @@ double perf_psnr(const float *x, const float *xadv, size_t d);
 #define PERF_LOG_FLOOR 1e-6
 double perf_ladv(const float *p, int n, int k);
 
+/* L_adv over the decisions with p_k < margin only: -(1/(n*K)) sum of
+ * log max(p_k, PERF_LOG_FLOOR) over them (the same scale as perf_ladv, which
+ * it equals where every p_k is below margin). dp (n,K) (may be NULL) gets
+ * dL/dp: -1/(n*K*p_k) on those at or above the floor, 0 elsewhere. */
+double perf_ladv_below(const float *p, int n, int k, float margin, float *dp);
+
 /* L_per = mean_b max(0, ||g_b||_p - eps); adds weight * dL_per/dg into dg
  * (may be NULL). */
 double perf_lper(const perf_budget_t *b, const float *g, int n, size_t d, float weight, float *dg);
@@ -141,6 +147,10 @@ typedef struct perf_train_config {
     int lr_step1;           /* 0 (default): epochs * 50 / 100, rounded up (50 of 100) */
     int lr_step2;           /* 0 (default): epochs * 80 / 100, rounded up (80 of 100) */
     float res_slope;        /* residual-block LeakyReLU slope (0.01; the published code: 1.0) */
+    float adv_margin;       /* 0 (the published loss): L_adv averages -log p_k over every
+                               decision; in (0, 1]: only over those with p_k below it, as
+                               ILFO's relu(0.5 - p_k) counts only the decisions not yet
+                               taken (perf_ladv_below). Saved with the checkpoint */
     uint64_t seed;          /* generator init, shuffling, discriminator */
     int stop_after;         /* > 0: return DP_ERR_INTERRUPTED after this many epochs of
                                this call (simulates a kill; for tests) */

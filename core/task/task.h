@@ -103,6 +103,8 @@ typedef struct dp_task_settings {
     int lr_step2;        /* 0: 80% of epochs */
     float alpha, beta;   /* L_GAN and L_per weights: 0, 0 (the published code) */
     float res_slope;     /* residual blocks' LeakyReLU slope: 0.01 (the published code: 1) */
+    float adv_margin;    /* 0: L_adv over every decision (the published loss); > 0: only
+                            those with p_k below it (perf_train_config_t) */
     uint64_t seed;       /* 1: generator init and shuffles, random noise, DeepSloth's start.
                             From a campaign: generator.seed as given (absent is 0) */
     double time_limit_s; /* 0: none */

@@ -626,6 +626,54 @@ Test(perform, pk_vjp_matches_pk_grad)
     adnn_model_destroy(&m);
 }
 
+/* perf_ladv_below: the published L_adv over the decisions below the margin
+ * only, on the same scale; its dL/dp drives adnn_pk_vjp to the same input
+ * gradient as adnn_pk_grad when no decision is excluded. */
+static void below_dloss(const float *p, int n, int k, float *dp, void *arg)
+{
+    perf_ladv_below(p, n, k, *(const float *)arg, dp);
+}
+
+Test(perform, ladv_below_value_and_gradient)
+{
+    const float p[6] = {0.2f, 0.7f, 1e-8f, 0.5f, 0.49f, 0.9f};
+    float dp[6];
+    double l = perf_ladv_below(p, 2, 3, 0.5f, dp);
+    double want = -(log((double)0.2f) + log(PERF_LOG_FLOOR) + log((double)0.49f)) / 6;
+    cr_assert_float_eq(l, want, 1e-9, "loss %.9g, want %.9g", l, want);
+    const double dwant[6] = {-1.0 / (6 * 0.2f), 0, 0, 0, -1.0 / (6 * (double)0.49f), 0};
+    for (int i = 0; i < 6; i++)
+        cr_assert_float_eq(dp[i], dwant[i], 1e-6, "dp[%d] %g, want %g", i, dp[i], dwant[i]);
+    /* every decision below the margin: the published loss */
+    cr_assert_float_eq(perf_ladv_below(p, 2, 3, 2.0f, NULL), perf_ladv(p, 2, 3), 1e-12);
+
+    adnn_model_t *m = load_sdn();
+    int n = 3, K = adnn_pk_count(m);
+    float *x = seeds(n, 22), *d1 = malloc(n * D * 4), *d2 = malloc(n * D * 4);
+    float p1[3 * 16], p2[3 * 16], all = 2.0f;
+    double loss;
+    cr_assert_eq(adnn_pk_grad(m, x, n, p1, &loss, d1), DP_OK);
+    cr_assert_eq(adnn_pk_vjp(m, x, n, below_dloss, &all, p2, d2), DP_OK);
+    double mx = 0, md = 0;
+    for (int i = 0; i < n * D; i++) {
+        md = fmax(md, fabs(d1[i] - d2[i]));
+        mx = fmax(mx, fabs(d1[i]));
+    }
+    cr_assert_gt(mx, 0);
+    cr_assert_leq(md, 1e-3 * mx + 1e-9, "margin 2: max diff %g of %g", md, mx);
+    /* a margin that keeps the lowest decision only changes the gradient */
+    float lo = 1.0f, hi = 0.0f;
+    for (int i = 0; i < n * K; i++) lo = fminf(lo, p1[i]), hi = fmaxf(hi, p1[i]);
+    cr_assert_lt(lo, hi, "the seeds' decisions differ");
+    float just = nextafterf(lo, 1.0f);
+    cr_assert_eq(adnn_pk_vjp(m, x, n, below_dloss, &just, p2, d2), DP_OK);
+    md = 0;
+    for (int i = 0; i < n * D; i++) md = fmax(md, fabs(d1[i] - d2[i]));
+    cr_assert_gt(md, 1e-2 * mx, "margin %g: the gradient is the published one's", just);
+    free(x), free(d1), free(d2);
+    adnn_model_destroy(&m);
+}
+
 /* adnn_exits_backward: directional derivative of sum_k w_k . z_k. */
 Test(perform, exits_backward_fd)
 {
@@ -769,6 +817,45 @@ Test(perform, train_deterministic_and_resume, .timeout = 600)
     perf_gen_destroy(&g);
     perf_gen_destroy(&a);
     perf_gen_destroy(&b);
+    adnn_model_destroy(&m);
+    free(x);
+}
+
+/* Training with adv_margin: runs, gives another generator than the
+ * published loss, and its checkpoint is not resumed under another margin;
+ * a margin outside [0, 1] is refused. */
+Test(perform, train_adv_margin, .timeout = 600)
+{
+    nn_set_threads(1);
+    adnn_model_t *m = load_sdn();
+    float *x = seeds(12, 41);
+    char ck[256];
+    snprintf(ck, sizeof ck, "%s/test_perform_margin_%d.ckpt", DP_BINARY_DIR, (int)getpid());
+    unlink(ck);
+    perf_train_result_t res;
+    perf_gen_t *a = NULL, *b = NULL;
+    perf_train_config_t c = tiny_train(NULL);
+    cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, &a, &res), DP_OK, "%s", dp_err_detail());
+    c = tiny_train(ck);
+    c.adv_margin = 0.3f;
+    cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, &b, &res), DP_OK, "%s", dp_err_detail());
+    int differ = 0;
+    for (int i = 0; i < perf_gen_num_tensors(a); i++) {
+        const perf_gen_tensor_t *ta = perf_gen_tensor(a, i), *tb = perf_gen_tensor(b, i);
+        differ |= memcmp(ta->data, tb->data, ta->numel * sizeof(float)) != 0;
+    }
+    cr_assert(differ, "adv_margin 0.3 trained the same generator as the published loss");
+    c.adv_margin = 0.0f;
+    perf_gen_t *g = NULL;
+    cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, &g, &res), DP_ERR_MISMATCH);
+    cr_assert(strstr(dp_err_detail(), "adv_margin"), "%s", dp_err_detail());
+    unlink(ck);
+    c.checkpoint = NULL;
+    c.adv_margin = 1.5f;
+    cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, &g, &res), DP_ERR_INVALID);
+    cr_assert(strstr(dp_err_detail(), "adv_margin in [0, 1]"), "%s", dp_err_detail());
+    cr_assert_null(g);
+    perf_gen_destroy(&a), perf_gen_destroy(&b);
     adnn_model_destroy(&m);
     free(x);
 }
