@@ -38,7 +38,7 @@ typedef enum { T_STR, T_LONG, T_DOUBLE, T_FLAG, T_NORM } ftype_t;
 
 typedef struct opts {
     const char *cmd, *model, *gen, *out, *ckpt, *data_dir, *method;
-    long norm, l2_at_most, l2_exact, linf_scaled, json, quiet;
+    long norm, l2_at_most, l2_exact, linf_scaled, adv_hinge, json, quiet;
     double eps, alpha, beta, lr, idpb, time_limit, adv_margin;
     long seeds, offset, train_n, val_n, width, batch, epochs, patience, iters, seed, threads;
     long lr_step1, lr_step2;
@@ -93,6 +93,8 @@ static const flag_t flags[] = {
     {"beta", "DP_PERFORM_BETA", "X", T_DOUBLE, 0, 1e6, O(beta), "L_per weight (default %D)"},
     {"adv-margin", "DP_PERFORM_ADV_MARGIN", "X", T_DOUBLE, 0, 1, O(adv_margin),
      "train: L_adv over the decisions with p_k < X only, as ILFO's margin (default %D: all)"},
+    {"adv-hinge", "DP_PERFORM_ADV_HINGE", NULL, T_FLAG, 0, 0, O(adv_hinge),
+     "train, with --adv-margin X: L_adv terms X - p_k (ILFO's) instead of -log p_k"},
     {"lr", "DP_PERFORM_LR", "X", T_DOUBLE, 1e-9, 1, O(lr), "Adam learning rate (default %D)"},
     {"checkpoint", "DP_PERFORM_CHECKPOINT", "PATH", T_STR, 0, 0, O(ckpt),
      "(default GEN.ckpt; resumed from when present)"},
@@ -248,6 +250,7 @@ static dp_task_settings_t settings_of(const opts_t *o)
     s.patience = (int)o->patience, s.lr_step1 = (int)o->lr_step1, s.lr_step2 = (int)o->lr_step2;
     s.alpha = (float)o->alpha, s.beta = (float)o->beta, s.lr = (float)o->lr;
     s.adv_margin = (float)o->adv_margin;
+    s.adv_hinge = (int)o->adv_hinge;
     s.seed = (uint64_t)o->seed;
     s.time_limit_s = o->time_limit;
     s.train_begin = 0;
@@ -357,6 +360,10 @@ static int cmd_train(opts_t *o)
     if (!cli_out_file_ok("--out", o->out) || !out_not_model(o) ||
         (o->ckpt && !cli_out_file_ok("--checkpoint", o->ckpt)))
         return 1;
+    if (o->adv_hinge && !(o->adv_margin > 0)) {
+        fprintf(stderr, "dp-perform train: --adv-hinge needs --adv-margin X > 0\n");
+        return 2;
+    }
     if (o->linf_scaled && o->norm != PERF_NORM_LINF) {
         fprintf(stderr, "dp-perform train: --linf-scaled applies to --norm linf only\n");
         return 2;
@@ -392,7 +399,8 @@ static int cmd_train(opts_t *o)
         perf_lr_steps(&c, &s1, &s2);
         char adv[64] = "";
         if (c.adv_margin > 0)
-            snprintf(adv, sizeof adv, ", L_adv on p_k < %g only", (double)c.adv_margin);
+            snprintf(adv, sizeof adv, ", L_adv %s on p_k < %g only",
+                     c.adv_hinge ? "margin - p_k" : "-log p_k", (double)c.adv_margin);
         printf("dp-perform train: %s, %s eps %g%s, width %d, batch %d, <= %d epochs (lr %g, x0.1 "
                "from epoch %d, x0.01 from %d, patience %d)%s, %ld training + %ld held-out images, "
                "%d threads, checkpoint %s\n",

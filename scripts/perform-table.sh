@@ -16,6 +16,7 @@
 #   ALPHA=0  BETA=0  ILFO_ITERS=300  THREADS=1  METHODS="deepperform random ilfo deepsloth"
 #   L2_AT_MOST=0 (1: "at most eps" projection for the generator)
 #   LINF_SCALED=0 (1: Linf generators trained with --linf-scaled, delta = eps * g)
+#   ADV_MARGIN=0 (> 0: generators trained with --adv-margin, L_adv on p_k below it only)
 #   JOBS=1 (models worked on side by side; with THREADS=1 each, JOBS=cores is
 #   the fastest setting on the shipped models: docs/PERFORM.md, Threads)
 # Reduced example (minutes, not hours):
@@ -38,6 +39,7 @@ gen_args=()
 [ -n "${PATIENCE:-}" ] && gen_args+=(--patience "$PATIENCE")
 [ -n "${TRAIN_N:-}" ] && gen_args+=(--train-n "$TRAIN_N")
 [ -n "${VAL_N:-}" ] && gen_args+=(--val-n "$VAL_N")
+[ -n "${ADV_MARGIN:-}" ] && gen_args+=(--adv-margin "$ADV_MARGIN")
 BATCH=${BATCH:-32}
 ALPHA=${ALPHA:-0}
 BETA=${BETA:-0}

@@ -234,7 +234,7 @@ double perf_ladv(const float *p, int n, int k)
     return l / ((double)n * k);
 }
 
-double perf_ladv_below(const float *p, int n, int k, float margin, float *dp)
+double perf_ladv_below(const float *p, int n, int k, float margin, int hinge, float *dp)
 {
     if (n <= 0 || k <= 0) return 0;
     const double nk = (double)n * k;
@@ -242,7 +242,10 @@ double perf_ladv_below(const float *p, int n, int k, float margin, float *dp)
     for (size_t i = 0; i < (size_t)n * k; i++) {
         float g = 0.0f;
         if (p[i] < margin) {
-            if (p[i] < PERF_LOG_FLOOR) {
+            if (hinge) {
+                l += (double)margin - p[i];
+                g = (float)(-1.0 / nk);
+            } else if (p[i] < PERF_LOG_FLOOR) {
                 l -= log(PERF_LOG_FLOOR);
             } else {
                 l -= log(p[i]);

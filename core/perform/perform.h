@@ -102,11 +102,14 @@ double perf_psnr(const float *x, const float *xadv, size_t d);
 #define PERF_LOG_FLOOR 1e-6
 double perf_ladv(const float *p, int n, int k);
 
-/* L_adv over the decisions with p_k < margin only: -(1/(n*K)) sum of
- * log max(p_k, PERF_LOG_FLOOR) over them (the same scale as perf_ladv, which
- * it equals where every p_k is below margin). dp (n,K) (may be NULL) gets
- * dL/dp: -1/(n*K*p_k) on those at or above the floor, 0 elsewhere. */
-double perf_ladv_below(const float *p, int n, int k, float margin, float *dp);
+/* L_adv over the decisions with p_k < margin only, averaged over all n*K:
+ * hinge 0: -log max(p_k, PERF_LOG_FLOOR) (perf_ladv's terms, which it
+ * equals where every p_k is below margin); hinge 1: margin - p_k (ILFO's
+ * relu, whose gradient on a gate's logit, p(1-p), is largest at the
+ * threshold where -log p's, 1-p, is flat). dp (n,K) (may be NULL) gets
+ * dL/dp: -1/(n*K*p_k) (0 below the floor) or -1/(n*K) on those decisions,
+ * 0 elsewhere. */
+double perf_ladv_below(const float *p, int n, int k, float margin, int hinge, float *dp);
 
 /* L_per = mean_b max(0, ||g_b||_p - eps); adds weight * dL_per/dg into dg
  * (may be NULL). */
@@ -151,6 +154,8 @@ typedef struct perf_train_config {
                                decision; in (0, 1]: only over those with p_k below it, as
                                ILFO's relu(0.5 - p_k) counts only the decisions not yet
                                taken (perf_ladv_below). Saved with the checkpoint */
+    int adv_hinge;          /* with adv_margin > 0: 1 for ILFO's terms margin - p_k instead
+                               of -log p_k (perf_ladv_below) */
     uint64_t seed;          /* generator init, shuffling, discriminator */
     int stop_after;         /* > 0: return DP_ERR_INTERRUPTED after this many epochs of
                                this call (simulates a kill; for tests) */

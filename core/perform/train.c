@@ -222,10 +222,11 @@ done:
 
 /* ------------------------------------------------------------- checkpoint */
 
-/* adnn_pk_dloss_fn of perf_ladv_below; arg: the margin (float) */
+/* adnn_pk_dloss_fn of perf_ladv_below; arg: the training config */
 static void ladv_below_dloss(const float *p, int n, int k, float *dp, void *arg)
 {
-    perf_ladv_below(p, n, k, *(const float *)arg, dp);
+    const perf_train_config_t *c = arg;
+    perf_ladv_below(p, n, k, c->adv_margin, c->adv_hinge, dp);
 }
 
 typedef struct train_state {
@@ -253,6 +254,7 @@ static dp_err_t ckpt_save(const char *path, perf_gen_t *g, perf_disc_t *d,
     if (!err) err = set_meta_f(w, "seed", (double)cfg->seed);
     if (!err) err = set_meta_f(w, "alpha", cfg->alpha);
     if (!err) err = set_meta_f(w, "adv_margin", cfg->adv_margin);
+    if (!err) err = set_meta_f(w, "adv_hinge", cfg->adv_hinge);
     if (!err) err = add_gen_tensors(w, g, "cur.", NULL);
     if (!err) err = add_gen_tensors(w, g, "best.", st->best);
     if (!err) err = st_writer_add_f32(w, "adam.m", 1, &np, am);
@@ -282,10 +284,12 @@ static dp_err_t ckpt_load(const char *path, perf_gen_t *g, perf_disc_t *d,
     if (err) return err;
     perf_gen_config_t c;
     perf_budget_t b;
-    double v, margin = 0; /* absent: a checkpoint of the published loss */
+    double v, margin = 0, hinge = 0; /* absent: a checkpoint of the published loss */
     if ((err = gen_config_from(f, 1, &c, &b))) goto done;
-    if (st_metadata(f, "adv_margin") && meta_f(f, "adv_margin", &margin)) {
-        err = dp_err_set(DP_ERR_FORMAT, "%s: metadata 'adv_margin' is not a number", path);
+    if ((st_metadata(f, "adv_margin") && meta_f(f, "adv_margin", &margin)) ||
+        (st_metadata(f, "adv_hinge") && meta_f(f, "adv_hinge", &hinge))) {
+        err = dp_err_set(DP_ERR_FORMAT, "%s: metadata 'adv_margin' or 'adv_hinge' is not a number",
+                         path);
         goto done;
     }
     const perf_gen_config_t *gc = perf_gen_config(g);
@@ -293,10 +297,11 @@ static dp_err_t ckpt_load(const char *path, perf_gen_t *g, perf_disc_t *d,
         b.norm != cfg->budget.norm || b.eps != cfg->budget.eps ||
         b.l2_at_most != cfg->budget.l2_at_most || b.linf_scaled != cfg->budget.linf_scaled ||
         meta_f(f, "seed", &v) || v != (double)cfg->seed || meta_f(f, "alpha", &v) ||
-        (float)v != cfg->alpha || (float)margin != cfg->adv_margin) {
+        (float)v != cfg->alpha || (float)margin != cfg->adv_margin ||
+        (int)hinge != cfg->adv_hinge) {
         err = dp_err_set(DP_ERR_MISMATCH,
                          "%s: checkpoint was written with other settings (shape, width, "
-                         "budget, seed, alpha or adv_margin)",
+                         "budget, seed, alpha or the L_adv margin)",
                          path);
         goto done;
     }
@@ -410,10 +415,11 @@ dp_err_t perf_train(adnn_model_t *m, const float *train, int ntrain, const float
     memset(res, 0, sizeof *res);
     const adnn_spec_t *spec = adnn_model_spec(m);
     if (cfg->batch < 2 || ntrain < cfg->batch || nval < 1 || cfg->epochs < 1 || cfg->patience < 1 ||
-        !(cfg->budget.eps > 0) || !(cfg->adv_margin >= 0 && cfg->adv_margin <= 1))
+        !(cfg->budget.eps > 0) || !(cfg->adv_margin >= 0 && cfg->adv_margin <= 1) ||
+        (cfg->adv_hinge && !(cfg->adv_margin > 0)))
         return dp_err_set(DP_ERR_INVALID,
                           "perf_train: needs batch >= 2, ntrain >= batch, nval >= 1, epochs >= 1, "
-                          "patience >= 1, eps > 0, adv_margin in [0, 1]");
+                          "patience >= 1, eps > 0, adv_margin in [0, 1] (> 0 with adv_hinge)");
     double t0 = dp_clock_s();
     perf_gen_config_t gc = perf_gen_config_default();
     gc.c = spec->c, gc.h = spec->h, gc.w = spec->w;
@@ -492,10 +498,9 @@ dp_err_t perf_train(adnn_model_t *m, const float *train, int ntrain, const float
             perf_project(&cfg->budget, gout, delta, nb, d);
             perf_apply(xb, delta, xadv, len);
             if (cfg->adv_margin > 0) {
-                if ((err = adnn_pk_vjp(m, xadv, nb, ladv_below_dloss, (void *)&cfg->adv_margin, p,
-                                       dx)))
+                if ((err = adnn_pk_vjp(m, xadv, nb, ladv_below_dloss, (void *)cfg, p, dx)))
                     goto done;
-                sadv += perf_ladv_below(p, nb, K, cfg->adv_margin, NULL);
+                sadv += perf_ladv_below(p, nb, K, cfg->adv_margin, cfg->adv_hinge, NULL);
             } else {
                 double ladv;
                 if ((err = adnn_pk_grad(m, xadv, nb, p, &ladv, dx))) goto done;

@@ -232,6 +232,7 @@ perf_train_config_t dp_task_train_config(const dp_task_settings_t *s)
     c.lr_step2 = s->lr_step2;
     c.res_slope = s->res_slope;
     c.adv_margin = s->adv_margin;
+    c.adv_hinge = s->adv_hinge;
     c.seed = s->seed;
     c.time_limit_s = s->time_limit_s;
     return c;

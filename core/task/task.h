@@ -105,6 +105,7 @@ typedef struct dp_task_settings {
     float res_slope;     /* residual blocks' LeakyReLU slope: 0.01 (the published code: 1) */
     float adv_margin;    /* 0: L_adv over every decision (the published loss); > 0: only
                             those with p_k below it (perf_train_config_t) */
+    int adv_hinge;       /* 0: -log p_k terms; 1: ILFO's margin - p_k (needs adv_margin) */
     uint64_t seed;       /* 1: generator init and shuffles, random noise, DeepSloth's start.
                             From a campaign: generator.seed as given (absent is 0) */
     double time_limit_s; /* 0: none */

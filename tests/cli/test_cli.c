@@ -565,6 +565,7 @@ Test(cli_perform, usage_errors)
         {2,
          "dp-perform train: --batch must be >= 2 for training, got 1",
          {TRAIN_ARGS, "--batch", "1"}},
+        {2, "dp-perform train: --adv-hinge needs --adv-margin X > 0", {TRAIN_ARGS, "--adv-hinge"}},
         {2,
          "dp-perform train: --linf-scaled applies to --norm linf only",
          {"train", "--model", "@/m", "--norm", "l2", "--eps", "1", "--out", "@/g.st",

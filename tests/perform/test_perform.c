@@ -631,21 +631,28 @@ Test(perform, pk_vjp_matches_pk_grad)
  * gradient as adnn_pk_grad when no decision is excluded. */
 static void below_dloss(const float *p, int n, int k, float *dp, void *arg)
 {
-    perf_ladv_below(p, n, k, *(const float *)arg, dp);
+    perf_ladv_below(p, n, k, *(const float *)arg, 0, dp);
 }
 
 Test(perform, ladv_below_value_and_gradient)
 {
     const float p[6] = {0.2f, 0.7f, 1e-8f, 0.5f, 0.49f, 0.9f};
     float dp[6];
-    double l = perf_ladv_below(p, 2, 3, 0.5f, dp);
+    double l = perf_ladv_below(p, 2, 3, 0.5f, 0, dp);
     double want = -(log((double)0.2f) + log(PERF_LOG_FLOOR) + log((double)0.49f)) / 6;
     cr_assert_float_eq(l, want, 1e-9, "loss %.9g, want %.9g", l, want);
     const double dwant[6] = {-1.0 / (6 * 0.2f), 0, 0, 0, -1.0 / (6 * (double)0.49f), 0};
     for (int i = 0; i < 6; i++)
         cr_assert_float_eq(dp[i], dwant[i], 1e-6, "dp[%d] %g, want %g", i, dp[i], dwant[i]);
     /* every decision below the margin: the published loss */
-    cr_assert_float_eq(perf_ladv_below(p, 2, 3, 2.0f, NULL), perf_ladv(p, 2, 3), 1e-12);
+    cr_assert_float_eq(perf_ladv_below(p, 2, 3, 2.0f, 0, NULL), perf_ladv(p, 2, 3), 1e-12);
+    /* hinge: ILFO's relu(margin - p_k), averaged */
+    l = perf_ladv_below(p, 2, 3, 0.5f, 1, dp);
+    want = ((0.5 - (double)0.2f) + (0.5 - 1e-8) + (0.5 - (double)0.49f)) / 6;
+    cr_assert_float_eq(l, want, 1e-7, "hinge loss %.9g, want %.9g", l, want);
+    const double hwant[6] = {-1.0 / 6, 0, -1.0 / 6, 0, -1.0 / 6, 0};
+    for (int i = 0; i < 6; i++)
+        cr_assert_float_eq(dp[i], hwant[i], 1e-7, "hinge dp[%d] %g, want %g", i, dp[i], hwant[i]);
 
     adnn_model_t *m = load_sdn();
     int n = 3, K = adnn_pk_count(m);
@@ -845,15 +852,20 @@ Test(perform, train_adv_margin, .timeout = 600)
         differ |= memcmp(ta->data, tb->data, ta->numel * sizeof(float)) != 0;
     }
     cr_assert(differ, "adv_margin 0.3 trained the same generator as the published loss");
-    c.adv_margin = 0.0f;
+    c.adv_hinge = 1; /* the checkpoint's loss was -log p_k */
     perf_gen_t *g = NULL;
     cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, &g, &res), DP_ERR_MISMATCH);
-    cr_assert(strstr(dp_err_detail(), "adv_margin"), "%s", dp_err_detail());
+    c.adv_hinge = 0;
+    c.adv_margin = 0.0f;
+    cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, &g, &res), DP_ERR_MISMATCH);
+    cr_assert(strstr(dp_err_detail(), "L_adv margin"), "%s", dp_err_detail());
     unlink(ck);
     c.checkpoint = NULL;
     c.adv_margin = 1.5f;
     cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, &g, &res), DP_ERR_INVALID);
     cr_assert(strstr(dp_err_detail(), "adv_margin in [0, 1]"), "%s", dp_err_detail());
+    c.adv_margin = 0.0f, c.adv_hinge = 1;
+    cr_assert_eq(perf_train(m, x, 8, x + 8 * D, 4, &c, &g, &res), DP_ERR_INVALID);
     cr_assert_null(g);
     perf_gen_destroy(&a), perf_gen_destroy(&b);
     adnn_model_destroy(&m);
