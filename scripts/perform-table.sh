@@ -17,6 +17,7 @@
 #   L2_AT_MOST=0 (1: "at most eps" projection for the generator)
 #   LINF_SCALED=0 (1: Linf generators trained with --linf-scaled, delta = eps * g)
 #   ADV_MARGIN=0 (> 0: generators trained with --adv-margin, L_adv on p_k below it only)
+#   ADV_HINGE=0 (1, with ADV_MARGIN: --adv-hinge, ILFO's terms margin - p_k)
 #   JOBS=1 (models worked on side by side; with THREADS=1 each, JOBS=cores is
 #   the fastest setting on the shipped models: docs/PERFORM.md, Threads)
 # Reduced example (minutes, not hours):
@@ -40,6 +41,7 @@ gen_args=()
 [ -n "${TRAIN_N:-}" ] && gen_args+=(--train-n "$TRAIN_N")
 [ -n "${VAL_N:-}" ] && gen_args+=(--val-n "$VAL_N")
 [ -n "${ADV_MARGIN:-}" ] && gen_args+=(--adv-margin "$ADV_MARGIN")
+[ "${ADV_HINGE:-0}" = 1 ] && gen_args+=(--adv-hinge)
 BATCH=${BATCH:-32}
 ALPHA=${ALPHA:-0}
 BETA=${BETA:-0}
