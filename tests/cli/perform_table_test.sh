@@ -34,6 +34,11 @@ for r in rows:
 PY
 grep -q "skip deepsloth on blockdrop" "$work/a.log" || fail "no skip line for DeepSloth on BlockDrop"
 [ "$(grep -c '^perform-table: train ' "$work/a.log")" = 4 ] || fail "expected 4 trainings"
+# Linf generators take the scaled map by default (LINF_SCALED=1), L2 ones cannot
+head -c 4096 "$work/out/sdn_resnet-linf-0.09-generator.safetensors" | grep -q '"linf_scaled":"1"' ||
+  fail "the Linf generator is not --linf-scaled"
+head -c 4096 "$work/out/sdn_resnet-l2-1.0-generator.safetensors" | grep -q '"linf_scaled":"0"' ||
+  fail "the L2 generator has linf_scaled set"
 
 # again: everything is reused, the rows are the same
 OUT=$work/out MODELS="$src/models/sdn_resnet $src/models/blockdrop" table >"$work/b.json" 2>"$work/b.log" ||
