@@ -4,7 +4,8 @@
  * One step: g = G(x); delta = project(g); x' = clamp(x + delta, 0, 1);
  * L = L_adv(p(x')) + alpha L_GAN(D(x')) + beta L_per(g); the gradient flows
  * back through the clamp and the projection into G (the AdNN is frozen; its
- * input gradient comes from adnn_pk_grad). With alpha > 0 the discriminator
+ * input gradient comes from adnn_pk_grad, or from adnn_pk_vjp on
+ * perf_ladv_below's terms with adv_margin). With alpha > 0 the discriminator
  * then takes one step on (x real, x' fake).
  *
  * Every epoch ends with the mean executed fraction of the held-out seeds
@@ -222,13 +223,6 @@ done:
 
 /* ------------------------------------------------------------- checkpoint */
 
-/* adnn_pk_dloss_fn of perf_ladv_below; arg: the training config */
-static void ladv_below_dloss(const float *p, int n, int k, float *dp, void *arg)
-{
-    const perf_train_config_t *c = arg;
-    perf_ladv_below(p, n, k, c->adv_margin, c->adv_hinge, dp);
-}
-
 typedef struct train_state {
     int epochs_done, best_epoch, since_best;
     double best_exec;
@@ -404,6 +398,13 @@ static size_t sanitize(float *v, size_t n)
             bad++;
         }
     return bad;
+}
+
+/* adnn_pk_dloss_fn of perf_ladv_below; arg: the training config */
+static void ladv_below_dloss(const float *p, int n, int k, float *dp, void *arg)
+{
+    const perf_train_config_t *c = arg;
+    perf_ladv_below(p, n, k, c->adv_margin, c->adv_hinge, dp);
 }
 
 dp_err_t perf_train(adnn_model_t *m, const float *train, int ntrain, const float *val, int nval,
