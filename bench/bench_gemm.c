@@ -109,7 +109,7 @@ typedef struct layer {
     int cin, h, w, cout, k, stride, pad;
 } layer_t;
 
-/* Generator at 1x28x28, w = 64 (docs/METHOD.md section 1). Residual convs are
+/* Generator at 1x28x28, w = 64 (core/perform/generator.h). Residual convs are
  * reflect-pad 1 then conv p0: the same arithmetic as conv p1 on 5x5. */
 static const layer_t layers[] = {
     {"enc1 1->64 3x3 s1 28x28", 0, 1, 28, 28, 64, 3, 1, 0},

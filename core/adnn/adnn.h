@@ -1,5 +1,5 @@
 /* The adaptive model zoo: networks that spend a different amount of
- * computation on each input (METHOD.md sections 2-4).
+ * computation on each input (docs/ZOO.md).
  *
  * A model is one object built from an architecture (adnn_spec_t, stored as a
  * dp.v1.ModelSpec protobuf) and a list of named tensors living in two blocks
@@ -152,7 +152,7 @@ typedef struct adnn_trace {
     int exit_taken;                 /* 0..nexits-1 internal, nexits = final; -1: none */
     int nexits;                     /* internal exits */
     float conf[ADNN_MAX_EXITS + 1]; /* c_k of each exit evaluated (0 if not reached) */
-    double flops_ref;               /* METHOD.md section 4 (conv, linear; no /groups) */
+    double flops_ref;               /* reference convention (conv, linear; no /groups) */
     double flops_exact;             /* conv/groups, linear, BN, activations, pooling */
     int ngates;                     /* SkipNet, BlockDrop: blocks decided by a gate */
     float gate_p[ADNN_MAX_BLOCKS];  /* each one's run probability (against gate_threshold) */
@@ -213,7 +213,7 @@ void adnn_adam_step(adnn_model_t *m, float lr);
 /* Number of "spend more" probabilities per input (blocks or exits). */
 int adnn_pk_count(const adnn_model_t *m);
 /* For a batch in inference mode: p (n, K) the spend-more probabilities
- * (METHOD.md section 2), *loss = -(1/(n*K)) sum log p, and dx (n,C,H,W)
+ * (docs/ZOO.md), *loss = -(1/(n*K)) sum log p, and dx (n,C,H,W)
  * (may be NULL) = d loss / d x, OVERWRITTEN. */
 dp_err_t adnn_pk_grad(adnn_model_t *m, const float *x, int n, float *p, double *loss, float *dx);
 

@@ -8,7 +8,7 @@
  * names the entry points with ADNN_EXITNET_OPS.
  *
  * Training minimises sum_k w_k CE_k / sum_k w_k over every exit (w_k:
- * spec.exit_weights). Spend-more probabilities (METHOD.md section 2), one per
+ * spec.exit_weights). Spend-more probabilities (docs/ZOO.md), one per
  * INTERNAL exit (the final classifier's confidence never changes the cost):
  * p_k = 1 - c_k for every exit up to and including the first with
  * c_k = max softmax >= tau, p_k = 1 after it. */

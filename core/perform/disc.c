@@ -1,4 +1,4 @@
-/* The least-squares GAN discriminator of METHOD.md (AdvGAN's):
+/* The least-squares GAN discriminator (AdvGAN's):
  * conv4x4 s2 C->8, LeakyReLU(0.2); conv4x4 s2 ->16, BN, LeakyReLU;
  * conv4x4 s2 ->32, BN, LeakyReLU; conv1x1 ->1; sigmoid.
  * One parameter block (with gradient and Adam twins), one statistics block,

@@ -1,4 +1,4 @@
-/* The DeepPerform generator G (AdvGAN lineage, METHOD.md section 1): an
+/* The DeepPerform generator G (AdvGAN lineage, docs/PERFORM.md): an
  * encoder of three conv3x3 + InstanceNorm + LeakyReLU, four residual blocks,
  * and a decoder of transposed convs with SAGAN self-attention, ending in tanh.
  *

@@ -1,6 +1,6 @@
 /* What long-running perform work (training, ILFO, DeepSloth) reports and
  * asks while it runs, instead of printing or reading a global: the library
- * never prints (DESIGN.md), and one process may run a training and a
+ * never prints, and one process may run a training and a
  * measurement side by side (dp-submit --local), each with its own hooks.
  *
  * Every member may be NULL (a zeroed struct: no progress, never cancelled,

@@ -1,4 +1,4 @@
-/* Test-input methods on the same seeds and budgets (METHOD.md sections 1, 6):
+/* Test-input methods on the same seeds and budgets (docs/PERFORM.md):
  * DeepPerform (one generator forward per batch), random noise in the norm
  * ball, ILFO (per-input SGD) and DeepSloth (early-exit networks), and the
  * sample sets they fill (safetensors files). */

@@ -1,12 +1,12 @@
-/* DeepPerform test-input generation and its baselines (METHOD.md sections 1,
- * 5, 6) on the model zoo's spend-more probabilities p_k (core/adnn).
+/* DeepPerform test-input generation and its baselines (docs/PERFORM.md) on
+ * the model zoo's spend-more probabilities p_k (core/adnn).
  *
  * - Budgets and projections: Linf clamp, L2 "exactly eps" (the published
  *   code) or "at most eps"; x' = clamp(x + delta, 0, 1), for the outputs
  *   made to pass the budget check in float32 with no tolerance
  *   (perf_apply_budget, perf_within_budget).
  * - Losses: L_adv = -(1/B) sum_b (1/K) sum_k log p_bk, L_GAN (least-squares,
- *   the small discriminator of METHOD.md), L_per = mean_b max(0, ||g_b||_p -
+ *   AdvGAN's small discriminator below), L_per = mean_b max(0, ||g_b||_p -
  *   eps) on the raw generator output g (after projection it would be 0).
  * - Training (perf_train): Adam, lr 1e-3 / 1e-4 from epoch 50 / 1e-5 from
  *   epoch 80, held-out executed fraction after each epoch, best generator
@@ -119,7 +119,7 @@ double perf_lper(const perf_budget_t *b, const float *g, int n, size_t d, float 
 
 typedef struct perf_disc perf_disc_t;
 
-/* METHOD.md: conv4x4 s2 C->8, LeakyReLU(0.2); conv4x4 s2 ->16, BN, LeakyReLU;
+/* AdvGAN's discriminator: conv4x4 s2 C->8, LeakyReLU(0.2); conv4x4 s2 ->16, BN, LeakyReLU;
  * conv4x4 s2 ->32, BN, LeakyReLU; conv1x1 ->1; sigmoid. Returns a new object,
  * caller destroys; NULL on a bad shape (needs h, w >= 22) or no memory. */
 perf_disc_t *perf_disc_new(int c, int h, int w, int max_batch, uint64_t seed);

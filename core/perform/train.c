@@ -1,4 +1,4 @@
-/* Training of the DeepPerform generator (METHOD.md section 1) with
+/* Training of the DeepPerform generator (docs/PERFORM.md) with
  * checkpoint/resume, and generator files.
  *
  * One step: g = G(x); delta = project(g); x' = clamp(x + delta, 0, 1);

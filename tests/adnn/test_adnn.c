@@ -1,7 +1,8 @@
 /* core/adnn: the adaptive model zoo (SDN-ResNet).
  * - the batch-1 adaptive forward agrees with the batch forward when every
  *   block runs;
- * - FLOPs of the full network equal the METHOD.md section 4 formula;
+ * - FLOPs of the full network equal the reference convention's formula
+ *   (docs/ZOO.md, FLOPs conventions);
  * - an early exit really skips: the trace and the FLOPs say so;
  * - the input gradient of the p_k loss matches central finite differences;
  * - spec round trip; malformed weight and spec files fail with errors that

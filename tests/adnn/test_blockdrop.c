@@ -4,7 +4,8 @@
  * - a dropped block really is not computed: the trace says so and the FLOPs
  *   fall by exactly that block's FLOPs (its shortcut projection stays when it
  *   downsamples);
- * - FLOPs of the full network (policy included) equal the METHOD.md formula;
+ * - FLOPs of the full network (policy included) equal the reference
+ *   convention's formula (docs/ZOO.md, FLOPs conventions);
  * - p_k are the policy sigmoids, depend on the policy only, and the input
  *   gradient of their loss matches central finite differences;
  * - the training options: a frozen backbone stays bit for bit, the

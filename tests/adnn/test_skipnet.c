@@ -4,7 +4,8 @@
  *   agree too and a block runs iff p_k > 0.5;
  * - a forced-closed gate really skips: the trace says so and the FLOPs drop
  *   by exactly that block's FLOPs (less its shortcut when it downsamples);
- * - FLOPs of the full network equal the METHOD.md section 4 formula;
+ * - FLOPs of the full network equal the reference convention's formula
+ *   (docs/ZOO.md, FLOPs conventions);
  * - the input gradient of the p_k loss and the parameter gradients of the
  *   training objective (soft gates), with and without the margin term on the
  *   gate logits, match central finite differences; the training options are

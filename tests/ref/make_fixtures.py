@@ -202,7 +202,7 @@ def _lstm_two_steps():
 # ---------------------------------------------------------------- self-attention
 
 class SelfAttention(nn.Module):
-    """SAGAN self-attention exactly as METHOD.md / core/nn/attention.h describe."""
+    """SAGAN self-attention exactly as core/nn/attention.h describes."""
 
     def __init__(self, c):
         super().__init__()

@@ -13,11 +13,11 @@ Per family, batch size 1, inference mode (BatchNorm running statistics):
   with pred, exit_taken, ran (per block), conf (per exit, 0 if not reached),
   logits (one row per exit reached, the final classifier last if reached);
 - `all_logits(x)`: every exit's logits (E+1, K), every block run;
-- `pk(x)`: the spend-more probabilities p_k (METHOD.md section 2,
-  docs/ZOO.md), differentiable with respect to x.
-FLOPs in the reference convention (METHOD.md section 4) are counted by
-`FlopCounter` with forward hooks on every Conv2d and Linear that actually runs,
-independently of the C formulas.
+- `pk(x)`: the spend-more probabilities p_k (docs/ZOO.md),
+  differentiable with respect to x.
+FLOPs in the reference convention (docs/ZOO.md, FLOPs conventions) are
+counted by `FlopCounter` with forward hooks on every Conv2d and Linear that
+actually runs, independently of the C formulas.
 """
 import struct
 
@@ -170,7 +170,7 @@ def encode_spec(spec):
 # ---------------------------------------------------------------- FLOPs
 
 class FlopCounter:
-    """Reference-convention FLOPs (METHOD.md section 4) of whatever runs
+    """Reference-convention FLOPs (docs/ZOO.md, FLOPs conventions) of whatever runs
     inside the `with` block: conv 2*Cin*Cout*kh*kw*Hout*Wout (NOT divided by
     groups), linear 2*in*out, an LSTM step as its two linears; BN,
     activations and pooling ignored."""
