@@ -35,6 +35,7 @@ enum {
     C_HEARTBEAT,
     C_LIVENESS,
     C_ATTEMPTS,
+    C_RETRY,
     C_MAX_MESSAGE,
     C_COMPACT,
     C_CURVE_SECRET,
@@ -58,6 +59,9 @@ static cfg_t cfg[C_COUNT] = {
                     "heartbeats a worker may miss before it is dead", 0, 0, 0},
     [C_ATTEMPTS] = {"max-attempts", "DP_COORD_MAX_ATTEMPTS", CFG_UINT, 1, 255, "3",
                     "leases of a task before its cell fails", 0, 0, 0},
+    [C_RETRY] = {"retry-ms", "DP_COORD_RETRY_MS", CFG_UINT, 0, 3600000, "1000",
+                 "a failed task's wait before its next lease, doubled per attempt (0: none)", 0, 0,
+                 0},
     [C_MAX_MESSAGE] = {"max-message", "DP_COORD_MAX_MESSAGE", CFG_UINT, 4096, 1u << 30, "16777216",
                        "bytes of a message; larger ones are refused unread", 0, 0, 0},
     [C_COMPACT] = {"compact-bytes", "DP_COORD_COMPACT_BYTES", CFG_UINT, 0, UINT64_C(1) << 50,
@@ -225,12 +229,12 @@ int main(int argc, char **argv)
     dp_log_set_level((dp_log_level_t)level);
     dp_coord_server_opts_t o;
     dp_coord_server_opts_init(&o);
-    uint64_t hb, live, att, maxm, compact;
+    uint64_t hb, live, att, retry, maxm, compact;
     int no_fsync, check_args;
     if (parse_uint(&cfg[C_HEARTBEAT], &hb) || parse_uint(&cfg[C_LIVENESS], &live) ||
-        parse_uint(&cfg[C_ATTEMPTS], &att) || parse_uint(&cfg[C_MAX_MESSAGE], &maxm) ||
-        parse_uint(&cfg[C_COMPACT], &compact) || parse_bool(&cfg[C_NO_FSYNC], &no_fsync) ||
-        parse_bool(&cfg[C_CHECK_ARGS], &check_args))
+        parse_uint(&cfg[C_ATTEMPTS], &att) || parse_uint(&cfg[C_RETRY], &retry) ||
+        parse_uint(&cfg[C_MAX_MESSAGE], &maxm) || parse_uint(&cfg[C_COMPACT], &compact) ||
+        parse_bool(&cfg[C_NO_FSYNC], &no_fsync) || parse_bool(&cfg[C_CHECK_ARGS], &check_args))
         return EXIT_USAGE;
     if (!*cfg[C_CURVE_SECRET].value != !*cfg[C_CURVE_AUTH].value) {
         fprintf(stderr, "dp-coordinator: --curve-secret and --curve-authorized go together\n");
@@ -245,6 +249,7 @@ int main(int argc, char **argv)
     o.heartbeat_ms = (uint32_t)hb;
     o.liveness = (uint32_t)live;
     o.max_attempts = (uint32_t)att;
+    o.retry_ms = (uint32_t)retry;
     o.max_message = (size_t)maxm;
     o.compact_bytes = compact;
     o.no_fsync = no_fsync;

@@ -18,6 +18,7 @@ typedef struct stask {
     uint8_t attempt;
     uint32_t nwait;    /* dependencies not yet done */
     uint64_t deadline; /* LEASED: lease end */
+    uint64_t retry_at; /* QUEUED after a failure: not leased before (in c->held until then) */
     char *holder;      /* LEASED: worker id */
     char *reason;      /* the last failure's */
     char *result;      /* DONE: the task's summary JSON */
@@ -40,6 +41,7 @@ typedef struct scamp {
     uint32_t *slots, nslots; /* hash: task index + 1, 0 empty */
     uint32_t *dep_off, *dep; /* dependents of task i: dep[dep_off[i] .. dep_off[i+1]) */
     queue_t tq;              /* trainer tasks */
+    queue_t held;            /* QUEUED tasks waiting for their retry_at, in no queue yet */
     queue_t *mq;             /* MEASURE tasks per device class */
     size_t ndev;
     char (*bword)[48]; /* "N-EPS" of each flattened budget, as in task ids */
@@ -72,7 +74,8 @@ struct dp_sched {
 
 void dp_sched_opts_init(dp_sched_opts_t *o)
 {
-    *o = (dp_sched_opts_t){.heartbeat_ms = 1000, .liveness = 3, .max_attempts = DP_PLAN_ATTEMPTS};
+    *o = (dp_sched_opts_t){
+        .heartbeat_ms = 1000, .liveness = 3, .max_attempts = DP_PLAN_ATTEMPTS, .retry_ms = 1000};
 }
 
 static uint64_t period(const dp_sched_t *s) { return (uint64_t)s->o.heartbeat_ms * s->o.liveness; }
@@ -105,6 +108,7 @@ static void camp_free(scamp_t *c)
     if (c->c) dp__v1__campaign__free_unpacked(c->c, NULL);
     free(c->mq);
     free(c->tq.v);
+    free(c->held.v);
     free(c->bword);
     free(c->t);
     free(c->slots);
@@ -431,6 +435,7 @@ static void on_terminal(scamp_t *c, uint32_t i, uint64_t now_ms)
 static int rebuild(dp_sched_t *s, scamp_t *c)
 {
     c->tq.head = c->tq.len = 0;
+    c->held.head = c->held.len = 0;
     for (size_t d = 0; d < c->ndev; d++) c->mq[d].head = c->mq[d].len = 0;
     c->nterminal = 0;
     for (uint32_t i = 0; i < c->n; i++) c->t[i].nwait = 0;
@@ -452,7 +457,8 @@ static int rebuild(dp_sched_t *s, scamp_t *c)
         }
         t->state = t->nwait ? DP__V1__TASK_STATE__TASK_STATE_BLOCKED
                             : DP__V1__TASK_STATE__TASK_STATE_QUEUED;
-        if (!t->nwait && enqueue(c, i)) return -1;
+        if (t->nwait) continue;
+        if (t->retry_at ? q_push(&c->held, i) : enqueue(c, i)) return -1;
     }
     c->dirty = 0;
     return 0;
@@ -616,6 +622,7 @@ static dp_err_t apply_assigned(dp_sched_t *s, const Dp__V1__TaskAssigned *a)
     if (terminal(t->state)) return DP_OK;
     lease_end(s, c, i);
     t->state = DP__V1__TASK_STATE__TASK_STATE_LEASED;
+    t->retry_at = 0;
     t->attempt = (uint8_t)(a->attempt > 255 ? 255 : a->attempt);
     t->holder = strdup(a->worker_id ? a->worker_id : "");
     t->deadline = a->lease_deadline_unix_ms;
@@ -646,6 +653,14 @@ static dp_err_t apply_done(dp_sched_t *s, const Dp__V1__TaskDone *d, uint64_t no
     return DP_OK;
 }
 
+/* How long a task waits after failing attempt: retry_ms doubled per
+ * attempt after the first, at most 64 times retry_ms. */
+uint64_t dp_sched_retry_wait(const dp_sched_t *s, uint32_t attempt)
+{
+    const uint32_t shift = attempt > 1 ? (attempt - 1 < 6 ? attempt - 1 : 6) : 0;
+    return (uint64_t)s->o.retry_ms << shift;
+}
+
 static dp_err_t apply_failed(dp_sched_t *s, const Dp__V1__TaskFailed *f, uint64_t now_ms)
 {
     scamp_t *c;
@@ -660,7 +675,57 @@ static dp_err_t apply_failed(dp_sched_t *s, const Dp__V1__TaskFailed *f, uint64_
         on_terminal(c, i, now_ms);
         return DP_OK;
     }
-    return enqueue(c, i) ? DP_ERR_NOMEM : DP_OK;
+    const uint64_t wait = dp_sched_retry_wait(s, f->attempt);
+    if (!wait) return enqueue(c, i) ? DP_ERR_NOMEM : DP_OK;
+    t->state = DP__V1__TASK_STATE__TASK_STATE_QUEUED;
+    t->retry_at = now_ms + wait;
+    return q_push(&c->held, i) ? DP_ERR_NOMEM : DP_OK;
+}
+
+/* Moves the held tasks of c whose wait has passed into their queues (at the
+ * back); keeps the others, in order. Returns how many moved. */
+static size_t release_due(scamp_t *c, uint64_t now_ms)
+{
+    queue_t *h = &c->held;
+    size_t keep = 0, moved = 0;
+    for (size_t k = h->head; k < h->len; k++) {
+        const uint32_t i = h->v[k];
+        stask_t *t = &c->t[i];
+        if (t->state != DP__V1__TASK_STATE__TASK_STATE_QUEUED || !t->retry_at) continue;
+        if (t->retry_at > now_ms || q_push(queue_of(c, i), i)) {
+            h->v[keep++] = i;
+            continue;
+        }
+        t->retry_at = 0;
+        moved++;
+    }
+    h->head = 0;
+    h->len = keep;
+    return moved;
+}
+
+size_t dp_sched_retry_due(dp_sched_t *s, uint64_t now_ms)
+{
+    size_t moved = 0;
+    for (size_t ci = 0; ci < s->ncamps; ci++)
+        if (s->camps[ci]->held.len > s->camps[ci]->held.head)
+            moved += release_due(s->camps[ci], now_ms);
+    return moved;
+}
+
+uint64_t dp_sched_next_retry(const dp_sched_t *s)
+{
+    uint64_t next = 0;
+    for (size_t ci = 0; ci < s->ncamps; ci++) {
+        const scamp_t *c = s->camps[ci];
+        for (size_t k = c->held.head; k < c->held.len; k++) {
+            const stask_t *t = &c->t[c->held.v[k]];
+            if (t->state == DP__V1__TASK_STATE__TASK_STATE_QUEUED && t->retry_at &&
+                (!next || t->retry_at < next))
+                next = t->retry_at;
+        }
+    }
+    return next;
 }
 
 static dp_err_t apply_cancelled(dp_sched_t *s, const Dp__V1__CampaignCancelled *x, uint64_t now_ms)
@@ -861,12 +926,15 @@ static int host_busy(const dp_sched_t *s, const char *host, Dp__V1__Role r)
 
 /* ---------------------------------------------------------------- decisions */
 
-/* Pops the first QUEUED task of q, or -1. */
+/* Pops the first QUEUED task of q that is not waiting for its retry, or -1.
+ * Entries of tasks in any other state are stale (a task leased from a
+ * queue stays in it until popped) and dropped. */
 static long q_pop(scamp_t *c, queue_t *q)
 {
     while (q->head < q->len) {
         const uint32_t i = q->v[q->head++];
-        if (c->t[i].state == DP__V1__TASK_STATE__TASK_STATE_QUEUED) return (long)i;
+        if (c->t[i].state == DP__V1__TASK_STATE__TASK_STATE_QUEUED && !c->t[i].retry_at)
+            return (long)i;
     }
     return -1;
 }
@@ -883,8 +951,8 @@ static long class_index(const scamp_t *c, const char *name)
 int dp_sched_pick(dp_sched_t *s, const char *worker_id, uint64_t now_ms, char *id_buf, size_t size,
                   uint32_t *attempt)
 {
-    (void)now_ms;
     ensure(s);
+    dp_sched_retry_due(s, now_ms);
     sworker_t *w = worker_find(s, worker_id);
     if (!w || !w->alive || w->running >= w->capacity || !s->ncamps) return 0;
     const int measurer = w->role == DP__V1__ROLE__ROLE_MEASURER;

@@ -28,6 +28,8 @@ typedef struct dp_sched_opts {
     uint32_t heartbeat_ms; /* 1000 */
     uint32_t liveness;     /* 3: a worker silent for liveness heartbeats is dead */
     uint32_t max_attempts; /* 3: leases of a task before its cell fails */
+    uint32_t retry_ms;     /* 1000: a failed task waits this long before its next lease,
+                              doubled after each further attempt, at most 64x (0: no wait) */
 } dp_sched_opts_t;
 
 void dp_sched_opts_init(dp_sched_opts_t *o);
@@ -84,6 +86,18 @@ int dp_sched_worker_known(const dp_sched_t *s, const char *worker_id);
  * trainer tasks never to a host where a measurer holds one. */
 int dp_sched_pick(dp_sched_t *s, const char *worker_id, uint64_t now_ms, char *id_buf, size_t size,
                   uint32_t *attempt);
+
+/* Failed tasks wait retry_ms (doubling per attempt) before they are leased
+ * again. dp_sched_retry_due queues those whose wait has passed by now_ms
+ * (dp_sched_pick does too) and returns how many; dp_sched_next_retry is the
+ * earliest end of a wait still running, 0 when none is: the loop sleeps no
+ * longer than that. Waits survive a replay of their TaskFailed records (each
+ * at its record's time); a snapshot does not keep them, so after a
+ * compaction and a restart those tasks are leasable at once. */
+size_t dp_sched_retry_due(dp_sched_t *s, uint64_t now_ms);
+/* How long a task waits after its attempt failed (ms). */
+uint64_t dp_sched_retry_wait(const dp_sched_t *s, uint32_t attempt);
+uint64_t dp_sched_next_retry(const dp_sched_t *s);
 
 /* Fills out with the Task to send for task_id (plan.h's dp_plan_fill, with
  * the current attempt and max_attempts). -1 when unknown. out borrows from

@@ -30,6 +30,7 @@ void dp_coord_server_opts_init(dp_coord_server_opts_t *o)
     o->heartbeat_ms = 1000;
     o->liveness = 3;
     o->max_attempts = DP_PLAN_ATTEMPTS;
+    o->retry_ms = 1000;
     o->max_message = DP_WIRE_SOCK_MAX_MESSAGE;
     o->compact_bytes = 256ull << 20;
     o->drain = 1024;
@@ -165,6 +166,13 @@ dp_err_t srv_record(dp_coord_server_t *s, Dp__V1__JournalRecord *rec)
 dp_err_t srv_record_failed(dp_coord_server_t *s, const char *task_id, uint32_t attempt,
                            const char *reason, int final)
 {
+    srv_task_context(task_id);
+    if (final)
+        dp_warn(LOG_COMP, "attempt %u failed: %s (final)", attempt, reason);
+    else
+        dp_warn(LOG_COMP, "attempt %u failed: %s (retry in %llu ms)", attempt, reason,
+                (unsigned long long)dp_sched_retry_wait(s->sched, attempt));
+    dp_log_set_context(NULL, NULL);
     Dp__V1__JournalRecord rec = DP__V1__JOURNAL_RECORD__INIT;
     Dp__V1__TaskFailed f = DP__V1__TASK_FAILED__INIT;
     f.task_id = (char *)task_id;
@@ -182,9 +190,6 @@ static void on_expired(void *ctx, const char *task_id, uint32_t attempt, const c
                        const char *reason, int final)
 {
     dp_coord_server_t *s = ctx;
-    srv_task_context(task_id);
-    dp_warn(LOG_COMP, "attempt %u: %s%s", attempt, reason, final ? " (final)" : "");
-    dp_log_set_context(NULL, NULL);
     srv_record_failed(s, task_id, attempt, reason, final);
     peer_t *p = worker_id && *worker_id ? srv_peer_by_worker(s, worker_id) : NULL;
     if (p) srv_lease_forget(p, task_id);
@@ -325,6 +330,8 @@ static dp_err_t check_opts(const dp_coord_server_opts_t *o)
     if (o->max_attempts < 1 || o->max_attempts > 255)
         return dp_err_set(DP_ERR_RANGE, "server: max_attempts %u is not in [1, 255]",
                           o->max_attempts);
+    if (o->retry_ms > 3600000)
+        return dp_err_set(DP_ERR_RANGE, "server: retry_ms %u is not in [0, 3600000]", o->retry_ms);
     if (o->max_message && (o->max_message < 4096 || o->max_message > DP_JOURNAL_MAX_RECORD_HARD))
         return dp_err_set(DP_ERR_RANGE, "server: max_message %zu is not in [4096, %u]",
                           o->max_message, DP_JOURNAL_MAX_RECORD_HARD);
@@ -369,6 +376,7 @@ dp_err_t dp_coord_server_new(const dp_coord_server_opts_t *opts, dp_coord_server
     dp_sched_opts_t so;
     dp_sched_opts_init(&so);
     so.heartbeat_ms = o.heartbeat_ms, so.liveness = o.liveness, so.max_attempts = o.max_attempts;
+    so.retry_ms = o.retry_ms;
     if (!(s->sched = dp_sched_new(&so))) {
         err = DP_ERR_NOMEM;
         goto fail;
@@ -454,6 +462,11 @@ dp_err_t dp_coord_server_run(dp_coord_server_t *s, volatile sig_atomic_t *stop)
         if (s->next_hb_ms <= s->now) timeout = 0;
         const long http_timeout = s->http ? dp_http_timeout_ms(s->http) : -1;
         if (http_timeout >= 0 && http_timeout < timeout) timeout = http_timeout;
+        const uint64_t retry = dp_sched_next_retry(s->sched); /* a failed task's wait ends */
+        if (retry) {
+            const long until = retry > s->now ? (long)(retry - s->now) : 0;
+            if (until < timeout) timeout = until;
+        }
         const int rc = zmq_poll(items, nitems, timeout);
         if (rc < 0 && errno == ETERM) {
             ret = dp_err_set(DP_ERR_CLOSED, "server: the ZeroMQ context was terminated");
@@ -489,6 +502,7 @@ dp_err_t dp_coord_server_run(dp_coord_server_t *s, volatile sig_atomic_t *stop)
             dp_wire_free(&env);
         }
         if (!s->fatal) dp_sched_expired(s->sched, s->now, on_expired, s);
+        if (dp_sched_retry_due(s->sched, s->now)) s->dirty = 1;
         if (s->dirty && !s->fatal) srv_assign_waiting(s);
         if (!s->fatal) tick(s);
         if (s->fatal) {

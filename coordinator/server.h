@@ -34,6 +34,8 @@ typedef struct dp_coord_server_opts {
     uint32_t heartbeat_ms;        /* 1000: heartbeats both ways; the poll waits half of it */
     uint32_t liveness;            /* 3: heartbeats a worker may miss before it is dead */
     uint32_t max_attempts;        /* 3: leases of a task before its cell fails */
+    uint32_t retry_ms;            /* 1000: a failed task's wait before its next lease, doubled
+                                     per further attempt, at most 64x (0: none) */
     size_t max_message;           /* bytes of a message (ZMQ_MAXMSGSIZE); 0: 16 MiB */
     const char *curve_secret;     /* the server's secret key file: CURVE on; NULL: off */
     const char *curve_authorized; /* the public keys admitted; required with curve_secret */

@@ -246,9 +246,6 @@ static void on_heartbeat(dp_coord_server_t *s, peer_t *p, const Dp__V1__Envelope
             char why[256];
             snprintf(why, sizeof why, "worker %s does not hold the lease (its Assign was lost)",
                      p->worker_id);
-            srv_task_context(l->task_id);
-            dp_warn(LOG_COMP, "attempt %u: %s%s", l->attempt, why, final ? " (final)" : "");
-            dp_log_set_context(NULL, NULL);
             if (srv_record_failed(s, l->task_id, l->attempt, why, final)) return;
             srv_lease_drop(p, i);
             continue;
@@ -325,7 +322,6 @@ static void on_failure(dp_coord_server_t *s, peer_t *p, const Dp__V1__Envelope *
     if (fresh) {
         char why[1024];
         snprintf(why, sizeof why, "worker %s: %s", p->worker_id, f->reason);
-        dp_warn(LOG_COMP, "attempt %u failed: %s%s", f->attempt, why, final ? " (final)" : "");
         if (srv_record_failed(s, f->task_id, f->attempt, why, final)) {
             if (!s->fatal)
                 srv_reply_error(s, &p->rid, env->seq, DP__V1__ERROR_CODE__ERROR_CODE_INTERNAL,

@@ -1,6 +1,7 @@
 /* The coordinator's state machine on a fake clock: planning, leasing by role
- * and device class, dependencies, retries and final failures, cancel, lease
- * expiry of a silent worker, and a snapshot that replays to the same state. */
+ * and device class, dependencies, retries (after their wait) and final
+ * failures, cancel, lease expiry of a silent worker, and a snapshot that
+ * replays to the same state. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,7 @@ typedef struct harness {
     dp_sched_t *s;
     uint64_t now, lsn;
     Dp__V1__JournalRecord *log[4096];
+    uint64_t at[4096]; /* the time each record was applied */
     size_t nlog;
 } harness_t;
 
@@ -61,6 +63,7 @@ static void apply(harness_t *h, Dp__V1__JournalRecord *rec)
     uint8_t *buf = malloc(len + 1);
     dp__v1__journal_record__pack(rec, buf);
     cr_assert_lt(h->nlog, 4096);
+    h->at[h->nlog] = h->now;
     h->log[h->nlog++] = dp__v1__journal_record__unpack(NULL, len, buf);
     free(buf);
 }
@@ -242,6 +245,7 @@ Test(sched, failing_task_fails_its_cell)
     char id[DP_PLAN_ID_MAX];
     for (int round = 0; round < 500; round++) {
         int any = 0;
+        h.now += 70000; /* past any retry wait (at most 64 x 1 s) */
         if (lease(&h, "tr", id, sizeof id)) {
             any = 1;
             if (!strcmp(id, bad)) {
@@ -324,6 +328,8 @@ Test(sched, silent_worker_lease_expires_and_host_exclusive)
     cr_assert_eq(l.n, 1);
     cr_expect_str_eq(l.ids[0], id);
     failed(&h, l.ids[0], l.attempts[0], 0);
+    h.now += 1000; /* its retry wait */
+    dp_sched_worker_seen(h.s, "tr2", h.now);
     /* the re-queued task went to the back of the queue: tr2 reaches it with attempt 2 */
     int seen = 0;
     for (int i = 0; i < 200 && !seen; i++) {
@@ -338,6 +344,86 @@ Test(sched, silent_worker_lease_expires_and_host_exclusive)
         done(&h, again);
     }
     cr_expect(seen, "the expired task was leased again");
+    harness_fini(&h);
+}
+
+/* A failed task is not leased again before retry_ms has passed, the wait
+ * doubles per attempt, other tasks are leased meanwhile, and a replay of the
+ * journal (each record at its own time) keeps when each wait ends. */
+Test(sched, failed_task_waits_before_its_retry)
+{
+    harness_t h;
+    harness_init(&h);
+    submit(&h, make_campaign(4, 4, 1), "t-1");
+    hello(&h, "tr", DP__V1__ROLE__ROLE_TRAINER, NULL, "a");
+    char id[DP_PLAN_ID_MAX], other[DP_PLAN_ID_MAX];
+    cr_assert(lease(&h, "tr", id, sizeof id));
+    cr_expect_eq(dp_sched_next_retry(h.s), 0, "nothing waits yet");
+    const uint64_t t1 = h.now;
+    failed(&h, id, 1, 0);
+    cr_expect_eq(dp_sched_next_retry(h.s), t1 + 1000);
+    /* within the wait: other tasks go out (and fail, so they wait too), the failed one does not */
+    int others = 0;
+    h.now = t1 + 999;
+    while (lease(&h, "tr", other, sizeof other)) {
+        cr_expect_str_neq(other, id);
+        failed(&h, other, 1, 0);
+        others++;
+    }
+    cr_expect_gt(others, 0, "the other trainer tasks were leased meanwhile");
+    cr_expect_eq(dp_sched_retry_due(h.s, h.now), 0);
+    cr_expect_eq(dp_sched_next_retry(h.s), t1 + 1000);
+    h.now = t1 + 1000;
+    cr_assert(lease(&h, "tr", other, sizeof other), "due at 1000 ms");
+    cr_expect_str_eq(other, id, "the only task due");
+    cr_expect_eq(dp_sched_next_retry(h.s), t1 + 1999, "the others' waits end later");
+    /* attempt 2 fails: the wait doubles */
+    h.now = t1 + 1500;
+    const uint64_t t2 = h.now;
+    failed(&h, id, 2, 0);
+    /* a replay keeps when the waits end */
+    dp_sched_t *r = dp_sched_new(NULL);
+    for (size_t i = 0; i < h.nlog; i++) cr_assert_eq(dp_sched_apply(r, h.log[i], h.at[i]), DP_OK);
+    cr_expect_eq(dp_sched_next_retry(r), dp_sched_next_retry(h.s));
+    cr_expect_eq(dp_sched_retry_due(r, t2 + 1999), (size_t)others, "the others, not the task");
+    cr_expect_eq(dp_sched_next_retry(r), t2 + 2000);
+    cr_expect_eq(dp_sched_retry_due(r, t2 + 2000), 1);
+    cr_expect_eq(dp_sched_next_retry(r), 0, "nothing waits any more");
+    dp_sched_destroy(&r);
+    int back = 0;
+    for (h.now = t2 + 1999; !back && lease(&h, "tr", other, sizeof other);) {
+        back = !strcmp(other, id);
+        done(&h, other);
+    }
+    cr_expect_eq(back, 0, "not within 2 x retry_ms of its second failure");
+    h.now = t2 + 2000;
+    cr_assert(lease(&h, "tr", other, sizeof other));
+    cr_expect_str_eq(other, id, "leased again 2 x retry_ms after its second failure");
+    harness_fini(&h);
+}
+
+/* retry_ms 0: a failed task is queued again at once. */
+Test(sched, retry_wait_zero_requeues_at_once)
+{
+    harness_t h;
+    harness_init(&h);
+    dp_sched_destroy(&h.s);
+    dp_sched_opts_t o;
+    dp_sched_opts_init(&o);
+    o.retry_ms = 0;
+    h.s = dp_sched_new(&o);
+    submit(&h, make_campaign(1, 1, 1), "t-1");
+    hello(&h, "tr", DP__V1__ROLE__ROLE_TRAINER, NULL, "a");
+    char id[DP_PLAN_ID_MAX], again[DP_PLAN_ID_MAX];
+    cr_assert(lease(&h, "tr", id, sizeof id));
+    failed(&h, id, 1, 0);
+    cr_expect_eq(dp_sched_next_retry(h.s), 0);
+    int back = 0;
+    for (int i = 0; i < 16 && !back && lease(&h, "tr", again, sizeof again); i++) {
+        back = !strcmp(again, id);
+        if (!back) done(&h, again);
+    }
+    cr_expect(back, "leased again at the same time");
     harness_fini(&h);
 }
 

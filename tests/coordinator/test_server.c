@@ -622,7 +622,8 @@ Test(server, silent_worker_loses_its_lease, .timeout = 60)
     cr_assert_str_eq(got->assign->task->id, id);
     cr_assert_eq(got->assign->task->attempt, 2);
     dp_wire_free(&got);
-    cr_assert(log_has("attempt 1: lease expired"), "%s", log_buf);
+    cr_assert(log_has("attempt 1 failed: lease expired"), "%s", log_buf);
+    cr_assert(log_has("(retry in 1000 ms)"), "%s", log_buf);
 
     usleep(300 * 1000); /* past its liveness (0.3 s) for sure */
     send_heartbeat(&a, NULL, NULL, 0);

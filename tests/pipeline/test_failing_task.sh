@@ -4,7 +4,8 @@
 # fails with a retryable "not found" (the object may appear) until
 # --max-attempts (3). Asserts: dp-submit --wait ends with exit 3 and its
 # summary names the failed tasks with the reason; the skipnet TRAIN ran 3
-# attempts (three starts in the worker logs) and is failed with the reason,
+# attempts (three starts in the worker logs, >= 1 s and >= 2 s apart: the
+# coordinator's retry waits) and is failed with the reason,
 # the tasks after it failed with it; the other model's cell completes, every
 # one of its tasks done once, its sample sets bit-identical to a fault-free
 # run of that model alone; the campaign report lists the failed TRAIN with
@@ -40,6 +41,20 @@ reason=$(pyq "$T/final.json" '[r.get("reason", "") for r in json.loads(c["summar
 case $reason in *"not found"*"$missing"*) ;; *) fail "TRAIN's reason in the summary: '$reason'" ;; esac
 starts=$(cat "$T"/logs/trainer-*.log | grep -c "task=$train train attempt [123]: started")
 [ "$starts" = 3 ] || fail "TRAIN started $starts times, expected 3"
+# each retry waited (--retry-ms, 1 s, doubled per attempt): attempts start >= 1 s, >= 2 s apart
+for a in 1 2; do
+  grep "task=$train" "$T/logs/coordinator.log" | grep -q "attempt $a failed: .*(retry in $((a * 1000)) ms)" ||
+    fail "the coordinator did not log attempt $a's wait: $(grep "task=$train" "$T/logs/coordinator.log")"
+done
+grep "task=$train" "$T/logs/coordinator.log" | grep -q "attempt 3 failed: .*(final)" ||
+  fail "the coordinator did not log attempt 3 as final"
+gaps=$(cat "$T"/logs/trainer-*.log | grep "task=$train train attempt [123]: started" | python3 -c '
+import sys, datetime
+t = sorted(datetime.datetime.fromisoformat(l.split()[0].rstrip("Z")) for l in sys.stdin)
+print(" ".join("%.3f" % (b - a).total_seconds() for a, b in zip(t, t[1:])))')
+python3 -c 'import sys; g = [float(v) for v in sys.argv[1:]]; sys.exit(not (len(g) == 2 and g[0] >= 1.0 and g[1] >= 2.0))' $gaps ||
+  fail "TRAIN's attempts started $gaps s apart, expected >= 1 s and >= 2 s"
+log "TRAIN's attempts started $gaps s apart (retry waits 1 s, 2 s)"
 bad=$(awk '$1 ~ /\/skipnet\// && $2 != "failed"' "$T/summary.tasks")
 [ -z "$bad" ] || fail "skipnet tasks not failed: $bad"
 bad=$(awk '$1 ~ /\/sdn_resnet\// && ($2 != "done" || $3 != 1)' "$T/summary.tasks")
