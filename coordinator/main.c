@@ -1,5 +1,6 @@
 /* dp-coordinator: parses its settings (one table: flag, environment
- * variable, type, bounds, default; flags over environment over defaults),
+ * variable, type, bounds, default; flags over the environment over a
+ * --config file over the defaults),
  * logs the effective ones, builds the server and runs its loop until
  * SIGINT or SIGTERM. `dp-coordinator keygen DIR [NAME]` writes a CURVE key
  * pair. Everything else is in server.c. */
@@ -13,6 +14,7 @@
 #include <strings.h>
 
 #include "server.h"
+#include "util/conf.h"
 #include "util/log.h"
 #include "wire/sock.h"
 
@@ -30,6 +32,7 @@ typedef struct cfg {
 } cfg_t;
 
 enum {
+    C_CONFIG,
     C_BIND,
     C_JOURNAL,
     C_HEARTBEAT,
@@ -49,6 +52,8 @@ enum {
 };
 
 static cfg_t cfg[C_COUNT] = {
+    [C_CONFIG] = {"config", "DP_COORD_CONFIG", CFG_STR, 0, 0, "",
+                  "a settings file: NAME = VALUE lines, NAME an option below without --", 0, 0, 0},
     [C_BIND] = {"bind", "DP_COORD_BIND", CFG_STR, 0, 0, "tcp://127.0.0.1:5555",
                 "endpoint of the ROUTER (tcp://HOST:PORT, PORT * picks one)", 0, 0, 0},
     [C_JOURNAL] = {"journal", "DP_COORD_JOURNAL", CFG_STR, 0, 0, "./dp-coordinator.journal",
@@ -88,7 +93,8 @@ static void usage(FILE *f)
                "       dp-coordinator keygen DIR [NAME]   write DIR/NAME.key (secret) and\n"
                "                                          DIR/NAME.pub; NAME defaults to\n"
                "                                          'coordinator'\n\n"
-               "options (flags override the environment, which overrides the defaults):\n");
+               "options (flags override the environment, which overrides a --config file,\n"
+               "which overrides the defaults):\n");
     for (int i = 0; i < C_COUNT; i++) {
         char left[64];
         snprintf(left, sizeof left, "--%s%s", cfg[i].flag, cfg[i].type == CFG_BOOL ? "" : " V");
@@ -138,7 +144,37 @@ static int parse_bool(const cfg_t *c, int *out)
     return 0;
 }
 
-/* Defaults, then the environment, then the flags. 0, or an exit status. */
+static dp_conf_t *g_file; /* --config's settings, which the table points into */
+
+static void free_file(void) { dp_conf_destroy(&g_file); }
+
+/* --config: its settings replace the defaults (not the environment or the
+ * flags). 0, or an exit status. */
+static int load_file(void)
+{
+    if (!*cfg[C_CONFIG].value) return 0;
+    if (dp_conf_load(cfg[C_CONFIG].value, &g_file)) {
+        fprintf(stderr, "dp-coordinator: --config (%s): %s\n", cfg[C_CONFIG].from, dp_err_detail());
+        return EXIT_USAGE;
+    }
+    atexit(free_file);
+    for (size_t k = 0; k < dp_conf_count(g_file); k++) {
+        int i = 0;
+        while (i < C_COUNT && (i == C_CONFIG || strcmp(cfg[i].flag, dp_conf_name(g_file, k)))) i++;
+        if (i == C_COUNT) {
+            fprintf(stderr, "dp-coordinator: %s: no setting '%s' (see --help)\n",
+                    dp_conf_where(g_file, k), dp_conf_name(g_file, k));
+            return EXIT_USAGE;
+        }
+        if (strcmp(cfg[i].from, "default")) continue;
+        cfg[i].value = dp_conf_value(g_file, k);
+        cfg[i].from = dp_conf_where(g_file, k);
+    }
+    return 0;
+}
+
+/* Defaults, then the environment, then the flags, then --config under
+ * them. 0, or an exit status. */
 static int load_config(int argc, char **argv)
 {
     for (int i = 0; i < C_COUNT; i++) {
@@ -170,7 +206,7 @@ static int load_config(int argc, char **argv)
         fprintf(stderr, "dp-coordinator: unexpected argument '%s'\n", argv[optind]);
         return EXIT_USAGE;
     }
-    return 0;
+    return load_file();
 }
 
 static void log_config(void)
@@ -182,7 +218,8 @@ static void log_config(void)
                               cfg[i].secret && *cfg[i].value ? "***" : cfg[i].value,
                               !strcmp(cfg[i].from, "flag")          ? "(flag)"
                               : !strcmp(cfg[i].from, "environment") ? "(env)"
-                                                                    : "");
+                              : !strcmp(cfg[i].from, "default")     ? ""
+                                                                    : "(file)");
     dp_info("dp-coordinator", "config: %s", line);
 }
 

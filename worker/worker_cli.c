@@ -1,6 +1,6 @@
 /* The command line of dp-worker and dp-measurer (one table of settings:
  * flag, environment variable, type, bounds, default; flags over the
- * environment over the defaults), shared by both mains: they differ in the
+ * environment over a --config file over the defaults), shared by both mains: they differ in the
  * role, the environment prefix (DP_WORKER_, DP_MEASURER_) and the
  * measurer's own settings (device class, energy probe, pinning) and its
  * --once mode (once.c). Everything else is in worker.c. The measuring
@@ -21,6 +21,7 @@
 #include "measure/probe.h"
 #include "nn/nn.h"
 #include "once.h"
+#include "util/conf.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/path.h"
@@ -41,6 +42,7 @@ typedef struct cfg {
 } cfg_t;
 
 enum {
+    C_CONFIG,
     C_COORD,
     C_CLASS,
     C_SCRATCH,
@@ -82,6 +84,9 @@ enum {
 static char d_warmup[32], d_reps[32], d_min_time[32], d_window[32], d_idle[32], d_load[32];
 
 static cfg_t cfg[C_COUNT] = {
+    [C_CONFIG] = {"config", "CONFIG", CFG_STR, 0, 0, "",
+                  "a settings file: NAME = VALUE lines, NAME an option below without --", 0, "", 0,
+                  0},
     [C_COORD] = {"coordinator", "=DP_COORDINATOR", CFG_STR, 0, 0, DP_WORKER_ENDPOINT,
                  "the coordinator's endpoint (tcp://HOST:PORT, ipc://, inproc://)", 0, "", 0, 0},
     [C_CLASS] = {"device-class", "DEVICE_CLASS", CFG_STR, 0, 0, "",
@@ -190,7 +195,8 @@ static void usage(FILE *f)
                             "seeds) here, without a coordinator.\n\n"
                           : "Runs TRAIN, GENERATE, BASELINE and REPORT tasks of the "
                             "coordinator's campaigns.\n\n");
-    fprintf(f, "options (flags override the environment, which overrides the defaults):\n");
+    fprintf(f, "options (flags override the environment, which overrides a --config file,\n"
+               "which overrides the defaults):\n");
     for (int i = 0; i < C_COUNT; i++) {
         if (!shown(i)) continue;
         char left[64];
@@ -215,6 +221,39 @@ static void usage(FILE *f)
             "-h, --help");
 }
 
+static dp_conf_t *g_file; /* --config's settings, which the table points into */
+
+static void free_file(void) { dp_conf_destroy(&g_file); }
+
+/* --config: its settings replace the defaults (not the environment or the
+ * flags). 0, or an exit status. */
+static int load_file(void)
+{
+    if (!*cfg[C_CONFIG].value) return 0;
+    if (dp_conf_load(cfg[C_CONFIG].value, &g_file)) {
+        fprintf(stderr, "%s: --config (%s): %s\n", g_prog, cfg[C_CONFIG].from, dp_err_detail());
+        return EXIT_USAGE;
+    }
+    atexit(free_file);
+    for (size_t k = 0; k < dp_conf_count(g_file); k++) {
+        int i = 0;
+        while (i < C_COUNT &&
+               (i == C_CONFIG || !shown(i) || strcmp(cfg[i].flag, dp_conf_name(g_file, k))))
+            i++;
+        if (i == C_COUNT) {
+            fprintf(stderr, "%s: %s: no setting '%s' (see --help)\n", g_prog,
+                    dp_conf_where(g_file, k), dp_conf_name(g_file, k));
+            return EXIT_USAGE;
+        }
+        if (strcmp(cfg[i].from, "default")) continue;
+        cfg[i].value = dp_conf_value(g_file, k);
+        cfg[i].from = dp_conf_where(g_file, k);
+    }
+    return 0;
+}
+
+/* Defaults, then the environment, then the flags, then --config under
+ * them. 0, -1 (--help printed), or an exit status. */
 static int load_config(int argc, char **argv, const char *prefix)
 {
     const dp_task_settings_t d = dp_task_settings_default();
@@ -259,7 +298,7 @@ static int load_config(int argc, char **argv, const char *prefix)
         fprintf(stderr, "%s: unexpected argument '%s'\n", g_prog, argv[optind]);
         return EXIT_USAGE;
     }
-    return 0;
+    return load_file();
 }
 
 static int parse_uint(const cfg_t *c, uint64_t *out)
@@ -440,7 +479,8 @@ static void log_config(void)
                                   cfg[i].value,
                                   !strcmp(cfg[i].from, "flag")          ? "(flag)"
                                   : !strcmp(cfg[i].from, "environment") ? "(env)"
-                                                                        : "");
+                                  : !strcmp(cfg[i].from, "default")     ? ""
+                                                                        : "(file)");
     dp_info(g_measurer ? "measurer" : "worker", "config: %s", line);
 }
 
