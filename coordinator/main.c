@@ -148,27 +148,28 @@ static dp_conf_t *g_file; /* --config's settings, which the table points into */
 
 static void free_file(void) { dp_conf_destroy(&g_file); }
 
-/* --config: its settings replace the defaults (not the environment or the
- * flags). 0, or an exit status. */
+/* A --config setting replaces its option's default (not the environment
+ * or a flag). */
+static int take(void *ctx, const char *name, const char *value, const char *where)
+{
+    (void)ctx;
+    for (int i = 0; i < C_COUNT; i++)
+        if (i != C_CONFIG && !strcmp(cfg[i].flag, name)) {
+            if (!strcmp(cfg[i].from, "default")) cfg[i].value = value, cfg[i].from = where;
+            return 0;
+        }
+    return -1;
+}
+
+/* --config's settings under the environment and the flags. 0, or an exit
+ * status. */
 static int load_file(void)
 {
     if (!*cfg[C_CONFIG].value) return 0;
-    if (dp_conf_load(cfg[C_CONFIG].value, &g_file)) {
+    atexit(free_file);
+    if (dp_conf_load(cfg[C_CONFIG].value, &g_file) || dp_conf_each(g_file, take, NULL)) {
         fprintf(stderr, "dp-coordinator: --config (%s): %s\n", cfg[C_CONFIG].from, dp_err_detail());
         return EXIT_USAGE;
-    }
-    atexit(free_file);
-    for (size_t k = 0; k < dp_conf_count(g_file); k++) {
-        int i = 0;
-        while (i < C_COUNT && (i == C_CONFIG || strcmp(cfg[i].flag, dp_conf_name(g_file, k)))) i++;
-        if (i == C_COUNT) {
-            fprintf(stderr, "dp-coordinator: %s: no setting '%s' (see --help)\n",
-                    dp_conf_where(g_file, k), dp_conf_name(g_file, k));
-            return EXIT_USAGE;
-        }
-        if (strcmp(cfg[i].from, "default")) continue;
-        cfg[i].value = dp_conf_value(g_file, k);
-        cfg[i].from = dp_conf_where(g_file, k);
     }
     return 0;
 }

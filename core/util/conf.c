@@ -172,6 +172,15 @@ const char *dp_conf_name(const dp_conf_t *c, size_t i) { return c->v[i].name; }
 const char *dp_conf_value(const dp_conf_t *c, size_t i) { return c->v[i].value; }
 const char *dp_conf_where(const dp_conf_t *c, size_t i) { return c->v[i].where; }
 
+dp_err_t dp_conf_each(const dp_conf_t *c, dp_conf_take_fn take, void *ctx)
+{
+    for (size_t i = 0; c && i < c->n; i++)
+        if (take(ctx, c->v[i].name, c->v[i].value, c->v[i].where))
+            return dp_err_set(DP_ERR_NOTFOUND, "%s: no setting '%s' (see --help)", c->v[i].where,
+                              c->v[i].name);
+    return DP_OK;
+}
+
 void dp_conf_destroy(dp_conf_t **pc)
 {
     if (!pc || !*pc) return;

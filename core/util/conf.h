@@ -36,6 +36,13 @@ const char *dp_conf_name(const dp_conf_t *c, size_t i);
 const char *dp_conf_value(const dp_conf_t *c, size_t i);
 const char *dp_conf_where(const dp_conf_t *c, size_t i);
 
+/* Gives each setting, in file order, to take (name, value, where: borrowed
+ * from c), which returns 0 when the program has that setting and -1 when it
+ * has not: then DP_ERR_NOTFOUND, "PATH:LINE: no setting 'NAME' (see
+ * --help)", and the settings after it are not given. */
+typedef int (*dp_conf_take_fn)(void *ctx, const char *name, const char *value, const char *where);
+dp_err_t dp_conf_each(const dp_conf_t *c, dp_conf_take_fn take, void *ctx);
+
 void dp_conf_destroy(dp_conf_t **c);
 
 #endif

@@ -73,6 +73,28 @@ Test(conf, settings_in_order_with_their_place)
     dp_conf_destroy(&c);
 }
 
+static int take_known(void *ctx, const char *name, const char *value, const char *where)
+{
+    (void)value, (void)where;
+    int *n = ctx;
+    if (strcmp(name, "known")) return -1;
+    (*n)++;
+    return 0;
+}
+
+/* dp_conf_each gives the settings in order and stops at the first the
+ * program does not have, naming it and its place. */
+Test(conf, each_stops_at_an_unknown_name)
+{
+    dp_conf_t *c = load_ok("known = 1\n\nother = 2\n");
+    int n = 0;
+    cr_expect_eq(dp_conf_each(c, take_known, &n), DP_ERR_NOTFOUND);
+    cr_expect_eq(n, 1, "the settings before the unknown one were given");
+    cr_expect(strstr(dp_err_detail(), ":3: no setting 'other' (see --help)") != NULL, "%s",
+              dp_err_detail());
+    dp_conf_destroy(&c);
+}
+
 Test(conf, bad_lines_are_named)
 {
     static const struct {
