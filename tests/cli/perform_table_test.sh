@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/perform-table.sh end to end at tiny settings: two models side by
 # side (JOBS=2), one JSON row per (model, norm, eps, method) with every key,
-# DeepSloth skipped on BlockDrop only; a second run reuses every file (no
+# DeepSloth skipped on BlockDrop only; scripts/perform-summary.py's counts
+# agree with the rows; a second run reuses every file (no
 # training, the same rows); a model whose files are garbage fails the run
 # with exit 1 and a message naming it, and the good model's files stay.
 # Usage: perform_table_test.sh SOURCE_DIR BUILD_DIR
@@ -33,6 +34,19 @@ for r in rows:
     assert r["seconds_per_input"] > 0 and 0 <= r["idpb_rate"] <= 1, r
 PY
 grep -q "skip deepsloth on blockdrop" "$work/a.log" || fail "no skip line for DeepSloth on BlockDrop"
+# the acceptance summary of those rows: 4 pairs, the counts as the rows give them
+python3 "$src/scripts/perform-summary.py" "$work/a.json" >"$work/a.sum" || fail "perform-summary failed"
+want=$(python3 - "$work/a.json" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))
+by = {}
+for r in rows: by.setdefault((r["model"], r["norm"], r["eps"]), {})[r["method"]] = r["iflops_mean"]
+print("DeepPerform >= ILFO: %d of %d" % (sum(v["deepperform"] >= v["ilfo"] for v in by.values()), len(by)))
+PY
+)
+grep -qx "pairs made: 4 of 4" "$work/a.sum" || fail "summary: $(cat "$work/a.sum")"
+grep -qx "$want" "$work/a.sum" || fail "summary says $(grep ILFO "$work/a.sum"), the rows: $want"
+[ "$(grep -c '^| \(sdn_resnet\|blockdrop\) |' "$work/a.sum")" = 2 ] || fail "summary rows: $(cat "$work/a.sum")"
 [ "$(grep -c '^perform-table: train ' "$work/a.log")" = 4 ] || fail "expected 4 trainings"
 # Linf generators take the scaled map by default (LINF_SCALED=1), L2 ones cannot
 head -c 4096 "$work/out/sdn_resnet-linf-0.09-generator.safetensors" | grep -q '"linf_scaled":"1"' ||
