@@ -30,7 +30,7 @@ static dp_err_t read_all(const char *path, char **text, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return dp_err_set(DP_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    char *buf = malloc(DP_CONF_MAX_BYTES + 1);
+    char *buf = malloc(DP_CONF_MAX_BYTES + 2); /* one byte over the limit, and the NUL */
     if (!buf) {
         fclose(f);
         return dp_err_set(DP_ERR_NOMEM, "out of memory reading %s", path);
@@ -42,12 +42,7 @@ static dp_err_t read_all(const char *path, char **text, size_t *len)
         free(buf);
         return dp_err_set(DP_ERR_IO, "cannot read %s", path);
     }
-    if (n > DP_CONF_MAX_BYTES) {
-        free(buf);
-        return dp_err_set(DP_ERR_RANGE, "%s is larger than %u bytes: not a settings file", path,
-                          DP_CONF_MAX_BYTES);
-    }
-    buf[n] = '\0';
+    buf[n] = '\0'; /* n may be DP_CONF_MAX_BYTES + 1: the parse refuses it */
     *text = buf;
     *len = n;
     return DP_OK;
@@ -132,20 +127,22 @@ static dp_err_t parse(dp_conf_t *c, size_t len, const char *path)
     return err;
 }
 
-dp_err_t dp_conf_parse(const char *text, size_t len, const char *path, dp_conf_t **out)
+/* The parse of text (len bytes, NUL-terminated at len, owned: kept in *out
+ * or freed). */
+static dp_err_t parse_owned(char *text, size_t len, const char *path, dp_conf_t **out)
 {
     *out = NULL;
-    if (len > DP_CONF_MAX_BYTES)
+    if (len > DP_CONF_MAX_BYTES) {
+        free(text);
         return dp_err_set(DP_ERR_RANGE, "%s is larger than %u bytes: not a settings file", path,
                           DP_CONF_MAX_BYTES);
+    }
     dp_conf_t *c = calloc(1, sizeof *c);
-    if (c) c->text = malloc(len + 1);
-    if (!c || !c->text) {
-        dp_conf_destroy(&c);
+    if (!c) {
+        free(text);
         return dp_err_set(DP_ERR_NOMEM, "out of memory reading %s", path);
     }
-    memcpy(c->text, text, len);
-    c->text[len] = '\0';
+    c->text = text;
     const dp_err_t err = parse(c, len, path);
     if (err) {
         dp_conf_destroy(&c);
@@ -155,16 +152,25 @@ dp_err_t dp_conf_parse(const char *text, size_t len, const char *path, dp_conf_t
     return DP_OK;
 }
 
+dp_err_t dp_conf_parse(const char *text, size_t len, const char *path, dp_conf_t **out)
+{
+    *out = NULL;
+    if (len > DP_CONF_MAX_BYTES) return parse_owned(NULL, len, path, out);
+    char *copy = malloc(len + 1);
+    if (!copy) return dp_err_set(DP_ERR_NOMEM, "out of memory reading %s", path);
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    return parse_owned(copy, len, path, out);
+}
+
 dp_err_t dp_conf_load(const char *path, dp_conf_t **out)
 {
     *out = NULL;
     if (!path || !*path) return dp_err_set(DP_ERR_INVALID, "no settings file named");
     char *text = NULL;
     size_t len = 0;
-    dp_err_t err = read_all(path, &text, &len);
-    if (!err) err = dp_conf_parse(text, len, path, out);
-    free(text);
-    return err;
+    const dp_err_t err = read_all(path, &text, &len);
+    return err ? err : parse_owned(text, len, path, out);
 }
 
 size_t dp_conf_count(const dp_conf_t *c) { return c ? c->n : 0; }
