@@ -183,6 +183,20 @@ if [ $up = 1 ]; then
   done
 fi
 if [ $up = 1 ]; then
+  # the bucket answers once the account and container servers do; an
+  # object's HEAD answers 503 until the object server listens too: wait for
+  # the 404 of a key never written
+  up=0
+  for _ in $(seq 1 200); do
+    code=$(s3curl -o /dev/null -w '%{http_code}' -I "http://127.0.0.1:$port/$bucket/run-swift-probe")
+    if [ "$code" = 404 ]; then
+      up=1
+      break
+    fi
+    sleep 0.05
+  done
+fi
+if [ $up = 1 ]; then
   echo "$port $pid $dir"
   exit 0
 fi
