@@ -608,7 +608,9 @@ Test(s3_fault, server_killed_mid_upload, .timeout = 180)
     memset(cap, 0, sizeof *cap);
     s = open_store(&st, "s3://dp-fault");
     dp_store_info_t info;
-    cr_assert_eq(dp_store_head(s, "victim.bin", &info), DP_ERR_NOTFOUND, "partial object visible");
+    dp_err_t herr = dp_store_head(s, "victim.bin", &info);
+    cr_assert_eq(herr, DP_ERR_NOTFOUND, "partial object visible? HEAD: %s: %s", dp_strerror(herr),
+                 herr ? dp_err_detail() : "found");
     int n = 0;
     cr_assert_eq(dp_store_list(s, "", count_any, &n), DP_OK, "%s", dp_err_detail());
     cr_assert_eq(n, 0, "no object may be listed");
