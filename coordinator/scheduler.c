@@ -781,6 +781,7 @@ static dp_err_t apply_snapshot(dp_sched_t *s, const Dp__V1__Snapshot *sn)
                 t->state == DP__V1__TASK_STATE__TASK_STATE_LEASED ? ts->worker_id : NULL);
         if (t->state == DP__V1__TASK_STATE__TASK_STATE_LEASED && !t->holder) t->holder = strdup("");
         t->deadline = ts->lease_deadline_unix_ms;
+        t->retry_at = t->state == DP__V1__TASK_STATE__TASK_STATE_QUEUED ? ts->retry_at_unix_ms : 0;
         if (ts->result) {
             set_str(&t->result, ts->result->summary_json);
             t->seconds = ts->result->seconds;
@@ -1447,6 +1448,8 @@ dp_err_t dp_sched_snapshot(const dp_sched_t *s, dp_sched_record_fn fn, void *ctx
                 ts[k].worker_id = t->holder ? t->holder : "";
                 ts[k].lease_deadline_unix_ms = t->deadline;
                 ts[k].reason = t->reason ? t->reason : "";
+                ts[k].retry_at_unix_ms =
+                    t->state == DP__V1__TASK_STATE__TASK_STATE_QUEUED ? t->retry_at : 0;
                 if (t->state == DP__V1__TASK_STATE__TASK_STATE_DONE) {
                     dp__v1__task_result__init(&tr[k]);
                     tr[k].summary_json = t->result ? t->result : "";

@@ -91,9 +91,9 @@ int dp_sched_pick(dp_sched_t *s, const char *worker_id, uint64_t now_ms, char *i
  * again. dp_sched_retry_due queues those whose wait has passed by now_ms
  * (dp_sched_pick does too) and returns how many; dp_sched_next_retry is the
  * earliest end of a wait still running, 0 when none is: the loop sleeps no
- * longer than that. Waits survive a replay of their TaskFailed records (each
- * at its record's time); a snapshot does not keep them, so after a
- * compaction and a restart those tasks are leasable at once. */
+ * longer than that. Waits survive a restart: a replay of their TaskFailed
+ * records ends each at its record's time plus the wait, and a snapshot
+ * holds each wait's end. */
 size_t dp_sched_retry_due(dp_sched_t *s, uint64_t now_ms);
 /* How long a task waits after its attempt failed (ms). */
 uint64_t dp_sched_retry_wait(const dp_sched_t *s, uint32_t attempt);

@@ -350,6 +350,26 @@ Test(sched, silent_worker_lease_expires_and_host_exclusive)
 /* A failed task is not leased again before retry_ms has passed, the wait
  * doubles per attempt, other tasks are leased meanwhile, and a replay of the
  * journal (each record at its own time) keeps when each wait ends. */
+typedef struct snap_target {
+    dp_sched_t *s;
+    uint64_t now;
+} snap_target_t;
+
+/* Round-trips each snapshot record through its wire form, then applies it. */
+static dp_err_t snap_apply(void *ctx, Dp__V1__JournalRecord *rec)
+{
+    snap_target_t *t = ctx;
+    const size_t len = dp__v1__journal_record__get_packed_size(rec);
+    uint8_t *buf = malloc(len + 1);
+    dp__v1__journal_record__pack(rec, buf);
+    Dp__V1__JournalRecord *copy = dp__v1__journal_record__unpack(NULL, len, buf);
+    free(buf);
+    cr_assert_not_null(copy);
+    dp_err_t err = dp_sched_apply(t->s, copy, t->now);
+    dp__v1__journal_record__free_unpacked(copy, NULL);
+    return err;
+}
+
 Test(sched, failed_task_waits_before_its_retry)
 {
     harness_t h;
@@ -390,6 +410,15 @@ Test(sched, failed_task_waits_before_its_retry)
     cr_expect_eq(dp_sched_retry_due(r, t2 + 2000), 1);
     cr_expect_eq(dp_sched_next_retry(r), 0, "nothing waits any more");
     dp_sched_destroy(&r);
+    /* so does a snapshot (a compaction, then a restart) */
+    snap_target_t tgt = {dp_sched_new(NULL), h.now};
+    cr_assert_eq(dp_sched_snapshot(h.s, snap_apply, &tgt), DP_OK);
+    dp_sched_after_replay(tgt.s, h.now);
+    cr_expect_eq(dp_sched_next_retry(tgt.s), dp_sched_next_retry(h.s));
+    cr_expect_eq(dp_sched_retry_due(tgt.s, t2 + 1999), (size_t)others, "the others, not the task");
+    cr_expect_eq(dp_sched_next_retry(tgt.s), t2 + 2000);
+    cr_expect_eq(dp_sched_retry_due(tgt.s, t2 + 2000), 1);
+    dp_sched_destroy(&tgt.s);
     int back = 0;
     for (h.now = t2 + 1999; !back && lease(&h, "tr", other, sizeof other);) {
         back = !strcmp(other, id);
@@ -425,26 +454,6 @@ Test(sched, retry_wait_zero_requeues_at_once)
     }
     cr_expect(back, "leased again at the same time");
     harness_fini(&h);
-}
-
-typedef struct snap_target {
-    dp_sched_t *s;
-    uint64_t now;
-} snap_target_t;
-
-/* Round-trips each snapshot record through its wire form, then applies it. */
-static dp_err_t snap_apply(void *ctx, Dp__V1__JournalRecord *rec)
-{
-    snap_target_t *t = ctx;
-    const size_t len = dp__v1__journal_record__get_packed_size(rec);
-    uint8_t *buf = malloc(len + 1);
-    dp__v1__journal_record__pack(rec, buf);
-    Dp__V1__JournalRecord *copy = dp__v1__journal_record__unpack(NULL, len, buf);
-    free(buf);
-    cr_assert_not_null(copy);
-    dp_err_t err = dp_sched_apply(t->s, copy, t->now);
-    dp__v1__journal_record__free_unpacked(copy, NULL);
-    return err;
 }
 
 /* Cancel ends every open task; a snapshot of a campaign in progress replays
