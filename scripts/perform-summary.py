@@ -5,7 +5,11 @@ dp-perform evaluate --json), DeepPerform's mean I-FLOPs against ILFO's and
 against random noise's, whether every method's outputs are within budget,
 and the counts the acceptance asks for.
 
-Usage: perform-summary.py TABLE.json   (one Markdown table, then the counts)
+Usage: perform-summary.py [--rows] TABLE.json [MORE.json ...]
+  --rows  first print the rows themselves as a Markdown table (the columns
+          of docs/PERFORM.md's tables)
+Several files are read as one table (a table made in parts): a row for a
+(model, norm, eps, method) already read is replaced by the later file's.
 A pair lacking DeepPerform or ILFO is shown as "(not yet)"; where random
 noise's mean is not positive, its mean is shown ("r -0.9") instead of a
 ratio, and the pair is left out of the ratio's range."""
@@ -13,17 +17,67 @@ import json
 import sys
 
 
+def read_rows(path):
+    with open(path) as f:
+        rows = json.load(f)
+    if isinstance(rows, dict):
+        if "rows" not in rows:
+            raise ValueError("an object without 'rows'")
+        rows = rows["rows"]
+    if not isinstance(rows, list):
+        raise ValueError("not a list of rows")
+    return rows
+
+
+def print_rows(rows):
+    print("| model | norm | eps | method | n | I-FLOPs mean % | max % | exec x' | PSNR dB "
+          "| max norm | s/input | IDPB rate |")
+    print("|---" * 12 + "|")
+    for r in rows:
+        print("| %s | %s | %g | %s | %d | %.1f | %.1f | %.3f | %.1f | %.4g | %.3g | %.3f |" % (
+            r["model"], r["norm"], float(r["eps"]), r["method"], r["n"], r["iflops_mean"],
+            r["iflops_max"], r["exec_fraction_mean"], r["psnr_mean"], r["norm_max"],
+            r["seconds_per_input"], r["idpb_rate"]))
+    print()
+
+
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
-        print(__doc__.strip(), file=sys.stderr if len(sys.argv) != 2 else sys.stdout)
-        return 0 if len(sys.argv) == 2 else 2
-    try:
-        with open(sys.argv[1]) as f:
-            rows = json.load(f)
-    except (OSError, ValueError) as e:
-        print(f"perform-summary: {sys.argv[1]}: {e}", file=sys.stderr)
-        return 1
-    rows = rows["rows"] if isinstance(rows, dict) else rows
+    args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__.strip(), file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    show_rows = args[0] == "--rows"
+    files = args[1:] if show_rows else args
+    if not files:
+        print("perform-summary: no TABLE.json given (--help)", file=sys.stderr)
+        return 2
+    rows, where = [], {}
+    for path in files:
+        try:
+            got = read_rows(path)
+        except (OSError, ValueError) as e:
+            print(f"perform-summary: {path}: {e}", file=sys.stderr)
+            return 1
+        for r in got:
+            if not isinstance(r, dict):
+                print(f"perform-summary: {path}: a row that is not an object: {r}", file=sys.stderr)
+                return 1
+            try:
+                k = (r["model"], r["norm"], float(r["eps"]), r["method"])
+            except (KeyError, TypeError, ValueError) as e:
+                print(f"perform-summary: {path}: a row without {e}: {r}", file=sys.stderr)
+                return 1
+            if k in where:
+                rows[where[k]] = r
+            else:
+                where[k] = len(rows)
+                rows.append(r)
+    if show_rows:
+        try:
+            print_rows(rows)
+        except (KeyError, TypeError, ValueError) as e:
+            print(f"perform-summary: a row without {e}", file=sys.stderr)
+            return 1
     models, budgets, by = [], [], {}
     for r in rows:
         try:
@@ -31,7 +85,7 @@ def main():
             by.setdefault((r["model"], b), {})[r["method"]] = r
             float(r["iflops_mean"])
         except (KeyError, TypeError, ValueError) as e:
-            print(f"perform-summary: {sys.argv[1]}: a row without {e}: {r}", file=sys.stderr)
+            print(f"perform-summary: a row without {e}: {r}", file=sys.stderr)
             return 1
         if r["model"] not in models:
             models.append(r["model"])

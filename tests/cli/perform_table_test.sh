@@ -2,7 +2,8 @@
 # scripts/perform-table.sh end to end at tiny settings: two models side by
 # side (JOBS=2), one JSON row per (model, norm, eps, method) with every key,
 # DeepSloth skipped on BlockDrop only; scripts/perform-summary.py's counts
-# agree with the rows; a second run reuses every file (no
+# agree with the rows, also when the rows come in two files (--rows prints
+# them); a second run reuses every file (no
 # training, the same rows); a model whose files are garbage fails the run
 # with exit 1 and a message naming it, and the good model's files stay.
 # Usage: perform_table_test.sh SOURCE_DIR BUILD_DIR
@@ -47,6 +48,32 @@ PY
 grep -qx "pairs made: 4 of 4" "$work/a.sum" || fail "summary: $(cat "$work/a.sum")"
 grep -qx "$want" "$work/a.sum" || fail "summary says $(grep ILFO "$work/a.sum"), the rows: $want"
 [ "$(grep -c '^| \(sdn_resnet\|blockdrop\) |' "$work/a.sum")" = 2 ] || fail "summary rows: $(cat "$work/a.sum")"
+# --rows: one Markdown row per JSON row first; a table given in two parts (the
+# rows split, one row repeated with another value) reads as one, the later
+# file's row replacing the earlier
+python3 - "$work/a.json" "$work/p1.json" "$work/p2.json" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))
+rows = rows if isinstance(rows, list) else rows["rows"]
+json.dump(rows[:5] + [dict(rows[5], iflops_mean=-777.25)], open(sys.argv[2], "w"))
+json.dump(rows[5:], open(sys.argv[3], "w"))
+PY
+python3 "$src/scripts/perform-summary.py" --rows "$work/p1.json" "$work/p2.json" >"$work/p.sum" ||
+  fail "perform-summary --rows failed"
+nrows=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(len(r if isinstance(r, list) else r["rows"]))' "$work/a.json")
+[ "$(grep -c '^| \(sdn_resnet\|blockdrop\) | \(linf\|l2\) |' "$work/p.sum")" = "$nrows" ] ||
+  fail "--rows: not $nrows rows: $(cat "$work/p.sum")"
+grep -q -- '-777.2' "$work/p.sum" && fail "--rows: the first part's row was not replaced: $(cat "$work/p.sum")"
+diff <(sed -n '/^| model | Linf/,$p' "$work/p.sum") "$work/a.sum" >/dev/null ||
+  fail "the table in two parts summarises otherwise: $(cat "$work/p.sum")"
+rc=0
+python3 "$src/scripts/perform-summary.py" --rows >/dev/null 2>"$work/e.log" || rc=$?
+[ $rc = 2 ] || fail "no file: exit $rc, expected 2"
+echo '{"rows": [1]}' >"$work/bad.json"
+rc=0
+python3 "$src/scripts/perform-summary.py" "$work/bad.json" >/dev/null 2>"$work/e.log" || rc=$?
+[ $rc = 1 ] && grep -q "bad.json: a row that is not an object" "$work/e.log" ||
+  fail "bad row: exit $rc: $(cat "$work/e.log")"
 [ "$(grep -c '^perform-table: train ' "$work/a.log")" = 4 ] || fail "expected 4 trainings"
 # Linf generators take the scaled map by default (LINF_SCALED=1), L2 ones cannot
 head -c 4096 "$work/out/sdn_resnet-linf-0.09-generator.safetensors" | grep -q '"linf_scaled":"1"' ||
