@@ -51,7 +51,9 @@ def main():
     if not files:
         print("perform-summary: no TABLE.json given (--help)", file=sys.stderr)
         return 2
-    rows, where = [], {}
+    # (model, norm, eps, method) -> row; a later row replaces an earlier one
+    # in its place (a dict keeps the first insertion's order)
+    rows = {}
     for path in files:
         try:
             got = read_rows(path)
@@ -63,32 +65,24 @@ def main():
                 print(f"perform-summary: {path}: a row that is not an object: {r}", file=sys.stderr)
                 return 1
             try:
-                k = (r["model"], r["norm"], float(r["eps"]), r["method"])
+                float(r["iflops_mean"])
+                rows[(r["model"], r["norm"], float(r["eps"]), r["method"])] = r
             except (KeyError, TypeError, ValueError) as e:
-                print(f"perform-summary: {path}: a row without {e}: {r}", file=sys.stderr)
+                print(f"perform-summary: {path}: a row with a missing or bad field ({e!r}): {r}",
+                      file=sys.stderr)
                 return 1
-            if k in where:
-                rows[where[k]] = r
-            else:
-                where[k] = len(rows)
-                rows.append(r)
     if show_rows:
         try:
-            print_rows(rows)
+            print_rows(rows.values())
         except (KeyError, TypeError, ValueError) as e:
-            print(f"perform-summary: a row without {e}", file=sys.stderr)
+            print(f"perform-summary: a row with a missing or bad field ({e!r})", file=sys.stderr)
             return 1
     models, budgets, by = [], [], {}
-    for r in rows:
-        try:
-            b = (r["norm"], float(r["eps"]))
-            by.setdefault((r["model"], b), {})[r["method"]] = r
-            float(r["iflops_mean"])
-        except (KeyError, TypeError, ValueError) as e:
-            print(f"perform-summary: a row without {e}: {r}", file=sys.stderr)
-            return 1
-        if r["model"] not in models:
-            models.append(r["model"])
+    for (model, norm, eps, method), r in rows.items():
+        b = (norm, eps)
+        by.setdefault((model, b), {})[method] = r
+        if model not in models:
+            models.append(model)
         if b not in budgets:
             budgets.append(b)
     budgets.sort(key=lambda b: (b[0] != "linf", b[1]))
